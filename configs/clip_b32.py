@@ -1,0 +1,33 @@
+"""RE fine-tuning of OpenAI CLIP ViT-B/32 with the paper's settings (SPEC section 3)."""
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.model = "openai/clip-vit-base-patch32"  # hub id or local HF directory
+  config.random_init = None  # or a ConfigDict of sizes (see configs/demo.py)
+  config.train_csv = "../shared/hierarcaps/hierarcaps_coco_train.csv.gz"
+  config.skip_bad_rows = False
+  config.workdir = "workdirs/clip_b32"
+  config.export_dir = ""  # default: <workdir>/hf_export
+
+  config.batch_size = 8
+  config.num_epochs = 1
+  config.total_steps = -1  # > 0 overrides num_epochs
+  config.seed = 0
+  config.length_multiple = 8  # texts are padded to a multiple of this (fewer recompiles)
+
+  config.lr = 1e-7
+  config.schedule = "constant"  # or "warmup_cosine"
+  config.warmup_steps = 0
+  config.weight_decay = 0.01
+  config.b1, config.b2, config.eps = 0.9, 0.999, 1e-8
+  config.grad_clip_norm = 0.0  # 0: no clipping (the release clips nothing)
+
+  config.lambda_p, config.lambda_e, config.lambda_m = 10.0, 1.0, 1.0
+  config.remat = False
+
+  config.log_every = 50
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 3
+  return config

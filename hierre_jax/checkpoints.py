@@ -1,0 +1,164 @@
+"""Hugging Face CLIP checkpoints <-> Flax parameters, both directions.
+
+`load_clip(path_or_hub_id)` reads a `CLIPModel` directory (config.json plus
+model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
+returns `(ClipConfig, params)`. `export_clip(...)` writes a directory that
+`transformers.CLIPModel.from_pretrained` loads. Safetensors need no torch.
+"""
+import json
+import os
+import re
+import shutil
+
+import jax
+import numpy as np
+import safetensors.numpy
+import transformers
+
+from hierre_jax import models
+
+# Non-persistent buffers some checkpoints carry; they hold no weights.
+IGNORED_KEYS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "preprocessor_config.json")
+
+
+def resolve_model_dir(path_or_id):
+  """A local directory as is; otherwise a hub id, downloaded (needs network)."""
+  if os.path.isdir(path_or_id):
+    return path_or_id
+  if os.path.exists(path_or_id) or path_or_id.startswith((".", "/")):
+    raise FileNotFoundError(f"{path_or_id}: not a checkpoint directory")
+  import huggingface_hub  # pylint: disable=g-import-not-at-top
+  return huggingface_hub.snapshot_download(
+      path_or_id, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+
+
+def read_state_dict(model_dir):
+  """All tensors of a checkpoint directory as float32 numpy arrays, by HF key."""
+  single = os.path.join(model_dir, "model.safetensors")
+  index = os.path.join(model_dir, "model.safetensors.index.json")
+  bin_file = os.path.join(model_dir, "pytorch_model.bin")
+  if os.path.exists(single):
+    tensors = safetensors.numpy.load_file(single)
+  elif os.path.exists(index):
+    with open(index) as f:
+      files = sorted(set(json.load(f)["weight_map"].values()))
+    tensors = {}
+    for name in files:
+      tensors.update(safetensors.numpy.load_file(os.path.join(model_dir, name)))
+  elif os.path.exists(bin_file):
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError(f"{bin_file}: reading pytorch_model.bin needs torch "
+                        "(pip install 'hierre_jax[torch]'), or convert it to safetensors") from e
+    state = torch.load(bin_file, map_location="cpu", weights_only=True)
+    tensors = {k: v.float().numpy() for k, v in state.items()}
+  else:
+    raise FileNotFoundError(f"{model_dir}: no model.safetensors, model.safetensors.index.json "
+                            "or pytorch_model.bin")
+  return {k: np.asarray(v, np.float32) for k, v in tensors.items() if k not in IGNORED_KEYS}
+
+
+def hf_key_to_path(key, ndim):
+  """'text_model.encoder.layers.3.mlp.fc1.weight' -> ('text_model', ..., 'layers_3', ..., 'kernel')."""
+  parts = re.sub(r"\.layers\.(\d+)\.", r".layers_\1.", key).split(".")
+  if parts[-1] == "weight":
+    if ndim == 1:
+      parts[-1] = "scale"
+    elif parts[-2].endswith("embedding") and ndim == 2:
+      parts[-1] = "embedding"
+    else:
+      parts[-1] = "kernel"
+  return tuple(parts)
+
+
+def path_to_hf_key(path):
+  key = re.sub(r"\.layers_(\d+)\.", r".layers.\1.", ".".join(path))
+  return re.sub(r"\.(scale|embedding|kernel)$", ".weight", key)
+
+
+def to_flax_array(leaf, value):
+  """HF tensor -> Flax layout: Linear (out, in) -> (in, out); Conv OIHW -> HWIO."""
+  if leaf == "kernel" and value.ndim == 2:
+    return value.T
+  if leaf == "kernel" and value.ndim == 4:
+    return value.transpose(2, 3, 1, 0)
+  return value
+
+
+def to_hf_array(leaf, value):
+  if leaf == "kernel" and value.ndim == 2:
+    return value.T
+  if leaf == "kernel" and value.ndim == 4:
+    return value.transpose(3, 2, 0, 1)
+  return value
+
+
+def state_dict_to_params(state_dict, config, source="checkpoint"):
+  """HF state dict -> Flax param tree, checked key by key against `config`."""
+  expected = {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
+              for path, leaf in jax.tree_util.tree_leaves_with_path(models.param_shapes(config))}
+  missing = sorted(set(expected) - set(state_dict))
+  unexpected = sorted(set(state_dict) - set(expected))
+  if missing or unexpected:
+    raise KeyError(f"{source}: keys do not match a CLIPModel of this config; "
+                   f"missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                   f"unexpected: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+  params = {}
+  for key, value in state_dict.items():
+    path = hf_key_to_path(key, value.ndim)
+    value = to_flax_array(path[-1], value)
+    if value.shape != expected[key]:
+      raise ValueError(f"{source}: {key} has shape {value.shape} in Flax layout, "
+                       f"config expects {expected[key]}")
+    node = params
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = value
+  return params
+
+
+def params_to_state_dict(params):
+  """Flax param tree -> HF state dict of C-contiguous float32 numpy arrays (0-d kept 0-d)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    names = tuple(k.key for k in path)
+    out[path_to_hf_key(names)] = np.array(
+        to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
+  return out
+
+
+def load_hf_config(model_dir):
+  if not os.path.exists(os.path.join(model_dir, "config.json")):
+    raise FileNotFoundError(f"{model_dir}: config.json is missing")
+  return transformers.CLIPConfig.from_pretrained(model_dir)
+
+
+def load_clip(path_or_id):
+  """Returns (ClipConfig, params, model_dir) of a Hugging Face CLIPModel checkpoint."""
+  model_dir = resolve_model_dir(path_or_id)
+  config = models.ClipConfig.from_hf(load_hf_config(model_dir))
+  params = state_dict_to_params(read_state_dict(model_dir), config, source=model_dir)
+  return config, jax.tree.map(np.asarray, params), model_dir
+
+
+def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
+  """Writes config.json + model.safetensors (+ tokenizer files of `tokenizer_dir`)."""
+  os.makedirs(out_dir, exist_ok=True)
+  hf_config.architectures = ["CLIPModel"]
+  hf_config.save_pretrained(out_dir)
+  safetensors.numpy.save_file(params_to_state_dict(params),
+                              os.path.join(out_dir, "model.safetensors"),
+                              metadata={"format": "pt"})
+  copy_tokenizer_files(tokenizer_dir, out_dir)
+  return out_dir
+
+
+def copy_tokenizer_files(src_dir, out_dir):
+  if not src_dir:
+    return
+  for name in TOKENIZER_FILES:
+    if os.path.exists(os.path.join(src_dir, name)) and not os.path.samefile(src_dir, out_dir):
+      shutil.copy(os.path.join(src_dir, name), os.path.join(out_dir, name))

@@ -1,0 +1,72 @@
+"""Unit-normalised CLIP features of texts and images, in jitted, data-parallel batches."""
+import jax
+import numpy as np
+import tqdm
+
+from hierre_jax import geometry
+from hierre_jax import models
+from hierre_jax import sharding
+from hierre_jax import tokenizer as tokenizer_lib
+
+# The parameters `encode_text` reads; the vision tower is not needed for texts.
+TEXT_PARAM_KEYS = ("text_model", "text_projection", "logit_scale")
+
+
+def text_params(params):
+  return {k: params[k] for k in TEXT_PARAM_KEYS}
+
+
+def text_encoder(config, remat=False):
+  """-> fn(params, ids [N, L]) -> unit-normalised text features [N, P]."""
+  model = models.CLIP(config, remat)
+  return lambda params, ids: geometry.normalize(
+      model.apply({"params": params}, ids, method=models.CLIP.encode_text))
+
+
+def image_encoder(config):
+  """-> fn(params, pixels [N, H, W, C]) -> unit-normalised image features [N, P]."""
+  model = models.CLIP(config)
+  return lambda params, pixels: geometry.normalize(
+      model.apply({"params": params}, pixels, method=models.CLIP.encode_image))
+
+
+def root_ids(tokenizer):
+  """[1, 2] ids of the empty string: the RE root text."""
+  return np.asarray(tokenizer_lib.tokenize(tokenizer, [""]), np.int32)
+
+
+def _run_batched(fn, params, inputs, batch_size, mesh, desc):
+  """Applies jitted `fn` over `inputs` (list of per-batch numpy arrays) -> concatenated numpy."""
+  out = []
+  for x in tqdm.tqdm(inputs, desc=desc, leave=False, disable=len(inputs) < 2):
+    n = len(x)
+    if n < batch_size:  # pad the last batch so that shapes (and compilations) repeat
+      x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
+    out.append(np.asarray(fn(params, sharding.put_global_batch(x, mesh)))[:n])
+  return np.concatenate(out)
+
+
+def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None):
+  """Strings -> [N, P] float32 unit features. Texts are sorted by length into buckets."""
+  mesh = mesh or sharding.make_mesh()
+  sharding.check_batch_size(batch_size, mesh)
+  ids = tokenizer_lib.tokenize(tokenizer, texts)
+  order = np.argsort([len(t) for t in ids], kind="stable")
+  batches = []
+  for start in range(0, len(order), batch_size):
+    chunk = [ids[i] for i in order[start:start + batch_size]]
+    length = tokenizer_lib.bucket_length(max(map(len, chunk)))
+    batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
+  encode = jax.jit(text_encoder(config))
+  feats = _run_batched(encode, text_params(params), batches, batch_size, mesh, "texts")
+  out = np.empty_like(feats)
+  out[order] = feats
+  return out
+
+
+def embed_images(config, params, pixel_batches, batch_size, mesh=None):
+  """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features."""
+  mesh = mesh or sharding.make_mesh()
+  sharding.check_batch_size(batch_size, mesh)
+  encode = jax.jit(image_encoder(config))
+  return _run_batched(encode, params, list(pixel_batches), batch_size, mesh, "images")

@@ -1,0 +1,44 @@
+"""Radial Embedding geometry (SPEC section 2): radius from the root and exterior angle.
+
+All functions take unit-normalised embeddings and broadcast over leading axes.
+Gradients are finite everywhere: degenerate inputs (a zero difference vector,
+cosine at +-1) get a defined value and a zero or bounded derivative.
+"""
+import jax.numpy as jnp
+
+# Squared norms below this count as zero vectors.
+TINY = 1e-12
+# The cosine is clipped to [-1 + COS_MARGIN, 1 - COS_MARGIN] before arccos.
+COS_MARGIN = 1e-6
+
+
+def safe_norm(v):
+  """[..., D] -> ([...] norm, [...] bool is_nonzero); the gradient at v == 0 is zero."""
+  sq = jnp.sum(v * v, axis=-1)
+  nonzero = sq > TINY
+  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0), nonzero
+
+
+def normalize(v):
+  """[..., D] -> unit vectors (zero vectors stay zero)."""
+  n, nonzero = safe_norm(v)
+  return v / jnp.where(nonzero, n, 1.0)[..., None]
+
+
+def radius(x, root):
+  """Genericness d(x) = ||x - r||: [..., D], [D] -> [...]."""
+  return safe_norm(x - root)[0]
+
+
+def exterior_angle(x, y, root):
+  """ext(x, y) = angle between x - r and y - x, in [0, pi]: [..., D] x2, [D] -> [...].
+
+  pi/2 (with zero gradient) when y == x or x == r, where the angle is undefined.
+  """
+  u, w = x - root, y - x
+  nu, ok_u = safe_norm(u)
+  nw, ok_w = safe_norm(w)
+  ok = ok_u & ok_w
+  cos = jnp.sum(u * w, axis=-1) / jnp.where(ok, nu * nw, 1.0)
+  cos = jnp.where(ok, jnp.clip(cos, -1.0 + COS_MARGIN, 1.0 - COS_MARGIN), 0.0)
+  return jnp.arccos(cos)

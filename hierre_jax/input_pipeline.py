@@ -1,0 +1,123 @@
+"""HierarCaps CSV files and deterministic, tokenised training batches.
+
+Formats (tiers joined by ' => ', general to specific):
+  train / expanded: positive,negative,image_url   (4 + 4 texts per row)
+  test:             id,captions,image_url         (4 texts per row)
+"""
+import csv
+import dataclasses
+import gzip
+import os
+
+import numpy as np
+
+from hierre_jax import tokenizer as tokenizer_lib
+
+NUM_TIERS = 4
+TIER_SEPARATOR = "=>"
+
+
+class DataError(ValueError):
+  """A malformed row; the message names the file and row."""
+
+
+@dataclasses.dataclass
+class Hierarchies:
+  """Rows of a HierarCaps file. `negatives` is None for the test format."""
+  positives: list  # [N][4] str
+  negatives: list | None  # [N][4] str
+  images: list  # [N] image file names (last path component of image_url)
+  num_skipped: int = 0
+
+  def __len__(self):
+    return len(self.positives)
+
+
+def open_text(path):
+  return gzip.open(path, "rt", encoding="utf-8", newline="") if path.endswith(".gz") else open(
+      path, encoding="utf-8", newline="")
+
+
+def split_tiers(cell, where):
+  """'a => b => c => d' -> ['a', 'b', 'c', 'd'], or DataError naming `where`."""
+  tiers = [t.strip() for t in (cell or "").split(TIER_SEPARATOR)]
+  if len(tiers) != NUM_TIERS or not all(tiers):
+    raise DataError(f"{where}: expected {NUM_TIERS} non-empty tiers separated by "
+                    f"'{TIER_SEPARATOR}', got {len(tiers)}: {(cell or '')[:100]!r}")
+  return tiers
+
+
+def read_hierarchies(path, skip_bad_rows=False):
+  """Reads a train/expanded (positive,negative,image_url) or test (id,captions,image_url) file.
+
+  A malformed row raises DataError naming file and row, or with `skip_bad_rows`
+  is skipped and counted in `num_skipped`.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no such HierarCaps file")
+  with open_text(path) as f:
+    reader = csv.DictReader(f)
+    columns = set(reader.fieldnames or ())
+    if {"positive", "negative", "image_url"} <= columns:
+      text_columns = ("positive", "negative")
+    elif {"captions", "image_url"} <= columns:
+      text_columns = ("captions",)
+    else:
+      raise DataError(f"{path}: header {reader.fieldnames} has neither the train columns "
+                      "positive,negative,image_url nor the test columns id,captions,image_url")
+    out = Hierarchies([], [] if len(text_columns) == 2 else None, [])
+    for row_number, row in enumerate(reader, start=1):
+      where = f"{path}: row {row_number} (line {reader.line_num})"
+      try:
+        if None in row or any(row.get(c) is None for c in text_columns + ("image_url",)):
+          raise DataError(f"{where}: expected {len(reader.fieldnames)} columns "
+                          f"{reader.fieldnames}, got a different number")
+        tiers = [split_tiers(row[c], f"{where}, column {c!r}") for c in text_columns]
+        if not row["image_url"].strip():
+          raise DataError(f"{where}: empty image_url")
+      except DataError:
+        if not skip_bad_rows:
+          raise
+        out.num_skipped += 1
+        continue
+      out.positives.append(tiers[0])
+      if out.negatives is not None:
+        out.negatives.append(tiers[1])
+      out.images.append(row["image_url"].strip().rsplit("/", 1)[-1])
+  if not out.positives:
+    raise DataError(f"{path}: no usable rows")
+  return out
+
+
+class TrainBatches:
+  """Tokenised training rows; `batch(step)` is a pure function of (seed, step).
+
+  Each epoch is a fresh permutation drawn from (seed, epoch); the last partial
+  batch of an epoch is left out so that every step has the same shape. A
+  resumed run asking for step k gets exactly the rows an uninterrupted run got.
+  """
+
+  def __init__(self, data: Hierarchies, tokenizer, batch_size, seed, length_multiple=8):
+    if data.negatives is None:
+      raise DataError("training needs the positive,negative,image_url format")
+    if batch_size > len(data):
+      raise DataError(f"batch_size {batch_size} exceeds the {len(data)} training rows")
+    texts = [p + n for p, n in zip(data.positives, data.negatives)]
+    flat = tokenizer_lib.tokenize(tokenizer, [t for row in texts for t in row])
+    self.lengths = np.array([len(ids) for ids in flat], np.int32).reshape(-1, 2 * NUM_TIERS)
+    self.ids = tokenizer_lib.pad(flat, tokenizer_lib.MAX_LENGTH, tokenizer.pad_token_id)
+    self.ids = self.ids.reshape(len(data), 2 * NUM_TIERS, tokenizer_lib.MAX_LENGTH)
+    self.batch_size, self.seed, self.length_multiple = batch_size, seed, length_multiple
+    self.steps_per_epoch = len(data) // batch_size
+    self.rows_left_out_per_epoch = len(data) % batch_size
+
+  def row_indices(self, step):
+    epoch, offset = divmod(step, self.steps_per_epoch)
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.ids))
+    return order[offset * self.batch_size:(offset + 1) * self.batch_size]
+
+  def batch(self, step):
+    """-> [batch_size, 8, L] int32 ids (p1..p4, n1..n4), L bucketed to the longest text."""
+    rows = self.row_indices(step)
+    length = tokenizer_lib.bucket_length(int(self.lengths[rows].max()), self.length_multiple)
+    return self.ids[rows, :, :length]

@@ -1,0 +1,218 @@
+"""CLIP text and vision towers in Flax (linen), named like Hugging Face's CLIPModel.
+
+Module and parameter names mirror the Hugging Face state dict (``text_model/
+encoder/layers_0/self_attn/q_proj/kernel`` <-> ``text_model.encoder.layers.0.
+self_attn.q_proj.weight``) so that `hierre_jax.checkpoints` converts by rule.
+Sizes and the activation come from the checkpoint's config (`TowerConfig`).
+"""
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+# Hugging Face's legacy OpenAI configs say eos_token_id == 2; the end-of-text
+# position is then the argmax of the ids (49407 is the largest id).
+LEGACY_EOS_TOKEN_ID = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TowerConfig:
+  """Sizes of one tower; `vocab_size`/`eos_token_id` for text, `image_size`/`patch_size` for vision."""
+  hidden_size: int
+  intermediate_size: int
+  num_layers: int
+  num_heads: int
+  hidden_act: str = "quick_gelu"
+  layer_norm_eps: float = 1e-5
+  max_positions: int = 77
+  vocab_size: int = 49408
+  eos_token_id: int = 49407
+  image_size: int = 224
+  patch_size: int = 32
+  num_channels: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig:
+  text: TowerConfig
+  vision: TowerConfig
+  projection_dim: int
+
+  @classmethod
+  def from_hf(cls, hf_config):
+    """From a `transformers.CLIPConfig` (defaults already applied by transformers)."""
+    t, v = hf_config.text_config, hf_config.vision_config
+    for tower, act in (("text_config", t.hidden_act), ("vision_config", v.hidden_act)):
+      if act not in ACTIVATIONS:
+        raise ValueError(f"config {tower}.hidden_act={act!r} is not supported; "
+                         f"known: {sorted(ACTIVATIONS)}")
+    text = TowerConfig(
+        hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+        num_layers=t.num_hidden_layers, num_heads=t.num_attention_heads,
+        hidden_act=t.hidden_act, layer_norm_eps=t.layer_norm_eps,
+        max_positions=t.max_position_embeddings, vocab_size=t.vocab_size,
+        eos_token_id=t.eos_token_id)
+    vision = TowerConfig(
+        hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+        num_layers=v.num_hidden_layers, num_heads=v.num_attention_heads,
+        hidden_act=v.hidden_act, layer_norm_eps=v.layer_norm_eps,
+        image_size=v.image_size, patch_size=v.patch_size,
+        num_channels=v.num_channels)
+    return cls(text=text, vision=vision, projection_dim=hf_config.projection_dim)
+
+
+class Attention(nn.Module):
+  num_heads: int
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, T, D] -> [B, T, D]
+    b, t, d = x.shape
+    heads = lambda name: nn.Dense(d, name=name)(x).reshape(b, t, self.num_heads, -1)
+    out = jax.nn.dot_product_attention(
+        heads("q_proj"), heads("k_proj"), heads("v_proj"), is_causal=self.causal)
+    return nn.Dense(d, name="out_proj")(out.reshape(b, t, d))
+
+
+class Mlp(nn.Module):
+  config: TowerConfig
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(self.config.intermediate_size, name="fc1")(x)
+    x = ACTIVATIONS[self.config.hidden_act](x)
+    return nn.Dense(self.config.hidden_size, name="fc2")(x)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-LayerNorm transformer block."""
+  config: TowerConfig
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x):
+    eps = self.config.layer_norm_eps
+    x = x + Attention(self.config.num_heads, self.causal, name="self_attn")(
+        nn.LayerNorm(eps, name="layer_norm1")(x))
+    return x + Mlp(self.config, name="mlp")(nn.LayerNorm(eps, name="layer_norm2")(x))
+
+
+class Encoder(nn.Module):
+  config: TowerConfig
+  causal: bool
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
+    for i in range(self.config.num_layers):
+      x = layer(self.config, self.causal, name=f"layers_{i}")(x)
+    return x
+
+
+def end_of_text_position(ids, eos_token_id):
+  """[B, T] int ids -> [B] index of the end-of-text token (SPEC section 1)."""
+  if eos_token_id == LEGACY_EOS_TOKEN_ID:
+    return jnp.argmax(ids, axis=-1)
+  return jnp.argmax(ids == eos_token_id, axis=-1)
+
+
+class TextEmbeddings(nn.Module):
+  config: TowerConfig
+
+  @nn.compact
+  def __call__(self, ids):  # [B, T] -> [B, T, D]
+    c = self.config
+    tokens = nn.Embed(c.vocab_size, c.hidden_size, name="token_embedding")(ids)
+    positions = nn.Embed(c.max_positions, c.hidden_size, name="position_embedding")(
+        jnp.arange(ids.shape[1]))
+    return tokens + positions
+
+
+class TextTransformer(nn.Module):
+  config: TowerConfig
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, ids):  # ids: [B, T] -> pooled [B, D]
+    c = self.config
+    x = TextEmbeddings(c, name="embeddings")(ids)
+    x = Encoder(c, causal=True, remat=self.remat, name="encoder")(x)
+    x = nn.LayerNorm(c.layer_norm_eps, name="final_layer_norm")(x)
+    return x[jnp.arange(ids.shape[0]), end_of_text_position(ids, c.eos_token_id)]
+
+
+class VisionEmbeddings(nn.Module):
+  config: TowerConfig
+
+  @nn.compact
+  def __call__(self, pixels):  # [B, H, W, C] -> [B, 1 + patches, D]
+    c = self.config
+    p = c.patch_size
+    x = nn.Conv(c.hidden_size, (p, p), strides=(p, p), padding="VALID", use_bias=False,
+                name="patch_embedding")(pixels)
+    x = x.reshape(x.shape[0], -1, c.hidden_size)
+    cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.hidden_size,))
+    x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, c.hidden_size)), x], axis=1)
+    positions = nn.Embed(x.shape[1], c.hidden_size, name="position_embedding")(
+        jnp.arange(x.shape[1]))
+    return x + positions
+
+
+class VisionTransformer(nn.Module):
+  config: TowerConfig
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, pixels):  # [B, H, W, C] -> pooled class token [B, D]
+    c = self.config
+    x = VisionEmbeddings(c, name="embeddings")(pixels)
+    x = nn.LayerNorm(c.layer_norm_eps, name="pre_layrnorm")(x)  # sic, as in HF
+    x = Encoder(c, causal=False, remat=self.remat, name="encoder")(x)
+    return nn.LayerNorm(c.layer_norm_eps, name="post_layernorm")(x[:, 0])
+
+
+class CLIP(nn.Module):
+  """Both towers with their projections; features are NOT normalised here."""
+  config: ClipConfig
+  remat: bool = False
+
+  def setup(self):
+    c = self.config
+    self.text_model = TextTransformer(c.text, self.remat)
+    self.vision_model = VisionTransformer(c.vision, self.remat)
+    self.text_projection = nn.Dense(c.projection_dim, use_bias=False)
+    self.visual_projection = nn.Dense(c.projection_dim, use_bias=False)
+    self.logit_scale = self.param("logit_scale", nn.initializers.constant(2.6592), ())
+
+  def encode_text(self, ids):  # [B, T] int -> [B, P]
+    return self.text_projection(self.text_model(ids))
+
+  def encode_image(self, pixels):  # [B, H, W, C] float -> [B, P]
+    return self.visual_projection(self.vision_model(pixels))
+
+  def __call__(self, ids, pixels):
+    return self.encode_text(ids), self.encode_image(pixels), self.logit_scale
+
+
+def init_params(config: ClipConfig, rng):
+  """Random parameters (Flax default initialisers) for `config`."""
+  v = config.vision
+  ids = jnp.zeros((1, 2), jnp.int32)
+  pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+  return CLIP(config).init(rng, ids, pixels)["params"]
+
+
+def param_shapes(config: ClipConfig):
+  """The parameter tree of `config` as `jax.ShapeDtypeStruct`s, without allocating."""
+  return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))

@@ -1,0 +1,47 @@
+"""Device mesh and shardings: data parallel over every device, the same code on 1 or many.
+
+The mesh has one axis, 'data'. The batch is split along it and parameters are
+replicated; `param_sharding` is the single place to change for FSDP of large
+towers (shard the largest axis of big kernels over 'data').
+"""
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None):
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh):
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def param_sharding(params, mesh):
+  """Sharding of every leaf of a parameter (or train state) tree: replicated (data parallel)."""
+  return jax.tree.map(lambda _: replicated(mesh), params)
+
+
+def check_batch_size(batch_size, mesh):
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(f"batch_size {batch_size} is not divisible by the {n} devices of the mesh")
+
+
+def put_global_batch(batch, mesh):
+  """Host numpy array holding the GLOBAL batch -> array sharded along its first axis.
+
+  On several hosts each process passes the same global batch and keeps its slice.
+  """
+  sharding = batch_sharding(mesh)
+  per_process = batch.shape[0] // jax.process_count()
+  start = jax.process_index() * per_process
+  return jax.make_array_from_process_local_data(
+      sharding, batch[start:start + per_process], batch.shape)

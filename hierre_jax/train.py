@@ -1,0 +1,194 @@
+"""RE fine-tuning of the CLIP text tower (SPEC section 3).
+
+  python -m hierre_jax.train --config configs/clip_b32.py [--config.key=value ...]
+
+Reads top to bottom: load the checkpoint, build the optimizer (only the text
+tower and text projection train), restore the latest checkpoint if any, run the
+jitted data-parallel step, log metrics, save checkpoints, export to Hugging Face.
+"""
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from hierre_jax import checkpoints
+from hierre_jax import embedding
+from hierre_jax import input_pipeline
+from hierre_jax import losses
+from hierre_jax import metric_writer
+from hierre_jax import random_clip
+from hierre_jax import sharding
+from hierre_jax import tokenizer as tokenizer_lib
+
+# Top-level parameter groups the optimizer updates; everything else stays bit-identical.
+TRAINABLE = ("text_model", "text_projection")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+
+
+def make_optimizer(config, total_steps):
+  """AdamW on the text tower and text projection; zero updates for the rest (optax masking)."""
+  if config.schedule == "constant":
+    lr = config.lr
+  elif config.schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup_steps,
+                                            max(total_steps, config.warmup_steps + 1))
+  else:
+    raise ValueError(f"config.schedule={config.schedule!r}: use 'constant' or 'warmup_cosine'")
+  adamw = optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps,
+                      weight_decay=config.weight_decay)
+  if config.grad_clip_norm:
+    adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
+  labels = lambda params: {k: ("train" if k in TRAINABLE else "freeze") for k in params}
+  return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
+
+
+def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
+  """-> jitted fn(state, frozen_text_params, ids [B, 8, L]) -> (state, metrics)."""
+  encode = embedding.text_encoder(model_config, config.remat)
+
+  def loss_fn(params, frozen, ids):
+    b, n, length = ids.shape
+    flat = ids.reshape(b * n, length)
+    emb = encode(params, flat).reshape(b, n, -1)
+    root = encode(params, root_ids)[0]  # the root moves with the weights
+    emb_orig = encode(frozen, flat).reshape(b, n, -1) if config.lambda_p else None
+    return losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
+                             config.lambda_m)
+
+  def step(state, frozen, ids):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, frozen, ids)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in TRAINABLE})
+    return TrainState(state.step + 1, params, opt_state), metrics
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(step, donate_argnums=0,
+                 in_shardings=(state_sharding, replicated, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, replicated))
+
+
+def prepare_model_dir(config):
+  """The checkpoint to start from: config.model, or a random CLIP written to the workdir."""
+  if config.get("random_init"):
+    r = config.random_init
+    out = os.path.join(config.workdir, "random_init")
+    if not os.path.exists(os.path.join(out, "model.safetensors")):
+      random_clip.write_random_clip(out, r.text.to_dict(), r.vision.to_dict(),
+                                    r.projection_dim, seed=r.seed)
+    return out
+  return config.model
+
+
+def save_model_info(hf_config, model_dir, workdir):
+  """config.json + tokenizer files in workdir/model_info: enough to read our checkpoints."""
+  info = os.path.join(workdir, "model_info")
+  os.makedirs(info, exist_ok=True)
+  hf_config.save_pretrained(info)
+  checkpoints.copy_tokenizer_files(model_dir, info)
+
+
+def train_and_export(config):
+  """Runs (or resumes) training in config.workdir; returns the final TrainState."""
+  os.makedirs(config.workdir, exist_ok=True)
+  with open(os.path.join(config.workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=1))
+  model_dir = prepare_model_dir(config)
+  model_config, params, model_dir = checkpoints.load_clip(model_dir)
+  hf_config = checkpoints.load_hf_config(model_dir)
+  save_model_info(hf_config, model_dir, config.workdir)
+  tokenizer = tokenizer_lib.load_tokenizer(model_dir)
+
+  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  if data.num_skipped:
+    logging.warning("%s: skipped %d malformed rows", config.train_csv, data.num_skipped)
+  batches = input_pipeline.TrainBatches(data, tokenizer, config.batch_size, config.seed,
+                                        config.length_multiple)
+  total_steps = (config.total_steps if config.total_steps > 0
+                 else config.num_epochs * batches.steps_per_epoch)
+  logging.info("%d rows, %d steps/epoch (%d rows per epoch left out by the last partial "
+               "batch), %d steps", len(data), batches.steps_per_epoch,
+               batches.rows_left_out_per_epoch, total_steps)
+
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  tx = make_optimizer(config, total_steps)
+  # Separate host copies: the donated train state must not share buffers with `frozen`.
+  frozen = (jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
+                           sharding.replicated(mesh)) if config.lambda_p else None)
+  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  state_sharding = sharding.param_sharding(state, mesh)
+  state = jax.device_put(state, state_sharding)
+
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(config.workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(save_interval_steps=config.checkpoint_every,
+                                           max_to_keep=config.keep_checkpoints))
+  if manager.latest_step() is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))["state"]
+    logging.info("resumed from step %d", int(state.step))
+  start = int(state.step)
+  writer = metric_writer.MetricWriter(config.workdir, resume_step=start)
+
+  train_step = make_train_step(model_config, config, tx,
+                               jnp.asarray(embedding.root_ids(tokenizer)), mesh, state_sharding)
+  pending = []
+  for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
+    ids = sharding.put_global_batch(batches.batch(step), mesh)
+    state, metrics = train_step(state, frozen, ids)
+    pending.append(metrics)
+    done = step + 1
+    if done % config.log_every == 0 or done == total_steps:
+      rows = jax.device_get(pending)
+      writer.write(done, {k: np.mean([r[k] for r in rows]) for k in rows[0]})
+      pending = []
+    manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                 force=done == total_steps)
+  manager.wait_until_finished()
+  writer.close()
+
+  export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
+  checkpoints.export_clip(jax.device_get(state.params), hf_config, export_dir, model_dir)
+  with open(os.path.join(config.workdir, "train_summary.json"), "w") as f:
+    json.dump({"steps": total_steps, "resumed_from": start, "export_dir": export_dir,
+               "rows": len(data), "rows_skipped": data.num_skipped}, f, indent=1)
+  logging.info("exported Hugging Face checkpoint to %s", export_dir)
+  return state
+
+
+def quiet_orbax_info_logs():
+  """Keeps orbax's per-save INFO lines out of the console (warnings still show)."""
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
+
+
+def main(argv):
+  del argv
+  quiet_orbax_info_logs()
+  train_and_export(flags.FLAGS.config)
+
+
+if __name__ == "__main__":
+  config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

@@ -1,0 +1,24 @@
+"""hierre_jax: probe and align the hierarchical geometry of CLIP-like models in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="hierre_jax",
+    version="0.1.0",
+    description="Radial Embedding (RE) probing and fine-tuning of CLIP models in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["hierre_jax", "hierre_jax.*"]),
+    package_data={"hierre_jax": ["assets/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.6", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11",
+        "transformers>=4.45", "safetensors>=0.4", "ml_collections>=0.1.1", "numpy>=1.26",
+        "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7",
+    ],
+    extras_require={
+        # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
+        "torch": ["torch>=2.1"],
+        "tfds": ["tensorflow-datasets>=4.9"],
+        "test": ["pytest>=8", "torch>=2.1", "scipy>=1.11"],
+    },
+)

@@ -1,0 +1,51 @@
+"""Shared fixtures: small random Hugging Face CLIP checkpoints saved to temp dirs."""
+import os
+
+import numpy as np
+import pytest
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "hierarcaps")
+
+TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, max_position_embeddings=77)
+TINY_VISION = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                   num_attention_heads=4, image_size=32, patch_size=8)
+
+
+def save_torch_clip(out_dir, text, vision, projection_dim, seed=0):
+  """A random `transformers.CLIPModel` (torch), saved with save_pretrained + tokenizer files."""
+  torch = pytest.importorskip("torch")
+  import transformers
+  from hierre_jax import tokenizer
+  torch.manual_seed(seed)
+  config = transformers.CLIPConfig(text_config=text, vision_config=vision,
+                                   projection_dim=projection_dim)
+  model = transformers.CLIPModel(config).eval()
+  # Non-trivial LayerNorm and bias values, so that a mis-mapped parameter shows.
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "layer_norm" in name or "layrnorm" in name:
+        p.add_(0.1 * torch.randn_like(p))
+  model.save_pretrained(out_dir)
+  tokenizer.write_clip_vocab(out_dir)
+  return model
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+  """Directory of a tiny random HF CLIPModel (OpenAI-style legacy eos id, quick_gelu)."""
+  out = str(tmp_path_factory.mktemp("tiny_clip"))
+  save_torch_clip(out, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16)
+  return out
+
+
+@pytest.fixture
+def rng():
+  return np.random.default_rng(0)
+
+
+def shared_file(name):
+  path = os.path.join(SHARED, name)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} not present")
+  return path

@@ -1,0 +1,114 @@
+"""Checkpoint conversion rules and error messages."""
+import json
+import os
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from hierre_jax import checkpoints, random_clip, tokenizer
+
+
+def test_key_mapping_both_ways():
+  cases = {
+      ("text_model.encoder.layers.11.self_attn.q_proj.weight", 2):
+          ("text_model", "encoder", "layers_11", "self_attn", "q_proj", "kernel"),
+      ("text_model.final_layer_norm.weight", 1): ("text_model", "final_layer_norm", "scale"),
+      ("text_model.embeddings.token_embedding.weight", 2):
+          ("text_model", "embeddings", "token_embedding", "embedding"),
+      ("vision_model.embeddings.patch_embedding.weight", 4):
+          ("vision_model", "embeddings", "patch_embedding", "kernel"),
+      ("vision_model.embeddings.class_embedding", 1):
+          ("vision_model", "embeddings", "class_embedding"),
+      ("logit_scale", 0): ("logit_scale",),
+  }
+  for (key, ndim), path in cases.items():
+    assert checkpoints.hf_key_to_path(key, ndim) == path
+    assert checkpoints.path_to_hf_key(path) == key
+
+
+def test_layout_transposes_invert():
+  x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+  y = checkpoints.to_flax_array("kernel", x)
+  assert y.shape == (4, 5, 3, 2) and y[1, 2, 0, 1] == x[1, 0, 1, 2]
+  np.testing.assert_array_equal(checkpoints.to_hf_array("kernel", y), x)
+  m = np.arange(6.0).reshape(2, 3)
+  assert checkpoints.to_flax_array("kernel", m).shape == (3, 2)
+
+
+def tiny_checkpoint(tmp_path):
+  from conftest import TINY_TEXT, TINY_VISION
+  return random_clip.write_random_clip(str(tmp_path), TINY_TEXT, TINY_VISION, 16)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+  d = tiny_checkpoint(tmp_path)
+  path = os.path.join(d, "model.safetensors")
+  tensors = safetensors.numpy.load_file(path)
+  del tensors["text_model.final_layer_norm.bias"]
+  tensors["text_model.extra.weight"] = np.zeros(3, np.float32)
+  safetensors.numpy.save_file(tensors, path)
+  with pytest.raises(KeyError, match=r"missing: \['text_model.final_layer_norm.bias'\].*"
+                     r"unexpected: \['text_model.extra.weight'\]"):
+    checkpoints.load_clip(d)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+  d = tiny_checkpoint(tmp_path)
+  path = os.path.join(d, "model.safetensors")
+  tensors = safetensors.numpy.load_file(path)
+  tensors["text_projection.weight"] = np.zeros((17, 32), np.float32)
+  safetensors.numpy.save_file(tensors, path)
+  with pytest.raises(ValueError, match="text_projection.weight has shape"):
+    checkpoints.load_clip(d)
+
+
+def test_missing_files_are_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    checkpoints.load_clip(str(tmp_path))
+  d = tiny_checkpoint(tmp_path / "m")
+  os.remove(os.path.join(d, "merges.txt"))
+  with pytest.raises(FileNotFoundError, match=r"missing \['merges.txt'\]"):
+    tokenizer.load_tokenizer(d)
+  os.remove(os.path.join(d, "model.safetensors"))
+  with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    checkpoints.load_clip(d)
+
+
+def test_pytorch_bin_and_sharded_safetensors_load(tmp_path, tiny_clip_dir):
+  torch = pytest.importorskip("torch")
+  _, want, _ = checkpoints.load_clip(tiny_clip_dir)
+  tensors = safetensors.numpy.load_file(os.path.join(tiny_clip_dir, "model.safetensors"))
+  for kind in ("bin", "sharded"):
+    d = tmp_path / kind
+    d.mkdir()
+    (d / "config.json").write_text(open(os.path.join(tiny_clip_dir, "config.json")).read())
+    if kind == "bin":
+      torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, d / "pytorch_model.bin")
+    else:
+      keys = sorted(tensors)
+      halves = {"a.safetensors": keys[::2], "b.safetensors": keys[1::2]}
+      for name, ks in halves.items():
+        safetensors.numpy.save_file({k: tensors[k] for k in ks}, str(d / name))
+      (d / "model.safetensors.index.json").write_text(json.dumps(
+          {"weight_map": {k: n for n, ks in halves.items() for k in ks}}))
+    _, got, _ = checkpoints.load_clip(str(d))
+    for (p, a), b in zip(sorted(_flat(want).items()), [v for _, v in sorted(_flat(got).items())]):
+      np.testing.assert_array_equal(a, b, err_msg=f"{kind}: {p}")
+
+
+def _flat(tree, prefix=()):
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,): v})
+  return out
+
+
+def test_tokenizer_known_ids(tmp_path):
+  tokenizer.write_clip_vocab(str(tmp_path))
+  tok = tokenizer.load_tokenizer(str(tmp_path))
+  assert tokenizer.tokenize(tok, ["a picture of a cat", ""]) == [
+      [49406, 320, 1674, 539, 320, 2368, 49407], [49406, 49407]]
+  ids = tokenizer.encode_padded(tok, ["a picture of a cat", "word " * 200])
+  assert ids.shape == (2, 77) and ids[1, -1] == 49407 and ids[0, 7] == tok.pad_token_id
+  assert tokenizer.bucket_length(7) == 8 and tokenizer.bucket_length(76) == 77

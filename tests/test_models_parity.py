@@ -1,0 +1,73 @@
+"""Flax towers vs the Hugging Face PyTorch CLIPModel: same features to 1e-5 (fp32)."""
+import jax
+import numpy as np
+import pytest
+
+from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
+from hierre_jax import checkpoints, models, random_clip, tokenizer
+
+torch = pytest.importorskip("torch")
+
+TEXTS = ["", "a picture of a cat", "dog", "A man riding a horse on a beach at sunset, "
+         "with waves in the background and birds flying overhead", "x " * 90]
+
+
+def torch_features(model, ids, pixels_nhwc):
+  with torch.no_grad():
+    t = model.get_text_features(input_ids=torch.from_numpy(ids).long())
+    v = model.get_image_features(pixel_values=torch.from_numpy(
+        np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2))))
+  t = getattr(t, "pooler_output", t)
+  v = getattr(v, "pooler_output", v)
+  return t.numpy(), v.numpy()
+
+
+def flax_features(model_dir, ids, pixels):
+  config, params, _ = checkpoints.load_clip(model_dir)
+  clip = models.CLIP(config)
+  t = clip.apply({"params": params}, ids, method=clip.encode_text)
+  v = clip.apply({"params": params}, pixels, method=clip.encode_image)
+  return np.asarray(t), np.asarray(v)
+
+
+def check_parity(model_dir, model, image_size, pad_to=None):
+  tok = tokenizer.load_tokenizer(model_dir)
+  ids = tokenizer.tokenize(tok, TEXTS)
+  length = pad_to or max(map(len, ids))
+  ids = tokenizer.pad(ids, length, tok.pad_token_id)
+  pixels = np.random.default_rng(1).normal(size=(3, image_size, image_size, 3)).astype(np.float32)
+  want_t, want_v = torch_features(model, ids, pixels)
+  got_t, got_v = flax_features(model_dir, ids, pixels)
+  np.testing.assert_allclose(got_t, want_t, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(got_v, want_v, atol=1e-5, rtol=0)
+  return got_t
+
+
+@pytest.mark.parametrize("eos_token_id,act", [(2, "quick_gelu"), (49407, "gelu")])
+def test_tiny_parity_padding_and_empty_string(tmp_path, eos_token_id, act):
+  text = dict(TINY_TEXT, eos_token_id=eos_token_id, hidden_act=act)
+  model = save_torch_clip(str(tmp_path), text, dict(TINY_VISION, hidden_act=act), 16)
+  short = check_parity(str(tmp_path), model, 32)
+  padded = check_parity(str(tmp_path), model, 32, pad_to=77)
+  np.testing.assert_allclose(short, padded, atol=1e-5)  # padding after EOS changes nothing
+
+
+def test_vit_b32_config_parity(tmp_path):
+  model = save_torch_clip(str(tmp_path), random_clip.VIT_B32["text_config"],
+                          random_clip.VIT_B32["vision_config"], 512)
+  check_parity(str(tmp_path), model, 224)
+
+
+def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
+  import transformers
+  config, params, _ = checkpoints.load_clip(tiny_clip_dir)
+  out = str(tmp_path / "export")
+  checkpoints.export_clip(params, checkpoints.load_hf_config(tiny_clip_dir), out, tiny_clip_dir)
+  reloaded = transformers.CLIPModel.from_pretrained(out).eval()
+  original = transformers.CLIPModel.from_pretrained(tiny_clip_dir).eval()
+  for (name, a), (_, b) in zip(original.state_dict().items(), reloaded.state_dict().items()):
+    assert torch.equal(a, b), name
+  _, params2, _ = checkpoints.load_clip(out)
+  jax.tree.map(np.testing.assert_array_equal, params, params2)
+  assert tokenizer.tokenize(tokenizer.load_tokenizer(out), ["a picture of a cat"]) == [
+      [49406, 320, 1674, 539, 320, 2368, 49407]]
