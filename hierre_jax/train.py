@@ -85,6 +85,13 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
                  out_shardings=(state_sharding, replicated))
 
 
+def create_train_state(params, tx, mesh):
+  """-> (TrainState at step 0 placed on the mesh, its sharding tree)."""
+  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  state_sharding = sharding.param_sharding(state, mesh)
+  return jax.device_put(state, state_sharding), state_sharding
+
+
 def prepare_model_dir(config):
   """The checkpoint to start from: config.model, or a random CLIP written to the workdir."""
   if config.get("random_init"):
@@ -133,9 +140,7 @@ def train_and_export(config):
   # Separate host copies: the donated train state must not share buffers with `frozen`.
   frozen = (jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
                            sharding.replicated(mesh)) if config.lambda_p else None)
-  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  state_sharding = sharding.param_sharding(state, mesh)
-  state = jax.device_put(state, state_sharding)
+  state, state_sharding = create_train_state(params, tx, mesh)
 
   manager = ocp.CheckpointManager(
       os.path.abspath(os.path.join(config.workdir, "checkpoints")),

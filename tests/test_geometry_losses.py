@@ -1,0 +1,98 @@
+"""Geometry and loss terms against hand-computed values and float64 numpy references."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hierre_jax import geometry, losses
+
+
+def np_ext(x, y, r):
+  u, w = x - r, y - x
+  cos = np.sum(u * w, -1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))
+  return np.arccos(np.clip(cos, -1, 1))
+
+
+def unit(rng, *shape):
+  v = rng.normal(size=shape)
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_hand_computed_geometry():
+  r = jnp.zeros(2)
+  x = jnp.array([1.0, 0.0])
+  assert float(geometry.radius(jnp.array([3.0, 4.0]), r)) == pytest.approx(5.0)
+  assert float(geometry.exterior_angle(x, jnp.array([1.0, 1.0]), r)) == pytest.approx(np.pi / 2)
+  assert float(geometry.exterior_angle(x, jnp.array([0.0, 1.0]), r)) == pytest.approx(
+      3 * np.pi / 4, abs=1e-6)
+  # Along the ray r -> x the angle is 0 (up to the cosine margin), behind x it is pi.
+  assert float(geometry.exterior_angle(x, jnp.array([2.0, 0.0]), r)) < 2e-3
+  assert float(geometry.exterior_angle(x, jnp.array([0.5, 0.0]), r)) > np.pi - 2e-3
+  # A root off the origin: r = (0, 1), x = (1, 1), y = (2, 2): u = (1, 0), w = (1, 1) -> pi/4.
+  assert float(geometry.exterior_angle(jnp.array([1.0, 1.0]), jnp.array([2.0, 2.0]),
+                                       jnp.array([0.0, 1.0]))) == pytest.approx(np.pi / 4)
+
+
+def test_matches_float64_reference(rng):
+  x, y, r = unit(rng, 64, 32), unit(rng, 64, 32), unit(rng, 32)
+  got = geometry.exterior_angle(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+                                jnp.asarray(r, jnp.float32))
+  np.testing.assert_allclose(got, np_ext(x, y, r), atol=1e-5)
+  np.testing.assert_allclose(geometry.radius(jnp.asarray(x, jnp.float32), r),
+                             np.linalg.norm(x - r, axis=-1), atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(geometry.normalize(jnp.asarray(x * 3.0)), axis=-1),
+                             1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["identical", "x_is_root", "collinear_ahead",
+                                  "collinear_behind"])
+def test_gradients_finite_at_degenerate_points(case):
+  r = geometry.normalize(jnp.array([1.0, 0.2, -0.3]))
+  x = geometry.normalize(jnp.array([0.3, 1.0, 0.1]))
+  y = {"identical": x, "x_is_root": geometry.normalize(jnp.array([0.0, 0.0, 1.0])),
+       "collinear_ahead": x + 0.5 * (x - r), "collinear_behind": x - 0.5 * (x - r)}[case]
+  if case == "x_is_root":
+    x = r
+  value, grads = jax.value_and_grad(lambda a, b, c: geometry.exterior_angle(a, b, c),
+                                    argnums=(0, 1, 2))(x, y, r)
+  assert np.isfinite(value)
+  for g in grads:
+    assert np.all(np.isfinite(g)), (case, grads)
+  if case in ("identical", "x_is_root"):
+    assert float(value) == pytest.approx(np.pi / 2)
+  assert np.all(np.isfinite(jax.grad(lambda a: geometry.radius(a, r))(r)))
+
+
+def reference_losses(emb, root, orig):
+  """Direct float64 transcription of SPEC section 3."""
+  b = emb.shape[0]
+  p = np.array([[np_ext(emb[j, i], emb[j, i + 1], root) for j in range(b)] for i in range(3)])
+  q = np.array([[np_ext(emb[j, i], emb[j, 4 + i], root) for j in range(b)] for i in range(3)])
+  le = p.mean() - q.mean()
+  pf, nf = p.flatten(), -q.flatten()
+  s = pf + nf
+  lm = s[np.argmax(pf)] + s[np.argmax(nf)]
+  lp = (1 - np.mean([emb[j, k] @ orig[j, k] for j in range(b) for k in range(8)])) / 2
+  return p, q, le, lm, lp
+
+
+def test_loss_terms_match_numpy(rng):
+  emb, orig, root = unit(rng, 5, 8, 16), unit(rng, 5, 8, 16), unit(rng, 16)
+  p, q, le, lm, lp = reference_losses(emb, root, orig)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  gp, gq = losses.re_angles(f32(emb), f32(root))
+  np.testing.assert_allclose(gp, p, atol=1e-5)
+  np.testing.assert_allclose(gq, q, atol=1e-5)
+  assert float(losses.mean_re_loss(gp, gq)) == pytest.approx(le, abs=1e-5)
+  assert float(losses.minimax_loss(gp, gq)) == pytest.approx(lm, abs=1e-5)
+  assert float(losses.pullback_loss(f32(emb), f32(orig))) == pytest.approx(lp, abs=1e-6)
+  total, metrics = losses.total_loss(f32(emb), f32(root), f32(orig), 10.0, 1.0, 1.0)
+  assert float(total) == pytest.approx(10 * lp + le + lm, abs=1e-4)
+  total0, metrics0 = losses.total_loss(f32(emb), f32(root), None, 0.0, 2.0, 0.5)
+  assert float(total0) == pytest.approx(2 * le + 0.5 * lm, abs=1e-4)
+  assert "loss_pullback" not in metrics0 and "loss_pullback" in metrics
+
+
+def test_pullback_is_zero_for_unchanged_embeddings(rng):
+  e = jnp.asarray(unit(rng, 3, 8, 16), jnp.float32)
+  assert float(losses.pullback_loss(e, e)) == pytest.approx(0.0, abs=1e-6)

@@ -1,0 +1,82 @@
+"""HierarCaps reading: formats, errors naming file and row, deterministic batches."""
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from hierre_jax import input_pipeline, tokenizer
+
+GOOD = ("animal => dog => a dog on grass => A dog running on green grass.",
+        "plant => cat => a cat on grass => A cat sleeping on green grass.")
+
+
+def write(path, lines):
+  opener = gzip.open if str(path).endswith(".gz") else open
+  with opener(path, "wt") as f:
+    f.write("\n".join(lines) + "\n")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("tok"))
+  tokenizer.write_clip_vocab(d)
+  return tokenizer.load_tokenizer(d)
+
+
+def test_reads_train_format_gz(tmp_path):
+  path = write(tmp_path / "t.csv.gz", ["positive,negative,image_url",
+                                       f'"{GOOD[0]}","{GOOD[1]}",http://x/COCO_1.jpg'])
+  data = input_pipeline.read_hierarchies(path)
+  assert data.positives == [["animal", "dog", "a dog on grass", "A dog running on green grass."]]
+  assert data.negatives[0][1] == "cat" and data.images == ["COCO_1.jpg"]
+
+
+def test_wrong_tier_count_names_file_and_row(tmp_path):
+  lines = ["positive,negative,image_url", f'"{GOOD[0]}","{GOOD[1]}",u1',
+           f'"animal => dog => a dog","{GOOD[1]}",u2']
+  path = write(tmp_path / "bad.csv", lines)
+  with pytest.raises(input_pipeline.DataError,
+                     match=r"bad.csv: row 2 \(line 3\), column 'positive': expected 4 .* got 3"):
+    input_pipeline.read_hierarchies(path)
+  data = input_pipeline.read_hierarchies(path, skip_bad_rows=True)
+  assert len(data) == 1 and data.num_skipped == 1
+
+
+def test_missing_column_and_bad_header(tmp_path):
+  path = write(tmp_path / "short.csv", ["positive,negative,image_url", f'"{GOOD[0]}"'])
+  with pytest.raises(input_pipeline.DataError, match="short.csv: row 1 .*columns"):
+    input_pipeline.read_hierarchies(path)
+  path = write(tmp_path / "hdr.csv", ["a,b", "1,2"])
+  with pytest.raises(input_pipeline.DataError, match="hdr.csv: header"):
+    input_pipeline.read_hierarchies(path)
+
+
+def test_real_test_set_format():
+  data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
+  assert len(data) == 1000 and data.negatives is None
+  assert data.positives[1] == ["bird", "blue bird", "blue bird sitting on top of branch",
+                               "A blue bird sitting on the top of a branch with autumn leaves"]
+  assert data.images[0] == "COCO_val2014_000000301718.jpg"
+
+
+def test_batches_are_deterministic_and_cover_each_epoch(tmp_path, tok):
+  rows = [f'"a{i} => b{i} => c {i} c => d {i} d {"x " * i}","e => f => g => h",u{i}'
+          for i in range(10)]
+  data = input_pipeline.read_hierarchies(write(tmp_path / "t.csv", ["positive,negative,image_url"]
+                                               + rows))
+  b = input_pipeline.TrainBatches(data, tok, batch_size=3, seed=7)
+  assert b.steps_per_epoch == 3 and b.rows_left_out_per_epoch == 1
+  epoch0 = np.concatenate([b.row_indices(s) for s in range(3)])
+  assert len(set(epoch0)) == 9
+  assert not np.array_equal(epoch0, np.concatenate([b.row_indices(s) for s in range(3, 6)]))
+  again = input_pipeline.TrainBatches(data, tok, batch_size=3, seed=7)
+  for step in range(7):
+    np.testing.assert_array_equal(b.batch(step), again.batch(step))
+    x = b.batch(step)
+    assert x.shape[:2] == (3, 8) and x.shape[2] % 8 == 0
+    assert np.all(x[:, :, 0] == 49406) and np.all((x == 49407).any(-1))
+  rows0 = b.row_indices(0)
+  decoded = [tok.decode(ids, skip_special_tokens=True).strip() for ids in b.batch(0)[:, 0]]
+  assert decoded == [f"a {i}" for i in rows0]  # CLIP BPE splits letters from digits
