@@ -144,8 +144,7 @@ def train_and_export(config):
 
   manager = ocp.CheckpointManager(
       os.path.abspath(os.path.join(config.workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(save_interval_steps=config.checkpoint_every,
-                                           max_to_keep=config.keep_checkpoints))
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints))
   if manager.latest_step() is not None:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
@@ -166,8 +165,8 @@ def train_and_export(config):
       rows = jax.device_get(pending)
       writer.write(done, {k: np.mean([r[k] for r in rows]) for k in rows[0]})
       pending = []
-    manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                 force=done == total_steps)
+    if done % config.checkpoint_every == 0 or done == total_steps:
+      manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   manager.wait_until_finished()
   writer.close()
 
