@@ -35,10 +35,10 @@ def root_ids(tokenizer):
   return np.asarray(tokenizer_lib.tokenize(tokenizer, [""]), np.int32)
 
 
-def _run_batched(fn, params, inputs, batch_size, mesh, desc):
-  """Applies jitted `fn` over `inputs` (list of per-batch numpy arrays) -> concatenated numpy."""
+def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
+  """Applies jitted `fn` over an iterable of numpy batches -> concatenated numpy."""
   out = []
-  for x in tqdm.tqdm(inputs, desc=desc, leave=False, disable=len(inputs) < 2):
+  for x in tqdm.tqdm(batches, desc=desc, total=num_batches, leave=False, disable=num_batches < 2):
     n = len(x)
     if n < batch_size:  # pad the last batch so that shapes (and compilations) repeat
       x = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
@@ -58,15 +58,16 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None):
     length = tokenizer_lib.bucket_length(max(map(len, chunk)))
     batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
   encode = jax.jit(text_encoder(config))
-  feats = _run_batched(encode, text_params(params), batches, batch_size, mesh, "texts")
+  feats = _run_batched(encode, text_params(params), batches, len(batches), batch_size, mesh,
+                       "texts")
   out = np.empty_like(feats)
   out[order] = feats
   return out
 
 
-def embed_images(config, params, pixel_batches, batch_size, mesh=None):
+def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=None):
   """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
   encode = jax.jit(image_encoder(config))
-  return _run_batched(encode, params, list(pixel_batches), batch_size, mesh, "images")
+  return _run_batched(encode, params, pixel_batches, num_batches, batch_size, mesh, "images")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tiny_train_config
-from hierre_jax import checkpoints, metric_writer, train
+from hierre_jax import checkpoints, evaluate, metric_writer, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FROZEN = ("vision_model", "visual_projection", "logit_scale")
@@ -37,6 +37,9 @@ def test_only_text_tower_and_projection_change(tmp_path):
     assert all(changed), key  # every text-tower leaf moved
   _, exported, _ = checkpoints.load_clip(os.path.join(config.workdir, "hf_export"))
   jax.tree.map(np.testing.assert_array_equal, exported, final)
+  _, from_orbax, info_dir = evaluate.load_model(config.workdir)  # evaluation of a train workdir
+  jax.tree.map(np.testing.assert_array_equal, from_orbax, final)
+  assert os.path.exists(os.path.join(info_dir, "vocab.json"))
   rows = metric_writer.read_metrics(config.workdir)
   assert [r["step"] for r in rows] == [1, 2, 3]
   assert all(np.isfinite(r["loss"]) and "loss_pullback" in r for r in rows)

@@ -1,0 +1,122 @@
+"""Batched 50-radius hierarchical retrieval and the HierarCaps metrics (SPEC section 4).
+
+Candidates are distinct texts (string identity), their embeddings `E` [N, D],
+radii `R` [N] from the root. For every image and every level t, the prediction
+is the candidate of highest similarity among those with R <= t. All images and
+all levels are computed at once: candidates are sorted by radius, so each
+level's admissible set is a prefix, and a running (max, argmax) scan over the
+sorted similarities answers all levels with one gather.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+NUM_LEVELS = 50
+
+
+def radius_levels(radii, num_levels=NUM_LEVELS):
+  """[N] -> [num_levels] evenly spaced from min to max radius, both included."""
+  return np.linspace(radii.min(), radii.max(), num_levels, dtype=radii.dtype)
+
+
+def _better(a, b):
+  """Associative 'best of' on (similarity, index): higher similarity, then lower index."""
+  (va, ia), (vb, ib) = a, b
+  take_b = (vb > va) | ((vb == va) & (ib < ia))
+  return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
+
+
+@jax.jit
+def _retrieve_chunk(images, sorted_emb, sorted_index, prefix_ends):
+  """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level."""
+  sims = images @ sorted_emb.T  # [m, N], candidates in increasing radius
+  index = jnp.broadcast_to(sorted_index, sims.shape)
+  _, best = jax.lax.associative_scan(_better, (sims, index), axis=1)
+  return best[:, prefix_ends]
+
+
+def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256):
+  """Predictions per level: [N, D], [N], [M, D] -> [M, num_levels] int candidate indices.
+
+  Memory is O(chunk * N): raise or lower `chunk` for the candidate set size.
+  """
+  order = np.argsort(radii, kind="stable")
+  levels = radius_levels(radii, num_levels)
+  # Last sorted position with R <= t, per level (>= 0: the smallest radius is a level).
+  prefix_ends = np.searchsorted(radii[order], levels, side="right") - 1
+  args = (jnp.asarray(text_emb[order]), jnp.asarray(order, jnp.int32), jnp.asarray(prefix_ends))
+  chunks = range(0, len(image_emb), chunk)
+  out = [np.asarray(_retrieve_chunk(jnp.asarray(image_emb[s:s + chunk]), *args))
+         for s in tqdm.tqdm(chunks, desc="retrieval", leave=False, disable=len(chunks) < 2)]
+  return np.concatenate(out)
+
+
+def first_of_runs(preds):
+  """[M, L] -> bool [M, L]: True where a prediction differs from the previous level's."""
+  keep = np.ones(preds.shape, bool)
+  keep[:, 1:] = preds[:, 1:] != preds[:, :-1]
+  return keep
+
+
+def prediction_chains(preds):
+  """[M, L] -> list of M lists of candidate indices, consecutive repeats removed."""
+  keep = first_of_runs(preds)
+  return [list(p[k]) for p, k in zip(preds, keep)]
+
+
+def precision_recall(preds, ground_truth):
+  """Per-image precision and recall.
+
+  preds: [M, L] candidate indices per level. ground_truth: [M, G, 4] candidate
+  indices of the tier texts of every row of each image (rows padded with -1).
+  Returns ([M] precision, [M] recall).
+  """
+  keep = first_of_runs(preds)  # a text never returns once left (the admissible set only grows)
+  hit = (preds[:, :, None, None] == ground_truth[:, None]) & keep[:, :, None, None]
+  pred_is_gt = hit.any(axis=(2, 3))  # [M, L]
+  precision = pred_is_gt.sum(1) / np.maximum(1, keep.sum(1))
+  tier_found = hit.any(axis=1).any(axis=1)  # [M, 4]: some row's tier-k text predicted
+  return precision, tier_found.mean(1)
+
+
+def kendall_tau_b_vs_order(values):
+  """[R, K] -> [R] Kendall tau-b between each row and 1..K (K untied ranks); NaN if a row is constant."""
+  k = values.shape[1]
+  i, j = np.triu_indices(k, 1)
+  sign = np.sign(values[:, j] - values[:, i])  # concordant with 1..K when > 0
+  pairs = len(i)
+  tied = (sign == 0).sum(1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return sign.sum(1) / np.sqrt((pairs - tied) * pairs)
+
+
+def group_rows_by_image(row_images):
+  """Row image names -> (sorted distinct images, [M, G] row indices per image padded with -1)."""
+  images = sorted(set(row_images))
+  where = {name: i for i, name in enumerate(images)}
+  rows = [[] for _ in images]
+  for r, name in enumerate(row_images):
+    rows[where[name]].append(r)
+  table = np.full((len(images), max(map(len, rows))), -1, np.int64)
+  for m, rs in enumerate(rows):
+    table[m, :len(rs)] = rs
+  return images, table
+
+
+def ground_truth_indices(rows_table, row_tier_index):
+  """[M, G] row ids (-1 pad), [R, 4] candidate ids -> [M, G, 4] candidate ids (-1 pad)."""
+  gt = row_tier_index[np.maximum(rows_table, 0)]
+  gt[rows_table < 0] = -1
+  return gt
+
+
+def hierarcaps_metrics(preds, rows_table, row_tier_index, radii):
+  """P, R (means over images) and tau_d (mean over rows) as a dict, plus per-image arrays."""
+  precision, recall = precision_recall(preds, ground_truth_indices(rows_table, row_tier_index))
+  tau = kendall_tau_b_vs_order(radii[row_tier_index])
+  return {"precision": float(precision.mean()), "recall": float(recall.mean()),
+          "tau_d": float(np.nanmean(tau)), "tau_d_undefined_rows": int(np.isnan(tau).sum()),
+          "num_images": len(preds), "num_rows": len(row_tier_index),
+          "num_candidates": len(radii)}, precision, recall
+

@@ -1,0 +1,65 @@
+"""CLIP image preprocessing in numpy/PIL, matching transformers' CLIPImageProcessor.
+
+Resize the shortest side to `size` (bicubic), center crop `size` x `size`,
+scale to [0, 1], normalise with the CLIP mean/std. Output is NHWC float32.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+  size: int = 224  # shortest side after resizing
+  crop: int = 224
+  mean: tuple = OPENAI_CLIP_MEAN
+  std: tuple = OPENAI_CLIP_STD
+
+  @classmethod
+  def from_model_dir(cls, model_dir, image_size):
+    """From preprocessor_config.json when the checkpoint has one, else CLIP defaults at `image_size`."""
+    path = os.path.join(model_dir, "preprocessor_config.json")
+    if not os.path.exists(path):
+      return cls(image_size, image_size)
+    with open(path) as f:
+      c = json.load(f)
+    size = c.get("size", image_size)
+    crop = c.get("crop_size", image_size)
+    return cls(size["shortest_edge"] if isinstance(size, dict) else size,
+               crop["height"] if isinstance(crop, dict) else crop,
+               tuple(c.get("image_mean", OPENAI_CLIP_MEAN)),
+               tuple(c.get("image_std", OPENAI_CLIP_STD)))
+
+
+def resized_shape(width, height, size):
+  """(width, height) with the shortest side scaled to `size`, the other truncated like HF."""
+  if width <= height:
+    return size, int(size * height / width)
+  return int(size * width / height), size
+
+
+def preprocess(image, p: Preprocessing):
+  """PIL image or path -> [crop, crop, 3] float32."""
+  if not isinstance(image, Image.Image):
+    with Image.open(image) as f:
+      image = f.convert("RGB")
+  image = image.convert("RGB")
+  image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)
+  x = np.asarray(image, np.float32)
+  top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2
+  if top < 0 or left < 0:
+    raise ValueError(f"image of size {x.shape[1]}x{x.shape[0]} is smaller than the crop {p.crop}")
+  x = x[top:top + p.crop, left:left + p.crop] / 255.0
+  return ((x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)).astype(np.float32)
+
+
+def load_batches(paths, p: Preprocessing, batch_size):
+  """Yields [n <= batch_size, crop, crop, 3] float32 batches of the images at `paths`."""
+  for start in range(0, len(paths), batch_size):
+    yield np.stack([preprocess(path, p) for path in paths[start:start + batch_size]])

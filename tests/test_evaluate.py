@@ -1,0 +1,104 @@
+"""End-to-end evaluation with a tiny random CLIP on the real HierarCaps test data."""
+import json
+import os
+import shutil
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_TEXT, TINY_VISION, shared_file
+from hierre_jax import (embedding, evaluate, geometry, hierarchical_retrieval as hr,
+                        image_preprocessing, input_pipeline, models, random_clip, tokenizer)
+from test_hierarchical_retrieval import slow_reference
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("tiny_eval"))
+  return random_clip.write_random_clip(out, TINY_TEXT, TINY_VISION, 16, seed=3)
+
+
+def direct_text_features(embedder, texts):
+  """One text at a time, unpadded: the obviously-correct embedding."""
+  model = models.CLIP(embedder.config)
+  encode = jax.jit(lambda ids: geometry.normalize(
+      model.apply({"params": embedder.params}, ids, method=models.CLIP.encode_text)))
+  ids = tokenizer.tokenize(embedder.tokenizer, texts)
+  return np.stack([np.asarray(encode(np.asarray([t], np.int32)))[0] for t in ids])
+
+
+def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
+  embedder = evaluate.Embedder(tiny_dir, text_batch_size=8)
+  texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
+           "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
+  feats, root = embedder.texts(texts)
+  np.testing.assert_allclose(feats, direct_text_features(embedder, texts), atol=1e-5)
+  np.testing.assert_allclose(root, feats[0], atol=1e-6)
+
+
+def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
+  test_csv = shared_file("hierarcaps_test.csv")
+  images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
+  embedder = evaluate.Embedder(tiny_dir, text_batch_size=512, image_batch_size=100)
+  got = evaluate.evaluate_hierarcaps(embedder, test_csv, images_dir)
+
+  data = input_pipeline.read_hierarchies(test_csv)
+  candidates = evaluate.distinct(t for row in data.positives for t in row)
+  text_emb, root = embedder.texts(candidates)
+  images = sorted(set(data.images))
+  pre = embedder.preprocessing
+  model = models.CLIP(embedder.config)
+  encode = jax.jit(lambda x: geometry.normalize(
+      model.apply({"params": embedder.params}, x, method=models.CLIP.encode_image)))
+  image_emb = {}
+  for start in range(0, len(images), 250):
+    names = images[start:start + 250]
+    pixels = np.stack([image_preprocessing.preprocess(os.path.join(images_dir, n), pre)
+                       for n in names])
+    image_emb.update(zip(names, np.asarray(encode(pixels))))
+  want = slow_reference(data.positives, data.images, dict(zip(candidates, text_emb)), root,
+                        image_emb)
+  assert (got["precision"], got["recall"], got["tau_d"]) == pytest.approx(want, abs=1e-9)
+  assert got["num_images"] == 1000 and got["num_candidates"] == len(candidates)
+  assert set(got["seconds"]) == {"embed_texts", "embed_images", "retrieval"}
+
+
+def test_cli_hierarcaps_and_qualitative(tiny_dir, tmp_path):
+  from absl.testing import flagsaver
+  data_dir = os.path.dirname(shared_file("hierarcaps_test.csv"))
+  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, image_batch_size=50):
+    evaluate.FLAGS.mark_as_parsed()
+    evaluate.main([])
+  result = json.load(open(os.path.join(tiny_dir, "hierarcaps_eval.json")))
+  assert 0 <= result["precision"] <= 1 and -1 <= result["tau_d"] <= 1
+  out = str(tmp_path / "qual.json")
+  names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]
+  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, mode="qualitative", images=names,
+                           out=out, image_batch_size=2, text_batch_size=1024):
+    evaluate.main([])
+  chains = json.load(open(out))
+  assert list(chains) == names
+  candidates = set(t for row in input_pipeline.read_hierarchies(
+      os.path.join(data_dir, "hierarcaps_test_expanded.csv.gz")).positives for t in row)
+  for chain in chains.values():
+    assert chain and set(chain) <= candidates and len(set(chain)) == len(chain)
+  check_renders_in_chromium(str(tmp_path / "qual.html"), tmp_path)
+
+
+def check_renders_in_chromium(page, tmp_path):
+  chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+  if not chromium:
+    pytest.skip("chromium not installed (apt-get install chromium) for the render check")
+  shot = tmp_path / "shot.png"
+  subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+                  f"--screenshot={shot}", "--window-size=1000,800", "file://" + page],
+                 check=True, capture_output=True, timeout=120)
+  pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+  # The inlined photos decode: a thumbnail-sized area far from white, with real colour variety.
+  colourful = (np.abs(pixels - pixels.mean(-1, keepdims=True)).sum(-1) > 30)
+  assert colourful.sum() > 20000, colourful.sum()

@@ -1,0 +1,121 @@
+"""Retrieval and metrics: hand-worked cases, and a slow obviously-correct loop on the real test set."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from hierre_jax import evaluate, hierarchical_retrieval as hr, input_pipeline, report
+
+
+def test_levels_and_hand_worked_retrieval():
+  np.testing.assert_allclose(hr.radius_levels(np.array([0.1, 1.0, 0.5]), 5),
+                             [0.1, 0.325, 0.55, 0.775, 1.0])
+  # Candidates A, B, C (radius 0.1, 0.5, 1.0); similarities with the image 0.2, 0.9, 0.5.
+  text = np.array([[0.2, 0.0], [0.9, 0.0], [0.5, 0.0]], np.float32)
+  radii = np.array([0.1, 0.5, 1.0])
+  image = np.array([[1.0, 0.0], [-1.0, 0.0]], np.float32)
+  preds = hr.retrieve(text, radii, image, num_levels=5)
+  np.testing.assert_array_equal(preds, [[0, 0, 1, 1, 1], [0, 0, 0, 0, 0]])  # -S: A always
+  assert hr.prediction_chains(preds) == [[0, 1], [0]]
+
+
+def test_ties_go_to_the_first_candidate():
+  text = np.array([[1.0, 0.0], [0.5, 0.0], [1.0, 0.0]], np.float32)  # 0 and 2 tie
+  radii = np.array([0.9, 0.1, 0.5])
+  preds = hr.retrieve(text, radii, np.array([[1.0, 0.0]], np.float32), num_levels=3)
+  # Levels 0.1, 0.5, 0.9: {1} -> 1; {1, 2} -> 2; {0, 1, 2} -> 0 and 2 tie -> 0.
+  np.testing.assert_array_equal(preds, [[1, 2, 0]])
+
+
+def test_precision_recall_with_several_rows_per_image():
+  preds = np.array([[0, 0, 1, 1, 2], [3, 3, 3, 3, 3]])
+  gt = np.array([[[0, 5, 6, 2], [7, 1, 8, 9]],
+                 [[4, 4, 3, 3], [-1, -1, -1, -1]]])  # a row with repeated texts
+  precision, recall = hr.precision_recall(preds, gt)
+  np.testing.assert_allclose(precision, [1.0, 1.0])
+  np.testing.assert_allclose(recall, [0.75, 0.5])
+  precision, recall = hr.precision_recall(np.array([[5, 6, 6, 7]]), np.array([[[5, 1, 2, 3]]]))
+  np.testing.assert_allclose(precision, [1 / 3])
+  np.testing.assert_allclose(recall, [0.25])
+
+
+def test_kendall_tau_b():
+  scipy_stats = pytest.importorskip("scipy.stats")
+  rows = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.3, 0.2, 0.4],
+                   [0.1, 0.1, 0.3, 0.4], [0.2, 0.2, 0.2, 0.2]])
+  got = hr.kendall_tau_b_vs_order(rows)
+  np.testing.assert_allclose(got[:3], [1.0, -1.0, 4 / 6])
+  assert got[3] == pytest.approx(5 / np.sqrt(30))
+  assert np.isnan(got[4])
+  for row, tau in zip(rows[:4], got):
+    assert tau == pytest.approx(scipy_stats.kendalltau(row, [1, 2, 3, 4]).statistic)
+
+
+def test_grouping_rows_by_image():
+  images, table = hr.group_rows_by_image(["b.jpg", "a.jpg", "b.jpg"])
+  assert images == ["a.jpg", "b.jpg"]
+  np.testing.assert_array_equal(table, [[1, -1], [0, 2]])
+  gt = hr.ground_truth_indices(table, np.array([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]))
+  np.testing.assert_array_equal(gt[0, 1], [-1, -1, -1, -1])
+  np.testing.assert_array_equal(gt[1, 1], [8, 9, 10, 11])
+
+
+def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
+  """SPEC section 4 transcribed with loops: strings compared, duplicates kept."""
+  scipy_stats = pytest.importorskip("scipy.stats")
+  texts = [t for row in rows for t in row]
+  e = np.stack([emb[t] for t in texts]).astype(np.float64)
+  radius = np.linalg.norm(e - root, axis=1)
+  levels = np.linspace(radius.min(), radius.max(), num_levels)
+  precisions, recalls = [], []
+  for image in sorted(set(row_images)):
+    s = e @ image_emb[image].astype(np.float64)
+    preds = []
+    for t in levels:
+      text = texts[int(np.argmax(np.where(radius <= t, s, -np.inf)))]
+      if not preds or preds[-1] != text:
+        preds.append(text)
+    its_rows = [row for row, name in zip(rows, row_images) if name == image]
+    gt = {t for row in its_rows for t in row}
+    precisions.append(len(set(preds) & gt) / max(1, len(set(preds))))
+    recalls.append(np.mean([any(row[k] in preds for row in its_rows) for k in range(4)]))
+  taus = [scipy_stats.kendalltau([np.linalg.norm(emb[t] - root) for t in row], [1, 2, 3, 4])
+          .statistic for row in rows]
+  return np.mean(precisions), np.mean(recalls), np.nanmean(taus)
+
+
+def test_batched_equals_slow_loop_on_the_real_test_set(rng):
+  data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
+  candidates = evaluate.distinct(t for row in data.positives for t in row)
+  dim = 16
+  # Low-dimensional, root-biased embeddings so that retrieval finds ground truth now and then.
+  emb_matrix = rng.normal(size=(len(candidates), dim))
+  emb_matrix /= np.linalg.norm(emb_matrix, axis=1, keepdims=True)
+  emb = dict(zip(candidates, emb_matrix))
+  root = rng.normal(size=dim)
+  root /= np.linalg.norm(root)
+  images = sorted(set(data.images))
+  image_emb = {name: emb[row[3]] + 0.3 * rng.normal(size=dim)
+               for name, row in zip(data.images, data.positives)}
+  want = slow_reference(data.positives, data.images, emb, root, image_emb)
+
+  index = {t: i for i, t in enumerate(candidates)}
+  row_tier_index = np.array([[index[t] for t in row] for row in data.positives])
+  _, table = hr.group_rows_by_image(data.images)
+  radii = np.linalg.norm(emb_matrix - root, axis=1)
+  preds = hr.retrieve(emb_matrix.astype(np.float32), radii,
+                      np.stack([image_emb[n] for n in images]).astype(np.float32), chunk=300)
+  got, _, _ = hr.hierarcaps_metrics(preds, table, row_tier_index, radii)
+  assert (got["precision"], got["recall"], got["tau_d"]) == pytest.approx(want, abs=1e-12)
+  assert got["recall"] > 0.05 and got["num_candidates"] == len(candidates)
+
+
+def test_report_files(tmp_path):
+  path = shared_file("test_images/COCO_val2014_000000000139.jpg")
+  chains = {os.path.basename(path): ["room", "living room", "a room with a <tv> & chairs"]}
+  report.write_all(chains, os.path.dirname(path), str(tmp_path / "q"))
+  page = (tmp_path / "q.html").read_text()
+  assert "a room with a &lt;tv&gt; &amp; chairs" in page and "data:image/jpeg;base64," in page
+  assert (tmp_path / "q.csv").read_text().splitlines()[1] == (
+      "COCO_val2014_000000000139.jpg,0,room")

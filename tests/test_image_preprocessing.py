@@ -1,0 +1,32 @@
+"""Pixel parity with transformers' CLIP image processor (PIL backend)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared_file
+from hierre_jax import image_preprocessing as ip
+
+
+def reference(image, size, crop):
+  import transformers
+  proc = transformers.models.clip.image_processing_pil_clip.CLIPImageProcessorPil(
+      size={"shortest_edge": size}, crop_size={"height": crop, "width": crop})
+  return proc(images=image, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (300, 451), (451, 300), (225, 224), (233, 997)])
+@pytest.mark.parametrize("size", [224, 64])
+def test_matches_clip_image_processor(rng, shape, size):
+  image = Image.fromarray((rng.random(shape + (3,)) * 255).astype(np.uint8))
+  got = ip.preprocess(image, ip.Preprocessing(size, size))
+  np.testing.assert_allclose(got, reference(image, size, size), atol=1e-5, rtol=0)
+
+
+def test_real_test_image_and_grayscale(rng):
+  path = shared_file("test_images/COCO_val2014_000000000139.jpg")
+  got = ip.preprocess(path, ip.Preprocessing())
+  with Image.open(path) as im:
+    np.testing.assert_allclose(got, reference(im, 224, 224), atol=1e-5, rtol=0)
+  gray = Image.fromarray((rng.random((240, 320)) * 255).astype(np.uint8), mode="L")
+  np.testing.assert_allclose(ip.preprocess(gray, ip.Preprocessing()),
+                             reference(gray.convert("RGB"), 224, 224), atol=1e-5, rtol=0)
