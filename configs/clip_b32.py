@@ -27,6 +27,14 @@ def get_config():
   config.lambda_p, config.lambda_e, config.lambda_m = 10.0, 1.0, 1.0
   config.remat = False
 
+  # HierarCaps evaluation from inside the run (empty test_csv: none). heldout_csv: train-format
+  # rows whose images are the test images, for the mean positive/negative angles.
+  config.eval = ml_collections.ConfigDict(dict(
+      test_csv="../shared/hierarcaps/hierarcaps_test.csv",
+      images_dir="../shared/hierarcaps/test_images",
+      heldout_csv="../shared/hierarcaps/hierarcaps_test_expanded.csv.gz",
+      at_start=True, at_end=True, text_batch_size=256, image_batch_size=64))
+
   config.log_every = 50
   config.checkpoint_every = 500
   config.keep_checkpoints = 3

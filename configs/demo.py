@@ -24,6 +24,8 @@ def get_config():
                   num_attention_heads=4, image_size=64, patch_size=16),
       projection_dim=64, seed=0))
   config.train_csv = SHARED_TRAIN if os.path.exists(SHARED_TRAIN) else BUNDLED_SAMPLE
+  if not os.path.exists(config.eval.test_csv):
+    config.eval.test_csv = ""  # no HierarCaps test set here: train and export only
   config.workdir = "workdirs/demo"
   config.batch_size = 8
   config.total_steps = 400

@@ -23,6 +23,7 @@ import tqdm
 
 from hierre_jax import checkpoints
 from hierre_jax import embedding
+from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import losses
 from hierre_jax import metric_writer
@@ -112,6 +113,23 @@ def save_model_info(hf_config, model_dir, workdir):
   checkpoints.copy_tokenizer_files(model_dir, info)
 
 
+def evaluate_now(config, model_config, params, model_dir, step, writer):
+  """HierarCaps P/R/tau_d (+ held-out angles) of the current params -> eval_step_N.json, metrics."""
+  e = config.eval
+  embedder = evaluation.Embedder(model_config, jax.device_get(params), model_dir,
+                                 e.text_batch_size, e.image_batch_size)
+  result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
+  if e.heldout_csv:
+    test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)
+    result["heldout"] = evaluation.angle_statistics(embedder, e.heldout_csv, test_images)
+  with open(os.path.join(config.workdir, f"eval_step_{step}.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  scalars = {k: result[k] for k in ("precision", "recall", "tau_d")}
+  scalars.update({k: v for k, v in result.get("heldout", {}).items() if k != "num_rows"})
+  writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
+  logging.info("step %d: %s", step, scalars)
+
+
 def train_and_export(config):
   """Runs (or resumes) training in config.workdir; returns the final TrainState."""
   os.makedirs(config.workdir, exist_ok=True)
@@ -155,6 +173,9 @@ def train_and_export(config):
 
   train_step = make_train_step(model_config, config, tx,
                                jnp.asarray(embedding.root_ids(tokenizer)), mesh, state_sharding)
+  evaluate_at_start = config.eval.test_csv and config.eval.at_start and start == 0
+  if evaluate_at_start:
+    evaluate_now(config, model_config, state.params, model_dir, 0, writer)
   pending = []
   for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
     ids = sharding.put_global_batch(batches.batch(step), mesh)
@@ -168,6 +189,8 @@ def train_and_export(config):
     if done % config.checkpoint_every == 0 or done == total_steps:
       manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   manager.wait_until_finished()
+  if config.eval.test_csv and config.eval.at_end:
+    evaluate_now(config, model_config, state.params, model_dir, total_steps, writer)
   writer.close()
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_TEXT, TINY_VISION, shared_file
-from hierre_jax import (embedding, evaluate, geometry, hierarchical_retrieval as hr,
+from hierre_jax import (evaluate, evaluation, geometry,
                         image_preprocessing, input_pipeline, models, random_clip, tokenizer)
 from test_hierarchical_retrieval import slow_reference
 
@@ -31,7 +31,7 @@ def direct_text_features(embedder, texts):
 
 
 def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
-  embedder = evaluate.Embedder(tiny_dir, text_batch_size=8)
+  embedder = evaluation.Embedder.from_path(tiny_dir, text_batch_size=8)
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
   feats, root = embedder.texts(texts)
@@ -42,11 +42,11 @@ def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
 def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
   test_csv = shared_file("hierarcaps_test.csv")
   images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
-  embedder = evaluate.Embedder(tiny_dir, text_batch_size=512, image_batch_size=100)
-  got = evaluate.evaluate_hierarcaps(embedder, test_csv, images_dir)
+  embedder = evaluation.Embedder.from_path(tiny_dir, text_batch_size=512, image_batch_size=100)
+  got = evaluation.evaluate_hierarcaps(embedder, test_csv, images_dir)
 
   data = input_pipeline.read_hierarchies(test_csv)
-  candidates = evaluate.distinct(t for row in data.positives for t in row)
+  candidates = evaluation.distinct(t for row in data.positives for t in row)
   text_emb, root = embedder.texts(candidates)
   images = sorted(set(data.images))
   pre = embedder.preprocessing

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from hierre_jax import evaluate, hierarchical_retrieval as hr, input_pipeline, report
+from hierre_jax import evaluation, hierarchical_retrieval as hr, input_pipeline, report
 
 
 def test_levels_and_hand_worked_retrieval():
@@ -87,7 +87,7 @@ def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
 
 def test_batched_equals_slow_loop_on_the_real_test_set(rng):
   data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
-  candidates = evaluate.distinct(t for row in data.positives for t in row)
+  candidates = evaluation.distinct(t for row in data.positives for t in row)
   dim = 16
   # Low-dimensional, root-biased embeddings so that retrieval finds ground truth now and then.
   emb_matrix = rng.normal(size=(len(candidates), dim))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import tiny_train_config
-from hierre_jax import checkpoints, evaluate, metric_writer, train
+from conftest import shared_file
+from hierre_jax import checkpoints, evaluation, metric_writer, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FROZEN = ("vision_model", "visual_projection", "logit_scale")
@@ -26,6 +27,7 @@ def tiny_config(workdir, **overrides):
 
 def test_only_text_tower_and_projection_change(tmp_path):
   config = tiny_config(tmp_path, total_steps=3)
+  config.eval.test_csv = shared_file("hierarcaps_test.csv")  # evaluation before and after
   state = train.train_and_export(config)
   _, initial, _ = checkpoints.load_clip(os.path.join(config.workdir, "random_init"))
   final = jax.device_get(state.params)
@@ -37,12 +39,20 @@ def test_only_text_tower_and_projection_change(tmp_path):
     assert all(changed), key  # every text-tower leaf moved
   _, exported, _ = checkpoints.load_clip(os.path.join(config.workdir, "hf_export"))
   jax.tree.map(np.testing.assert_array_equal, exported, final)
-  _, from_orbax, info_dir = evaluate.load_model(config.workdir)  # evaluation of a train workdir
+  _, from_orbax, info_dir = evaluation.load_model(config.workdir)  # evaluation of a train workdir
   jax.tree.map(np.testing.assert_array_equal, from_orbax, final)
   assert os.path.exists(os.path.join(info_dir, "vocab.json"))
   rows = metric_writer.read_metrics(config.workdir)
-  assert [r["step"] for r in rows] == [1, 2, 3]
-  assert all(np.isfinite(r["loss"]) and "loss_pullback" in r for r in rows)
+  train_rows = [r for r in rows if "loss" in r]
+  assert [r["step"] for r in train_rows] == [1, 2, 3]
+  assert all(np.isfinite(r["loss"]) and "loss_pullback" in r for r in train_rows)
+  evals = {r["step"]: r for r in rows if "eval/tau_d" in r}
+  assert sorted(evals) == [0, 3]
+  for step in (0, 3):
+    result = json.loads((tmp_path / f"eval_step_{step}.json").read_text())
+    assert result["tau_d"] == pytest.approx(evals[step]["eval/tau_d"])
+    assert result["heldout"]["num_rows"] == 23479 - 18770  # expanded rows of the test images
+  assert evals[0]["eval/angle_pos_mean"] != evals[3]["eval/angle_pos_mean"]
 
 
 MULTI_DEVICE_SCRIPT = r"""
@@ -50,6 +60,7 @@ import json, sys
 import jax, numpy as np
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import tiny_train_config
+from conftest import shared_file
 from hierre_jax import checkpoints, embedding, input_pipeline, random_clip, sharding, train
 from hierre_jax import tokenizer as tokenizer_lib
 assert jax.device_count() == 8, jax.devices()

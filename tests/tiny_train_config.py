@@ -15,4 +15,5 @@ def get_config():
   config.lr = 1e-3
   config.log_every = 1
   config.checkpoint_every = 2
+  config.eval.test_csv = ""
   return config

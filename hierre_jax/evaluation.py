@@ -1,0 +1,118 @@
+"""Evaluation library: embed with one model, HierarCaps metrics, angles, qualitative chains."""
+import os
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+from hierre_jax import checkpoints
+from hierre_jax import embedding
+from hierre_jax import geometry
+from hierre_jax import hierarchical_retrieval as hr
+from hierre_jax import image_preprocessing
+from hierre_jax import input_pipeline
+from hierre_jax import losses
+from hierre_jax import models
+from hierre_jax import tokenizer as tokenizer_lib
+
+
+def load_model(path):
+  """-> (ClipConfig, params, dir with config and tokenizer files). Train workdirs use the
+  latest orbax checkpoint and workdir/model_info."""
+  info = os.path.join(path, "model_info")
+  if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.isdir(info):
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(path, "checkpoints")))
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
+    config = models.ClipConfig.from_hf(checkpoints.load_hf_config(info))
+    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return config, state["state"]["params"], info
+  return checkpoints.load_clip(path)
+
+
+def distinct(texts):
+  """Texts in order of first appearance, without repeats (string identity)."""
+  return list(dict.fromkeys(texts))
+
+
+class Embedder:
+  """Embeds texts (with the root) and images with one model's parameters."""
+
+  def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64):
+    self.config, self.params, self.model_dir = config, params, model_dir
+    self.tokenizer = tokenizer_lib.load_tokenizer(model_dir)
+    self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
+    self.preprocessing = image_preprocessing.Preprocessing.from_model_dir(
+        model_dir, config.vision.image_size)
+
+  @classmethod
+  def from_path(cls, model_path, text_batch_size=256, image_batch_size=64):
+    return cls(*load_model(model_path), text_batch_size, image_batch_size)
+
+  def texts(self, texts):
+    """-> ([N, P] unit text features, [P] root = feature of the empty string)."""
+    feats = embedding.embed_texts(self.config, self.params, self.tokenizer, list(texts) + [""],
+                                  self.text_batch_size)
+    return feats[:-1], feats[-1]
+
+  def images(self, paths):
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+      raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[:3]}")
+    batches = image_preprocessing.load_batches(paths, self.preprocessing, self.image_batch_size)
+    return embedding.embed_images(self.config, self.params, batches, self.image_batch_size,
+                                  num_batches=-(-len(paths) // self.image_batch_size))
+
+
+def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS):
+  """P, R, tau_d on a test file, with timings in seconds."""
+  data = input_pipeline.read_hierarchies(test_csv)
+  candidates = distinct(t for row in data.positives for t in row)
+  index = {t: i for i, t in enumerate(candidates)}
+  row_tier_index = np.array([[index[t] for t in row] for row in data.positives])
+  images, rows_table = hr.group_rows_by_image(data.images)
+
+  t0 = time.perf_counter()
+  text_emb, root = embedder.texts(candidates)
+  t1 = time.perf_counter()
+  image_emb = embedder.images([os.path.join(images_dir, name) for name in images])
+  t2 = time.perf_counter()
+  radii = np.asarray(geometry.radius(text_emb, root))
+  preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
+  metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii)
+  t3 = time.perf_counter()
+  metrics["seconds"] = {"embed_texts": t1 - t0, "embed_images": t2 - t1, "retrieval": t3 - t2}
+  return metrics
+
+
+def angle_statistics(embedder, csv_path, images=None):
+  """Mean positive/negative exterior angles (SPEC section 3) over rows of a train-format file.
+
+  With `images`, only rows of those images count (e.g. the held-out test images).
+  """
+  data = input_pipeline.read_hierarchies(csv_path)
+  rows = [p + n for p, n, name in zip(data.positives, data.negatives, data.images)
+          if images is None or name in images]
+  if not rows:
+    raise ValueError(f"{csv_path}: no rows of the requested images")
+  texts = distinct(t for row in rows for t in row)
+  feats, root = embedder.texts(texts)
+  index = {t: i for i, t in enumerate(texts)}
+  emb = feats[np.array([[index[t] for t in row] for row in rows])]  # [B, 8, D]
+  p, q = losses.re_angles(emb, root)
+  p, q = np.asarray(p), np.asarray(q)
+  return {"angle_pos_mean": float(p.mean()), "angle_neg_mean": float(q.mean()),
+          "pos_smaller_than_neg": float((p < q).mean()), "num_rows": len(rows)}
+
+
+def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr.NUM_LEVELS):
+  """{image name: predicted chain of texts, general to specific} over all distinct positive
+  texts of `candidates_csv`."""
+  data = input_pipeline.read_hierarchies(candidates_csv)
+  candidates = distinct(t for row in data.positives for t in row)
+  text_emb, root = embedder.texts(candidates)
+  image_emb = embedder.images([os.path.join(images_dir, name) for name in image_names])
+  radii = np.asarray(geometry.radius(text_emb, root))
+  chains = hr.prediction_chains(hr.retrieve(text_emb, radii, image_emb, num_levels))
+  return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
