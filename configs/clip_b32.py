@@ -16,6 +16,9 @@ def get_config():
   config.total_steps = -1  # > 0 overrides num_epochs
   config.seed = 0
   config.length_multiple = 8  # texts are padded to a multiple of this (fewer recompiles)
+  # Tiers (0-based) padded together: short general tiers apart from long specific ones.
+  # Same losses as one block padded to the longest text (causal attention), less work.
+  config.length_groups = ((0, 1), (2, 3))
 
   config.lr = 1e-7
   config.schedule = "constant"  # or "warmup_cosine"

@@ -2,6 +2,7 @@
 import os
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -13,6 +14,7 @@ from hierre_jax import image_preprocessing
 from hierre_jax import input_pipeline
 from hierre_jax import losses
 from hierre_jax import models
+from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
 
 
@@ -45,6 +47,7 @@ class Embedder:
     self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
     self.preprocessing = image_preprocessing.Preprocessing.from_model_dir(
         model_dir, config.vision.image_size)
+    self.mesh = sharding.make_mesh(jax.local_devices())  # this host's devices only
 
   @classmethod
   def from_path(cls, model_path, text_batch_size=256, image_batch_size=64):
@@ -53,7 +56,7 @@ class Embedder:
   def texts(self, texts):
     """-> ([N, P] unit text features, [P] root = feature of the empty string)."""
     feats = embedding.embed_texts(self.config, self.params, self.tokenizer, list(texts) + [""],
-                                  self.text_batch_size)
+                                  self.text_batch_size, self.mesh)
     return feats[:-1], feats[-1]
 
   def images(self, paths):
@@ -62,7 +65,7 @@ class Embedder:
       raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[:3]}")
     batches = image_preprocessing.load_batches(paths, self.preprocessing, self.image_batch_size)
     return embedding.embed_images(self.config, self.params, batches, self.image_batch_size,
-                                  num_batches=-(-len(paths) // self.image_batch_size))
+                                  -(-len(paths) // self.image_batch_size), self.mesh)
 
 
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS):

@@ -36,12 +36,13 @@ def check_batch_size(batch_size, mesh):
 
 
 def put_global_batch(batch, mesh):
-  """Host numpy array holding the GLOBAL batch -> array sharded along its first axis.
+  """Host numpy arrays (any pytree) holding the GLOBAL batch -> arrays sharded on axis 0.
 
   On several hosts each process passes the same global batch and keeps its slice.
   """
-  sharding = batch_sharding(mesh)
-  per_process = batch.shape[0] // jax.process_count()
-  start = jax.process_index() * per_process
-  return jax.make_array_from_process_local_data(
-      sharding, batch[start:start + per_process], batch.shape)
+  def put(x):
+    per_process = x.shape[0] // jax.process_count()
+    start = jax.process_index() * per_process
+    return jax.make_array_from_process_local_data(
+        batch_sharding(mesh), x[start:start + per_process], x.shape)
+  return jax.tree.map(put, batch)

@@ -27,6 +27,7 @@ from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import losses
 from hierre_jax import metric_writer
+from hierre_jax import plots
 from hierre_jax import random_clip
 from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
@@ -60,21 +61,27 @@ def make_optimizer(config, total_steps):
 
 
 def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
-  """-> jitted fn(state, frozen_text_params, ids [B, 8, L]) -> (state, metrics)."""
+  """-> jitted fn(state, frozen_text_params, per-group ids) -> (state, metrics).
+
+  The ids come as `TrainBatches.batch` gives them: one [B, n_g, L_g] array per group.
+  """
   encode = embedding.text_encoder(model_config, config.remat)
 
-  def loss_fn(params, frozen, ids):
-    b, n, length = ids.shape
-    flat = ids.reshape(b * n, length)
-    emb = encode(params, flat).reshape(b, n, -1)
+  def embed_rows(params, groups):  # per length group [B, n_g, L_g] ids -> [B, 8, D]
+    embs = [encode(params, g.reshape(-1, g.shape[-1])).reshape(*g.shape[:2], -1)
+            for g in groups]
+    return input_pipeline.merge_groups(embs, config.length_groups)
+
+  def loss_fn(params, frozen, groups):
+    emb = embed_rows(params, groups)
     root = encode(params, root_ids)[0]  # the root moves with the weights
-    emb_orig = encode(frozen, flat).reshape(b, n, -1) if config.lambda_p else None
+    emb_orig = embed_rows(frozen, groups) if config.lambda_p else None
     return losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
                              config.lambda_m)
 
-  def step(state, frozen, ids):
+  def step(state, frozen, groups):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, frozen, ids)
+    (_, metrics), grads = grad_fn(state.params, frozen, groups)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in TRAINABLE})
@@ -145,7 +152,7 @@ def train_and_export(config):
   if data.num_skipped:
     logging.warning("%s: skipped %d malformed rows", config.train_csv, data.num_skipped)
   batches = input_pipeline.TrainBatches(data, tokenizer, config.batch_size, config.seed,
-                                        config.length_multiple)
+                                        config.length_multiple, config.length_groups)
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   logging.info("%d rows, %d steps/epoch (%d rows per epoch left out by the last partial "
@@ -169,29 +176,33 @@ def train_and_export(config):
         state=ocp.args.StandardRestore(abstract)))["state"]
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
-  writer = metric_writer.MetricWriter(config.workdir, resume_step=start)
+  is_main = jax.process_index() == 0  # one host writes metrics, evaluations and the export
+  writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
   train_step = make_train_step(model_config, config, tx,
                                jnp.asarray(embedding.root_ids(tokenizer)), mesh, state_sharding)
   evaluate_at_start = config.eval.test_csv and config.eval.at_start and start == 0
-  if evaluate_at_start:
+  if is_main and evaluate_at_start:
     evaluate_now(config, model_config, state.params, model_dir, 0, writer)
   pending = []
   for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
-    ids = sharding.put_global_batch(batches.batch(step), mesh)
-    state, metrics = train_step(state, frozen, ids)
+    groups = sharding.put_global_batch(batches.batch(step), mesh)
+    state, metrics = train_step(state, frozen, groups)
     pending.append(metrics)
     done = step + 1
     if done % config.log_every == 0 or done == total_steps:
-      rows = jax.device_get(pending)
-      writer.write(done, {k: np.mean([r[k] for r in rows]) for k in rows[0]})
-      pending = []
+      rows, pending = jax.device_get(pending), []
+      if is_main:
+        writer.write(done, {k: np.mean([r[k] for r in rows]) for k in rows[0]})
     if done % config.checkpoint_every == 0 or done == total_steps:
       manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   manager.wait_until_finished()
+  if not is_main:
+    return state
   if config.eval.test_csv and config.eval.at_end:
     evaluate_now(config, model_config, state.params, model_dir, total_steps, writer)
   writer.close()
+  plots.plot_training_curves(config.workdir)
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
   checkpoints.export_clip(jax.device_get(state.params), hf_config, export_dir, model_dir)
@@ -210,6 +221,8 @@ def quiet_orbax_info_logs():
 
 def main(argv):
   del argv
+  if flags.FLAGS.distributed:
+    jax.distributed.initialize()  # Cloud TPU, SLURM and Open MPI set themselves up
   quiet_orbax_info_logs()
   train_and_export(flags.FLAGS.config)
 
@@ -217,5 +230,6 @@ def main(argv):
 if __name__ == "__main__":
   config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                   lock_config=True)
+  flags.DEFINE_bool("distributed", False, "Multi-host run: call jax.distributed.initialize().")
   flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -73,10 +73,31 @@ def test_batches_are_deterministic_and_cover_each_epoch(tmp_path, tok):
   assert not np.array_equal(epoch0, np.concatenate([b.row_indices(s) for s in range(3, 6)]))
   again = input_pipeline.TrainBatches(data, tok, batch_size=3, seed=7)
   for step in range(7):
-    np.testing.assert_array_equal(b.batch(step), again.batch(step))
-    x = b.batch(step)
+    (x,) = b.batch(step)
+    np.testing.assert_array_equal(x, again.batch(step)[0])
     assert x.shape[:2] == (3, 8) and x.shape[2] % 8 == 0
     assert np.all(x[:, :, 0] == 49406) and np.all((x == 49407).any(-1))
   rows0 = b.row_indices(0)
-  decoded = [tok.decode(ids, skip_special_tokens=True).strip() for ids in b.batch(0)[:, 0]]
+  decoded = [tok.decode(ids, skip_special_tokens=True).strip() for ids in b.batch(0)[0][:, 0]]
   assert decoded == [f"a {i}" for i in rows0]  # CLIP BPE splits letters from digits
+
+
+def test_length_groups_pad_each_group_to_its_own_longest_text(tmp_path, tok):
+  rows = [f'"a => b => {"long text " * (i + 3)} => {"longer text " * (i + 6)}",'
+          f'"c => d => {"x " * (i + 1)} => y",u{i}' for i in range(6)]
+  data = input_pipeline.read_hierarchies(write(tmp_path / "g.csv", ["positive,negative,image_url"]
+                                               + rows))
+  single = input_pipeline.TrainBatches(data, tok, 4, 1)
+  grouped = input_pipeline.TrainBatches(data, tok, 4, 1, length_multiple=1,
+                                        length_groups=((0, 1), (2, 3)))
+  short, long = grouped.batch(0)
+  assert short.shape[:2] == (4, 4) and long.shape[:2] == (4, 4)
+  assert short.shape[2] == 3 and long.shape[2] > 10  # "a"/"b"/"c"/"d" are 3 tokens
+  # Merged back (padding to a common length) it is the single-block batch.
+  length = single.batch(0)[0].shape[2]
+  padded = [np.pad(g, ((0, 0), (0, 0), (0, length - g.shape[2])), constant_values=49407)
+            for g in (short, long)]
+  np.testing.assert_array_equal(input_pipeline.merge_groups(padded, ((0, 1), (2, 3))),
+                                single.batch(0)[0])
+  with pytest.raises(ValueError, match="cover tiers"):
+    input_pipeline.group_columns(((0, 1), (1, 2, 3)))

@@ -55,54 +55,73 @@ def test_only_text_tower_and_projection_change(tmp_path):
   assert evals[0]["eval/angle_pos_mean"] != evals[3]["eval/angle_pos_mean"]
 
 
-MULTI_DEVICE_SCRIPT = r"""
-import json, sys
-import jax, numpy as np
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import tiny_train_config
-from conftest import shared_file
-from hierre_jax import checkpoints, embedding, input_pipeline, random_clip, sharding, train
-from hierre_jax import tokenizer as tokenizer_lib
-assert jax.device_count() == 8, jax.devices()
-config = tiny_train_config.get_config()
-config.lr = 1e-4
-r = config.random_init
-d = random_clip.write_random_clip(sys.argv[2], r.text.to_dict(), r.vision.to_dict(),
-                                  r.projection_dim)
-model_config, params, _ = checkpoints.load_clip(d)
-tok = tokenizer_lib.load_tokenizer(d)
-batches = input_pipeline.TrainBatches(input_pipeline.read_hierarchies(config.train_csv), tok,
-                                      8, 0)
-results = {}
-for n in (1, 8):
-  mesh = sharding.make_mesh(jax.devices()[:n])
-  tx = train.make_optimizer(config, 3)
+def run_steps(config, model_dir, devices, num_steps):
+  """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final params)."""
+  from hierre_jax import embedding, input_pipeline, sharding
+  from hierre_jax import tokenizer as tokenizer_lib
+  model_config, params, _ = checkpoints.load_clip(model_dir)
+  tok = tokenizer_lib.load_tokenizer(model_dir)
+  batches = input_pipeline.TrainBatches(input_pipeline.read_hierarchies(config.train_csv), tok,
+                                        8, 0, length_groups=config.length_groups)
+  mesh = sharding.make_mesh(devices)
+  tx = train.make_optimizer(config, num_steps)
   state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
   frozen = jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
                           sharding.replicated(mesh))
   step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok), mesh,
                                state_sharding)
   losses = []
-  for s in range(3):
+  for s in range(num_steps):
     state, metrics = step(state, frozen, sharding.put_global_batch(batches.batch(s), mesh))
     losses.append(float(metrics["loss"]))
-  assert len(state.params["text_model"]["encoder"]["layers_0"]["mlp"]["fc1"]["kernel"]
-             .sharding.device_set) == n
-  results[n] = (losses, jax.device_get(state.params))
-np.testing.assert_allclose(results[8][0], results[1][0], atol=1e-5, rtol=0)
+  kernel = state.params["text_model"]["encoder"]["layers_0"]["mlp"]["fc1"]["kernel"]
+  assert len(kernel.sharding.device_set) == len(devices)
+  return losses, params, jax.device_get(state.params)
 
-def compare(path, a, b, before):
-  name = jax.tree_util.keystr(path)
-  if "k_proj" in name and "bias" in name:
-    # Softmax ignores a shift shared by all keys: this gradient is 0 up to roundoff, and Adam
-    # turns roundoff into steps of up to lr. Both runs must stay within that bound.
-    assert np.abs(a - before).max() <= 3 * config.lr * 1.01, name
-    assert np.abs(b - before).max() <= 3 * config.lr * 1.01, name
-  else:
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=name)
 
-jax.tree_util.tree_map_with_path(compare, results[8][1], results[1][1], params)
-print("MULTI_DEVICE_OK", json.dumps(results[1][0]))
+def assert_same_updates(got, want, before, lr, steps):
+  def compare(path, a, b, initial):
+    name = jax.tree_util.keystr(path)
+    if "k_proj" in name and "bias" in name:
+      # Softmax ignores a shift shared by all keys: this gradient is 0 up to roundoff, and Adam
+      # turns roundoff into steps of up to lr. Both runs must stay within that bound.
+      for x in (a, b):
+        assert np.abs(x - initial).max() <= steps * lr * 1.01, name
+    else:
+      np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=name)
+  jax.tree_util.tree_map_with_path(compare, got, want, before)
+
+
+def tiny_model(config, out_dir):
+  from hierre_jax import random_clip
+  r = config.random_init
+  return random_clip.write_random_clip(out_dir, r.text.to_dict(), r.vision.to_dict(),
+                                       r.projection_dim)
+
+
+def test_length_groups_give_the_same_step(tmp_path):
+  config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),))
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  block = run_steps(config, model_dir, jax.devices()[:1], 2)
+  config.length_groups = ((0, 1), (2, 3))
+  grouped = run_steps(config, model_dir, jax.devices()[:1], 2)
+  np.testing.assert_allclose(grouped[0], block[0], atol=1e-6, rtol=0)
+  assert_same_updates(grouped[2], block[2], block[1], config.lr, 2)
+
+
+MULTI_DEVICE_SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import test_train
+assert jax.device_count() == 8, jax.devices()
+config = test_train.tiny_config(sys.argv[2], lr=1e-4)
+model_dir = test_train.tiny_model(config, sys.argv[2] + "/model")
+one = test_train.run_steps(config, model_dir, jax.devices()[:1], 3)
+eight = test_train.run_steps(config, model_dir, jax.devices(), 3)
+np.testing.assert_allclose(eight[0], one[0], atol=1e-5, rtol=0)
+test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
+print("MULTI_DEVICE_OK", json.dumps(one[0]))
 """
 
 
