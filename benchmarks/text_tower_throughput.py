@@ -20,7 +20,13 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--length", type=int, default=77)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--precision", choices=["highest", "default"], default="highest",
+                      help="fp32 matmuls: highest = true fp32 in both; default = TF32 allowed "
+                      "in both (GPU)")
   args = parser.parse_args()
+  jax.config.update("jax_default_matmul_precision", args.precision)
+  torch.backends.cuda.matmul.allow_tf32 = args.precision == "default"
+  torch.backends.cudnn.allow_tf32 = args.precision == "default"
 
   with tempfile.TemporaryDirectory() as d:
     torch_model = common.vit_b32_torch_checkpoint(d)
@@ -54,7 +60,8 @@ def main():
 
   print(f"text tower forward, ViT-B/32 shape, batch {args.batch} x {args.length} tokens, "
         f"JAX on {jax.devices()[0].platform}, torch on {device} "
-        f"({torch.get_num_threads()} threads), median of {args.repeats}")
+        f"({torch.get_num_threads()} threads), fp32 matmul precision {args.precision}, "
+        f"median of {args.repeats}")
   common.row("", "seconds/batch", "texts/s")
   common.row("hierre_jax (jax.jit, Flax)", f"{jax_s:.4f}", common.fmt(args.batch / jax_s))
   common.row("PyTorch transformers.CLIPModel", f"{torch_s:.4f}", common.fmt(args.batch / torch_s))

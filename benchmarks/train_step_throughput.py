@@ -3,14 +3,16 @@
 Same model (random ViT-B/32 CLIP, text tower trained), same rows (HierarCaps training
 rows, batch 8 = 64 texts), same loss (SPEC section 3, lambda_p=10, lambda_e=1,
 lambda_m=1), same optimizer (AdamW, lr 1e-7, wd 0.01). PyTorch pads each batch to
-its longest text, as the authors' release does; hierre_jax pads each length group
-(general tiers 1-2, specific tiers 3-4) to its own bucketed length.
+its longest text, as the authors' release does; hierre_jax is timed with three
+paddings: tiers 1-2 and 3-4 each to their own length (multiple of 8; the CPU choice),
+one block (multiple of 8), and a static 77 (one compilation; the GPU/TPU choice).
 
   python -m benchmarks.train_step_throughput [--steps 10]
 """
 import argparse
 import copy
 import os
+import sys
 import tempfile
 import time
 
@@ -70,6 +72,7 @@ def main():
                                                           "hierarcaps_coco_train.csv.gz"))
   args = parser.parse_args()
   config = clip_b32.get_config()
+  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   if not os.path.exists(args.train_csv):
     args.train_csv = os.path.join(os.path.dirname(__file__), "..", "hierre_jax", "assets",
                                   "hierarcaps_sample.csv")
@@ -80,12 +83,13 @@ def main():
   tok = tokenizer_lib.load_tokenizer(d)
   data = input_pipeline.read_hierarchies(args.train_csv)
   root_ids = embedding.root_ids(tok)
+  print(f"  model and {len(data)} rows loaded", file=sys.stderr, flush=True)
   steps = range(args.steps)
   mesh = sharding.make_mesh()
 
-  def jax_rows_per_second(length_groups):
+  def jax_rows_per_second(length_groups, length_multiple):
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.length_groups = length_groups
+    cfg.length_groups, cfg.length_multiple = length_groups, length_multiple
     batches = input_pipeline.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
                                           cfg.length_multiple, length_groups)
     tx = train.make_optimizer(cfg, len(steps))
@@ -93,42 +97,51 @@ def main():
     frozen = jax.device_put(jax.tree.map(np.array, embedding.text_params(params)))
     step = train.make_train_step(model_config, cfg, tx, root_ids, mesh, state_sharding)
     inputs = [sharding.put_global_batch(batches.batch(s), mesh) for s in steps]
+    start = time.perf_counter()
     for x in inputs:  # compile every shape once
       state, metrics = step(state, frozen, x)
     jax.block_until_ready(state)
+    shapes = {tuple(g.shape for g in x) for x in inputs}
+    print(f"  groups {length_groups}: compiled {len(shapes)} shapes in "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     start = time.perf_counter()
     for x in inputs:
       state, metrics = step(state, frozen, x)
     jax.block_until_ready(state)
     return cfg.batch_size * len(inputs) / (time.perf_counter() - start), float(metrics["loss"])
 
-  grouped, _ = jax_rows_per_second(config.length_groups)
-  block, _ = jax_rows_per_second(((0, 1, 2, 3),))
+  grouped, _ = jax_rows_per_second(((0, 1), (2, 3)), 8)
+  block, _ = jax_rows_per_second(((0, 1, 2, 3),), 8)
+  static, _ = jax_rows_per_second(((0, 1, 2, 3),), 77)
 
+  device = "cuda" if torch.cuda.is_available() else "cpu"
   batches = input_pipeline.TrainBatches(data, tok, config.batch_size, config.seed)
-  torch_step = torch_step_fn(torch_model.train(), (config.lambda_p, config.lambda_e,
+  torch_step = torch_step_fn(torch_model.to(device).train(), (config.lambda_p, config.lambda_e,
                                                    config.lambda_m), config.lr,
                              config.weight_decay)
   torch_inputs = []
   for s in steps:
     rows = batches.row_indices(s)
     longest = int(batches.lengths[rows].max())
-    torch_inputs.append(torch.from_numpy(batches.ids[rows][:, :, :longest]).long())
-  torch_root = torch.from_numpy(root_ids).long()
+    torch_inputs.append(torch.from_numpy(batches.ids[rows][:, :, :longest]).long().to(device))
+  torch_root = torch.from_numpy(root_ids).long().to(device)
   torch_step(torch_inputs[0], torch_root)  # warm-up
   start = time.perf_counter()
   for x in torch_inputs:
-    torch_step(x, torch_root)
+    torch_step(x, torch_root)  # returns float(loss): waits for the device
   torch_rps = config.batch_size * len(torch_inputs) / (time.perf_counter() - start)
 
   print(f"RE train step, ViT-B/32 text tower, batch {config.batch_size} rows (64 texts + root, "
         f"pull-back forward included), {len(steps)} HierarCaps batches, JAX on "
-        f"{jax.devices()[0].platform} x{jax.device_count()}, torch "
-        f"{torch.get_num_threads()} threads")
+        f"{jax.devices()[0].platform} x{jax.device_count()}, torch on {device} "
+        f"({torch.get_num_threads()} CPU threads)")
   common.row("", "rows/s", "vs PyTorch")
-  common.row("hierre_jax, length groups (default)", common.fmt(grouped),
+  common.row("hierre_jax, tiers 1-2 | 3-4, multiple of 8", common.fmt(grouped),
              common.speedup(grouped, torch_rps))
-  common.row("hierre_jax, one block per batch", common.fmt(block), common.speedup(block, torch_rps))
+  common.row("hierre_jax, one block, multiple of 8", common.fmt(block),
+             common.speedup(block, torch_rps))
+  common.row("hierre_jax, one block, 77 (one compilation)", common.fmt(static),
+             common.speedup(static, torch_rps))
   common.row("PyTorch, HF CLIPModel, padded to longest", common.fmt(torch_rps), "1.00x")
 
 

@@ -15,10 +15,13 @@ def get_config():
   config.num_epochs = 1
   config.total_steps = -1  # > 0 overrides num_epochs
   config.seed = 0
-  config.length_multiple = 8  # texts are padded to a multiple of this (fewer recompiles)
-  # Tiers (0-based) padded together: short general tiers apart from long specific ones.
-  # Same losses as one block padded to the longest text (causal attention), less work.
-  config.length_groups = ((0, 1), (2, 3))
+  # Padding (the losses are the same for any padding: attention is causal). On GPU/TPU one
+  # static shape is best: every new length costs a compilation (about a minute for the
+  # ViT-B/32 step on an H100) and the step is launch-bound. On CPU, where FLOPs count,
+  # pad to a multiple of 8 and split tiers 1-2 from 3-4: length_multiple=8,
+  # length_groups=((0, 1), (2, 3)) (see benchmarks/RESULTS.md).
+  config.length_multiple = 77  # pad every text to 77 tokens: one compilation
+  config.length_groups = ((0, 1, 2, 3),)  # tier groups (0-based) padded separately
 
   config.lr = 1e-7
   config.schedule = "constant"  # or "warmup_cosine"
@@ -29,6 +32,10 @@ def get_config():
 
   config.lambda_p, config.lambda_e, config.lambda_m = 10.0, 1.0, 1.0
   config.remat = False
+  # fp32 matmul precision on GPU/TPU: "highest" matches PyTorch fp32 to 1e-5; "default"
+  # lets XLA use TF32 (GPU) or bf16 passes (TPU): faster, features off by ~1e-3.
+  config.matmul_precision = "highest"
+  config.compilation_cache_dir = "~/.cache/hierre_jax/xla"  # reused across runs; "" disables
 
   # HierarCaps evaluation from inside the run (empty test_csv: none). heldout_csv: train-format
   # rows whose images are the test images, for the mean positive/negative angles.

@@ -10,6 +10,7 @@ import os
 
 from absl import app
 from absl import flags
+import jax
 
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
@@ -36,12 +37,16 @@ flags.DEFINE_list("images", [], "Qualitative: image file names (default: first -
 flags.DEFINE_integer("num_images", 20, "Qualitative: how many test images when --images is empty.")
 flags.DEFINE_integer("text_batch_size", 256, "Texts per batch.")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
+flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
+                  "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
+                  "allows TF32 / bf16 passes.")
 flags.DEFINE_string("out", "", "Output path (JSON; qualitative also writes .csv and .html). "
                     "Default: next to the checkpoint.")
 
 
 def main(argv):
   del argv
+  jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
   d = FLAGS.data_dir
   test_csv = FLAGS.test_csv or os.path.join(d, "hierarcaps_test.csv")
   images_dir = FLAGS.images_dir or os.path.join(d, "test_images")

@@ -30,7 +30,8 @@ def _better(a, b):
 @jax.jit
 def _retrieve_chunk(images, sorted_emb, sorted_index, prefix_ends):
   """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level."""
-  sims = images @ sorted_emb.T  # [m, N], candidates in increasing radius
+  # Full fp32 even where the default is TF32/bf16 passes (GPU, TPU): near-ties decide levels.
+  sims = jnp.matmul(images, sorted_emb.T, precision=jax.lax.Precision.HIGHEST)  # [m, N]
   index = jnp.broadcast_to(sorted_index, sims.shape)
   _, best = jax.lax.associative_scan(_better, (sims, index), axis=1)
   return best[:, prefix_ends]

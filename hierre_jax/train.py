@@ -221,10 +221,14 @@ def quiet_orbax_info_logs():
 
 def main(argv):
   del argv
+  config = flags.FLAGS.config
+  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+  if config.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
   if flags.FLAGS.distributed:
     jax.distributed.initialize()  # Cloud TPU, SLURM and Open MPI set themselves up
   quiet_orbax_info_logs()
-  train_and_export(flags.FLAGS.config)
+  train_and_export(config)
 
 
 if __name__ == "__main__":

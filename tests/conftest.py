@@ -1,8 +1,12 @@
 """Shared fixtures: small random Hugging Face CLIP checkpoints saved to temp dirs."""
 import os
 
+import jax
 import numpy as np
 import pytest
+
+# Parity is asserted at true fp32: on GPU/TPU the default would allow TF32 / bf16 passes.
+jax.config.update("jax_default_matmul_precision", "highest")
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "hierarcaps")
 

@@ -1,0 +1,29 @@
+"""Every shipped config loads and names what the train loop reads."""
+import importlib
+
+import pytest
+
+from hierre_jax import input_pipeline
+
+REQUIRED = ("model", "train_csv", "workdir", "batch_size", "lr", "schedule", "lambda_p",
+            "lambda_e", "lambda_m", "length_multiple", "length_groups", "matmul_precision",
+            "checkpoint_every", "log_every", "eval")
+
+
+@pytest.mark.parametrize("name", ["clip_b32", "clip_l14", "demo", "scratch"])
+def test_config_loads(name):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  for key in REQUIRED:
+    assert key in config, (name, key)
+  input_pipeline.group_columns(config.length_groups)
+  assert bool(config.model) != bool(config.random_init), name  # exactly one source of weights
+
+
+def test_paper_settings():
+  from configs import clip_b32, scratch
+  c = clip_b32.get_config()
+  assert (c.lr, c.weight_decay, c.b1, c.b2, c.eps, c.batch_size, c.num_epochs) == (
+      1e-7, 0.01, 0.9, 0.999, 1e-8, 8, 1)
+  assert (c.lambda_p, c.lambda_e, c.lambda_m, c.schedule, c.grad_clip_norm) == (
+      10.0, 1.0, 1.0, "constant", 0.0)
+  assert scratch.get_config().lambda_p == 0.0
