@@ -10,29 +10,19 @@ fine-tuning one.
 
   python -m hierre_jax.train --config configs/scratch.py
 """
-import ml_collections
-
-from configs import clip_b32
+from configs import demo
 
 
 def get_config():
-  config = clip_b32.get_config()
-  config.model = ""
-  config.random_init = ml_collections.ConfigDict(dict(
-      text=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=77),
-      vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                  num_attention_heads=4, image_size=224, patch_size=32),
-      projection_dim=256, seed=0))
+  config = demo.get_config()  # random CLIP, CPU padding, warm-up + cosine schedule
+  config.random_init.text.update(hidden_size=256, intermediate_size=1024)
+  config.random_init.vision.update(num_hidden_layers=1, image_size=224, patch_size=32)
+  config.random_init.projection_dim = 256
   config.workdir = "workdirs/scratch"
-  config.length_multiple = 8  # CPU: fewer FLOPs beat fewer compilations
-  config.length_groups = ((0, 1), (2, 3))
   config.batch_size = 16
   config.total_steps = 2000
   config.lr = 5e-4
-  config.schedule = "warmup_cosine"
   config.warmup_steps = 200
-  config.weight_decay = 0.01
   config.lambda_p = 0.0  # no pretrained tower to pull back to
   config.log_every = 25
   config.checkpoint_every = 500
