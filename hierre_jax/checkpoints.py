@@ -30,8 +30,12 @@ def resolve_model_dir(path_or_id):
   if os.path.exists(path_or_id) or path_or_id.startswith((".", "/")):
     raise FileNotFoundError(f"{path_or_id}: not a checkpoint directory")
   import huggingface_hub  # pylint: disable=g-import-not-at-top
-  return huggingface_hub.snapshot_download(
+  model_dir = huggingface_hub.snapshot_download(
       path_or_id, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+  if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
+    model_dir = huggingface_hub.snapshot_download(  # older repos: pytorch_model.bin only
+        path_or_id, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"])
+  return model_dir
 
 
 def read_state_dict(model_dir):

@@ -71,3 +71,14 @@ def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
   jax.tree.map(np.testing.assert_array_equal, params, params2)
   assert tokenizer.tokenize(tokenizer.load_tokenizer(out), ["a picture of a cat"]) == [
       [49406, 320, 1674, 539, 320, 2368, 49407]]
+
+
+def test_remat_gives_the_same_features_and_gradients(tiny_clip_dir):
+  from hierre_jax import embedding
+  config, params, _ = checkpoints.load_clip(tiny_clip_dir)
+  ids = tokenizer.pad(tokenizer.tokenize(tokenizer.load_tokenizer(tiny_clip_dir), TEXTS), 77,
+                      49407)
+  text = embedding.text_params(params)
+  loss = lambda remat: lambda p: embedding.text_encoder(config, remat)(p, ids).sum()
+  for a, b in zip(jax.value_and_grad(loss(False))(text), jax.value_and_grad(loss(True))(text)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)
