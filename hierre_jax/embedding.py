@@ -46,8 +46,12 @@ def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
   return np.concatenate(out)
 
 
-def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None):
-  """Strings -> [N, P] float32 unit features. Texts are sorted by length into buckets."""
+def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, length_multiple=8):
+  """Strings -> [N, P] float32 unit features.
+
+  Texts are sorted by length and each batch padded to a multiple of `length_multiple`
+  (77: one static shape, one compilation; the better choice on GPU/TPU).
+  """
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
   ids = tokenizer_lib.tokenize(tokenizer, texts)
@@ -55,7 +59,7 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None):
   batches = []
   for start in range(0, len(order), batch_size):
     chunk = [ids[i] for i in order[start:start + batch_size]]
-    length = tokenizer_lib.bucket_length(max(map(len, chunk)))
+    length = tokenizer_lib.bucket_length(max(map(len, chunk)), length_multiple)
     batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
   encode = jax.jit(text_encoder(config))
   feats = _run_batched(encode, text_params(params), batches, len(batches), batch_size, mesh,

@@ -36,10 +36,15 @@ flags.DEFINE_list("images", [], "Qualitative: image file names (default: first -
                   "images of the test set).")
 flags.DEFINE_integer("num_images", 20, "Qualitative: how many test images when --images is empty.")
 flags.DEFINE_integer("text_batch_size", 256, "Texts per batch.")
+flags.DEFINE_integer("text_length_multiple", 8, "Pad text batches to a multiple of this; 77 "
+                     "gives one static shape (one compilation), best on GPU/TPU.")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
 flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
                   "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
                   "allows TF32 / bf16 passes.")
+flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with this model's "
+                    "in <data_dir>/reference_qualitative_predictions.json (e.g. "
+                    "clip_vit_b32_re_finetuned), a regression check for real weights.")
 flags.DEFINE_string("out", "", "Output path (JSON; qualitative also writes .csv and .html). "
                     "Default: next to the checkpoint.")
 
@@ -50,7 +55,8 @@ def main(argv):
   d = FLAGS.data_dir
   test_csv = FLAGS.test_csv or os.path.join(d, "hierarcaps_test.csv")
   images_dir = FLAGS.images_dir or os.path.join(d, "test_images")
-  embedder = evaluation.Embedder.from_path(FLAGS.model, FLAGS.text_batch_size, FLAGS.image_batch_size)
+  embedder = evaluation.Embedder.from_path(FLAGS.model, FLAGS.text_batch_size,
+                                           FLAGS.image_batch_size, FLAGS.text_length_multiple)
   if FLAGS.mode == "hierarcaps":
     out = FLAGS.out or default_output(FLAGS.model, "hierarcaps_eval.json")
     result = {"model": FLAGS.model, "test_csv": test_csv,
@@ -65,6 +71,13 @@ def main(argv):
     out = FLAGS.out or default_output(FLAGS.model, "qualitative.json")
     report.write_all(chains, images_dir, os.path.splitext(out)[0], title=FLAGS.model)
     print(f"wrote {os.path.splitext(out)[0]}.json/.csv/.html for {len(chains)} images")
+    if FLAGS.reference_model:
+      with open(os.path.join(d, "reference_qualitative_predictions.json")) as f:
+        reference = json.load(f)["models"][FLAGS.reference_model]
+      agreement = evaluation.chain_agreement(chains, reference)
+      with open(os.path.splitext(out)[0] + "_vs_reference.json", "w") as f:
+        json.dump({"reference_model": FLAGS.reference_model, **agreement}, f, indent=1)
+      print(json.dumps(agreement, indent=1))
 
 
 if __name__ == "__main__":

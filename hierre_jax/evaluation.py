@@ -41,22 +41,24 @@ def distinct(texts):
 class Embedder:
   """Embeds texts (with the root) and images with one model's parameters."""
 
-  def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64):
+  def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64,
+               length_multiple=8):
     self.config, self.params, self.model_dir = config, params, model_dir
     self.tokenizer = tokenizer_lib.load_tokenizer(model_dir)
     self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
+    self.length_multiple = length_multiple
     self.preprocessing = image_preprocessing.Preprocessing.from_model_dir(
         model_dir, config.vision.image_size)
     self.mesh = sharding.make_mesh(jax.local_devices())  # this host's devices only
 
   @classmethod
-  def from_path(cls, model_path, text_batch_size=256, image_batch_size=64):
-    return cls(*load_model(model_path), text_batch_size, image_batch_size)
+  def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8):
+    return cls(*load_model(model_path), text_batch_size, image_batch_size, length_multiple)
 
   def texts(self, texts):
     """-> ([N, P] unit text features, [P] root = feature of the empty string)."""
     feats = embedding.embed_texts(self.config, self.params, self.tokenizer, list(texts) + [""],
-                                  self.text_batch_size, self.mesh)
+                                  self.text_batch_size, self.mesh, self.length_multiple)
     return feats[:-1], feats[-1]
 
   def images(self, paths):
@@ -119,3 +121,17 @@ def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr
   radii = np.asarray(geometry.radius(text_emb, root))
   chains = hr.prediction_chains(hr.retrieve(text_emb, radii, image_emb, num_levels))
   return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
+
+
+def chain_agreement(chains, reference):
+  """Agreement of predicted chains with reference chains ({image: [texts]}) on shared images:
+  mean Jaccard of the text sets, share of identical chains, mean length of each."""
+  shared = [name for name in chains if name in reference]
+  if not shared:
+    raise ValueError("no image of the predictions is in the reference")
+  jaccard = [len(set(chains[n]) & set(reference[n])) / len(set(chains[n]) | set(reference[n]))
+             for n in shared]
+  return {"images": len(shared), "mean_jaccard": float(np.mean(jaccard)),
+          "identical_chains": float(np.mean([chains[n] == reference[n] for n in shared])),
+          "mean_length": float(np.mean([len(chains[n]) for n in shared])),
+          "reference_mean_length": float(np.mean([len(reference[n]) for n in shared]))}

@@ -124,7 +124,7 @@ def evaluate_now(config, model_config, params, model_dir, step, writer):
   """HierarCaps P/R/tau_d (+ held-out angles) of the current params -> eval_step_N.json, metrics."""
   e = config.eval
   embedder = evaluation.Embedder(model_config, jax.device_get(params), model_dir,
-                                 e.text_batch_size, e.image_batch_size)
+                                 e.text_batch_size, e.image_batch_size, config.length_multiple)
   result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
   if e.heldout_csv:
     test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)

@@ -37,6 +37,8 @@ def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
   feats, root = embedder.texts(texts)
   np.testing.assert_allclose(feats, direct_text_features(embedder, texts), atol=1e-5)
   np.testing.assert_allclose(root, feats[0], atol=1e-6)
+  static = evaluation.Embedder.from_path(tiny_dir, text_batch_size=8, length_multiple=77)
+  np.testing.assert_allclose(static.texts(texts)[0], feats, atol=1e-5)  # one shape, same result
 
 
 def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
@@ -86,6 +88,22 @@ def test_cli_hierarcaps_and_qualitative(tiny_dir, tmp_path):
   for chain in chains.values():
     assert chain and set(chain) <= candidates and len(set(chain)) == len(chain)
   check_renders_in_chromium(str(tmp_path / "qual.html"), tmp_path)
+
+
+def test_chain_agreement_with_the_published_reference():
+  with open(shared_file("reference_qualitative_predictions.json")) as f:
+    models_ = json.load(f)["models"]
+  ref = models_["clip_vit_b32_re_finetuned"]
+  same = evaluation.chain_agreement(ref, ref)
+  assert same["mean_jaccard"] == 1.0 and same["identical_chains"] == 1.0
+  assert same["images"] == 1000
+  cross = evaluation.chain_agreement(models_["clip_vit_b32_pretrained"], ref)
+  assert 0.0 < cross["mean_jaccard"] < 1.0
+  name = "COCO_val2014_000000000776.jpg"
+  one = evaluation.chain_agreement({name: ref[name][:2] + ["not in it"]}, ref)
+  assert one["mean_jaccard"] == pytest.approx(2 / (len(ref[name]) + 1))
+  with pytest.raises(ValueError, match="no image"):
+    evaluation.chain_agreement({"x.jpg": ["a"]}, ref)
 
 
 def check_renders_in_chromium(page, tmp_path):
