@@ -38,6 +38,27 @@ def distinct(texts):
   return list(dict.fromkeys(texts))
 
 
+def index_rows(rows):
+  """Rows of texts -> (distinct texts, [R, K] index of each row's texts among them)."""
+  texts = distinct(t for row in rows for t in row)
+  index = {t: i for i, t in enumerate(texts)}
+  return texts, np.array([[index[t] for t in row] for row in rows])
+
+
+def retrieval_predictions(embedder, candidates, image_paths, num_levels):
+  """-> ([M, num_levels] candidate index per level, [N] candidate radii, stage seconds)."""
+  t0 = time.perf_counter()
+  text_emb, root = embedder.texts(candidates)
+  t1 = time.perf_counter()
+  image_emb = embedder.images(image_paths)
+  t2 = time.perf_counter()
+  radii = np.asarray(geometry.radius(text_emb, root))
+  preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
+  seconds = {"embed_texts": t1 - t0, "embed_images": t2 - t1,
+             "retrieval": time.perf_counter() - t2}
+  return preds, radii, seconds
+
+
 class Embedder:
   """Embeds texts (with the root) and images with one model's parameters."""
 
@@ -73,21 +94,14 @@ class Embedder:
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS):
   """P, R, tau_d on a test file, with timings in seconds."""
   data = input_pipeline.read_hierarchies(test_csv)
-  candidates = distinct(t for row in data.positives for t in row)
-  index = {t: i for i, t in enumerate(candidates)}
-  row_tier_index = np.array([[index[t] for t in row] for row in data.positives])
+  candidates, row_tier_index = index_rows(data.positives)
   images, rows_table = hr.group_rows_by_image(data.images)
-
-  t0 = time.perf_counter()
-  text_emb, root = embedder.texts(candidates)
-  t1 = time.perf_counter()
-  image_emb = embedder.images([os.path.join(images_dir, name) for name in images])
-  t2 = time.perf_counter()
-  radii = np.asarray(geometry.radius(text_emb, root))
-  preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
+  preds, radii, seconds = retrieval_predictions(
+      embedder, candidates, [os.path.join(images_dir, name) for name in images], num_levels)
+  t = time.perf_counter()
   metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii)
-  t3 = time.perf_counter()
-  metrics["seconds"] = {"embed_texts": t1 - t0, "embed_images": t2 - t1, "retrieval": t3 - t2}
+  seconds["retrieval"] += time.perf_counter() - t
+  metrics["seconds"] = seconds
   return metrics
 
 
@@ -101,10 +115,9 @@ def angle_statistics(embedder, csv_path, images=None):
           if images is None or name in images]
   if not rows:
     raise ValueError(f"{csv_path}: no rows of the requested images")
-  texts = distinct(t for row in rows for t in row)
+  texts, row_index = index_rows(rows)
   feats, root = embedder.texts(texts)
-  index = {t: i for i, t in enumerate(texts)}
-  emb = feats[np.array([[index[t] for t in row] for row in rows])]  # [B, 8, D]
+  emb = feats[row_index]  # [B, 8, D]
   p, q = losses.re_angles(emb, root)
   p, q = np.asarray(p), np.asarray(q)
   return {"angle_pos_mean": float(p.mean()), "angle_neg_mean": float(q.mean()),
@@ -116,10 +129,9 @@ def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr
   texts of `candidates_csv`."""
   data = input_pipeline.read_hierarchies(candidates_csv)
   candidates = distinct(t for row in data.positives for t in row)
-  text_emb, root = embedder.texts(candidates)
-  image_emb = embedder.images([os.path.join(images_dir, name) for name in image_names])
-  radii = np.asarray(geometry.radius(text_emb, root))
-  chains = hr.prediction_chains(hr.retrieve(text_emb, radii, image_emb, num_levels))
+  preds, _, _ = retrieval_predictions(
+      embedder, candidates, [os.path.join(images_dir, name) for name in image_names], num_levels)
+  chains = hr.prediction_chains(preds)
   return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
 
 

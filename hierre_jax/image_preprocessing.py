@@ -46,10 +46,11 @@ def resized_shape(width, height, size):
 
 def preprocess(image, p: Preprocessing):
   """PIL image or path -> [crop, crop, 3] float32."""
-  if not isinstance(image, Image.Image):
+  if isinstance(image, Image.Image):
+    image = image.convert("RGB")
+  else:
     with Image.open(image) as f:
       image = f.convert("RGB")
-  image = image.convert("RGB")
   image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)
   x = np.asarray(image, np.float32)
   top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2

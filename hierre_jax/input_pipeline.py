@@ -138,11 +138,11 @@ class TrainBatches:
     text rounded up to `length_multiple`. `merge_groups` restores p1..p4, n1..n4 order.
     """
     rows = self.row_indices(step)
+    ids, lengths = self.ids[rows], self.lengths[rows]
     out = []
     for cols in self.columns:
-      ids = self.ids[rows][:, cols]
-      longest = int(self.lengths[rows][:, cols].max())
-      out.append(ids[:, :, :tokenizer_lib.bucket_length(longest, self.length_multiple)])
+      length = tokenizer_lib.bucket_length(int(lengths[:, cols].max()), self.length_multiple)
+      out.append(ids[:, cols, :length])
     return tuple(out)
 
 

@@ -87,7 +87,7 @@ def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
 
 def test_batched_equals_slow_loop_on_the_real_test_set(rng):
   data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
-  candidates = evaluation.distinct(t for row in data.positives for t in row)
+  candidates, row_tier_index = evaluation.index_rows(data.positives)
   dim = 16
   # Low-dimensional, root-biased embeddings so that retrieval finds ground truth now and then.
   emb_matrix = rng.normal(size=(len(candidates), dim))
@@ -100,8 +100,6 @@ def test_batched_equals_slow_loop_on_the_real_test_set(rng):
                for name, row in zip(data.images, data.positives)}
   want = slow_reference(data.positives, data.images, emb, root, image_emb)
 
-  index = {t: i for i, t in enumerate(candidates)}
-  row_tier_index = np.array([[index[t] for t in row] for row in data.positives])
   _, table = hr.group_rows_by_image(data.images)
   radii = np.linalg.norm(emb_matrix - root, axis=1)
   preds = hr.retrieve(emb_matrix.astype(np.float32), radii,
