@@ -5,6 +5,7 @@ model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
 returns `(ClipConfig, params)`. `export_clip(...)` writes a directory that
 `transformers.CLIPModel.from_pretrained` loads. Safetensors need no torch.
 """
+import difflib
 import json
 import os
 import re
@@ -23,18 +24,35 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
                    "special_tokens_map.json", "preprocessor_config.json")
 
 
+def looks_local(path):
+  """True for a path that cannot be a hub id ('org/name'): absolute, ./ or ../, more than
+  two components, or whose first component is a local directory (a typo in 'workdirs/x')."""
+  parts = path.split("/")
+  return (path.startswith((".", "/", "~")) or len(parts) > 2
+          or (len(parts) == 2 and os.path.isdir(parts[0])))
+
+
 def resolve_model_dir(path_or_id):
   """A local directory as is; otherwise a hub id, downloaded (needs network)."""
   if os.path.isdir(path_or_id):
     return path_or_id
-  if os.path.exists(path_or_id) or path_or_id.startswith((".", "/")):
-    raise FileNotFoundError(f"{path_or_id}: not a checkpoint directory")
+  if os.path.exists(path_or_id) or looks_local(path_or_id):
+    parent = os.path.dirname(os.path.abspath(path_or_id))
+    near = difflib.get_close_matches(os.path.basename(path_or_id),
+                                     os.listdir(parent) if os.path.isdir(parent) else [], 3)
+    raise FileNotFoundError(f"{path_or_id}: no such checkpoint directory"
+                            + (f" (did you mean {', '.join(near)}?)" if near else ""))
   import huggingface_hub  # pylint: disable=g-import-not-at-top
-  model_dir = huggingface_hub.snapshot_download(
-      path_or_id, allow_patterns=["*.json", "*.txt", "*.safetensors"])
-  if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
-    model_dir = huggingface_hub.snapshot_download(  # older repos: pytorch_model.bin only
-        path_or_id, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"])
+  try:
+    model_dir = huggingface_hub.snapshot_download(
+        path_or_id, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+    if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
+      model_dir = huggingface_hub.snapshot_download(  # older repos: pytorch_model.bin only
+          path_or_id, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"])
+  except Exception as e:  # pylint: disable=broad-except
+    raise FileNotFoundError(f"{path_or_id}: not a local directory, and downloading it as a "
+                            f"Hugging Face hub id failed ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from e
   return model_dir
 
 
@@ -153,9 +171,11 @@ def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
   os.makedirs(out_dir, exist_ok=True)
   hf_config.architectures = ["CLIPModel"]
   hf_config.save_pretrained(out_dir)
-  safetensors.numpy.save_file(params_to_state_dict(params),
-                              os.path.join(out_dir, "model.safetensors"),
-                              metadata={"format": "pt"})
+  weights = os.path.join(out_dir, "model.safetensors")
+  safetensors.numpy.save_file(params_to_state_dict(params), weights, metadata={"format": "pt"})
+  umask = os.umask(0)  # safetensors creates the file 0600; give it the usual permissions
+  os.umask(umask)
+  os.chmod(weights, 0o666 & ~umask)
   copy_tokenizer_files(tokenizer_dir, out_dir)
   return out_dir
 

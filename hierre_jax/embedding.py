@@ -36,7 +36,11 @@ def root_ids(tokenizer):
 
 
 def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
-  """Applies jitted `fn` over an iterable of numpy batches -> concatenated numpy."""
+  """Applies jitted `fn` over an iterable of numpy batches -> concatenated numpy.
+
+  Batches are split over the mesh (over every process of a multi-process mesh, each
+  passing the same batches); `fn`'s output is replicated so that every process reads it.
+  """
   out = []
   for x in tqdm.tqdm(batches, desc=desc, total=num_batches, leave=False, disable=num_batches < 2):
     n = len(x)
@@ -61,7 +65,7 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, len
     chunk = [ids[i] for i in order[start:start + batch_size]]
     length = tokenizer_lib.bucket_length(max(map(len, chunk)), length_multiple)
     batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
-  encode = jax.jit(text_encoder(config))
+  encode = jax.jit(text_encoder(config), out_shardings=sharding.replicated(mesh))
   feats = _run_batched(encode, text_params(params), batches, len(batches), batch_size, mesh,
                        "texts")
   out = np.empty_like(feats)
@@ -73,5 +77,5 @@ def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=No
   """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  encode = jax.jit(image_encoder(config))
+  encode = jax.jit(image_encoder(config), out_shardings=sharding.replicated(mesh))
   return _run_batched(encode, params, pixel_batches, num_batches, batch_size, mesh, "images")

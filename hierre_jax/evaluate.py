@@ -3,25 +3,32 @@
   python -m hierre_jax.evaluate --model=PATH [--mode=hierarcaps|qualitative] [--data_dir=...]
 
 PATH is a Hugging Face CLIP directory (or hub id), or a `hierre_jax.train` workdir
-(its latest orbax checkpoint). Results are written as JSON next to the checkpoint.
+(its newest orbax checkpoint that verifies). Results go to --output_dir: by default
+<workdir>/evaluations for a train workdir, else eval_results/<model> under the current
+directory (never inside the model directory, which may be uploaded as it is).
 """
 import json
 import os
 
-from absl import app
 from absl import flags
 import jax
 
+from hierre_jax import cli
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import report
 
 
-def default_output(model_path, name):
-  base = model_path if os.path.isdir(model_path) else os.path.join(
-      "workdirs", model_path.replace("/", "__"))
-  os.makedirs(base, exist_ok=True)
-  return os.path.join(base, name)
+def output_dir(model_path):
+  if FLAGS.output_dir:
+    out = FLAGS.output_dir
+  elif evaluation.is_train_workdir(model_path):
+    out = os.path.join(model_path, "evaluations")
+  else:
+    name = os.path.normpath(model_path).strip("./").replace("/", "__") or "model"
+    out = os.path.join("eval_results", name)
+  os.makedirs(out, exist_ok=True)
+  return out
 
 
 FLAGS = flags.FLAGS
@@ -45,8 +52,8 @@ flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
 flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with this model's "
                     "in <data_dir>/reference_qualitative_predictions.json (e.g. "
                     "clip_vit_b32_re_finetuned), a regression check for real weights.")
-flags.DEFINE_string("out", "", "Output path (JSON; qualitative also writes .csv and .html). "
-                    "Default: next to the checkpoint.")
+flags.DEFINE_string("output_dir", "", "Where results go. Default: <workdir>/evaluations for "
+                    "a train workdir, else eval_results/<model> in the current directory.")
 
 
 def main(argv):
@@ -57,29 +64,35 @@ def main(argv):
   images_dir = FLAGS.images_dir or os.path.join(d, "test_images")
   embedder = evaluation.Embedder.from_path(FLAGS.model, FLAGS.text_batch_size,
                                            FLAGS.image_batch_size, FLAGS.text_length_multiple)
+  step = embedder.checkpoint_step
+  suffix = "" if step is None else f"_step_{step}"
+  out_dir = output_dir(FLAGS.model)
   if FLAGS.mode == "hierarcaps":
-    out = FLAGS.out or default_output(FLAGS.model, "hierarcaps_eval.json")
-    result = {"model": FLAGS.model, "test_csv": test_csv,
+    out = os.path.join(out_dir, f"hierarcaps{suffix}.json")
+    result = {"model": FLAGS.model, "checkpoint_step": step, "test_csv": test_csv,
               **evaluation.evaluate_hierarcaps(embedder, test_csv, images_dir)}
     with open(out, "w") as f:
       json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))
+    print(f"wrote {out}")
   else:
     names = FLAGS.images or input_pipeline.read_hierarchies(test_csv).images[:FLAGS.num_images]
     chains = evaluation.qualitative(embedder, FLAGS.candidates_csv or os.path.join(
         d, "hierarcaps_test_expanded.csv.gz"), images_dir, names)
-    out = FLAGS.out or default_output(FLAGS.model, "qualitative.json")
-    report.write_all(chains, images_dir, os.path.splitext(out)[0], title=FLAGS.model)
-    print(f"wrote {os.path.splitext(out)[0]}.json/.csv/.html for {len(chains)} images")
+    out = os.path.join(out_dir, f"qualitative{suffix}")
+    title = FLAGS.model + ("" if step is None else f" (checkpoint step {step})")
+    report.write_all(chains, images_dir, out, title=title)
+    print(f"wrote {out}.json/.csv/.html for {len(chains)} images")
     if FLAGS.reference_model:
       with open(os.path.join(d, "reference_qualitative_predictions.json")) as f:
         reference = json.load(f)["models"][FLAGS.reference_model]
       agreement = evaluation.chain_agreement(chains, reference)
-      with open(os.path.splitext(out)[0] + "_vs_reference.json", "w") as f:
-        json.dump({"reference_model": FLAGS.reference_model, **agreement}, f, indent=1)
+      with open(out + "_vs_reference.json", "w") as f:
+        json.dump({"model": FLAGS.model, "checkpoint_step": step,
+                   "reference_model": FLAGS.reference_model, **agreement}, f, indent=1)
       print(json.dumps(agreement, indent=1))
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["model"])
-  app.run(main)
+  cli.run(main)

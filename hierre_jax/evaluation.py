@@ -4,7 +4,6 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from hierre_jax import checkpoints
 from hierre_jax import embedding
@@ -14,23 +13,31 @@ from hierre_jax import image_preprocessing
 from hierre_jax import input_pipeline
 from hierre_jax import losses
 from hierre_jax import models
+from hierre_jax import run_checkpoints
 from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
 
 
+def is_train_workdir(path):
+  return (os.path.isdir(os.path.join(path, "checkpoints"))
+          and os.path.isdir(os.path.join(path, "model_info")))
+
+
 def load_model(path):
-  """-> (ClipConfig, params, dir with config and tokenizer files). Train workdirs use the
-  latest orbax checkpoint and workdir/model_info."""
+  """-> (ClipConfig, params, dir with config and tokenizer files, checkpoint step or None).
+
+  Train workdirs use the newest orbax checkpoint that verifies, and workdir/model_info;
+  anything else is a Hugging Face directory or hub id.
+  """
+  if not is_train_workdir(path):
+    return (*checkpoints.load_clip(path), None)
+  ckpts = run_checkpoints.RunCheckpoints(os.path.join(path, "checkpoints"), read_only=True)
+  params, step = ckpts.restore_latest_params()
+  ckpts.close()
+  if step is None:
+    raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
   info = os.path.join(path, "model_info")
-  if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.isdir(info):
-    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(path, "checkpoints")))
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
-    config = models.ClipConfig.from_hf(checkpoints.load_hf_config(info))
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return config, state["state"]["params"], info
-  return checkpoints.load_clip(path)
+  return models.ClipConfig.from_hf(checkpoints.load_hf_config(info)), params, info, step
 
 
 def distinct(texts):
@@ -60,21 +67,32 @@ def retrieval_predictions(embedder, candidates, image_paths, num_levels):
 
 
 class Embedder:
-  """Embeds texts (with the root) and images with one model's parameters."""
+  """Embeds texts (with the root) and images with one model's parameters.
+
+  `mesh`: the devices to split batches over; default this process's devices. Inside a
+  multi-process run pass the global mesh: every process then calls the same methods.
+  """
 
   def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64,
-               length_multiple=8):
-    self.config, self.params, self.model_dir = config, params, model_dir
+               length_multiple=8, mesh=None):
+    self.mesh = mesh or sharding.make_mesh(jax.local_devices())
+    self.config, self.model_dir = config, model_dir
+    self.params = jax.device_put(params, sharding.replicated(self.mesh))
     self.tokenizer = tokenizer_lib.load_tokenizer(model_dir)
     self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
     self.length_multiple = length_multiple
     self.preprocessing = image_preprocessing.Preprocessing.from_model_dir(
         model_dir, config.vision.image_size)
-    self.mesh = sharding.make_mesh(jax.local_devices())  # this host's devices only
+    self.checkpoint_step = None  # set by from_path for a train workdir
 
   @classmethod
   def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8):
-    return cls(*load_model(model_path), text_batch_size, image_batch_size, length_multiple)
+    """An Embedder of a Hugging Face directory or hub id, or of a train workdir's newest
+    verified checkpoint (its step in `checkpoint_step`)."""
+    config, params, model_dir, step = load_model(model_path)
+    embedder = cls(config, params, model_dir, text_batch_size, image_batch_size, length_multiple)
+    embedder.checkpoint_step = step
+    return embedder
 
   def texts(self, texts):
     """-> ([N, P] unit text features, [P] root = feature of the empty string)."""

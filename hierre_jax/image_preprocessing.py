@@ -14,6 +14,10 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+class ImageError(ValueError):
+  """An image file that cannot be read; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
   size: int = 224  # shortest side after resizing
@@ -49,8 +53,11 @@ def preprocess(image, p: Preprocessing):
   if isinstance(image, Image.Image):
     image = image.convert("RGB")
   else:
-    with Image.open(image) as f:
-      image = f.convert("RGB")
+    try:
+      with Image.open(image) as f:
+        image = f.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:  # truncated, corrupt or not an image
+      raise ImageError(f"{image}: cannot read this image ({e})") from e
   image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)
   x = np.asarray(image, np.float32)
   top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2

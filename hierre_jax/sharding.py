@@ -38,11 +38,28 @@ def check_batch_size(batch_size, mesh):
 def put_global_batch(batch, mesh):
   """Host numpy arrays (any pytree) holding the GLOBAL batch -> arrays sharded on axis 0.
 
-  On several hosts each process passes the same global batch and keeps its slice.
+  On a mesh that spans several processes each process passes the same global batch
+  and keeps its slice; a mesh of this process's devices takes the whole batch.
   """
+  processes = sorted({d.process_index for d in mesh.devices.flat})
   def put(x):
-    per_process = x.shape[0] // jax.process_count()
-    start = jax.process_index() * per_process
+    per_process = x.shape[0] // len(processes)
+    start = processes.index(jax.process_index()) * per_process
     return jax.make_array_from_process_local_data(
         batch_sharding(mesh), x[start:start + per_process], x.shape)
   return jax.tree.map(put, batch)
+
+
+def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
+  """jax.distributed.initialize: Cloud TPU, SLURM and Open MPI set themselves up; elsewhere
+  give all three (e.g. 127.0.0.1:12355, 2, 0 and 1 for two processes on one machine)."""
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def barrier(name, timeout_s=3600):
+  """Waits until every process reaches `name` (no-op on one process). Uses the coordination
+  service, not a collective: a process may wait here longer than a collective's deadline
+  (about 30 s with Gloo on CPU) while process 0 writes files."""
+  if jax.process_count() > 1:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    distributed.global_state.client.wait_at_barrier(f"hierre_jax:{name}", timeout_s * 1000)

@@ -2,14 +2,15 @@
 
   python -m hierre_jax.train --config configs/clip_b32.py [--config.key=value ...]
 
-Reads top to bottom: load the checkpoint, build the optimizer (only the text
-tower and text projection train), restore the latest checkpoint if any, run the
-jitted data-parallel step, log metrics, save checkpoints, export to Hugging Face.
+Reads top to bottom: check the config and the data, load the checkpoint, build the
+optimizer (only the text tower and text projection train), restore the latest
+checkpoint that verifies, run the jitted data-parallel step, log metrics, save
+checkpoints, evaluate, export to Hugging Face. Multi-process runs (--distributed)
+compute on every process and write files from process 0.
 """
 import json
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
 import flax
@@ -22,6 +23,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from hierre_jax import checkpoints
+from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
@@ -29,8 +31,10 @@ from hierre_jax import losses
 from hierre_jax import metric_writer
 from hierre_jax import plots
 from hierre_jax import random_clip
+from hierre_jax import run_checkpoints
 from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
+from hierre_jax import train_config
 
 # Top-level parameter groups the optimizer updates; everything else stays bit-identical.
 TRAINABLE = ("text_model", "text_projection")
@@ -100,16 +104,18 @@ def create_train_state(params, tx, mesh):
   return jax.device_put(state, state_sharding), state_sharding
 
 
-def prepare_model_dir(config):
-  """The checkpoint to start from: config.model, or a random CLIP written to the workdir."""
-  if config.get("random_init"):
-    r = config.random_init
-    out = os.path.join(config.workdir, "random_init")
-    if not os.path.exists(os.path.join(out, "model.safetensors")):
-      random_clip.write_random_clip(out, r.text.to_dict(), r.vision.to_dict(),
-                                    r.projection_dim, seed=r.seed)
-    return out
-  return config.model
+def prepare_model_dir(config, is_main):
+  """The checkpoint to start from: config.model, or a random CLIP written to the workdir
+  (by process 0; the others wait for it)."""
+  if not config.get("random_init"):
+    return config.model
+  r = config.random_init
+  out = os.path.join(config.workdir, "random_init")
+  if is_main and not os.path.exists(os.path.join(out, "model.safetensors")):
+    random_clip.write_random_clip(out, r.text.to_dict(), r.vision.to_dict(), r.projection_dim,
+                                  seed=r.seed)
+  sharding.barrier("random_init written")
+  return out
 
 
 def save_model_info(hf_config, model_dir, workdir):
@@ -120,120 +126,167 @@ def save_model_info(hf_config, model_dir, workdir):
   checkpoints.copy_tokenizer_files(model_dir, info)
 
 
-def evaluate_now(config, model_config, params, model_dir, step, writer):
-  """HierarCaps P/R/tau_d (+ held-out angles) of the current params -> eval_step_N.json, metrics."""
+def format_metrics(metrics):
+  return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
+
+
+def evaluate_now(config, model_config, params, model_dir, step, writer, mesh):
+  """HierarCaps P/R/tau_d (+ held-out angles) of the current params -> eval_step_N.json, metrics.
+
+  Every process takes part (the embeddings are sharded over the whole mesh: no process
+  waits alone); process 0 (`writer` not None) writes the results.
+  """
   e = config.eval
-  embedder = evaluation.Embedder(model_config, jax.device_get(params), model_dir,
-                                 e.text_batch_size, e.image_batch_size, config.length_multiple)
+  embedder = evaluation.Embedder(model_config, params, model_dir, e.text_batch_size,
+                                 e.image_batch_size, config.length_multiple, mesh)
   result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
   if e.heldout_csv:
     test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)
     result["heldout"] = evaluation.angle_statistics(embedder, e.heldout_csv, test_images)
+  if writer is None:
+    return
   with open(os.path.join(config.workdir, f"eval_step_{step}.json"), "w") as f:
-    json.dump(result, f, indent=1)
+    json.dump({"step": step, **result}, f, indent=1)
   scalars = {k: result[k] for k in ("precision", "recall", "tau_d")}
   scalars.update({k: v for k, v in result.get("heldout", {}).items() if k != "num_rows"})
   writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
-  logging.info("step %d: %s", step, scalars)
+  tqdm.tqdm.write(f"step {step} HierarCaps evaluation: {format_metrics(scalars)}")
 
 
-def train_and_export(config):
-  """Runs (or resumes) training in config.workdir; returns the final TrainState."""
-  os.makedirs(config.workdir, exist_ok=True)
-  with open(os.path.join(config.workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1))
-  model_dir = prepare_model_dir(config)
+def apply_runtime_options(config):
+  """fp32 matmul precision and the persistent compilation cache of `config`."""
+  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+  if config.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.expanduser(config.compilation_cache_dir))
+
+
+def write_json(path, value):
+  with open(path, "w") as f:
+    json.dump(value, f, indent=1)
+
+
+def train_and_export(config, allow_config_change=False):
+  """Runs (or resumes) training in config.workdir; returns the final TrainState.
+
+  Nothing is written before the config and the training file are checked. A workdir
+  that holds checkpoints resumes from the newest one that verifies, if the config's
+  computational keys are unchanged (or `allow_config_change`).
+  """
+  train_config.validate(config)
+  apply_runtime_options(config)
+  is_main = jax.process_index() == 0  # one process writes files; every process computes
+  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  for row, reason in data.skipped[:5]:
+    logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+
+  manager = run_checkpoints.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
+                                           config.keep_checkpoints)
+  if manager.manager.all_steps():
+    train_config.check_resume(config.workdir, config, max(manager.manager.all_steps()),
+                              allow_config_change, record=is_main)
+  if is_main:
+    write_json(os.path.join(config.workdir, "config.json"), train_config.config_json(config))
+    if data.skipped:
+      write_json(os.path.join(config.workdir, "skipped_rows.json"),
+                 {"file": config.train_csv, "rows": [
+                     {"row": row, "reason": reason} for row, reason in data.skipped]})
+  model_dir = prepare_model_dir(config, is_main)
   model_config, params, model_dir = checkpoints.load_clip(model_dir)
   hf_config = checkpoints.load_hf_config(model_dir)
-  save_model_info(hf_config, model_dir, config.workdir)
+  if is_main:
+    save_model_info(hf_config, model_dir, config.workdir)
   tokenizer = tokenizer_lib.load_tokenizer(model_dir)
 
-  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
-  if data.num_skipped:
-    logging.warning("%s: skipped %d malformed rows", config.train_csv, data.num_skipped)
   batches = input_pipeline.TrainBatches(data, tokenizer, config.batch_size, config.seed,
                                         config.length_multiple, config.length_groups)
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
-  logging.info("%d rows, %d steps/epoch (%d rows per epoch left out by the last partial "
-               "batch), %d steps", len(data), batches.steps_per_epoch,
+  logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
+               "partial batch), %d steps", len(data), data.num_skipped, batches.steps_per_epoch,
                batches.rows_left_out_per_epoch, total_steps)
 
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
   tx = make_optimizer(config, total_steps)
   # Separate host copies: the donated train state must not share buffers with `frozen`.
   frozen = (jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
                            sharding.replicated(mesh)) if config.lambda_p else None)
   state, state_sharding = create_train_state(params, tx, mesh)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  try:
+    restored, restored_step = manager.restore_latest(abstract)
+    if restored is not None:
+      state = restored
+      logging.info("resumed from step %d", restored_step)
+    start = int(state.step)
+    writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(config.workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints))
-  if manager.latest_step() is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))["state"]
-    logging.info("resumed from step %d", int(state.step))
-  start = int(state.step)
-  is_main = jax.process_index() == 0  # one host writes metrics, evaluations and the export
-  writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
-
-  train_step = make_train_step(model_config, config, tx,
-                               jnp.asarray(embedding.root_ids(tokenizer)), mesh, state_sharding)
-  evaluate_at_start = config.eval.test_csv and config.eval.at_start and start == 0
-  if is_main and evaluate_at_start:
-    evaluate_now(config, model_config, state.params, model_dir, 0, writer)
-  pending = []
-  for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
-    groups = sharding.put_global_batch(batches.batch(step), mesh)
-    state, metrics = train_step(state, frozen, groups)
-    pending.append(metrics)
-    done = step + 1
-    if done % config.log_every == 0 or done == total_steps:
-      rows, pending = jax.device_get(pending), []
-      if is_main:
-        writer.write(done, {k: np.mean([r[k] for r in rows]) for k in rows[0]})
-    if done % config.checkpoint_every == 0 or done == total_steps:
-      manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-  manager.wait_until_finished()
+    train_step = make_train_step(model_config, config, tx,
+                                 jnp.asarray(embedding.root_ids(tokenizer)), mesh,
+                                 state_sharding)
+    evaluate = lambda step: evaluate_now(config, model_config, state.params, model_dir, step,
+                                         writer, mesh)
+    if config.eval.test_csv and config.eval.at_start and start == 0:
+      evaluate(0)
+    pending, compiled_shapes = [], set()
+    for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
+      ids = batches.batch(step)
+      shapes = tuple(g.shape for g in ids)
+      if shapes not in compiled_shapes:
+        compiled_shapes.add(shapes)
+        tqdm.tqdm.write(f"step {step}: compiling the train step for text shapes {shapes} "
+                        "(first call of a new shape)")
+      state, metrics = train_step(state, frozen, sharding.put_global_batch(ids, mesh))
+      pending.append(metrics)
+      done = step + 1
+      if done % config.log_every == 0 or done == total_steps:
+        rows, pending = jax.device_get(pending), []
+        means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+        if is_main:
+          writer.write(done, means)
+          tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
+      if done % config.checkpoint_every == 0 or done == total_steps:
+        manager.save(done, state)
+    manager.wait_until_finished()
+    if config.eval.test_csv and config.eval.at_end:
+      evaluate(total_steps)
+  finally:
+    manager.close()  # finishes (or fails) a pending write before the program ends
   if not is_main:
     return state
-  if config.eval.test_csv and config.eval.at_end:
-    evaluate_now(config, model_config, state.params, model_dir, total_steps, writer)
   writer.close()
   plots.plot_training_curves(config.workdir)
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
   checkpoints.export_clip(jax.device_get(state.params), hf_config, export_dir, model_dir)
-  with open(os.path.join(config.workdir, "train_summary.json"), "w") as f:
-    json.dump({"steps": total_steps, "resumed_from": start, "export_dir": export_dir,
-               "rows": len(data), "rows_skipped": data.num_skipped}, f, indent=1)
+  write_json(os.path.join(config.workdir, "train_summary.json"), {
+      "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
+      "rows": len(data), "rows_skipped": data.num_skipped})
   logging.info("exported Hugging Face checkpoint to %s", export_dir)
   return state
 
 
-def quiet_orbax_info_logs():
-  """Keeps orbax's per-save INFO lines out of the console (warnings still show)."""
-  logging.get_absl_handler().addFilter(
-      lambda r: r.levelno >= logging.converter.STANDARD_WARNING or "orbax" not in r.pathname)
-
-
 def main(argv):
   del argv
-  config = flags.FLAGS.config
-  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
-  if config.compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
-  if flags.FLAGS.distributed:
-    jax.distributed.initialize()  # Cloud TPU, SLURM and Open MPI set themselves up
-  quiet_orbax_info_logs()
-  train_and_export(config)
+  if FLAGS.distributed:
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
+  train_and_export(FLAGS.config, FLAGS.allow_config_change)
 
+
+FLAGS = flags.FLAGS
 
 if __name__ == "__main__":
   config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
                                   lock_config=True)
-  flags.DEFINE_bool("distributed", False, "Multi-host run: call jax.distributed.initialize().")
+  flags.DEFINE_bool("allow_config_change", False, "Resume a run whose stored config differs "
+                    "in keys that change the computation (they are recorded).")
+  flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
+                    "(Cloud TPU, SLURM and Open MPI need nothing else).")
+  flags.DEFINE_string("coordinator_address", None, "With --distributed elsewhere: host:port of "
+                      "process 0, e.g. 127.0.0.1:12355 (or JAX_COORDINATOR_ADDRESS).")
+  flags.DEFINE_integer("num_processes", None, "With --distributed elsewhere: process count.")
+  flags.DEFINE_integer("process_id", None, "With --distributed elsewhere: this process's index.")
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

@@ -71,23 +71,26 @@ def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
 def test_cli_hierarcaps_and_qualitative(tiny_dir, tmp_path):
   from absl.testing import flagsaver
   data_dir = os.path.dirname(shared_file("hierarcaps_test.csv"))
-  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, image_batch_size=50):
+  before = set(os.listdir(tiny_dir))
+  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, image_batch_size=50,
+                           output_dir=str(tmp_path)):
     evaluate.FLAGS.mark_as_parsed()
     evaluate.main([])
-  result = json.load(open(os.path.join(tiny_dir, "hierarcaps_eval.json")))
+  result = json.load(open(tmp_path / "hierarcaps.json"))
   assert 0 <= result["precision"] <= 1 and -1 <= result["tau_d"] <= 1
-  out = str(tmp_path / "qual.json")
+  assert result["checkpoint_step"] is None  # a Hugging Face directory, not a train workdir
   names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]
   with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, mode="qualitative", images=names,
-                           out=out, image_batch_size=2, text_batch_size=1024):
+                           output_dir=str(tmp_path), image_batch_size=2, text_batch_size=1024):
     evaluate.main([])
-  chains = json.load(open(out))
+  assert set(os.listdir(tiny_dir)) == before  # nothing written into the model directory
+  chains = json.load(open(tmp_path / "qualitative.json"))
   assert list(chains) == names
   candidates = set(t for row in input_pipeline.read_hierarchies(
       os.path.join(data_dir, "hierarcaps_test_expanded.csv.gz")).positives for t in row)
   for chain in chains.values():
     assert chain and set(chain) <= candidates and len(set(chain)) == len(chain)
-  check_renders_in_chromium(str(tmp_path / "qual.html"), tmp_path)
+  check_renders_in_chromium(str(tmp_path / "qualitative.html"), tmp_path)
 
 
 def test_chain_agreement_with_the_published_reference():

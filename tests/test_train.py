@@ -39,9 +39,9 @@ def test_only_text_tower_and_projection_change(tmp_path):
     assert all(changed), key  # every text-tower leaf moved
   _, exported, _ = checkpoints.load_clip(os.path.join(config.workdir, "hf_export"))
   jax.tree.map(np.testing.assert_array_equal, exported, final)
-  _, from_orbax, info_dir = evaluation.load_model(config.workdir)  # evaluation of a train workdir
+  _, from_orbax, info_dir, step = evaluation.load_model(config.workdir)  # evaluation of a train workdir
   jax.tree.map(np.testing.assert_array_equal, from_orbax, final)
-  assert os.path.exists(os.path.join(info_dir, "vocab.json"))
+  assert step == 3 and os.path.exists(os.path.join(info_dir, "vocab.json"))
   rows = metric_writer.read_metrics(config.workdir)
   train_rows = [r for r in rows if "loss" in r]
   assert [r["step"] for r in train_rows] == [1, 2, 3]

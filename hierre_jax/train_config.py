@@ -1,0 +1,102 @@
+"""Checks of a train config: values that cannot work, and drift from a run being resumed.
+
+A workdir's `config.json` records the config its checkpoints were trained with. A
+run restarted in that workdir with other values of keys that change the computation
+is refused, listing them, unless the change is accepted knowingly
+(`--allow_config_change`); keys that only change logging, checkpoint frequency,
+evaluation or where files go may change, and every change is appended to
+`config_changes.jsonl`.
+"""
+import datetime
+import json
+import os
+
+# Keys (dotted; a prefix ending in '.' covers a sub-config) that do not change what is
+# trained: where things are written, how often, and what is evaluated.
+NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
+                     "keep_checkpoints", "compilation_cache_dir", "remat", "eval.")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work, or a resumed run whose config changed."""
+
+
+def validate(config):
+  """Raises ConfigError naming the first key whose value cannot work."""
+  positive = ["batch_size", "log_every", "checkpoint_every", "length_multiple",
+              "eval.text_batch_size", "eval.image_batch_size"]
+  for key in positive:
+    value = lookup(config, key)
+    if not isinstance(value, int) or value <= 0:
+      raise ConfigError(f"config.{key}={value!r}: must be a positive integer")
+  if config.total_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError(f"config.total_steps={config.total_steps} and config.num_epochs="
+                      f"{config.num_epochs}: one of them must be positive")
+  if config.lr < 0 or min(config.lambda_p, config.lambda_e, config.lambda_m) < 0:
+    raise ConfigError("config.lr and config.lambda_p/e/m must be >= 0")
+  if config.keep_checkpoints is not None and config.keep_checkpoints < 1:
+    raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
+                      "(a resumed run needs one)")
+  if not config.workdir:
+    raise ConfigError("config.workdir is empty")
+
+
+def lookup(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def flatten(tree, prefix=""):
+  """Nested JSON dict -> {'a.b': value}."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def changed_keys(stored, current):
+  """-> {key: (stored value, current value)} of the flattened configs' differences."""
+  a, b = flatten(stored), flatten(current)
+  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def is_computational(key):
+  return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NON_COMPUTATIONAL)
+
+
+def config_json(config):
+  return json.loads(config.to_json_best_effort())
+
+
+def check_resume(workdir, config, resume_step, allow_change=False, record=True):
+  """Compares `config` with the workdir's config.json of a run resumed at `resume_step`.
+
+  Raises ConfigError listing the keys that change the computation (unless
+  `allow_change`); with `record` (process 0) appends every change to config_changes.jsonl.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f)
+  changes = changed_keys(stored, config_json(config))
+  if not changes:
+    return
+  computational = {k: v for k, v in changes.items() if is_computational(k)}
+  if computational and not allow_change:
+    listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in computational.items())
+    raise ConfigError(
+        f"{workdir} holds a run at step {resume_step} trained with another config; changed "
+        f"keys that change the computation: {listed}. Use another workdir, restore the old "
+        "values, or pass --allow_config_change to resume with the new ones knowingly")
+  if not record:
+    return
+  with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+    f.write(json.dumps({
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "resumed_at_step": resume_step, "accepted_computational_change": bool(computational),
+        "changes": {k: {"old": a, "new": b} for k, (a, b) in changes.items()}}) + "\n")
