@@ -23,27 +23,29 @@ USER_ERRORS = (train_config.ConfigError, input_pipeline.DataError,
                FileNotFoundError, NotADirectoryError)
 
 
-def disk_full_path(error):
-  """The path a 'No space left on device' error was writing, '' for another error, or
-  None when the error is not a full disk (orbax/TensorStore wrap it in other types)."""
+def disk_full(error):
+  """-> 'PATH (detail)' of a 'No space left on device' error anywhere in `error`'s chain
+  (orbax and TensorStore wrap it in other types), '' when no path is known, None if the
+  error is not a full disk."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-      return error.filename or ""
+      return f"{error.filename or ''} ({error.strerror})"
     if "No space left on device" in str(error):
-      match = re.search(r'(?:writing|file) "([^"]+)"', str(error))
+      match = re.search(r'(?:Failed writing: |local file )"([^"]+)"', str(error))
       return match.group(1) if match else ""
     error = error.__cause__ or error.__context__
   return None
 
 
 def one_line(error):
-  path = disk_full_path(error)
-  if path is not None:
-    return (f"no space left on device{' while writing ' + path if path else ''}: free some "
-            "space or choose a workdir on a larger disk, then run the same command again "
-            "(it resumes from the last checkpoint)")
+  """The one-line message of a user's mistake, or None for anything else."""
+  where = disk_full(error)
+  if where is not None:
+    return (f"no space left on device{' writing ' + where if where else ''}: free some space "
+            "or choose a workdir on a larger disk, then run the same command again (it "
+            "resumes from the last checkpoint)")
   if isinstance(error, USER_ERRORS):
     return str(error).strip().replace("\n", " ")
   return None

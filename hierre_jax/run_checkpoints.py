@@ -8,6 +8,7 @@ orbax can write that step again) and the previous step is tried. A corrupt step
 is never restored, and a run never falls back to step 0 without an error.
 """
 import contextlib
+import errno
 import gc
 import hashlib
 import os
@@ -69,11 +70,24 @@ class RunCheckpoints:
   def __init__(self, directory, max_to_keep=None, read_only=False):
     """`read_only` (evaluation): unusable steps are skipped but not moved."""
     self.directory, self.read_only = os.path.abspath(directory), read_only
-    self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only))
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only),
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "digests": ocp.JsonCheckpointHandler()})
 
   def save(self, step, state):
-    """Starts an asynchronous save of `state` with the digests of its leaves."""
+    """Starts an asynchronous save of `state` with the digests of its leaves.
+
+    Raises OSError(ENOSPC) before writing anything when the disk has less free space
+    than the state's size (orbax's own failure on a full disk is a storm of tracebacks
+    from its background threads).
+    """
+    need = sum(x.nbytes for x in jax.tree.leaves(state)) + (1 << 20)
+    free = shutil.disk_usage(self.directory).free
+    if free < need:
+      raise OSError(errno.ENOSPC, f"checkpoint step {step} needs about {need / 1e6:.1f} MB, "
+                    f"{free / 1e6:.1f} MB free", self.directory)
     host = jax.device_get(state)
     digests = {"state": leaf_digests(host), "params": leaf_digests(params_of(host))}
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -90,25 +104,38 @@ class RunCheckpoints:
     when there is no checkpoint. `abstract_state`: ShapeDtypeStructs with shardings."""
     def restore(step):
       state, saved = self._read(step, ocp.args.StandardRestore(abstract_state))
-      return self._verified(state, saved["state"])
+      return self._verified(state, saved and saved["state"])
     return self._first_good(restore)
 
   def restore_latest_params(self):
-    """-> (host params, step) of the newest step whose parameters verify (for evaluation)."""
+    """-> (params, step) of the newest step whose parameters verify, on this process's first
+    device whatever devices saved it (for evaluation)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     def restore(step):
-      state, saved = self._read(step, ocp.args.StandardRestore())
-      return self._verified(params_of(state), saved["params"])
+      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                              self.manager.item_metadata(step)["state"])
+      state, saved = self._read(step, ocp.args.StandardRestore(abstract))
+      return self._verified(params_of(state), saved and saved["params"])
     return self._first_good(restore)
 
   def _read(self, step, state_args):
+    """-> (state, saved digests); digests None for a step saved before they existed."""
+    if not os.path.isdir(os.path.join(self.directory, str(step), "digests")):
+      logging.warning("checkpoint step %d in %s has no digests (saved by an older hierre_jax): "
+                      "restored without verification", step, self.directory)
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=state_args))
+      return restored["state"], None
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=state_args, digests=ocp.args.JsonRestore()))
     if not restored["digests"]:
-      raise CheckpointError("no digests were saved with this step")
+      raise CheckpointError("its digests file is empty")
     return restored["state"], restored["digests"]
 
   @staticmethod
   def _verified(tree, want):
+    """`tree` if its leaves hash to `want` (None: nothing to check), else CheckpointError."""
+    if want is None:
+      return tree
     got = leaf_digests(tree)
     mismatched = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
     if mismatched:

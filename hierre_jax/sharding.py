@@ -52,8 +52,11 @@ def put_global_batch(batch, mesh):
 
 def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
   """jax.distributed.initialize: Cloud TPU, SLURM and Open MPI set themselves up; elsewhere
-  give all three (e.g. 127.0.0.1:12355, 2, 0 and 1 for two processes on one machine)."""
-  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  give all three (e.g. 127.0.0.1:12355, 2, 0 and 1 for two processes on one machine).
+  A loopback coordinator address is also where process 0 listens (not every interface)."""
+  loopback = coordinator_address and coordinator_address.startswith(("127.", "localhost"))
+  jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                             coordinator_bind_address=coordinator_address if loopback else None)
 
 
 def barrier(name, timeout_s=3600):

@@ -230,10 +230,11 @@ def train_and_export(config, allow_config_change=False):
     if config.eval.test_csv and config.eval.at_start and start == 0:
       evaluate(0)
     pending, compiled_shapes = [], set()
-    for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train"):
+    for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
+                            disable=not is_main):
       ids = batches.batch(step)
       shapes = tuple(g.shape for g in ids)
-      if shapes not in compiled_shapes:
+      if shapes not in compiled_shapes and is_main:
         compiled_shapes.add(shapes)
         tqdm.tqdm.write(f"step {step}: compiling the train step for text shapes {shapes} "
                         "(first call of a new shape)")

@@ -112,3 +112,22 @@ def test_tokenizer_known_ids(tmp_path):
   ids = tokenizer.encode_padded(tok, ["a picture of a cat", "word " * 200])
   assert ids.shape == (2, 77) and ids[1, -1] == 49407 and ids[0, 7] == tok.pad_token_id
   assert tokenizer.bucket_length(7) == 8 and tokenizer.bucket_length(76) == 77
+
+
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  tiny_checkpoint(tmp_path / "workdirs" / "demo")
+  with pytest.raises(FileNotFoundError, match=r"^workdirs/demoo: no such checkpoint directory "
+                     r"\(did you mean demo\?\)"):
+    checkpoints.load_clip("workdirs/demoo")
+  with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
+    checkpoints.load_clip("./elsewhere")
+
+
+def test_export_has_the_usual_file_permissions(tmp_path):
+  umask = os.umask(0o022)
+  try:
+    d = tiny_checkpoint(tmp_path / "m")
+  finally:
+    os.umask(umask)
+  assert os.stat(os.path.join(d, "model.safetensors")).st_mode & 0o777 == 0o644

@@ -30,3 +30,13 @@ def test_real_test_image_and_grayscale(rng):
   gray = Image.fromarray((rng.random((240, 320)) * 255).astype(np.uint8), mode="L")
   np.testing.assert_allclose(ip.preprocess(gray, ip.Preprocessing()),
                              reference(gray.convert("RGB"), 224, 224), atol=1e-5, rtol=0)
+
+
+def test_truncated_image_names_the_file(tmp_path):
+  path = tmp_path / "cut.jpg"
+  Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(path)
+  raw = path.read_bytes()
+  path.write_bytes(raw[:len(raw) // 2])
+  with pytest.raises(ip.ImageError, match=r"cut.jpg: cannot read this image "
+                     r"\(image file is truncated"):
+    ip.preprocess(str(path), ip.Preprocessing(32, 32))

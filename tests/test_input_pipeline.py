@@ -101,3 +101,42 @@ def test_length_groups_pad_each_group_to_its_own_longest_text(tmp_path, tok):
                                 single.batch(0)[0])
   with pytest.raises(ValueError, match="cover tiers"):
     input_pipeline.group_columns(((0, 1), (1, 2, 3)))
+
+
+def test_undecodable_bytes_name_file_and_row_and_can_be_skipped(tmp_path):
+  path = tmp_path / "latin1.csv"
+  path.write_bytes(("positive,negative,image_url\n"
+                    f'"{GOOD[0]}","{GOOD[1]}",u1\n').encode()
+                   + f'"{GOOD[0]}","{GOOD[1]}",caf'.encode() + b"\xe9.jpg\n"
+                   + f'"{GOOD[1]}","{GOOD[0]}",u3\n'.encode())
+  with pytest.raises(input_pipeline.DataError,
+                     match=r"latin1.csv: row 2 \(line 3\), column 'image_url': not valid UTF-8 "
+                           r"\(byte 0xe9\)"):
+    input_pipeline.read_hierarchies(str(path))
+  data = input_pipeline.read_hierarchies(str(path), skip_bad_rows=True)
+  assert data.images == ["u1", "u3"]
+  assert data.skipped == [(2, "row 2 (line 3), column 'image_url': not valid UTF-8 (byte 0xe9)")]
+
+
+def test_truncated_gz_names_the_file_even_when_skipping_rows(tmp_path):
+  path = write(tmp_path / "t.csv.gz", ["positive,negative,image_url"]
+               + [f'"{GOOD[0]}","{GOOD[1]}",u{i}' for i in range(2000)])
+  raw = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write(raw[:len(raw) // 2])
+  for skip in (False, True):
+    with pytest.raises(input_pipeline.DataError, match=r"t.csv.gz: the compressed file is "
+                       r"truncated or corrupt after row \d+ \(EOFError"):
+      input_pipeline.read_hierarchies(path, skip_bad_rows=skip)
+
+
+def test_bom_header_and_empty_tier_message(tmp_path):
+  path = tmp_path / "bom.csv"
+  path.write_bytes(b"\xef\xbb\xbf" + "\n".join([
+      "positive,negative,image_url", f'"{GOOD[0]}","{GOOD[1]}",u1',
+      f'"animal =>  => a dog on grass => A dog.","{GOOD[1]}",u2']).encode())
+  with pytest.raises(input_pipeline.DataError,
+                     match=r"bom.csv: row 2 \(line 3\), column 'positive': tier 2 of 4 is empty"):
+    input_pipeline.read_hierarchies(str(path))
+  data = input_pipeline.read_hierarchies(str(path), skip_bad_rows=True)
+  assert data.positives == [GOOD[0].split(" => ")] and data.skipped[0][0] == 2

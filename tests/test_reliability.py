@@ -1,0 +1,210 @@
+"""Runs that fail: corrupt checkpoints, changed configs, bad values, a full disk, CLI errors."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from hierre_jax import checkpoints, input_pipeline, run_checkpoints, train, train_config
+from test_train import ROOT, python_env, tiny_config
+
+
+def save_two_steps(directory):
+  ckpts = run_checkpoints.RunCheckpoints(directory, 3)
+  state = None
+  for step in (1, 2):
+    state = {"step": jnp.array(step), "params": {"w": jnp.arange(20000.0).reshape(100, 200)
+                                                 + step}}
+    ckpts.save(step, state)
+  ckpts.close()
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def largest_array_file(step_dir):
+  return max(glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True),
+             key=os.path.getsize)
+
+
+def flip_64_bytes(path):
+  data = bytearray(open(path, "rb").read())
+  for i in range(64):
+    data[len(data) // 2 + i] ^= 0xFF
+  open(path, "wb").write(data)
+
+
+def truncate(path):
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:len(data) // 2])
+
+
+def empty_metadata(step_dir):
+  open(os.path.join(step_dir, "state", "_METADATA"), "w").close()
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda d: flip_64_bytes(largest_array_file(d)), r"1 arrays differ from their saved digests"),
+    (lambda d: truncate(largest_array_file(d)), r"OUT_OF_RANGE"),
+    (empty_metadata, r"JSONDecodeError"),
+])
+def test_unusable_latest_step_falls_back_to_the_previous_one(tmp_path, damage, reason, caplog):
+  directory = str(tmp_path / "checkpoints")
+  abstract = save_two_steps(directory)
+  damage(os.path.join(directory, "2"))
+  ckpts = run_checkpoints.RunCheckpoints(directory, 3)
+  state, step = ckpts.restore_latest(abstract)
+  assert step == 1 and float(state["params"]["w"][0, 0]) == 1.0
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any(f"checkpoint step 2 in {directory} is unusable" in w for w in warnings), warnings
+  assert any(__import__("re").search(reason, w) for w in warnings), warnings
+  assert all("\n" not in w for w in warnings)  # one line each, not a TensorStore traceback
+  assert os.listdir(directory) == ["1"] and os.listdir(directory + "_corrupt") == ["2"]
+  ckpts.save(2, state)  # the step can be written again
+  ckpts.wait_until_finished()
+  ckpts.close()
+
+
+def test_every_step_unusable_is_an_error_not_a_fresh_start(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  abstract = save_two_steps(directory)
+  for step in ("1", "2"):
+    flip_64_bytes(largest_array_file(os.path.join(directory, step)))
+  reader = run_checkpoints.RunCheckpoints(directory, read_only=True)
+  with pytest.raises(run_checkpoints.CheckpointError, match=r"none of the checkpoints \[2, 1\]"):
+    reader.restore_latest_params()
+  assert sorted(os.listdir(directory)) == ["1", "2"]  # read-only: nothing moved
+  with pytest.raises(run_checkpoints.CheckpointError, match="use a new workdir"):
+    run_checkpoints.RunCheckpoints(directory).restore_latest(abstract)
+
+
+def test_corrupt_checkpoint_in_a_run_resumes_from_the_previous_one_without_loss(tmp_path):
+  straight = train.train_and_export(tiny_config(tmp_path / "straight"))
+  config = tiny_config(tmp_path / "damaged")
+  train.train_and_export(config)
+  flip_64_bytes(largest_array_file(str(tmp_path / "damaged" / "checkpoints" / "6")))
+  resumed = train.train_and_export(config)
+  summary = json.loads((tmp_path / "damaged" / "train_summary.json").read_text())
+  assert summary["resumed_from"] == 4
+  assert os.listdir(tmp_path / "damaged" / "checkpoints_corrupt") == ["6"]
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.params),
+               jax.device_get(straight.params))
+
+
+def test_changed_config_is_refused_or_recorded(tmp_path):
+  config = tiny_config(tmp_path, total_steps=2)
+  train.train_and_export(config)
+  stored = (tmp_path / "config.json").read_text()
+  changed = tiny_config(tmp_path, total_steps=2, lr=5e-4, batch_size=4)
+  with pytest.raises(train_config.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
+                     r"lr: 0.001 -> 0.0005\. .*--allow_config_change"):
+    train.train_and_export(changed)
+  assert (tmp_path / "config.json").read_text() == stored  # untouched by the refused run
+  train.train_and_export(tiny_config(tmp_path, total_steps=2, log_every=2))  # logging only
+  train.train_and_export(changed, allow_config_change=True)
+  records = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").open()]
+  assert [r["accepted_computational_change"] for r in records] == [False, True]
+  assert records[0]["changes"] == {"log_every": {"old": 1, "new": 2}}
+  assert set(records[1]["changes"]) == {"lr", "batch_size", "log_every"}
+  assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4
+
+
+def test_keys_that_do_not_change_the_computation():
+  assert not train_config.is_computational("eval.test_csv")
+  assert not train_config.is_computational("log_every")
+  assert train_config.is_computational("random_init.text.hidden_size")
+  assert train_config.is_computational("lambda_p")
+  assert train_config.changed_keys({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == {
+      "a.b": (1, 2)}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("batch_size", 0, r"config.batch_size=0: must be a positive integer"),
+    ("batch_size", -4, r"config.batch_size=-4"),
+    ("log_every", 0, r"config.log_every=0"),
+    ("keep_checkpoints", 0, r"keep at least 1"),
+])
+def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
+                                                                      message):
+  config = tiny_config(tmp_path / "w", **{key: value})
+  with pytest.raises(train_config.ConfigError, match=message):
+    train.train_and_export(config)
+  assert not (tmp_path / "w").exists()
+
+
+def test_bad_training_file_is_named_before_anything_is_written(tmp_path):
+  bad = tmp_path / "bad.csv"
+  bad.write_text("positive,negative,image_url\na => b,c => d => e => f,u\n")
+  with pytest.raises(input_pipeline.DataError, match="bad.csv: row 1"):
+    train.train_and_export(tiny_config(tmp_path / "w", train_csv=str(bad)))
+  assert not (tmp_path / "w").exists()
+
+
+def test_skipped_rows_are_written_to_the_workdir(tmp_path):
+  rows = open(tiny_config(tmp_path).train_csv).read().splitlines()
+  csv_path = tmp_path / "some_bad.csv"
+  csv_path.write_text("\n".join(rows[:5] + ['"a => b","c => d => e => f",u'] + rows[5:]) + "\n")
+  train.train_and_export(tiny_config(tmp_path / "w", train_csv=str(csv_path), total_steps=1,
+                                     skip_bad_rows=True))
+  skipped = json.loads((tmp_path / "w" / "skipped_rows.json").read_text())
+  assert skipped["file"] == str(csv_path)
+  assert skipped["rows"] == [{"row": 5, "reason": "row 5 (line 6), column 'positive': expected "
+                              "4 tiers separated by '=>', got 2: 'a => b'"}]
+
+
+def test_runtime_options_apply_when_called_from_python(tmp_path):
+  cache = str(tmp_path / "xla_cache")
+  try:
+    train.train_and_export(tiny_config(tmp_path / "w", total_steps=1, matmul_precision="high",
+                                       compilation_cache_dir=cache))
+    assert jax.config.jax_default_matmul_precision == "high"
+    assert jax.config.jax_compilation_cache_dir == cache
+  finally:
+    jax.config.update("jax_default_matmul_precision", "highest")
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
+def run_train_cli(*args, workdir, prefix=()):
+  command = list(prefix) + [sys.executable, "-m", "hierre_jax.train", "--config",
+                            "tests/tiny_train_config.py", f"--config.workdir={workdir}", *args]
+  return subprocess.run(command, env=python_env(1), cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+
+
+def assert_one_line_error(out, message):
+  assert out.returncode == 1, out.stderr[-3000:]
+  lines = out.stderr.strip().splitlines()
+  assert lines[-1].startswith("error: ") and message in lines[-1], lines[-5:]
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  out = run_train_cli("--config.nosuchkey=1", workdir=tmp_path / "a")
+  assert_one_line_error(out, "--config.nosuchkey=1: no such config key 'nosuchkey'")
+  out = run_train_cli("--config.batch_size=0", workdir=tmp_path / "b")
+  assert_one_line_error(out, "config.batch_size=0: must be a positive integer")
+  assert "Unable to initialize backend" not in out.stderr  # no libtpu INFO line on a CPU
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_full_disk_is_one_line_naming_the_directory(tmp_path):
+  mount_point = tmp_path / "small_disk"
+  mount_point.mkdir()
+  probe = subprocess.run(["unshare", "-rm", "sh", "-c",
+                          f"mount -t tmpfs -o size=1m tmpfs {mount_point}"],
+                         capture_output=True, text=True)
+  if shutil.which("unshare") is None or probe.returncode:
+    pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+  workdir = mount_point / "w"
+  # 20 MB hold the random model and model_info but not the first checkpoint (~20 MB).
+  out = run_train_cli(workdir=workdir, prefix=[
+      "unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o size=20m tmpfs {mount_point} && '
+      'exec "$@"', "sh"])
+  assert_one_line_error(out, f"no space left on device writing {workdir}/checkpoints "
+                             "(checkpoint step 2 needs about")
+  assert len(out.stderr.splitlines()) < 20, out.stderr[-3000:]
