@@ -19,6 +19,7 @@ setuptools.setup(
         # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
         "torch": ["torch>=2.1"],
         "tfds": ["tensorflow-datasets>=4.9"],
-        "test": ["pytest>=8", "torch>=2.1", "scipy>=1.11"],
+        "test": ["pytest>=8", "torch>=2.1", "scipy>=1.11", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.29"],
     },
 )

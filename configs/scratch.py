@@ -1,7 +1,7 @@
 """Paper Table 3, "training from scratch": a randomly initialised text tower trained with the
 RE loss only (lambda_p = 0), evaluated on the real HierarCaps test set.
 
-Sized for a 2-core CPU (< 20 minutes end to end, evaluations included): a 2-layer,
+Sized for a 2-core CPU (10 to 25 minutes end to end, evaluations included): a 2-layer,
 256-wide text tower (4 heads, MLP 1024; the paper used the 12-layer 512-wide CLIP-B
 shape) and a tiny random image tower (P and R are chance level with any random image
 tower). 2000 steps of 16 rows = 1.7 epochs of the 18,770 HierarCaps COCO training rows,

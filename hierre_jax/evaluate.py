@@ -1,11 +1,16 @@
-"""HierarCaps evaluation (SPEC section 4) and qualitative hierarchy retrieval.
+"""The evaluation suite over one or several models, and qualitative hierarchy retrieval.
 
-  python -m hierre_jax.evaluate --model=PATH [--mode=hierarcaps|qualitative] [--data_dir=...]
+  python -m hierre_jax.evaluate --model=A [--model=B ...] --evals=hierarcaps,hyperlex,coco \
+      --data_dir=../shared --output_dir=OUT [--reference=clip_b32]
+  python -m hierre_jax.evaluate --model=A --mode=qualitative --num_images=50
 
-PATH is a Hugging Face CLIP directory (or hub id), or a `hierre_jax.train` workdir
-(its newest orbax checkpoint that verifies). Results go to --output_dir: by default
-<workdir>/evaluations for a train workdir, else eval_results/<model> under the current
-directory (never inside the model directory, which may be uploaded as it is).
+A model is a Hugging Face CLIP directory (or hub id), or a `hierre_jax.train` workdir
+(its newest orbax checkpoint that verifies). --data_dir is a root laid out like the
+project's ../shared; a flag per file overrides it. The suite writes OUT/results.json
+(one object per model) and OUT/results.md (a Table-1-shaped table). By default OUT is
+<workdir>/evaluations for one train workdir, else eval_results/<model> (or
+eval_results/ for several models) under the current directory: never inside a model
+directory, which may be uploaded as it is.
 """
 import json
 import os
@@ -17,31 +22,35 @@ from hierre_jax import cli
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import report
-
-
-def output_dir(model_path):
-  if FLAGS.output_dir:
-    out = FLAGS.output_dir
-  elif evaluation.is_train_workdir(model_path):
-    out = os.path.join(model_path, "evaluations")
-  else:
-    name = os.path.normpath(model_path).strip("./").replace("/", "__") or "model"
-    out = os.path.join("eval_results", name)
-  os.makedirs(out, exist_ok=True)
-  return out
-
+from hierre_jax.evaluators import suite
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "HF CLIP directory or hub id, or a hierre_jax.train workdir.")
-flags.DEFINE_enum("mode", "hierarcaps", ["hierarcaps", "qualitative"], "What to run.")
-flags.DEFINE_string("data_dir", "../shared/hierarcaps", "HierarCaps directory.")
-flags.DEFINE_string("test_csv", "", "Default: <data_dir>/hierarcaps_test.csv.")
-flags.DEFINE_string("images_dir", "", "Default: <data_dir>/test_images.")
+flags.DEFINE_multi_string("model", None, "HF CLIP directory or hub id, or a hierre_jax.train "
+                          "workdir; repeat for several models.")
+flags.DEFINE_enum("mode", "suite", ["suite", "qualitative"], "What to run.")
+flags.DEFINE_list("evals", ["hierarcaps"], f"Suite evaluations, any of {', '.join(suite.NAMES)}.")
+flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
+                         f"--evals: use names of {', '.join(suite.NAMES)}")
+flags.DEFINE_string("data_dir", "../shared", "Data root laid out like the project's ../shared.")
+for _key, _path in suite.default_paths("<data_dir>").items():
+  flags.DEFINE_string(_key, "", f"Default: {_path}.")
+flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
+                  "when the directory holds only part of the annotations' images (the result "
+                  "records how many were used).")
+flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
+                  "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
+flags.DEFINE_enum("reference", "", ["", *suite.PUBLISHED], "Add the paper's published rows of "
+                  "this model to results.md.")
 flags.DEFINE_string("candidates_csv", "", "Qualitative candidates. Default: "
-                    "<data_dir>/hierarcaps_test_expanded.csv.gz.")
+                    "<data_dir>/hierarcaps/hierarcaps_test_expanded.csv.gz.")
 flags.DEFINE_list("images", [], "Qualitative: image file names (default: first --num_images "
                   "images of the test set).")
 flags.DEFINE_integer("num_images", 20, "Qualitative: how many test images when --images is empty.")
+flags.DEFINE_enum("qualitative_radius", "cosine", ["cosine", "euclidean"], "Qualitative levels: "
+                  "evenly spaced in 1 - <t, r> (the release's chains) or in ||t - r||.")
+flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with this model's "
+                    "in <data_dir>/hierarcaps/reference_qualitative_predictions.json (e.g. "
+                    "clip_vit_b32_re_finetuned), a regression check for real weights.")
 flags.DEFINE_integer("text_batch_size", 256, "Texts per batch.")
 flags.DEFINE_integer("text_length_multiple", 8, "Pad text batches to a multiple of this; 77 "
                      "gives one static shape (one compilation), best on GPU/TPU.")
@@ -49,48 +58,73 @@ flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
 flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
                   "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
                   "allows TF32 / bf16 passes.")
-flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with this model's "
-                    "in <data_dir>/reference_qualitative_predictions.json (e.g. "
-                    "clip_vit_b32_re_finetuned), a regression check for real weights.")
-flags.DEFINE_string("output_dir", "", "Where results go. Default: <workdir>/evaluations for "
-                    "a train workdir, else eval_results/<model> in the current directory.")
+flags.DEFINE_string("output_dir", "", "Where results go (see the module docstring).")
+
+
+def output_dir(models):
+  if FLAGS.output_dir:
+    out = FLAGS.output_dir
+  elif len(models) > 1:
+    out = "eval_results"
+  elif evaluation.is_train_workdir(models[0]):
+    out = os.path.join(models[0], "evaluations")
+  else:
+    out = os.path.join("eval_results",
+                       os.path.normpath(models[0]).strip("./").replace("/", "__") or "model")
+  os.makedirs(out, exist_ok=True)
+  return out
+
+
+def data_paths():
+  """suite.default_paths of --data_dir, with the per-file flags that are set."""
+  paths = suite.default_paths(FLAGS.data_dir)
+  return {k: FLAGS[k].value or v for k, v in paths.items()}
+
+
+def embedder_of(model):
+  return evaluation.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
+                                       FLAGS.text_length_multiple)
+
+
+def run_suite(paths):
+  evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties)
+  results = suite.run({m: embedder_of(m) for m in FLAGS.model}, evaluators)
+  json_path, md_path = suite.write(results, output_dir(FLAGS.model), FLAGS.reference)
+  print(open(md_path).read())
+  print(f"wrote {json_path} and {md_path}")
+
+
+def run_qualitative(paths):
+  model = FLAGS.model[0]
+  embedder = embedder_of(model)
+  step = embedder.checkpoint_step
+  images_dir = paths["hierarcaps_images"]
+  names = (FLAGS.images or
+           input_pipeline.read_hierarchies(paths["hierarcaps_test_csv"]).images[:FLAGS.num_images])
+  hierarcaps_dir = os.path.join(FLAGS.data_dir, "hierarcaps")
+  chains = evaluation.qualitative(
+      embedder, FLAGS.candidates_csv or os.path.join(hierarcaps_dir,
+                                                     "hierarcaps_test_expanded.csv.gz"),
+      images_dir, names, radius=FLAGS.qualitative_radius)
+  out = os.path.join(output_dir([model]),
+                     "qualitative" + ("" if step is None else f"_step_{step}"))
+  report.write_all(chains, images_dir, out,
+                   title=model + ("" if step is None else f" (checkpoint step {step})"))
+  print(f"wrote {out}.json/.csv/.html for {len(chains)} images")
+  if FLAGS.reference_model:
+    with open(os.path.join(hierarcaps_dir, "reference_qualitative_predictions.json")) as f:
+      reference = json.load(f)["models"][FLAGS.reference_model]
+    agreement = evaluation.chain_agreement(evaluation.published_form(chains), reference)
+    with open(out + "_vs_reference.json", "w") as f:
+      json.dump({"model": model, "checkpoint_step": step,
+                 "reference_model": FLAGS.reference_model, **agreement}, f, indent=1)
+    print(json.dumps(agreement, indent=1))
 
 
 def main(argv):
   del argv
   jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
-  d = FLAGS.data_dir
-  test_csv = FLAGS.test_csv or os.path.join(d, "hierarcaps_test.csv")
-  images_dir = FLAGS.images_dir or os.path.join(d, "test_images")
-  embedder = evaluation.Embedder.from_path(FLAGS.model, FLAGS.text_batch_size,
-                                           FLAGS.image_batch_size, FLAGS.text_length_multiple)
-  step = embedder.checkpoint_step
-  suffix = "" if step is None else f"_step_{step}"
-  out_dir = output_dir(FLAGS.model)
-  if FLAGS.mode == "hierarcaps":
-    out = os.path.join(out_dir, f"hierarcaps{suffix}.json")
-    result = {"model": FLAGS.model, "checkpoint_step": step, "test_csv": test_csv,
-              **evaluation.evaluate_hierarcaps(embedder, test_csv, images_dir)}
-    with open(out, "w") as f:
-      json.dump(result, f, indent=1)
-    print(json.dumps(result, indent=1))
-    print(f"wrote {out}")
-  else:
-    names = FLAGS.images or input_pipeline.read_hierarchies(test_csv).images[:FLAGS.num_images]
-    chains = evaluation.qualitative(embedder, FLAGS.candidates_csv or os.path.join(
-        d, "hierarcaps_test_expanded.csv.gz"), images_dir, names)
-    out = os.path.join(out_dir, f"qualitative{suffix}")
-    title = FLAGS.model + ("" if step is None else f" (checkpoint step {step})")
-    report.write_all(chains, images_dir, out, title=title)
-    print(f"wrote {out}.json/.csv/.html for {len(chains)} images")
-    if FLAGS.reference_model:
-      with open(os.path.join(d, "reference_qualitative_predictions.json")) as f:
-        reference = json.load(f)["models"][FLAGS.reference_model]
-      agreement = evaluation.chain_agreement(chains, reference)
-      with open(out + "_vs_reference.json", "w") as f:
-        json.dump({"model": FLAGS.model, "checkpoint_step": step,
-                   "reference_model": FLAGS.reference_model, **agreement}, f, indent=1)
-      print(json.dumps(agreement, indent=1))
+  (run_suite if FLAGS.mode == "suite" else run_qualitative)(data_paths())
 
 
 if __name__ == "__main__":

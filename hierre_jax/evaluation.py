@@ -52,14 +52,21 @@ def index_rows(rows):
   return texts, np.array([[index[t] for t in row] for row in rows])
 
 
-def retrieval_predictions(embedder, candidates, image_paths, num_levels):
-  """-> ([M, num_levels] candidate index per level, [N] candidate radii, stage seconds)."""
+RADII = {"euclidean": geometry.radius, "cosine": geometry.cosine_distance}
+
+
+def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius="euclidean"):
+  """-> ([M, num_levels] candidate index per level, [N] candidate radii, stage seconds).
+
+  radius: "euclidean" ||t - r|| (the release's quantitative evaluation) or "cosine"
+  1 - <t, r> (its qualitative chains); the levels are evenly spaced in that radius.
+  """
   t0 = time.perf_counter()
   text_emb, root = embedder.texts(candidates)
   t1 = time.perf_counter()
   image_emb = embedder.images(image_paths)
   t2 = time.perf_counter()
-  radii = np.asarray(geometry.radius(text_emb, root))
+  radii = np.asarray(RADII[radius](text_emb, root))
   preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
   seconds = {"embed_texts": t1 - t0, "embed_images": t2 - t1,
              "retrieval": time.perf_counter() - t2}
@@ -109,15 +116,16 @@ class Embedder:
                                   -(-len(paths) // self.image_batch_size), self.mesh)
 
 
-def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS):
-  """P, R, tau_d on a test file, with timings in seconds."""
+def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,
+                        ties="release"):
+  """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings."""
   data = input_pipeline.read_hierarchies(test_csv)
   candidates, row_tier_index = index_rows(data.positives)
   images, rows_table = hr.group_rows_by_image(data.images)
   preds, radii, seconds = retrieval_predictions(
       embedder, candidates, [os.path.join(images_dir, name) for name in images], num_levels)
   t = time.perf_counter()
-  metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii)
+  metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties)
   seconds["retrieval"] += time.perf_counter() - t
   metrics["seconds"] = seconds
   return metrics
@@ -142,15 +150,23 @@ def angle_statistics(embedder, csv_path, images=None):
           "pos_smaller_than_neg": float((p < q).mean()), "num_rows": len(rows)}
 
 
-def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr.NUM_LEVELS):
+def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr.NUM_LEVELS,
+                radius="cosine"):
   """{image name: predicted chain of texts, general to specific} over all distinct positive
-  texts of `candidates_csv`."""
+  texts of `candidates_csv`, with the release's cosine-distance levels by default."""
   data = input_pipeline.read_hierarchies(candidates_csv)
   candidates = distinct(t for row in data.positives for t in row)
   preds, _, _ = retrieval_predictions(
-      embedder, candidates, [os.path.join(images_dir, name) for name in image_names], num_levels)
+      embedder, candidates, [os.path.join(images_dir, name) for name in image_names], num_levels,
+      radius)
   chains = hr.prediction_chains(preds)
   return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
+
+
+def published_form(chains):
+  """Chains as the release published them: without their first element (the text nearest
+  the root, the same for every image)."""
+  return {name: chain[1:] for name, chain in chains.items()}
 
 
 def chain_agreement(chains, reference):

@@ -30,6 +30,12 @@ def radius(x, root):
   return safe_norm(x - root)[0]
 
 
+def cosine_distance(x, root):
+  """1 - <x, r>: [..., D], [D] -> [...]. The release's radius for qualitative chains; for
+  unit vectors a monotone function of `radius` (||x - r||^2 = 2 (1 - <x, r>))."""
+  return 1.0 - jnp.sum(x * root, axis=-1)
+
+
 def exterior_angle(x, y, root):
   """ext(x, y) = angle between x - r and y - x, in [0, pi]: [..., D] x2, [D] -> [...].
 

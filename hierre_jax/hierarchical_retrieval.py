@@ -16,8 +16,11 @@ NUM_LEVELS = 50
 
 
 def radius_levels(radii, num_levels=NUM_LEVELS):
-  """[N] -> [num_levels] evenly spaced from min to max radius, both included."""
-  return np.linspace(radii.min(), radii.max(), num_levels, dtype=radii.dtype)
+  """[N] -> [num_levels] evenly spaced from min to max radius, both included: computed in
+  float64 and rounded to the radii's dtype, as the release does (a float32 linspace
+  differs by 1 ulp at some levels, which can move a text across a level)."""
+  return np.linspace(np.float64(radii.min()), np.float64(radii.max()),
+                     num_levels).astype(radii.dtype)
 
 
 def _better(a, b):
@@ -81,12 +84,22 @@ def precision_recall(preds, ground_truth):
   return precision, tier_found.mean(1)
 
 
-def kendall_tau_b_vs_order(values):
-  """[R, K] -> [R] Kendall tau-b between each row and 1..K (K untied ranks); NaN if a row is constant."""
+def kendall_tau_vs_order(values, ties="release"):
+  """[R, K] -> [R] Kendall's tau between each row and 1..K.
+
+  ties="release" (the authors' evaluation): the row is ranked with a stable sort, so
+  equal values count as being in order (a constant row scores 1.0). ties="tau_b":
+  Kendall's tau-b, NaN for a constant row.
+  """
   k = values.shape[1]
   i, j = np.triu_indices(k, 1)
-  sign = np.sign(values[:, j] - values[:, i])  # concordant with 1..K when > 0
+  diff = values[:, j] - values[:, i]  # concordant with 1..K when > 0
   pairs = len(i)
+  if ties == "release":
+    return np.where(diff >= 0, 1.0, -1.0).sum(1) / pairs
+  if ties != "tau_b":
+    raise ValueError(f"ties={ties!r}: use 'release' or 'tau_b'")
+  sign = np.sign(diff)
   tied = (sign == 0).sum(1)
   with np.errstate(invalid="ignore", divide="ignore"):
     return sign.sum(1) / np.sqrt((pairs - tied) * pairs)
@@ -112,12 +125,14 @@ def ground_truth_indices(rows_table, row_tier_index):
   return gt
 
 
-def hierarcaps_metrics(preds, rows_table, row_tier_index, radii):
-  """P, R (means over images) and tau_d (mean over rows) as a dict, plus per-image arrays."""
+def hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties="release"):
+  """P, R (means over images) and tau_d (mean over rows; `ties` as in kendall_tau_vs_order)
+  as a dict, plus per-image arrays."""
   precision, recall = precision_recall(preds, ground_truth_indices(rows_table, row_tier_index))
-  tau = kendall_tau_b_vs_order(radii[row_tier_index])
+  tau = kendall_tau_vs_order(radii[row_tier_index], ties)
   return {"precision": float(precision.mean()), "recall": float(recall.mean()),
-          "tau_d": float(np.nanmean(tau)), "tau_d_undefined_rows": int(np.isnan(tau).sum()),
+          "tau_d": float(np.nanmean(tau)), "tau_d_ties": ties,
+          "tau_d_undefined_rows": int(np.isnan(tau).sum()),
           "num_images": len(preds), "num_rows": len(row_tier_index),
           "num_candidates": len(radii)}, precision, recall
 

@@ -93,6 +93,10 @@ class RunCheckpoints:
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     digests=ocp.args.JsonSave(digests)))
 
+  def latest_step(self):
+    """The newest step on disk (not yet verified), or None."""
+    return self.manager.latest_step()
+
   def wait_until_finished(self):
     self.manager.wait_until_finished()
 

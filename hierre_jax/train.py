@@ -184,8 +184,8 @@ def train_and_export(config, allow_config_change=False):
 
   manager = run_checkpoints.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
                                            config.keep_checkpoints)
-  if manager.manager.all_steps():
-    train_config.check_resume(config.workdir, config, max(manager.manager.all_steps()),
+  if manager.latest_step() is not None:
+    train_config.check_resume(config.workdir, config, manager.latest_step(),
                               allow_config_change, record=is_main)
   if is_main:
     write_json(os.path.join(config.workdir, "config.json"), train_config.config_json(config))

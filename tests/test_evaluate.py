@@ -68,26 +68,34 @@ def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
   assert set(got["seconds"]) == {"embed_texts", "embed_images", "retrieval"}
 
 
-def test_cli_hierarcaps_and_qualitative(tiny_dir, tmp_path):
+def test_cli_suite_and_qualitative(tiny_dir, tmp_path):
   from absl.testing import flagsaver
-  data_dir = os.path.dirname(shared_file("hierarcaps_test.csv"))
+  data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
   before = set(os.listdir(tiny_dir))
-  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, image_batch_size=50,
-                           output_dir=str(tmp_path)):
+  with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, image_batch_size=50,
+                           evals=["hierarcaps", "hyperlex"], output_dir=str(tmp_path),
+                           reference="clip_b32"):
     evaluate.FLAGS.mark_as_parsed()
     evaluate.main([])
-  result = json.load(open(tmp_path / "hierarcaps.json"))
-  assert 0 <= result["precision"] <= 1 and -1 <= result["tau_d"] <= 1
-  assert result["checkpoint_step"] is None  # a Hugging Face directory, not a train workdir
+  [result] = json.load(open(tmp_path / "results.json"))
+  assert result["model"] == tiny_dir and result["checkpoint_step"] is None
+  assert 0 <= result["hierarcaps/precision"] <= 1 and -1 <= result["hierarcaps/tau_d"] <= 1
+  assert result["hierarcaps/tau_d_ties"] == "release"
+  assert result["hyperlex/num_pairs"] == 2616 and -1 <= result["hyperlex/rho_all"] <= 1
+  table = (tmp_path / "results.md").read_text().splitlines()
+  assert table[0].startswith("| model | HierarCaps P | R | tau_d | HyperLex rho_all | rho_nouns")
+  assert table[2].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} |")
+  assert table[3].startswith("| paper: CLIP ViT-B/32 zero-shot | 0.140 | 0.360 | 0.890 | 0.440")
   names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]
-  with flagsaver.flagsaver(model=tiny_dir, data_dir=data_dir, mode="qualitative", images=names,
+  with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, mode="qualitative", images=names,
                            output_dir=str(tmp_path), image_batch_size=2, text_batch_size=1024):
     evaluate.main([])
   assert set(os.listdir(tiny_dir)) == before  # nothing written into the model directory
   chains = json.load(open(tmp_path / "qualitative.json"))
   assert list(chains) == names
   candidates = set(t for row in input_pipeline.read_hierarchies(
-      os.path.join(data_dir, "hierarcaps_test_expanded.csv.gz")).positives for t in row)
+      os.path.join(data_dir, "hierarcaps", "hierarcaps_test_expanded.csv.gz")).positives
+                   for t in row)
   for chain in chains.values():
     assert chain and set(chain) <= candidates and len(set(chain)) == len(chain)
   check_renders_in_chromium(str(tmp_path / "qualitative.html"), tmp_path)

@@ -40,16 +40,40 @@ def test_precision_recall_with_several_rows_per_image():
   np.testing.assert_allclose(recall, [0.25])
 
 
+TAU_ROWS = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.3, 0.2, 0.4],
+                     [0.1, 0.1, 0.3, 0.4], [0.2, 0.2, 0.2, 0.2], [0.3, 0.1, 0.1, 0.2]])
+
+
 def test_kendall_tau_b():
   scipy_stats = pytest.importorskip("scipy.stats")
-  rows = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.1, 0.3, 0.2, 0.4],
-                   [0.1, 0.1, 0.3, 0.4], [0.2, 0.2, 0.2, 0.2]])
-  got = hr.kendall_tau_b_vs_order(rows)
+  got = hr.kendall_tau_vs_order(TAU_ROWS, ties="tau_b")
   np.testing.assert_allclose(got[:3], [1.0, -1.0, 4 / 6])
   assert got[3] == pytest.approx(5 / np.sqrt(30))
   assert np.isnan(got[4])
-  for row, tau in zip(rows[:4], got):
+  for row, tau in zip(TAU_ROWS[:4], got):
     assert tau == pytest.approx(scipy_stats.kendalltau(row, [1, 2, 3, 4]).statistic)
+
+
+def test_kendall_tau_release_ties_count_as_in_order():
+  scipy_stats = pytest.importorskip("scipy.stats")
+  got = hr.kendall_tau_vs_order(TAU_ROWS)  # the release's rule is the default
+  # Planted ties: [.1, .1, .3, .4] is in order (1.0); a constant row scores 1.0, not NaN;
+  # [.3, .1, .1, .2]: stable ranks [4, 1, 2, 3] -> 3 concordant, 3 discordant pairs -> 0.
+  np.testing.assert_allclose(got, [1.0, -1.0, 4 / 6, 1.0, 1.0, 0.0])
+  for row, tau in zip(TAU_ROWS, got):  # = tau of the stable-sort ranks (no ties left)
+    ranks = np.argsort(np.argsort(row, kind="stable"), kind="stable")
+    assert tau == pytest.approx(scipy_stats.kendalltau(ranks, [0, 1, 2, 3]).statistic)
+  with pytest.raises(ValueError, match="ties="):
+    hr.kendall_tau_vs_order(TAU_ROWS, ties="other")
+
+
+def test_levels_are_float64_rounded_to_float32():
+  radii = np.array([0.3, 1.7, 0.9], np.float32)
+  want = np.linspace(np.float64(radii.min()), np.float64(radii.max()), 50).astype(np.float32)
+  got = hr.radius_levels(radii)
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, want)
+  assert (got != np.linspace(radii.min(), radii.max(), 50, dtype=np.float32)).any()
 
 
 def test_grouping_rows_by_image():
@@ -80,8 +104,9 @@ def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
     gt = {t for row in its_rows for t in row}
     precisions.append(len(set(preds) & gt) / max(1, len(set(preds))))
     recalls.append(np.mean([any(row[k] in preds for row in its_rows) for k in range(4)]))
-  taus = [scipy_stats.kendalltau([np.linalg.norm(emb[t] - root) for t in row], [1, 2, 3, 4])
-          .statistic for row in rows]
+  ranks = [np.argsort(np.argsort([np.linalg.norm(emb[t] - root) for t in row], kind="stable"))
+           for row in rows]  # the release ranks a row's radii with a stable sort
+  taus = [scipy_stats.kendalltau(r, [1, 2, 3, 4]).statistic for r in ranks]
   return np.mean(precisions), np.mean(recalls), np.nanmean(taus)
 
 
@@ -117,3 +142,37 @@ def test_report_files(tmp_path):
   assert "a room with a &lt;tv&gt; &amp; chairs" in page and "data:image/jpeg;base64," in page
   assert (tmp_path / "q.csv").read_text().splitlines()[1] == (
       "COCO_val2014_000000000139.jpg,0,room")
+
+
+def release_qualitative_loop(text, root, image, num_levels=50):
+  """SPEC section 4 qualitative mode with loops: cosine-distance levels (float64 -> float32),
+  highest similarity among texts within each level, first listed wins ties, repeats dropped."""
+  radius = (1.0 - text @ root).astype(np.float32)
+  levels = np.linspace(np.float64(radius.min()), np.float64(radius.max()),
+                       num_levels).astype(np.float32)
+  chain = []
+  for t in levels:
+    allowed = [i for i in range(len(text)) if radius[i] <= t]
+    best = max(allowed, key=lambda i: (float(text[i] @ image), -i))
+    if not chain or chain[-1] != best:
+      chain.append(best)
+  return chain
+
+
+def test_qualitative_cosine_levels_differ_from_euclidean_and_match_the_release(rng):
+  from hierre_jax import geometry
+  dim = 8
+  root = np.eye(dim, dtype=np.float32)[0]
+  text = rng.normal(size=(300, dim)).astype(np.float32)
+  text[:, 0] += np.linspace(-2.0, 4.0, 300, dtype=np.float32)  # radii spread widely
+  text /= np.linalg.norm(text, axis=1, keepdims=True)
+  images = rng.normal(size=(20, dim)).astype(np.float32)
+  images /= np.linalg.norm(images, axis=1, keepdims=True)
+  cosine = hr.prediction_chains(hr.retrieve(
+      text, np.asarray(geometry.cosine_distance(text, root)), images))
+  euclid = hr.prediction_chains(hr.retrieve(
+      text, np.asarray(geometry.radius(text, root)), images))
+  assert cosine == [release_qualitative_loop(text, root, v) for v in images]
+  assert sum(c != e for c, e in zip(cosine, euclid)) >= 5  # the level spacing matters
+  published = evaluation.published_form({"a.jpg": ["root-most", "x", "y"]})
+  assert published == {"a.jpg": ["x", "y"]}

@@ -91,19 +91,21 @@ def test_two_processes_train_evaluate_and_export_like_one(tmp_path):
 
   # Evaluating the workdir: the newest verified checkpoint, results where the user says.
   evaluated = subprocess.run(
-      [sys.executable, "-m", "hierre_jax.evaluate", f"--model={two}", f"--test_csv={test_csv}",
-       f"--images_dir={os.path.dirname(test_csv)}/../no_such_images"],
+      [sys.executable, "-m", "hierre_jax.evaluate", f"--model={two}",
+       f"--hierarcaps_test_csv={test_csv}",
+       f"--hierarcaps_images={os.path.dirname(test_csv)}/../no_such_images"],
       env=python_env(1), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert evaluated.returncode == 1 and "images not found" in evaluated.stderr.splitlines()[-1]
   assert "orbax" not in evaluated.stderr  # no per-restore INFO lines
   evaluated = subprocess.run(
-      [sys.executable, "-m", "hierre_jax.evaluate", f"--model={two}", f"--test_csv={test_csv}",
-       f"--images_dir={os.path.dirname(shared_file('hierarcaps_test.csv'))}/test_images",
+      [sys.executable, "-m", "hierre_jax.evaluate", f"--model={two}",
+       f"--hierarcaps_test_csv={test_csv}",
+       f"--hierarcaps_images={os.path.dirname(shared_file('hierarcaps_test.csv'))}/test_images",
        f"--output_dir={tmp_path / 'eval_out'}"],
       env=python_env(1), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-  result = json.loads((tmp_path / "eval_out" / "hierarcaps_step_4.json").read_text())
+  [result] = json.loads((tmp_path / "eval_out" / "results.json").read_text())
   assert result["checkpoint_step"] == 4
-  assert result["tau_d"] == pytest.approx(
+  assert result["hierarcaps/tau_d"] == pytest.approx(
       json.loads((two / "eval_step_4.json").read_text())["tau_d"], abs=1e-6)
   assert "orbax" not in evaluated.stderr

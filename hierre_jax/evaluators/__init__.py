@@ -1,0 +1,1 @@
+"""Benchmark evaluators: each an object whose `run(embedder)` returns its metrics."""

@@ -1,0 +1,126 @@
+"""Image-text retrieval R@1/5/10 (SPEC section 5): COCO captions JSON or a Flickr30K
+Karpathy split JSON, with the images in a directory.
+
+Text-to-image: every caption ranks all images by similarity; R@k is the share of
+captions whose image is in the top k. Image-to-text: every image ranks all captions;
+R@k is the share of images with one of their captions in the top k. Equal similarities
+rank the lower index first (a stable sort). All scoring is chunked array work.
+"""
+import json
+import os
+import re
+
+import numpy as np
+
+from hierre_jax.input_pipeline import DataError
+
+KS = (1, 5, 10)
+
+
+def coco_pairs(annotations_json):
+  """COCO captions JSON -> ({image id: 12-digit id string}, [(image id, caption)])."""
+  with open(annotations_json, encoding="utf-8") as f:
+    data = json.load(f)
+  try:
+    ids = {im["id"]: f"{im['id']:012d}" for im in data["images"]}
+    captions = [(a["image_id"], a["caption"].strip()) for a in data["annotations"]]
+  except (KeyError, TypeError) as e:
+    raise DataError(f"{annotations_json}: not a COCO captions file (missing {e})") from None
+  unknown = [i for i, _ in captions if i not in ids]
+  if unknown:
+    raise DataError(f"{annotations_json}: {len(unknown)} captions name an image id that is not "
+                    f"in 'images', e.g. {unknown[0]}")
+  return ids, captions
+
+
+def find_coco_images(images_dir, image_ids):
+  """{image id: path} for the ids whose `<12 digits>.jpg` or `COCO_<split>_<12 digits>.jpg`
+  is in `images_dir`."""
+  by_digits = {}
+  for name in os.listdir(images_dir):
+    match = re.fullmatch(r"(?:COCO_[a-z]+\d*_)?(\d{12})\.jpg", name)
+    if match:
+      by_digits[match.group(1)] = os.path.join(images_dir, name)
+  return {i: by_digits[d] for i, d in image_ids.items() if d in by_digits}
+
+
+def flickr_pairs(karpathy_json, split="test"):
+  """Karpathy split JSON (`images` with filename, split, sentences[].raw) ->
+  ({filename: filename}, [(filename, caption)]) of one split."""
+  with open(karpathy_json, encoding="utf-8") as f:
+    data = json.load(f)
+  try:
+    images = [im for im in data["images"] if im["split"] == split]
+    captions = [(im["filename"], s["raw"].strip()) for im in images for s in im["sentences"]]
+  except (KeyError, TypeError) as e:
+    raise DataError(f"{karpathy_json}: not a Karpathy split file (missing {e})") from None
+  if not images:
+    raise DataError(f"{karpathy_json}: no images of split {split!r}")
+  return {im["filename"]: im["filename"] for im in images}, captions
+
+
+def ranks_of_targets(sims, targets):
+  """[Q, N] similarities, [Q] target column -> [Q] 0-based rank of each target, ties broken
+  by lower column index first (as a stable descending sort)."""
+  target = sims[np.arange(len(sims)), targets][:, None]
+  columns = np.arange(sims.shape[1])[None]
+  return ((sims > target) | ((sims == target) & (columns < targets[:, None]))).sum(1)
+
+
+def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024):
+  """[C, D] captions, [C] image index of each caption, [M, D] images -> R@k both ways.
+
+  Image-to-text: an image's rank is that of its best-ranked caption.
+  """
+  t2i = np.concatenate([ranks_of_targets(text_emb[s:s + chunk] @ image_emb.T,
+                                         caption_image[s:s + chunk])
+                        for s in range(0, len(text_emb), chunk)])
+  i2t = np.full(len(image_emb), np.iinfo(np.int64).max)
+  for s in range(0, len(image_emb), chunk):
+    sims = image_emb[s:s + chunk] @ text_emb.T  # [m, C]
+    # Rank of every caption of these images among all captions, min over each image's captions.
+    caps = np.nonzero((caption_image >= s) & (caption_image < s + chunk))[0]
+    ranks = ranks_of_targets(sims[caption_image[caps] - s], caps)
+    np.minimum.at(i2t, caption_image[caps], ranks)
+  out = {}
+  for k in ks:
+    out[f"t2i_r@{k}"] = float((t2i < k).mean())
+    out[f"i2t_r@{k}"] = float((i2t < k).mean())
+  return out
+
+
+class Retrieval:
+  """R@1/5/10 both ways on captions of images in a directory.
+
+  `pairs`: (image key -> id string or file name, [(image key, caption)]) from coco_pairs or
+  flickr_pairs. Images of the annotations that are missing from `images_dir` are an error
+  naming how many and one, unless `allow_missing_images` (the result records the counts).
+  """
+
+  def __init__(self, name, pairs, images_dir, allow_missing_images=False):
+    self.name = name
+    keys, captions = pairs
+    if name.startswith("coco"):
+      paths = find_coco_images(images_dir, keys)
+    else:
+      paths = {k: os.path.join(images_dir, f) for k, f in keys.items()
+               if os.path.exists(os.path.join(images_dir, f))}
+    missing = [k for k in keys if k not in paths]
+    if missing and not allow_missing_images:
+      raise DataError(f"{images_dir}: {len(missing)} of the {len(keys)} images of the "
+                      f"annotations are missing, e.g. {keys[missing[0]]!r}; pass "
+                      "allow_missing_images to evaluate on the images present")
+    self.images = [k for k in keys if k in paths]
+    self.paths = [paths[k] for k in self.images]
+    index = {k: i for i, k in enumerate(self.images)}
+    kept = [(index[k], c) for k, c in captions if k in index]
+    self.caption_image = np.array([i for i, _ in kept])
+    self.captions = [c for _, c in kept]
+    self.num_annotated_images = len(keys)
+
+  def run(self, embedder):
+    text_emb, _ = embedder.texts(self.captions)
+    image_emb = embedder.images(self.paths)
+    return {**recall_at_k(text_emb, self.caption_image, image_emb),
+            "num_images": len(self.images), "num_captions": len(self.captions),
+            "num_annotated_images": self.num_annotated_images}

@@ -1,0 +1,134 @@
+"""The evaluation suite: evaluators by name, read from a data root laid out like the
+project's `../shared` (each path overridable), run over several models; results as
+`results.json` (one object per model, metrics named `<benchmark>/<metric>`) and a
+Table-1-shaped `results.md` with the paper's published rows beside ours.
+"""
+import json
+import os
+
+from hierre_jax.evaluators import hierarcaps
+from hierre_jax.evaluators import hyperlex
+from hierre_jax.evaluators import retrieval
+
+NAMES = ("hierarcaps", "hyperlex", "coco", "flickr30k")
+
+
+def default_paths(data_dir):
+  """Where each benchmark's files are under a data root laid out like ../shared."""
+  return {
+      "hierarcaps_test_csv": os.path.join(data_dir, "hierarcaps", "hierarcaps_test.csv"),
+      "hierarcaps_images": os.path.join(data_dir, "hierarcaps", "test_images"),
+      "hyperlex": os.path.join(data_dir, "hyperlex", "hyperlex-all.txt"),
+      "coco_captions": os.path.join(data_dir, "coco", "captions_val2017.json"),
+      "coco_images": os.path.join(data_dir, "coco", "val2017"),
+      "flickr30k_json": os.path.join(data_dir, "flickr30k", "dataset_flickr30k.json"),
+      "flickr30k_images": os.path.join(data_dir, "flickr30k", "flickr30k-images"),
+  }
+
+
+def build(names, paths, allow_missing_images=False, tau_d_ties="release"):
+  """Evaluators for `names` (a subset of NAMES), reading `paths` (as default_paths)."""
+  unknown = sorted(set(names) - set(NAMES))
+  if unknown:
+    raise ValueError(f"unknown evaluations {unknown}; available: {', '.join(NAMES)}")
+  out = []
+  for name in names:
+    if name == "hierarcaps":
+      out.append(hierarcaps.HierarCaps(paths["hierarcaps_test_csv"], paths["hierarcaps_images"],
+                                       tau_d_ties))
+    elif name == "hyperlex":
+      out.append(hyperlex.HyperLex(paths["hyperlex"]))
+    elif name == "coco":
+      out.append(retrieval.Retrieval("coco", retrieval.coco_pairs(paths["coco_captions"]),
+                                     paths["coco_images"], allow_missing_images))
+    else:
+      out.append(retrieval.Retrieval(
+          "flickr30k", retrieval.flickr_pairs(paths["flickr30k_json"]),
+          paths["flickr30k_images"], allow_missing_images))
+  return out
+
+
+def flatten(prefix, metrics):
+  """{'a': {'b': 1}} -> {'prefix/a/b': 1}."""
+  out = {}
+  for k, v in metrics.items():
+    if isinstance(v, dict):
+      out.update(flatten(f"{prefix}/{k}", v))
+    else:
+      out[f"{prefix}/{k}"] = v
+  return out
+
+
+def run(embedders, evaluators):
+  """{model name: Embedder} -> list of result dicts, one per model."""
+  results = []
+  for model, embedder in embedders.items():
+    row = {"model": model, "checkpoint_step": embedder.checkpoint_step}
+    for evaluator in evaluators:
+      row.update(flatten(evaluator.name, evaluator.run(embedder)))
+    results.append(row)
+  return results
+
+
+# (column title, metric key) of the Table-1-shaped summary.
+TABLE = (("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
+         ("tau_d", "hierarcaps/tau_d"), ("HyperLex rho_all", "hyperlex/rho_all"),
+         ("rho_nouns", "hyperlex/rho_nouns"), ("COCO T2I R@1", "coco/t2i_r@1"),
+         ("R@5", "coco/t2i_r@5"), ("R@10", "coco/t2i_r@10"),
+         ("Flickr30K T2I R@1", "flickr30k/t2i_r@1"), ("R@5", "flickr30k/t2i_r@5"),
+         ("R@10", "flickr30k/t2i_r@10"))
+
+# The paper's published rows (SPEC sections 4 and 5); keys absent were not published.
+PUBLISHED = {
+    "clip_b32": {
+        "paper: CLIP ViT-B/32 zero-shot": {
+            "hierarcaps/precision": 0.14, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.89,
+            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.48, "coco/t2i_r@1": 0.30,
+            "coco/t2i_r@5": 0.55, "coco/t2i_r@10": 0.66, "flickr30k/t2i_r@1": 0.59,
+            "flickr30k/t2i_r@5": 0.83, "flickr30k/t2i_r@10": 0.90},
+        "paper: CLIP ViT-B/32 RE fine-tuned": {
+            "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.47, "hierarcaps/tau_d": 0.99,
+            "hyperlex/rho_all": 0.51, "hyperlex/rho_nouns": 0.55, "coco/t2i_r@1": 0.31,
+            "coco/t2i_r@5": 0.56, "coco/t2i_r@10": 0.67, "flickr30k/t2i_r@1": 0.60,
+            "flickr30k/t2i_r@5": 0.84, "flickr30k/t2i_r@10": 0.91}},
+    "clip_l14": {
+        "paper: CLIP ViT-L/14 zero-shot": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.37, "hierarcaps/tau_d": 0.88,
+            "hyperlex/rho_all": 0.42, "hyperlex/rho_nouns": 0.44},
+        "paper: CLIP ViT-L/14 RE fine-tuned": {
+            "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.44, "hierarcaps/tau_d": 0.97,
+            "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54}},
+    "scratch": {
+        "paper: trained from scratch (CLIP-B shape)": {
+            "hierarcaps/precision": 0.00, "hierarcaps/recall": 0.01, "hierarcaps/tau_d": 0.93,
+            "hyperlex/rho_all": 0.11, "hyperlex/rho_nouns": 0.12}},
+}
+
+
+def markdown_table(results, reference=""):
+  """One row per model (and per published row of `reference`), the columns of TABLE that
+  any row has."""
+  rows = [(r["model"], r) for r in results]
+  if reference:
+    if reference not in PUBLISHED:
+      raise ValueError(f"reference {reference!r}: use one of {', '.join(PUBLISHED)}")
+    rows += list(PUBLISHED[reference].items())
+  columns = [(title, key) for title, key in TABLE if any(key in r for _, r in rows)]
+  cell = lambda r, key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) else ""
+  lines = ["| model | " + " | ".join(t for t, _ in columns) + " |",
+           "| --- |" + " --- |" * len(columns)]
+  lines += [f"| {name} | " + " | ".join(cell(r, k) for _, k in columns) + " |"
+            for name, r in rows]
+  return "\n".join(lines) + "\n"
+
+
+def write(results, output_dir, reference=""):
+  """-> paths of results.json and results.md in `output_dir`."""
+  os.makedirs(output_dir, exist_ok=True)
+  json_path = os.path.join(output_dir, "results.json")
+  md_path = os.path.join(output_dir, "results.md")
+  with open(json_path, "w") as f:
+    json.dump(results, f, indent=1)
+  with open(md_path, "w") as f:
+    f.write(markdown_table(results, reference))
+  return json_path, md_path
