@@ -111,3 +111,31 @@ def test_retrieval_ranks_planted_embeddings_and_ties():
   # Image 0: caption 0 first; image 1: caption 2 is 1st (0.7, only it has y); image 2: caption
   # 3 first.
   assert (got["i2t_r@1"], got["i2t_r@2"]) == (1.0, 1.0)
+
+
+def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
+  import json
+  from hierre_jax.evaluators import retrieval
+  (tmp_path / "imgs").mkdir()
+  (tmp_path / "imgs" / "1.jpg").write_bytes(b"")
+  karpathy = {"images": [
+      {"filename": "1.jpg", "split": "test", "sentences": [{"raw": " a dog. "}, {"raw": "dog"}]},
+      {"filename": "2.jpg", "split": "test", "sentences": [{"raw": "a cat"}]},
+      {"filename": "3.jpg", "split": "train", "sentences": [{"raw": "a cow"}]}]}
+  path = tmp_path / "dataset_flickr30k.json"
+  path.write_text(json.dumps(karpathy))
+  pairs = retrieval.flickr_pairs(str(path))
+  assert pairs[1] == [("1.jpg", "a dog."), ("1.jpg", "dog"), ("2.jpg", "a cat")]
+  with pytest.raises(input_pipeline.DataError, match=r"imgs: 1 of the 2 images of the "
+                     r"annotations are missing, e.g. '2.jpg'"):
+    retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"))
+  present = retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"),
+                                allow_missing_images=True)
+  assert present.captions == ["a dog.", "dog"] and list(present.caption_image) == [0, 0]
+  coco = {"images": [{"id": 7, "file_name": "000000000007.jpg"}],
+          "annotations": [{"image_id": 7, "caption": "x"}, {"image_id": 9, "caption": "y"}]}
+  path = tmp_path / "captions.json"
+  path.write_text(json.dumps(coco))
+  with pytest.raises(input_pipeline.DataError, match=r"captions.json: 1 captions name an image "
+                     r"id that is not in 'images', e.g. 9"):
+    retrieval.coco_pairs(str(path))
