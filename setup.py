@@ -13,13 +13,13 @@ setuptools.setup(
     install_requires=[
         "jax>=0.6", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11",
         "transformers>=4.45", "safetensors>=0.4", "ml_collections>=0.1.1", "numpy>=1.26",
-        "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7",
+        "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7", "scipy>=1.11",
     ],
     extras_require={
         # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
         "torch": ["torch>=2.1"],
-        "tfds": ["tensorflow-datasets>=4.9"],
-        "test": ["pytest>=8", "torch>=2.1", "scipy>=1.11", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6.29"],
+        "tfds": ["tensorflow-datasets>=4.9", "array-record"],
+        "test": ["pytest>=8", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
+                 "tensorflow-datasets>=4.9", "array-record"],
     },
 )

@@ -34,6 +34,8 @@ flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
 flags.DEFINE_string("data_dir", "../shared", "Data root laid out like the project's ../shared.")
 for _key, _path in suite.default_paths("<data_dir>").items():
   flags.DEFINE_string(_key, "", f"Default: {_path}.")
+flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory for CIFAR "
+                    "(default: tfds' own, ~/tensorflow_datasets).")
 flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
                   "when the directory holds only part of the annotations' images (the result "
                   "records how many were used).")
@@ -87,7 +89,8 @@ def embedder_of(model):
 
 
 def run_suite(paths):
-  evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties)
+  evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
+                           FLAGS.tfds_data_dir)
   results = suite.run({m: embedder_of(m) for m in FLAGS.model}, evaluators)
   json_path, md_path = suite.write(results, output_dir(FLAGS.model), FLAGS.reference)
   print(open(md_path).read())

@@ -107,13 +107,14 @@ class Embedder:
                                   self.text_batch_size, self.mesh, self.length_multiple)
     return feats[:-1], feats[-1]
 
-  def images(self, paths):
-    missing = [p for p in paths if not os.path.exists(p)]
+  def images(self, images):
+    """Image paths or PIL images -> [N, P] unit features."""
+    missing = [p for p in images if isinstance(p, str) and not os.path.exists(p)]
     if missing:
       raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[:3]}")
-    batches = image_preprocessing.load_batches(paths, self.preprocessing, self.image_batch_size)
+    batches = image_preprocessing.load_batches(images, self.preprocessing, self.image_batch_size)
     return embedding.embed_images(self.config, self.params, batches, self.image_batch_size,
-                                  -(-len(paths) // self.image_batch_size), self.mesh)
+                                  -(-len(images) // self.image_batch_size), self.mesh)
 
 
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,

@@ -67,7 +67,7 @@ def preprocess(image, p: Preprocessing):
   return ((x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)).astype(np.float32)
 
 
-def load_batches(paths, p: Preprocessing, batch_size):
-  """Yields [n <= batch_size, crop, crop, 3] float32 batches of the images at `paths`."""
-  for start in range(0, len(paths), batch_size):
-    yield np.stack([preprocess(path, p) for path in paths[start:start + batch_size]])
+def load_batches(images, p: Preprocessing, batch_size):
+  """Yields [n <= batch_size, crop, crop, 3] float32 batches of image paths or PIL images."""
+  for start in range(0, len(images), batch_size):
+    yield np.stack([preprocess(image, p) for image in images[start:start + batch_size]])

@@ -139,3 +139,125 @@ def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
   with pytest.raises(input_pipeline.DataError, match=r"captions.json: 1 captions name an image "
                      r"id that is not in 'images', e.g. 9"):
     retrieval.coco_pairs(str(path))
+
+
+class PlantedEmbedder:
+  """Texts and images embedded by rule, to check the zero-shot scoring: a text's embedding
+  is the one-hot of the class name it contains; an image's is the one-hot of a planted class."""
+
+  def __init__(self, classes, image_class):
+    self.classes, self.image_class = classes, image_class
+
+  def texts(self, texts):
+    eye = np.eye(len(self.classes), dtype=np.float32)
+    # Longest name first, so that 'maple_tree' is not read as 'tree'.
+    by_length = sorted(range(len(self.classes)), key=lambda i: -len(self.classes[i]))
+    return np.stack([eye[next(i for i in by_length if self.classes[i] in t)]
+                     for t in texts]), np.zeros(len(self.classes), np.float32)
+
+  def images(self, images):
+    return np.eye(len(self.classes), dtype=np.float32)[self.image_class[:len(images)]]
+
+
+def test_cifar_through_tfds_mock_data_with_planted_accuracy():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from hierre_jax.evaluators import prompts, zero_shot
+  classnames = shared_path("classnames", "cifar_classnames_openai.json")
+  classes, templates = prompts.load_classnames(classnames, "CIFAR100")
+  with tfds.testing.mock_data(num_examples=40):
+    evaluator = zero_shot.ZeroShot.cifar("cifar100", classnames)
+  labels = evaluator.labels
+  assert len(evaluator.images) == 40 and evaluator.images[0].size == (32, 32)
+  # 30 images embedded as their own class, 10 as another class: top-1 = 0.75.
+  planted = labels.copy()
+  planted[:10] = (labels[:10] + 1) % 100
+  got = evaluator.run(PlantedEmbedder(classes, planted))
+  assert got["top1"] == pytest.approx(0.75) and got["num_templates"] == 18
+  # A wrong image scores 1 for its planted class p and 0 for every other class; ties rank
+  # the lower class index first, so its true class c has rank 1 + c - [p < c] (0-based).
+  ranks = [1 + c - int(p < c) for c, p in zip(labels[:10], planted[:10])]
+  want_top5 = (30 + sum(r < 5 for r in ranks)) / 40
+  assert got["top5"] == pytest.approx(want_top5)
+
+
+def test_unprepared_tfds_data_says_how_to_prepare_it(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  from hierre_jax.evaluators import zero_shot
+  with pytest.raises(input_pipeline.DataError, match=r"'cifar10' \(test\) is not prepared in .*"
+                     r"tfds.data_source\('cifar10', split='test', download=True\)"):
+    zero_shot.tfds_images("cifar10", data_dir=str(tmp_path))
+
+
+def test_prompt_ensemble_averages_normalised_template_embeddings(tiny_embedder):
+  from hierre_jax.evaluators import prompts
+  templates = ["a photo of a {}.", "a drawing of a {}.", "{}"]
+  got = prompts.ensemble(tiny_embedder, ["dog", "cat"], templates)
+  for label, row in zip(["dog", "cat"], got):
+    feats, _ = tiny_embedder.texts([t.format(label) for t in templates])
+    mean = feats.astype(np.float64).mean(0)
+    np.testing.assert_allclose(row, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def random_pil_images(n, seed=0, size=40):
+  from PIL import Image
+  rng = np.random.default_rng(seed)
+  return [Image.fromarray(rng.integers(0, 255, (size, size, 3), np.uint8)) for _ in range(n)]
+
+
+def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tiny_embedder):
+  from hierre_jax import geometry
+  from hierre_jax.evaluators import breeds, prompts
+  hierarchy = breeds.Hierarchy(shared_path("breeds", "breeds_hierarchies_full.json"), "living17")
+  assert len(hierarchy.labels) == 85 and len(hierarchy.pair_of_wnid) == 68
+  templates = ["a photo of a {}.", "a drawing of the {}."]
+  label_emb = prompts.ensemble(tiny_embedder, hierarchy.labels, templates)
+  _, root = tiny_embedder.texts([])
+  image_emb = tiny_embedder.images(random_pil_images(6))
+  targets = np.array(list(hierarchy.pair_of_wnid.values())[:6])
+  alphas = (0.0, 0.7)
+  got = breeds.pair_ranks(image_emb, label_emb, root, targets, alphas, chunk=4)
+
+  d = [float(geometry.radius(t, root)) for t in label_emb]
+  pairs = [(x, y) for x in range(85) for y in range(85) if d[x] < d[y]]
+  ext = {(x, y): ext_float64(label_emb[x].astype(np.float64), label_emb[y].astype(np.float64),
+                             root.astype(np.float64)) for x, y in pairs}
+  for a, alpha in enumerate(alphas):
+    for m, v in enumerate(image_emb):
+      s = label_emb.astype(np.float64) @ v.astype(np.float64)
+      scores = [s[x] + s[y] - alpha * ext[x, y] for x, y in pairs]
+      order = sorted(range(len(pairs)), key=lambda p: -scores[p])  # stable: ties keep order
+      want = (order.index(pairs.index(tuple(targets[m]))) if tuple(targets[m]) in pairs
+              else len(pairs))
+      assert got[a, m] == want, (alpha, m)
+
+
+def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
+  from hierre_jax.evaluators import breeds
+  hits = np.zeros((4, 10), bool)
+  hits[2] = True  # alpha 2 is right on every image
+  hits[1, :3] = True
+  assert breeds.cross_validated_recall(hits) == (1.0, [2, 2])
+  hits[2, :] = False
+  hits[3, 0] = True
+  recall, chosen = breeds.cross_validated_recall(hits, seed=1)
+  order = np.random.default_rng(1).permutation(10)
+  halves = (order[:5], order[5:])
+  want = np.mean([hits[int(np.argmax(hits[:, f].mean(1))), t].mean()
+                  for f, t in (halves, halves[::-1])])
+  assert recall == pytest.approx(want)
+
+  hierarchies = shared_path("breeds", "breeds_hierarchies_full.json")
+  hierarchy = breeds.Hierarchy(hierarchies, "living17")
+  root = tmp_path / "val"
+  wnids = list(hierarchy.pair_of_wnid)
+  for i, (wnid, image) in enumerate(zip(wnids, random_pil_images(len(wnids)))):
+    (root / wnid).mkdir(parents=True)
+    image.save(root / wnid / f"ILSVRC2012_val_{i:08d}.JPEG")
+  classnames = shared_path("classnames", "imagenet_classnames_openai.json")
+  evaluator = breeds.Breeds(hierarchies, classnames, str(root), datasets=("living17",))
+  got = evaluator.run(tiny_embedder)
+  assert got["living17"]["num_images"] == 68 and got["living17"]["num_labels"] == 85
+  assert 0 <= got["mean/r@1"] <= got["mean/r@5"] <= 1 and len(got["alphas"]) == 20
+  (root / wnids[5] / f"ILSVRC2012_val_{5:08d}.JPEG").unlink()
+  with pytest.raises(input_pipeline.DataError, match=f"no images for class {wnids[5]}"):
+    breeds.Breeds(hierarchies, classnames, str(root), datasets=("living17",))

@@ -6,11 +6,13 @@ Table-1-shaped `results.md` with the paper's published rows beside ours.
 import json
 import os
 
+from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import hyperlex
 from hierre_jax.evaluators import retrieval
+from hierre_jax.evaluators import zero_shot
 
-NAMES = ("hierarcaps", "hyperlex", "coco", "flickr30k")
+NAMES = ("hierarcaps", "hyperlex", "breeds", "coco", "flickr30k", "cifar10", "cifar100")
 
 
 def default_paths(data_dir):
@@ -23,11 +25,17 @@ def default_paths(data_dir):
       "coco_images": os.path.join(data_dir, "coco", "val2017"),
       "flickr30k_json": os.path.join(data_dir, "flickr30k", "dataset_flickr30k.json"),
       "flickr30k_images": os.path.join(data_dir, "flickr30k", "flickr30k-images"),
+      "cifar_classnames": os.path.join(data_dir, "classnames", "cifar_classnames_openai.json"),
+      "breeds_hierarchies": os.path.join(data_dir, "breeds", "breeds_hierarchies_full.json"),
+      "imagenet_classnames": os.path.join(data_dir, "classnames",
+                                          "imagenet_classnames_openai.json"),
+      "imagenet_val": os.path.join(data_dir, "imagenet", "val"),
   }
 
 
-def build(names, paths, allow_missing_images=False, tau_d_ties="release"):
-  """Evaluators for `names` (a subset of NAMES), reading `paths` (as default_paths)."""
+def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None):
+  """Evaluators for `names` (a subset of NAMES), reading `paths` (as default_paths); CIFAR
+  from tensorflow-datasets in `tfds_data_dir` (None: tfds' default)."""
   unknown = sorted(set(names) - set(NAMES))
   if unknown:
     raise ValueError(f"unknown evaluations {unknown}; available: {', '.join(NAMES)}")
@@ -38,13 +46,18 @@ def build(names, paths, allow_missing_images=False, tau_d_ties="release"):
                                        tau_d_ties))
     elif name == "hyperlex":
       out.append(hyperlex.HyperLex(paths["hyperlex"]))
+    elif name == "breeds":
+      out.append(breeds.Breeds(paths["breeds_hierarchies"], paths["imagenet_classnames"],
+                               paths["imagenet_val"]))
     elif name == "coco":
       out.append(retrieval.Retrieval("coco", retrieval.coco_pairs(paths["coco_captions"]),
                                      paths["coco_images"], allow_missing_images))
-    else:
+    elif name == "flickr30k":
       out.append(retrieval.Retrieval(
           "flickr30k", retrieval.flickr_pairs(paths["flickr30k_json"]),
           paths["flickr30k_images"], allow_missing_images))
+    else:
+      out.append(zero_shot.ZeroShot.cifar(name, paths["cifar_classnames"], tfds_data_dir))
   return out
 
 
@@ -73,31 +86,39 @@ def run(embedders, evaluators):
 # (column title, metric key) of the Table-1-shaped summary.
 TABLE = (("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
          ("tau_d", "hierarcaps/tau_d"), ("HyperLex rho_all", "hyperlex/rho_all"),
-         ("rho_nouns", "hyperlex/rho_nouns"), ("COCO T2I R@1", "coco/t2i_r@1"),
+         ("rho_nouns", "hyperlex/rho_nouns"), ("BREEDS R@1", "breeds/mean/r@1"),
+         ("R@5", "breeds/mean/r@5"), ("COCO T2I R@1", "coco/t2i_r@1"),
          ("R@5", "coco/t2i_r@5"), ("R@10", "coco/t2i_r@10"),
          ("Flickr30K T2I R@1", "flickr30k/t2i_r@1"), ("R@5", "flickr30k/t2i_r@5"),
-         ("R@10", "flickr30k/t2i_r@10"))
+         ("R@10", "flickr30k/t2i_r@10"), ("CIFAR-10 top-1", "cifar10/top1"),
+         ("CIFAR-100 top-1", "cifar100/top1"))
 
 # The paper's published rows (SPEC sections 4 and 5); keys absent were not published.
 PUBLISHED = {
     "clip_b32": {
         "paper: CLIP ViT-B/32 zero-shot": {
             "hierarcaps/precision": 0.14, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.89,
-            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.48, "coco/t2i_r@1": 0.30,
+            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.48, "breeds/mean/r@1": 0.22,
+            "breeds/mean/r@5": 0.50, "coco/t2i_r@1": 0.30,
             "coco/t2i_r@5": 0.55, "coco/t2i_r@10": 0.66, "flickr30k/t2i_r@1": 0.59,
-            "flickr30k/t2i_r@5": 0.83, "flickr30k/t2i_r@10": 0.90},
+            "flickr30k/t2i_r@5": 0.83, "flickr30k/t2i_r@10": 0.90, "cifar10/top1": 0.90,
+            "cifar100/top1": 0.66},
         "paper: CLIP ViT-B/32 RE fine-tuned": {
             "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.47, "hierarcaps/tau_d": 0.99,
-            "hyperlex/rho_all": 0.51, "hyperlex/rho_nouns": 0.55, "coco/t2i_r@1": 0.31,
+            "hyperlex/rho_all": 0.51, "hyperlex/rho_nouns": 0.55, "breeds/mean/r@1": 0.24,
+            "breeds/mean/r@5": 0.55, "coco/t2i_r@1": 0.31,
             "coco/t2i_r@5": 0.56, "coco/t2i_r@10": 0.67, "flickr30k/t2i_r@1": 0.60,
-            "flickr30k/t2i_r@5": 0.84, "flickr30k/t2i_r@10": 0.91}},
+            "flickr30k/t2i_r@5": 0.84, "flickr30k/t2i_r@10": 0.91, "cifar10/top1": 0.90,
+            "cifar100/top1": 0.65}},
     "clip_l14": {
         "paper: CLIP ViT-L/14 zero-shot": {
             "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.37, "hierarcaps/tau_d": 0.88,
-            "hyperlex/rho_all": 0.42, "hyperlex/rho_nouns": 0.44},
+            "hyperlex/rho_all": 0.42, "hyperlex/rho_nouns": 0.44, "breeds/mean/r@1": 0.29,
+            "breeds/mean/r@5": 0.61},
         "paper: CLIP ViT-L/14 RE fine-tuned": {
             "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.44, "hierarcaps/tau_d": 0.97,
-            "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54}},
+            "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54, "breeds/mean/r@1": 0.32,
+            "breeds/mean/r@5": 0.65}},
     "scratch": {
         "paper: trained from scratch (CLIP-B shape)": {
             "hierarcaps/precision": 0.00, "hierarcaps/recall": 0.01, "hierarcaps/tau_d": 0.93,
