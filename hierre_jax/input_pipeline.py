@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import gzip
 import os
+import re
 import zlib
 
 import jax.numpy as jnp
@@ -46,12 +47,13 @@ def open_text(path):
   return gzip.open(path, "rt", **kwargs) if path.endswith(".gz") else open(path, **kwargs)
 
 
+SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")
+
+
 def undecodable(text):
   """The first byte of `text` that was not valid UTF-8 (a surrogate escape), or None."""
-  for ch in text:
-    if "\udc80" <= ch <= "\udcff":
-      return ord(ch) - 0xDC00
-  return None
+  match = SURROGATE_ESCAPE.search(text)
+  return ord(match.group()) - 0xDC00 if match else None
 
 
 def split_tiers(cell, where):

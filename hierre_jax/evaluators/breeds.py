@@ -15,6 +15,7 @@ import numpy as np
 
 from hierre_jax import geometry
 from hierre_jax.evaluators import prompts
+from hierre_jax.evaluators.ranking import ranks_of_targets
 from hierre_jax.input_pipeline import DataError
 
 DATASETS = ("living17", "nonliving26", "entity13", "entity30")
@@ -86,10 +87,8 @@ def pair_ranks(image_emb, label_emb, root, targets, alphas=ALPHAS, chunk=256):
     t = np.maximum(target[s:s + chunk], 0)
     ok = listed[s:s + chunk]
     for a, alpha in enumerate(alphas):
-      score = base - alpha * ext[None]
-      mine = score[np.arange(len(score)), t][:, None]
-      before = (score > mine) | ((score == mine) & (np.arange(len(x))[None] < t[:, None]))
-      ranks[a, s:s + chunk] = np.where(ok, before.sum(1), len(x))
+      ranks[a, s:s + chunk] = np.where(ok, ranks_of_targets(base - alpha * ext[None], t),
+                                       len(x))
   return ranks
 
 

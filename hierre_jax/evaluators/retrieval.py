@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from hierre_jax.evaluators.ranking import ranks_of_targets
 from hierre_jax.input_pipeline import DataError
 
 KS = (1, 5, 10)
@@ -57,14 +58,6 @@ def flickr_pairs(karpathy_json, split="test"):
   if not images:
     raise DataError(f"{karpathy_json}: no images of split {split!r}")
   return {im["filename"]: im["filename"] for im in images}, captions
-
-
-def ranks_of_targets(sims, targets):
-  """[Q, N] similarities, [Q] target column -> [Q] 0-based rank of each target, ties broken
-  by lower column index first (as a stable descending sort)."""
-  target = sims[np.arange(len(sims)), targets][:, None]
-  columns = np.arange(sims.shape[1])[None]
-  return ((sims > target) | ((sims == target) & (columns < targets[:, None]))).sum(1)
 
 
 def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024):

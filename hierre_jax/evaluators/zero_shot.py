@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from hierre_jax.evaluators import prompts
+from hierre_jax.evaluators.ranking import ranks_of_targets
 from hierre_jax.input_pipeline import DataError
 
 
@@ -32,14 +33,9 @@ def tfds_images(name, split="test", data_dir=None):
 def top_k_accuracy(image_emb, label_emb, labels, ks=(1, 5), chunk=4096):
   """[M, D] images, [L, D] classes, [M] true class -> {'top{k}': share with the class among
   the k most similar}; equal similarities rank the lower class index first."""
-  ranks = []
-  for s in range(0, len(image_emb), chunk):
-    sims = image_emb[s:s + chunk] @ label_emb.T
-    true = labels[s:s + chunk]
-    target = sims[np.arange(len(sims)), true][:, None]
-    columns = np.arange(sims.shape[1])[None]
-    ranks.append(((sims > target) | ((sims == target) & (columns < true[:, None]))).sum(1))
-  ranks = np.concatenate(ranks)
+  ranks = np.concatenate([ranks_of_targets(image_emb[s:s + chunk] @ label_emb.T,
+                                           labels[s:s + chunk])
+                          for s in range(0, len(image_emb), chunk)])
   return {f"top{k}": float((ranks < k).mean()) for k in ks}
 
 
