@@ -1,13 +1,23 @@
-"""RE train-step throughput (rows/s): hierre_jax's jitted step vs a straightforward PyTorch step.
+"""RE train-step throughput (rows/s): hierre_jax's jitted step vs a straightforward PyTorch
+step, today's step vs the new one, compile seconds per shape and model FLOP/s vs the peak.
 
 Same model (random ViT-B/32 CLIP, text tower trained), same rows (HierarCaps training
 rows, batch 8 = 64 texts), same loss (SPEC section 3, lambda_p=10, lambda_e=1,
-lambda_m=1), same optimizer (AdamW, lr 1e-7, wd 0.01). PyTorch pads each batch to
-its longest text, as the authors' release does; hierre_jax is timed with three
-paddings: tiers 1-2 and 3-4 each to their own length (multiple of 8; the CPU choice),
-one block (multiple of 8), and a static 77 (one compilation; the GPU/TPU choice).
+lambda_m=1), same optimizer (AdamW, lr 1e-7, wd 0.01). PyTorch pads each batch to its
+longest text, as the authors' release does. hierre_jax variants: unrolled or scanned
+encoder layers; pull-back targets from a frozen forward pass in every step or from the
+cache of frozen features (built once, its seconds reported apart); paddings: tiers 1-2
+and 3-4 each to their own length (multiple of 8; the CPU choice), one block (multiple
+of 8), or a static 77 (one compilation).
 
-  python -m benchmarks.train_step_throughput [--steps 10]
+Model FLOPs per row: forward and backward of the 8 texts through the trained text tower
+at their real token counts, 3 x forward, with forward(T) = layers x (8 T D^2 + 4 T D F +
+4 T^2 D) + 2 D P (dense layers, attention scores and values, the projection); padding,
+the root's pass and the frozen pass are not model FLOPs. The peak they are compared with
+is measured (the fp32 FLOP/s of a large square matmul in XLA on this machine: the
+practical ceiling for dense work), or the datasheet figure given as --peak_gflops.
+
+  python -m benchmarks.train_step_throughput [--steps 10] [--variants today,scan,new,...]
 """
 import argparse
 import copy
@@ -17,14 +27,30 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import torch
 
 from benchmarks import common
 from configs import clip_b32
-from hierre_jax import checkpoints, embedding, input_pipeline, sharding, train
+from hierre_jax import checkpoints, embedding, input_pipeline, random_clip, sharding, train
 from hierre_jax import tokenizer as tokenizer_lib
+
+# name: (label, length_groups, length_multiple, scan_layers, pullback_cache)
+GROUPED, BLOCK = ((0, 1), (2, 3)), ((0, 1, 2, 3),)
+VARIANTS = {
+    "today": ("unrolled, frozen pass, tiers 1-2 | 3-4 x8", GROUPED, 8, False, False),
+    "scan": ("scanned, frozen pass, tiers 1-2 | 3-4 x8", GROUPED, 8, True, False),
+    "new": ("scanned, cache, tiers 1-2 | 3-4 x8", GROUPED, 8, True, True),
+    "new4": ("scanned, cache, tiers 1-2 | 3-4 x4", GROUPED, 4, True, True),
+    "tiers4": ("scanned, cache, tiers 1 | 2 | 3 | 4 x4", ((0,), (1,), (2,), (3,)), 4, True,
+               True),
+    "exact": ("scanned, cache, tiers 1-2 | 3-4 x1", GROUPED, 1, True, True),
+    "block": ("scanned, cache, one block x8", BLOCK, 8, True, True),
+    "today77": ("unrolled, frozen pass, static 77", BLOCK, 77, False, False),
+    "new77": ("scanned, cache, static 77", BLOCK, 77, True, True),
+}
 
 
 def torch_ext(x, y, r, margin=1e-6):
@@ -65,15 +91,36 @@ def torch_step_fn(model, lambdas, lr, wd):
   return step
 
 
+def forward_flops(lengths, text_config, projection_dim):
+  """Model FLOPs of one text tower forward pass over texts of `lengths` real tokens."""
+  t = np.asarray(lengths, np.float64)
+  d, f = text_config["hidden_size"], text_config["intermediate_size"]
+  per_layer = 8 * t * d * d + 4 * t * d * f + 4 * t * t * d
+  return float((text_config["num_hidden_layers"] * per_layer + 2 * d * projection_dim).sum())
+
+
+def matmul_gflops(n=4096, repeats=3):
+  """FLOP/s of an [n, n] x [n, n] fp32 matmul (XLA, the configured precision) / 1e9."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  seconds = common.time_calls(lambda: matmul(a).block_until_ready(), repeats)
+  return 2 * n ** 3 / seconds / 1e9
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--variants", default="grouped,block,static",
-                      help="which hierre_jax paddings to time (each compiles its shapes)")
+  parser.add_argument("--batch_size", type=int, default=8)
+  parser.add_argument("--variants", default="today,scan,new,block,today77,new77",
+                      help=f"which hierre_jax steps to time, of {','.join(VARIANTS)}")
+  parser.add_argument("--peak_gflops", type=float, default=0.0,
+                      help="fp32 peak of the machine, e.g. a datasheet figure (default: "
+                      "measured with a large matmul)")
   parser.add_argument("--train_csv", default=os.path.join(common.SHARED,
                                                           "hierarcaps_coco_train.csv.gz"))
   args = parser.parse_args()
   config = clip_b32.get_config()
+  config.batch_size = args.batch_size
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   if not os.path.exists(args.train_csv):
     args.train_csv = os.path.join(os.path.dirname(__file__), "..", "hierre_jax", "assets",
@@ -81,44 +128,63 @@ def main():
 
   d = tempfile.mkdtemp()
   torch_model = common.vit_b32_torch_checkpoint(d)
-  model_config, params, _ = checkpoints.load_clip(d)
   tok = tokenizer_lib.load_tokenizer(d)
   data = input_pipeline.read_hierarchies(args.train_csv)
+  rows = args.batch_size * args.steps  # one epoch of these rows: every step a new batch
+  data = input_pipeline.Hierarchies(data.positives[:rows], data.negatives[:rows],
+                                    data.images[:rows])
   root_ids = embedding.root_ids(tok)
-  print(f"  model and {len(data)} rows loaded", file=sys.stderr, flush=True)
-  steps = range(args.steps)
   mesh = sharding.make_mesh()
+  peak, peak_source = args.peak_gflops, "given"
+  if not peak:
+    peak, peak_source = matmul_gflops(), "measured: 4096^2 fp32 matmul"
+  steps = range(args.steps)
+  lengths = input_pipeline.TrainBatches(data, tok, args.batch_size, 0).lengths
+  v = random_clip.VIT_B32
+  step_flops = 3 * forward_flops(lengths, v["text_config"], v["projection_dim"]) / len(lengths)
+  print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
+        flush=True)
 
-  def jax_rows_per_second(length_groups, length_multiple):
+  def run_variant(length_groups, length_multiple, scan_layers, pullback_cache):
+    """-> (rows/s, compile s per shape, number of shapes, cache build s, last loss)."""
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.length_groups, cfg.length_multiple = length_groups, length_multiple
+    cfg.update(length_groups=length_groups, length_multiple=length_multiple,
+               scan_layers=scan_layers, pullback_cache=pullback_cache)
+    model_config, params, _ = checkpoints.load_clip(d, scan_layers)
     batches = input_pipeline.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
-                                          cfg.length_multiple, length_groups)
+                                          length_multiple, length_groups)
     tx = train.make_optimizer(cfg, len(steps))
-    state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
-    frozen = jax.device_put(jax.tree.map(np.array, embedding.text_params(params)))
-    step = train.make_train_step(model_config, cfg, tx, root_ids, mesh, state_sharding)
-    inputs = [sharding.put_global_batch(batches.batch(s), mesh) for s in steps]
     start = time.perf_counter()
-    for x in inputs:  # compile every shape once
-      state, metrics = step(state, frozen, x)
-    jax.block_until_ready(state)
-    shapes = {tuple(g.shape for g in x) for x in inputs}
-    print(f"  groups {length_groups}: compiled {len(shapes)} shapes in "
-          f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    pullback = jax.block_until_ready(
+        train.pullback_targets(cfg, model_config, params, tok, batches, mesh))
+    cache_seconds = time.perf_counter() - start if pullback_cache else 0.0
+    state, state_sharding = train.create_train_state(params, tx, mesh)
+    step = train.make_train_step(model_config, cfg, tx, embedding.root_ids(tok, 77), mesh,
+                                 state_sharding)
+    inputs = [sharding.put_global_batch((batches.batch(s), batches.text_indices(s)), mesh)
+              for s in steps]
+    compiled, compile_seconds = {}, []
+    for x in inputs:  # compile every shape once, timed
+      shapes = tuple(g.shape for g in x[0])
+      if shapes not in compiled:
+        start = time.perf_counter()
+        compiled[shapes] = step.lower(state, pullback, x).compile()
+        compile_seconds.append(time.perf_counter() - start)
+    run = lambda state, x: compiled[tuple(g.shape for g in x[0])](state, pullback, x)
+    state, _ = run(state, inputs[0])  # warm-up
     start = time.perf_counter()
     for x in inputs:
-      state, metrics = step(state, frozen, x)
+      state, metrics = run(state, x)
     jax.block_until_ready(state)
-    return cfg.batch_size * len(inputs) / (time.perf_counter() - start), float(metrics["loss"])
+    rows_per_second = cfg.batch_size * len(inputs) / (time.perf_counter() - start)
+    return (rows_per_second, float(np.mean(compile_seconds)), len(compiled), cache_seconds,
+            float(metrics["loss"]))
 
-  variants = {
-      "grouped": ("hierre_jax, tiers 1-2 | 3-4, multiple of 8", ((0, 1), (2, 3)), 8),
-      "block": ("hierre_jax, one block, multiple of 8", ((0, 1, 2, 3),), 8),
-      "static": ("hierre_jax, one block, 77 (one compilation)", ((0, 1, 2, 3),), 77),
-  }
-  jax_results = [(variants[v][0], jax_rows_per_second(*variants[v][1:])[0])
-                 for v in args.variants.split(",")]
+  results = []
+  for name in args.variants.split(","):
+    label, *options = VARIANTS[name]
+    results.append((label, *run_variant(*options)))
+    print(f"  {label}: {results[-1][1:]}", file=sys.stderr, flush=True)
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
   batches = input_pipeline.TrainBatches(data, tok, config.batch_size, config.seed)
@@ -127,9 +193,10 @@ def main():
                              config.weight_decay)
   torch_inputs = []
   for s in steps:
-    rows = batches.row_indices(s)
-    longest = int(batches.lengths[rows].max())
-    torch_inputs.append(torch.from_numpy(batches.ids[rows][:, :, :longest]).long().to(device))
+    rows_of_step = batches.row_indices(s)
+    longest = int(batches.lengths[rows_of_step].max())
+    torch_inputs.append(torch.from_numpy(batches.ids[rows_of_step][:, :, :longest]).long()
+                        .to(device))
   torch_root = torch.from_numpy(root_ids).long().to(device)
   torch_step(torch_inputs[0], torch_root)  # warm-up
   start = time.perf_counter()
@@ -137,14 +204,19 @@ def main():
     torch_step(x, torch_root)  # returns float(loss): waits for the device
   torch_rps = config.batch_size * len(torch_inputs) / (time.perf_counter() - start)
 
-  print(f"RE train step, ViT-B/32 text tower, batch {config.batch_size} rows (64 texts + root, "
-        f"pull-back forward included), {len(steps)} HierarCaps batches, JAX on "
-        f"{jax.devices()[0].platform} x{jax.device_count()}, torch on {device} "
-        f"({torch.get_num_threads()} CPU threads)")
-  common.row("", "rows/s", "vs PyTorch")
-  for name, rows_per_second in jax_results:
-    common.row(name, common.fmt(rows_per_second), common.speedup(rows_per_second, torch_rps))
-  common.row("PyTorch, HF CLIPModel, padded to longest", common.fmt(torch_rps), "1.00x")
+  print(f"RE train step, ViT-B/32 text tower, batch {config.batch_size} rows (64 texts + root), "
+        f"{len(steps)} HierarCaps batches, JAX on {jax.devices()[0].platform} "
+        f"x{jax.device_count()}, torch on {device} ({torch.get_num_threads()} CPU threads); "
+        f"{step_flops / 1e9:.2f} model GFLOPs per row, peak {peak:.1f} GFLOP/s ({peak_source})")
+  common.row("", "rows/s", "vs PyTorch", "compile s/shape", "shapes", "cache s",
+             "GFLOP/s", "of peak")
+  flops = lambda rps: rps * step_flops / 1e9
+  for label, rps, compile_s, shapes, cache_s, _ in results:
+    common.row(label, common.fmt(rps), common.speedup(rps, torch_rps), f"{compile_s:.1f}",
+               str(shapes), f"{cache_s:.1f}" if cache_s else "-", f"{flops(rps):.1f}",
+               f"{flops(rps) / peak:.1%}")
+  common.row("PyTorch, HF CLIPModel, padded to longest", common.fmt(torch_rps), "1.00x", "-",
+             "-", "-", f"{flops(torch_rps):.1f}", f"{flops(torch_rps) / peak:.1%}")
 
 
 if __name__ == "__main__":

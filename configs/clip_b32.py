@@ -1,6 +1,8 @@
 """RE fine-tuning of OpenAI CLIP ViT-B/32 with the paper's settings (SPEC section 3)."""
 import ml_collections
 
+from hierre_jax.evaluators import suite
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -31,19 +33,33 @@ def get_config():
   config.grad_clip_norm = 0.0  # 0: no clipping (the release clips nothing)
 
   config.lambda_p, config.lambda_e, config.lambda_m = 10.0, 1.0, 1.0
+  # Pull-back targets: the frozen tower's features of every distinct training text, computed
+  # once before training (U * P * 4 bytes per device; 174 MB for HierarCaps at P=512) instead
+  # of a frozen forward pass at every step. False: recompute them in every step.
+  config.pullback_cache = True
   config.remat = False
+  # Encoder layers as one scanned layer (stacked parameters): each shape compiles the layer
+  # once instead of num_layers times. False: unrolled layers (the layout of checkpoints
+  # written before 2026-11-24; a run resumes only in the layout it was started with).
+  config.scan_layers = True
   # fp32 matmul precision on GPU/TPU: "highest" matches PyTorch fp32 to 1e-5; "default"
   # lets XLA use TF32 (GPU) or bf16 passes (TPU): faster, features off by ~1e-3.
   config.matmul_precision = "highest"
   config.compilation_cache_dir = "~/.cache/hierre_jax/xla"  # reused across runs; "" disables
 
-  # HierarCaps evaluation from inside the run (empty test_csv: none). heldout_csv: train-format
-  # rows whose images are the test images, for the mean positive/negative angles.
+  # In-run evaluation (big_vision style), at the start, every `every_steps` steps (0: only
+  # at the start and end) and at the end, logged to metrics.jsonl and TensorBoard as eval/...
+  # HierarCaps P/R/tau_d from test_csv (empty: none); heldout_csv: train-format rows whose
+  # images are the test images, for the mean positive/negative angles. `suite`: other
+  # evaluations of hierre_jax.evaluators.suite, comma-separated (e.g. "hyperlex,coco"),
+  # read from data_dir (a root laid out like ../shared; `paths` overrides single files).
   config.eval = ml_collections.ConfigDict(dict(
       test_csv="../shared/hierarcaps/hierarcaps_test.csv",
       images_dir="../shared/hierarcaps/test_images",
       heldout_csv="../shared/hierarcaps/hierarcaps_test_expanded.csv.gz",
-      at_start=True, at_end=True, text_batch_size=256, image_batch_size=64))
+      suite="", data_dir="../shared", paths=suite.in_run_path_keys(),
+      allow_missing_images=False,  # retrieval on the images present (e.g. the COCO 1K subset)
+      at_start=True, at_end=True, every_steps=0, text_batch_size=256, image_batch_size=64))
 
   config.log_every = 50
   config.checkpoint_every = 500

@@ -5,6 +5,7 @@ model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
 returns `(ClipConfig, params)`. `export_clip(...)` writes a directory that
 `transformers.CLIPModel.from_pretrained` loads. Safetensors need no torch.
 """
+import dataclasses
 import difflib
 import json
 import os
@@ -118,10 +119,42 @@ def to_hf_array(leaf, value):
   return value
 
 
+def stack_layers(tree):
+  """Unrolled `layers_0 ... layers_{L-1}` subtrees (of each encoder) -> one `layers`
+  subtree, every leaf stacked on a new leading [L] axis (the scanned layout)."""
+  if not isinstance(tree, dict):
+    return tree
+  count = sum(1 for k in tree if re.fullmatch(r"layers_\d+", k))
+  if not count:
+    return {k: stack_layers(v) for k, v in tree.items()}
+  layers = [tree[f"layers_{i}"] for i in range(count)]
+  rest = {k: v for k, v in tree.items() if not re.fullmatch(r"layers_\d+", k)}
+  return {**rest, "layers": jax.tree.map(lambda *xs: np.stack(xs), *layers)}
+
+
+def unstack_layers(tree):
+  """Inverse of `stack_layers`; a tree without stacked layers is returned as it is."""
+  if not isinstance(tree, dict):
+    return tree
+  if "layers" not in tree:
+    return {k: unstack_layers(v) for k, v in tree.items()}
+  stacked = jax.tree.map(np.asarray, tree["layers"])
+  count = len(jax.tree.leaves(stacked)[0])
+  rest = {k: v for k, v in tree.items() if k != "layers"}
+  return {**rest, **{f"layers_{i}": jax.tree.map(lambda x, i=i: x[i], stacked)
+                     for i in range(count)}}
+
+
+def has_stacked_layers(params):
+  return "layers" in params["text_model"]["encoder"]
+
+
 def state_dict_to_params(state_dict, config, source="checkpoint"):
-  """HF state dict -> Flax param tree, checked key by key against `config`."""
+  """HF state dict -> Flax param tree of `config`'s layout, checked key by key."""
+  unrolled = dataclasses.replace(config, scan_layers=False)
   expected = {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
-              for path, leaf in jax.tree_util.tree_leaves_with_path(models.param_shapes(config))}
+              for path, leaf in jax.tree_util.tree_leaves_with_path(
+                  models.param_shapes(unrolled))}
   missing = sorted(set(expected) - set(state_dict))
   unexpected = sorted(set(state_dict) - set(expected))
   if missing or unexpected:
@@ -139,13 +172,14 @@ def state_dict_to_params(state_dict, config, source="checkpoint"):
     for name in path[:-1]:
       node = node.setdefault(name, {})
     node[path[-1]] = value
-  return params
+  return stack_layers(params) if config.scan_layers else params
 
 
 def params_to_state_dict(params):
-  """Flax param tree -> HF state dict of C-contiguous float32 numpy arrays (0-d kept 0-d)."""
+  """Flax param tree (either layout) -> HF state dict of C-contiguous float32 numpy arrays
+  (0-d kept 0-d)."""
   out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+  for path, leaf in jax.tree_util.tree_leaves_with_path(unstack_layers(params)):
     names = tuple(k.key for k in path)
     out[path_to_hf_key(names)] = np.array(
         to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
@@ -158,10 +192,11 @@ def load_hf_config(model_dir):
   return transformers.CLIPConfig.from_pretrained(model_dir)
 
 
-def load_clip(path_or_id):
-  """Returns (ClipConfig, params, model_dir) of a Hugging Face CLIPModel checkpoint."""
+def load_clip(path_or_id, scan_layers=True):
+  """Returns (ClipConfig, params, model_dir) of a Hugging Face CLIPModel checkpoint, the
+  encoder layers stacked for scanning or unrolled (`scan_layers`)."""
   model_dir = resolve_model_dir(path_or_id)
-  config = models.ClipConfig.from_hf(load_hf_config(model_dir))
+  config = models.ClipConfig.from_hf(load_hf_config(model_dir), scan_layers)
   params = state_dict_to_params(read_state_dict(model_dir), config, source=model_dir)
   return config, jax.tree.map(np.asarray, params), model_dir
 

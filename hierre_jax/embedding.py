@@ -30,9 +30,10 @@ def image_encoder(config):
       model.apply({"params": params}, pixels, method=models.CLIP.encode_image))
 
 
-def root_ids(tokenizer):
-  """[1, 2] ids of the empty string: the RE root text."""
-  return np.asarray(tokenizer_lib.tokenize(tokenizer, [""]), np.int32)
+def root_ids(tokenizer, length=2):
+  """[1, length] ids of the empty string (the RE root text), padded to `length`."""
+  return tokenizer_lib.pad(tokenizer_lib.tokenize(tokenizer, [""]), length,
+                           tokenizer.pad_token_id)
 
 
 def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):

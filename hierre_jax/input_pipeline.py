@@ -155,6 +155,10 @@ class TrainBatches:
     if batch_size > len(data):
       raise DataError(f"batch_size {batch_size} exceeds the {len(data)} training rows")
     texts = [p + n for p, n in zip(data.positives, data.negatives)]
+    # Distinct texts (first-appearance order) and each row's 8 indices among them.
+    self.texts = list(dict.fromkeys(t for row in texts for t in row))
+    where = {t: i for i, t in enumerate(self.texts)}
+    self.text_index = np.array([[where[t] for t in row] for row in texts], np.int32)
     flat = tokenizer_lib.tokenize(tokenizer, [t for row in texts for t in row])
     self.lengths = np.array([len(ids) for ids in flat], np.int32).reshape(-1, 2 * NUM_TIERS)
     self.ids = tokenizer_lib.pad(flat, tokenizer_lib.MAX_LENGTH, tokenizer.pad_token_id)
@@ -182,6 +186,11 @@ class TrainBatches:
       length = tokenizer_lib.bucket_length(int(lengths[:, cols].max()), self.length_multiple)
       out.append(ids[:, cols, :length])
     return tuple(out)
+
+
+  def text_indices(self, step):
+    """-> [batch_size, 8] int32 index of the rows' texts (p1..p4, n1..n4) in `texts`."""
+    return self.text_index[self.row_indices(step)]
 
 
 def merge_groups(per_group, length_groups):

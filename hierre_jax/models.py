@@ -2,7 +2,8 @@
 
 Module and parameter names mirror the Hugging Face state dict (``text_model/
 encoder/layers_0/self_attn/q_proj/kernel`` <-> ``text_model.encoder.layers.0.
-self_attn.q_proj.weight``) so that `hierre_jax.checkpoints` converts by rule.
+self_attn.q_proj.weight``) so that `hierre_jax.checkpoints` converts by rule; with
+scanned layers (the default) ``encoder/layers/...`` stacks the layers_i on a leading axis.
 Sizes and the activation come from the checkpoint's config (`TowerConfig`).
 """
 import dataclasses
@@ -44,12 +45,15 @@ class TowerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ClipConfig:
+  """Both towers' sizes; `scan_layers`: the parameter layout of the encoder layers (one
+  stacked, scanned layer, or unrolled layers_i; see `Encoder`)."""
   text: TowerConfig
   vision: TowerConfig
   projection_dim: int
+  scan_layers: bool = True
 
   @classmethod
-  def from_hf(cls, hf_config):
+  def from_hf(cls, hf_config, scan_layers=True):
     """From a `transformers.CLIPConfig` (defaults already applied by transformers)."""
     t, v = hf_config.text_config, hf_config.vision_config
     for tower, act in (("text_config", t.hidden_act), ("vision_config", v.hidden_act)):
@@ -68,7 +72,8 @@ class ClipConfig:
         hidden_act=v.hidden_act, layer_norm_eps=v.layer_norm_eps,
         image_size=v.image_size, patch_size=v.patch_size,
         num_channels=v.num_channels)
-    return cls(text=text, vision=vision, projection_dim=hf_config.projection_dim)
+    return cls(text=text, vision=vision, projection_dim=hf_config.projection_dim,
+               scan_layers=scan_layers)
 
 
 class Attention(nn.Module):
@@ -107,14 +112,26 @@ class EncoderLayer(nn.Module):
     return x + Mlp(self.config, name="mlp")(nn.LayerNorm(eps, name="layer_norm2")(x))
 
 
+def _layer_step(layer, x, _):
+  return layer(x), None
+
+
 class Encoder(nn.Module):
+  """The stack of layers: one scanned layer whose parameters carry a leading [num_layers]
+  axis (`layers/...`: XLA compiles the layer once), or `layers_0 ... layers_{L-1}`
+  unrolled (`scan=False`)."""
   config: TowerConfig
   causal: bool
   remat: bool = False
+  scan: bool = True
 
   @nn.compact
   def __call__(self, x):
     layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
+    if self.scan:
+      stack = nn.scan(_layer_step, variable_axes={"params": 0}, split_rngs={"params": True},
+                      length=self.config.num_layers)
+      return stack(layer(self.config, self.causal, name="layers"), x, None)[0]
     for i in range(self.config.num_layers):
       x = layer(self.config, self.causal, name=f"layers_{i}")(x)
     return x
@@ -142,12 +159,13 @@ class TextEmbeddings(nn.Module):
 class TextTransformer(nn.Module):
   config: TowerConfig
   remat: bool = False
+  scan: bool = True
 
   @nn.compact
   def __call__(self, ids):  # ids: [B, T] -> pooled [B, D]
     c = self.config
     x = TextEmbeddings(c, name="embeddings")(ids)
-    x = Encoder(c, causal=True, remat=self.remat, name="encoder")(x)
+    x = Encoder(c, causal=True, remat=self.remat, scan=self.scan, name="encoder")(x)
     x = nn.LayerNorm(c.layer_norm_eps, name="final_layer_norm")(x)
     return x[jnp.arange(ids.shape[0]), end_of_text_position(ids, c.eos_token_id)]
 
@@ -172,13 +190,14 @@ class VisionEmbeddings(nn.Module):
 class VisionTransformer(nn.Module):
   config: TowerConfig
   remat: bool = False
+  scan: bool = True
 
   @nn.compact
   def __call__(self, pixels):  # [B, H, W, C] -> pooled class token [B, D]
     c = self.config
     x = VisionEmbeddings(c, name="embeddings")(pixels)
     x = nn.LayerNorm(c.layer_norm_eps, name="pre_layrnorm")(x)  # sic, as in HF
-    x = Encoder(c, causal=False, remat=self.remat, name="encoder")(x)
+    x = Encoder(c, causal=False, remat=self.remat, scan=self.scan, name="encoder")(x)
     return nn.LayerNorm(c.layer_norm_eps, name="post_layernorm")(x[:, 0])
 
 
@@ -189,8 +208,8 @@ class CLIP(nn.Module):
 
   def setup(self):
     c = self.config
-    self.text_model = TextTransformer(c.text, self.remat)
-    self.vision_model = VisionTransformer(c.vision, self.remat)
+    self.text_model = TextTransformer(c.text, self.remat, c.scan_layers)
+    self.vision_model = VisionTransformer(c.vision, self.remat, c.scan_layers)
     self.text_projection = nn.Dense(c.projection_dim, use_bias=False)
     self.visual_projection = nn.Dense(c.projection_dim, use_bias=False)
     self.logit_scale = self.param("logit_scale", nn.initializers.constant(2.6592), ())

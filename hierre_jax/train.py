@@ -35,6 +35,7 @@ from hierre_jax import run_checkpoints
 from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
 from hierre_jax import train_config
+from hierre_jax.evaluators import suite
 
 # Top-level parameter groups the optimizer updates; everything else stays bit-identical.
 TRAINABLE = ("text_model", "text_projection")
@@ -65,27 +66,47 @@ def make_optimizer(config, total_steps):
 
 
 def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
-  """-> jitted fn(state, frozen_text_params, per-group ids) -> (state, metrics).
+  """-> jitted fn(state, pullback, (per-group ids, text index)) -> (state, metrics).
 
-  The ids come as `TrainBatches.batch` gives them: one [B, n_g, L_g] array per group.
+  root_ids: [1, 77] ids of the empty string, padded (`embedding.root_ids(tokenizer, 77)`).
+  The ids come as `TrainBatches.batch` gives them (one [B, n_g, L_g] array per group),
+  the [B, 8] text index as `TrainBatches.text_indices`. `pullback` is what
+  `pullback_targets` returns: None, the frozen text params, or the frozen features of
+  every training text (config.pullback_cache), looked up by the text index.
   """
   encode = embedding.text_encoder(model_config, config.remat)
 
-  def embed_rows(params, groups):  # per length group [B, n_g, L_g] ids -> [B, 8, D]
-    embs = [encode(params, g.reshape(-1, g.shape[-1])).reshape(*g.shape[:2], -1)
-            for g in groups]
-    return input_pipeline.merge_groups(embs, config.length_groups)
+  def embed_rows(params, groups, with_root=False):
+    """Per length group [B, n_g, L_g] ids -> [B, 8, D] (and the [D] root with_root).
 
-  def loss_fn(params, frozen, groups):
-    emb = embed_rows(params, groups)
-    root = encode(params, root_ids)[0]  # the root moves with the weights
-    emb_orig = embed_rows(frozen, groups) if config.lambda_p else None
+    The root (it moves with the weights) rides along with the first group, padded to its
+    length: one pass less, and attention is causal, so the padding changes nothing.
+    """
+    embs = []
+    for i, g in enumerate(groups):
+      ids = g.reshape(-1, g.shape[-1])
+      if with_root and i == 0:
+        ids = jnp.concatenate([ids, root_ids[:, :g.shape[-1]]])
+      embs.append(encode(params, ids))
+    root = embs[0][-1] if with_root else None
+    if with_root:
+      embs[0] = embs[0][:-1]
+    embs = [e.reshape(*g.shape[:2], -1) for e, g in zip(embs, groups)]
+    return input_pipeline.merge_groups(embs, config.length_groups), root
+
+  def loss_fn(params, pullback, batch):
+    groups, text_index = batch
+    emb, root = embed_rows(params, groups, with_root=True)
+    emb_orig = None
+    if config.lambda_p:
+      emb_orig = (pullback[text_index] if config.pullback_cache
+                  else embed_rows(pullback, groups)[0])
     return losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
                              config.lambda_m)
 
-  def step(state, frozen, groups):
+  def step(state, pullback, batch):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, frozen, groups)
+    (_, metrics), grads = grad_fn(state.params, pullback, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in TRAINABLE})
@@ -95,6 +116,27 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
   return jax.jit(step, donate_argnums=0,
                  in_shardings=(state_sharding, replicated, sharding.batch_sharding(mesh)),
                  out_shardings=(state_sharding, replicated))
+
+
+def pullback_targets(config, model_config, params, tokenizer, batches, mesh):
+  """What the train step needs for the pull-back term L_p (SPEC section 3).
+
+  None when lambda_p is 0. With config.pullback_cache: the frozen tower's [U, P] features
+  of the U distinct training texts, computed once here (U * P * 4 bytes on every device:
+  174 MB for the 85K HierarCaps texts at P=512) instead of a frozen forward pass at every
+  step. Else the frozen text params, a separate copy (the donated train state must not
+  share buffers with them).
+  """
+  if not config.lambda_p:
+    return None
+  frozen = jax.tree.map(np.array, embedding.text_params(params))
+  if not config.pullback_cache:
+    return jax.device_put(frozen, sharding.replicated(mesh))
+  logging.info("pull-back cache: embedding %d distinct training texts with the frozen tower",
+               len(batches.texts))
+  features = embedding.embed_texts(model_config, frozen, tokenizer, batches.texts,
+                                   config.eval.text_batch_size, mesh, config.length_multiple)
+  return jax.device_put(features, sharding.replicated(mesh))
 
 
 def create_train_state(params, tx, mesh):
@@ -130,8 +172,9 @@ def format_metrics(metrics):
   return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
 
 
-def evaluate_now(config, model_config, params, model_dir, step, writer, mesh):
-  """HierarCaps P/R/tau_d (+ held-out angles) of the current params -> eval_step_N.json, metrics.
+def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, evaluators):
+  """HierarCaps P/R/tau_d (+ held-out angles) and the in-run suite `evaluators` of the
+  current params -> eval_step_N.json, metrics.
 
   Every process takes part (the embeddings are sharded over the whole mesh: no process
   waits alone); process 0 (`writer` not None) writes the results.
@@ -139,18 +182,22 @@ def evaluate_now(config, model_config, params, model_dir, step, writer, mesh):
   e = config.eval
   embedder = evaluation.Embedder(model_config, params, model_dir, e.text_batch_size,
                                  e.image_batch_size, config.length_multiple, mesh)
-  result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
-  if e.heldout_csv:
-    test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)
-    result["heldout"] = evaluation.angle_statistics(embedder, e.heldout_csv, test_images)
+  result = {}
+  if e.test_csv:
+    result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
+    if e.heldout_csv:
+      test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)
+      result["heldout"] = evaluation.angle_statistics(embedder, e.heldout_csv, test_images)
+  suite_result = suite.evaluate(embedder, evaluators)
   if writer is None:
     return
-  with open(os.path.join(config.workdir, f"eval_step_{step}.json"), "w") as f:
-    json.dump({"step": step, **result}, f, indent=1)
-  scalars = {k: result[k] for k in ("precision", "recall", "tau_d")}
+  write_json(os.path.join(config.workdir, f"eval_step_{step}.json"),
+             {"step": step, **result, **suite_result})
+  scalars = {k: result[k] for k in ("precision", "recall", "tau_d") if k in result}
   scalars.update({k: v for k, v in result.get("heldout", {}).items() if k != "num_rows"})
+  scalars.update({k: v for k, v in suite_result.items() if isinstance(v, float)})  # no counts
   writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
-  tqdm.tqdm.write(f"step {step} HierarCaps evaluation: {format_metrics(scalars)}")
+  tqdm.tqdm.write(f"step {step} evaluation: {format_metrics(scalars)}")
 
 
 def apply_runtime_options(config):
@@ -177,6 +224,8 @@ def train_and_export(config, allow_config_change=False):
   apply_runtime_options(config)
   is_main = jax.process_index() == 0  # one process writes files; every process computes
   data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  evaluators = suite.from_config(config.eval)  # reads their files: a bad path fails here
+  evaluating = bool(config.eval.test_csv or evaluators)
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
   mesh = sharding.make_mesh()
@@ -194,7 +243,7 @@ def train_and_export(config, allow_config_change=False):
                  {"file": config.train_csv, "rows": [
                      {"row": row, "reason": reason} for row, reason in data.skipped]})
   model_dir = prepare_model_dir(config, is_main)
-  model_config, params, model_dir = checkpoints.load_clip(model_dir)
+  model_config, params, model_dir = checkpoints.load_clip(model_dir, config.scan_layers)
   hf_config = checkpoints.load_hf_config(model_dir)
   if is_main:
     save_model_info(hf_config, model_dir, config.workdir)
@@ -209,9 +258,7 @@ def train_and_export(config, allow_config_change=False):
                batches.rows_left_out_per_epoch, total_steps)
 
   tx = make_optimizer(config, total_steps)
-  # Separate host copies: the donated train state must not share buffers with `frozen`.
-  frozen = (jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
-                           sharding.replicated(mesh)) if config.lambda_p else None)
+  pullback = pullback_targets(config, model_config, params, tokenizer, batches, mesh)
   state, state_sharding = create_train_state(params, tx, mesh)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
@@ -223,11 +270,12 @@ def train_and_export(config, allow_config_change=False):
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
     train_step = make_train_step(model_config, config, tx,
-                                 jnp.asarray(embedding.root_ids(tokenizer)), mesh,
+                                 embedding.root_ids(tokenizer, tokenizer_lib.MAX_LENGTH), mesh,
                                  state_sharding)
     evaluate = lambda step: evaluate_now(config, model_config, state.params, model_dir, step,
-                                         writer, mesh)
-    if config.eval.test_csv and config.eval.at_start and start == 0:
+                                         writer, mesh, evaluators)
+    every = config.eval.every_steps
+    if evaluating and config.eval.at_start and start == 0:
       evaluate(0)
     pending, compiled_shapes = [], set()
     for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
@@ -238,7 +286,8 @@ def train_and_export(config, allow_config_change=False):
         compiled_shapes.add(shapes)
         tqdm.tqdm.write(f"step {step}: compiling the train step for text shapes {shapes} "
                         "(first call of a new shape)")
-      state, metrics = train_step(state, frozen, sharding.put_global_batch(ids, mesh))
+      batch = sharding.put_global_batch((ids, batches.text_indices(step)), mesh)
+      state, metrics = train_step(state, pullback, batch)
       pending.append(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == total_steps:
@@ -249,8 +298,10 @@ def train_and_export(config, allow_config_change=False):
           tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
       if done % config.checkpoint_every == 0 or done == total_steps:
         manager.save(done, state)
+      if evaluating and every and done % every == 0 and done < total_steps:
+        evaluate(done)
     manager.wait_until_finished()
-    if config.eval.test_csv and config.eval.at_end:
+    if evaluating and config.eval.at_end:
       evaluate(total_steps)
   finally:
     manager.close()  # finishes (or fails) a pending write before the program ends

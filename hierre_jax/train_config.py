@@ -14,7 +14,14 @@ import os
 # Keys (dotted; a prefix ending in '.' covers a sub-config) that do not change what is
 # trained: where things are written, how often, and what is evaluated.
 NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
-                     "keep_checkpoints", "compilation_cache_dir", "remat", "eval.")
+                     "keep_checkpoints", "compilation_cache_dir", "remat", "pullback_cache",
+                     "eval.")
+
+
+# Keys added after runs were started, with the value such a run had: a stored config.json
+# without the key is read with this value (a run of unrolled layers resumes only with
+# scan_layers=False: its checkpoints hold that layout).
+ADDED_KEYS = {"scan_layers": False, "pullback_cache": False}
 
 
 class ConfigError(ValueError):
@@ -29,6 +36,9 @@ def validate(config):
     value = lookup(config, key)
     if not isinstance(value, int) or value <= 0:
       raise ConfigError(f"config.{key}={value!r}: must be a positive integer")
+  if not isinstance(config.eval.every_steps, int) or config.eval.every_steps < 0:
+    raise ConfigError(f"config.eval.every_steps={config.eval.every_steps!r}: must be an "
+                      "integer >= 0 (0: evaluate only at the start and the end)")
   if config.total_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError(f"config.total_steps={config.total_steps} and config.num_epochs="
                       f"{config.num_epochs}: one of them must be positive")
@@ -82,7 +92,7 @@ def check_resume(workdir, config, resume_step, allow_change=False, record=True):
   if not os.path.exists(path):
     return
   with open(path) as f:
-    stored = json.load(f)
+    stored = {**ADDED_KEYS, **json.load(f)}
   changes = changed_keys(stored, config_json(config))
   if not changes:
     return

@@ -1,4 +1,6 @@
 """Flax towers vs the Hugging Face PyTorch CLIPModel: same features to 1e-5 (fp32)."""
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -22,8 +24,8 @@ def torch_features(model, ids, pixels_nhwc):
   return t.numpy(), v.numpy()
 
 
-def flax_features(model_dir, ids, pixels):
-  config, params, _ = checkpoints.load_clip(model_dir)
+def flax_features(model_dir, ids, pixels, scan_layers=True):
+  config, params, _ = checkpoints.load_clip(model_dir, scan_layers)
   clip = models.CLIP(config)
   t = clip.apply({"params": params}, ids, method=clip.encode_text)
   v = clip.apply({"params": params}, pixels, method=clip.encode_image)
@@ -31,16 +33,18 @@ def flax_features(model_dir, ids, pixels):
 
 
 def check_parity(model_dir, model, image_size, pad_to=None):
+  """Both layouts (scanned and unrolled layers) against PyTorch -> scanned text features."""
   tok = tokenizer.load_tokenizer(model_dir)
   ids = tokenizer.tokenize(tok, TEXTS)
   length = pad_to or max(map(len, ids))
   ids = tokenizer.pad(ids, length, tok.pad_token_id)
   pixels = np.random.default_rng(1).normal(size=(3, image_size, image_size, 3)).astype(np.float32)
   want_t, want_v = torch_features(model, ids, pixels)
-  got_t, got_v = flax_features(model_dir, ids, pixels)
-  np.testing.assert_allclose(got_t, want_t, atol=1e-5, rtol=0)
-  np.testing.assert_allclose(got_v, want_v, atol=1e-5, rtol=0)
-  return got_t
+  for scan_layers in (True, False):
+    got_t, got_v = flax_features(model_dir, ids, pixels, scan_layers)
+    np.testing.assert_allclose(got_t, want_t, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got_v, want_v, atol=1e-5, rtol=0)
+  return flax_features(model_dir, ids, pixels)[0]
 
 
 @pytest.mark.parametrize("eos_token_id,act", [(2, "quick_gelu"), (49407, "gelu")])
@@ -69,6 +73,16 @@ def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
     assert torch.equal(a, b), name
   _, params2, _ = checkpoints.load_clip(out)
   jax.tree.map(np.testing.assert_array_equal, params, params2)
+  # The unrolled layout exports the same file; the layouts convert into each other exactly.
+  _, unrolled, _ = checkpoints.load_clip(out, scan_layers=False)
+  assert "layers_1" in unrolled["vision_model"]["encoder"]
+  assert params["vision_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"].shape[0] == 2
+  jax.tree.map(np.testing.assert_array_equal, checkpoints.stack_layers(unrolled), params)
+  jax.tree.map(np.testing.assert_array_equal, checkpoints.unstack_layers(params), unrolled)
+  again = str(tmp_path / "export_unrolled")
+  checkpoints.export_clip(unrolled, checkpoints.load_hf_config(tiny_clip_dir), again)
+  assert (open(os.path.join(again, "model.safetensors"), "rb").read()
+          == open(os.path.join(out, "model.safetensors"), "rb").read())
   assert tokenizer.tokenize(tokenizer.load_tokenizer(out), ["a picture of a cat"]) == [
       [49406, 320, 1674, 539, 320, 2368, 49407]]
 

@@ -70,8 +70,8 @@ def test_two_processes_train_evaluate_and_export_like_one(tmp_path):
       p.kill()
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
-  assert "step 4 HierarCaps evaluation" in outputs[0][0]
-  assert "HierarCaps evaluation" not in outputs[1][0]  # process 1 computes, prints nothing
+  assert "step 4 evaluation: " in outputs[0][0]
+  assert "evaluation: " not in outputs[1][0]  # process 1 computes, prints nothing
   assert "service on 127.0.0.1:" in outputs[0][1]  # the coordinator listens on loopback only
 
   _, want, _ = checkpoints.load_clip(str(one / "hf_export"))

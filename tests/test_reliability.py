@@ -114,6 +114,19 @@ def test_changed_config_is_refused_or_recorded(tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4
 
 
+def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
+  train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False,
+                                     pullback_cache=False))
+  stored = json.loads((tmp_path / "config.json").read_text())
+  for key in ("scan_layers", "pullback_cache"):  # a config.json written before these keys
+    del stored[key]
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  with pytest.raises(train_config.ConfigError, match=r"scan_layers: False -> True"):
+    train.train_and_export(tiny_config(tmp_path, total_steps=2))
+  state = train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False))
+  assert int(state.step) == 2 and "layers_1" in state.params["text_model"]["encoder"]
+
+
 def test_keys_that_do_not_change_the_computation():
   assert not train_config.is_computational("eval.test_csv")
   assert not train_config.is_computational("log_every")

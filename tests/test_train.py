@@ -12,9 +12,11 @@ import pytest
 
 import tiny_train_config
 from conftest import shared_file
-from hierre_jax import checkpoints, evaluation, metric_writer, train
+from hierre_jax import checkpoints, evaluation, metric_writer, train, train_config
+from hierre_jax.evaluators import suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_ROOT = os.path.join(ROOT, "..", "shared")
 FROZEN = ("vision_model", "visual_projection", "logit_scale")
 
 
@@ -55,8 +57,53 @@ def test_only_text_tower_and_projection_change(tmp_path):
   assert evals[0]["eval/angle_pos_mean"] != evals[3]["eval/angle_pos_mean"]
 
 
-def run_steps(config, model_dir, devices, num_steps):
-  """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final params)."""
+def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path):
+  hyperlex = os.path.join(SHARED_ROOT, "hyperlex", "hyperlex-all.txt")
+  coco = os.path.join(SHARED_ROOT, "coco", "captions_val2017.json")
+  if not (os.path.exists(hyperlex) and os.path.exists(coco)):
+    pytest.skip("HyperLex or COCO captions not in ../shared")
+  config = tiny_config(tmp_path, total_steps=4)
+  config.eval.update(suite="hyperlex, coco", data_dir=SHARED_ROOT, every_steps=2,
+                     allow_missing_images=True)
+  config.eval.paths.coco_images = shared_file("test_images")  # the COCO 1K subset
+  train.train_and_export(config)
+  rows = [r for r in metric_writer.read_metrics(config.workdir) if "eval/hyperlex/rho_all" in r]
+  assert [r["step"] for r in rows] == [0, 2, 4]
+  assert "eval/coco/t2i_r@5" in rows[0] and "eval/coco/num_images" not in rows[0]
+  assert rows[0]["eval/hyperlex/rho_all"] != rows[2]["eval/hyperlex/rho_all"]
+  final = json.loads((tmp_path / "eval_step_4.json").read_text())
+  assert final["coco/num_images"] == 1000 and final["hyperlex/num_pairs"] == 2616
+  # The offline suite on the exported model gives the logged numbers.
+  offline, = suite.run({"export": evaluation.Embedder.from_path(str(tmp_path / "hf_export"))},
+                       suite.from_config(config.eval))
+  for key in ("hyperlex/rho_all", "hyperlex/rho_nouns", "coco/t2i_r@1", "coco/i2t_r@10"):
+    assert rows[-1]["eval/" + key] == pytest.approx(offline[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize("names, message", [
+    ("hierarcaps", r"hierarcaps cannot run in training.*config.eval.test_csv"),
+    ("hyperlex,imagenet", r"imagenet cannot run in training; use any of hyperlex, breeds"),
+])
+def test_in_run_suite_names_are_checked_before_anything_is_written(tmp_path, names, message):
+  config = tiny_config(tmp_path / "w")
+  config.eval.suite = names
+  with pytest.raises(train_config.ConfigError, match=message):
+    train.train_and_export(config)
+  assert not (tmp_path / "w").exists()
+
+
+def test_in_run_suite_missing_file_fails_before_anything_is_written(tmp_path):
+  config = tiny_config(tmp_path / "w")
+  config.eval.update(suite="hyperlex", data_dir=str(tmp_path / "nowhere"))
+  with pytest.raises(FileNotFoundError, match="nowhere/hyperlex/hyperlex-all.txt"):
+    train.train_and_export(config)
+  assert not (tmp_path / "w").exists()
+
+
+def run_steps(config, model_dir, devices, num_steps, perturb=0.0):
+  """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final
+  params, pull-back losses). `perturb` > 0 starts training from the checkpoint plus that much
+  noise, so the pull-back term starts away from its minimum."""
   from hierre_jax import embedding, input_pipeline, sharding
   from hierre_jax import tokenizer as tokenizer_lib
   model_config, params, _ = checkpoints.load_clip(model_dir)
@@ -65,18 +112,21 @@ def run_steps(config, model_dir, devices, num_steps):
                                         8, 0, length_groups=config.length_groups)
   mesh = sharding.make_mesh(devices)
   tx = train.make_optimizer(config, num_steps)
+  pullback = train.pullback_targets(config, model_config, params, tok, batches, mesh)
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
   state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
-  frozen = jax.device_put(jax.tree.map(np.array, embedding.text_params(params)),
-                          sharding.replicated(mesh))
-  step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok), mesh,
+  step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
                                state_sharding)
-  losses = []
+  losses, pullback_losses = [], []
   for s in range(num_steps):
-    state, metrics = step(state, frozen, sharding.put_global_batch(batches.batch(s), mesh))
+    batch = sharding.put_global_batch((batches.batch(s), batches.text_indices(s)), mesh)
+    state, metrics = step(state, pullback, batch)
     losses.append(float(metrics["loss"]))
-  kernel = state.params["text_model"]["encoder"]["layers_0"]["mlp"]["fc1"]["kernel"]
+    pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
+  kernel = state.params["text_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"]
   assert len(kernel.sharding.device_set) == len(devices)
-  return losses, params, jax.device_get(state.params)
+  return losses, params, jax.device_get(state.params), pullback_losses
 
 
 def assert_same_updates(got, want, before, lr, steps):
@@ -109,6 +159,49 @@ def test_length_groups_give_the_same_step(tmp_path):
   assert_same_updates(grouped[2], block[2], block[1], config.lr, 2)
 
 
+@pytest.mark.parametrize("pullback_cache", [True, False])
+def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, pullback_cache):
+  """The step's batching (length groups, the root riding with the first group, the
+  pull-back cache or frozen pass) against the plain computation, one unpadded text at a time."""
+  from hierre_jax import embedding, input_pipeline, losses
+  from hierre_jax import tokenizer as tokenizer_lib
+  config = tiny_config(tmp_path, pullback_cache=pullback_cache)
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  step_losses, start, _, step_pullback = run_steps(config, model_dir, jax.devices()[:1], 1,
+                                                   perturb=0.01)
+  model_config, frozen, _ = checkpoints.load_clip(model_dir)
+  tok = tokenizer_lib.load_tokenizer(model_dir)
+  data = input_pipeline.read_hierarchies(config.train_csv)
+  rows = input_pipeline.TrainBatches(data, tok, 8, 0).row_indices(0)
+  encode = jax.jit(embedding.text_encoder(model_config))
+  one_by_one = lambda params, texts: np.stack([
+      encode(params, np.asarray(tokenizer_lib.tokenize(tok, [t]), np.int32))[0] for t in texts])
+  texts = [t for r in rows for t in data.positives[r] + data.negatives[r]]
+  emb = one_by_one(start, texts).reshape(8, 8, -1)
+  root = one_by_one(start, [""])[0]
+  emb_orig = one_by_one(frozen, texts).reshape(8, 8, -1)
+  loss, metrics = losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
+                                    config.lambda_m)
+  assert float(metrics["loss_pullback"]) > 1e-3
+  np.testing.assert_allclose(step_pullback[0], metrics["loss_pullback"], rtol=1e-4)
+  np.testing.assert_allclose(step_losses[0], loss, rtol=1e-5)
+
+
+def test_pullback_cache_gives_the_same_step(tmp_path):
+  # Training starts away from the frozen tower, so that every text's pull-back gradient is
+  # real (at the frozen tower it is 0 up to roundoff, which Adam would amplify).
+  config = tiny_config(tmp_path, lr=1e-4, pullback_cache=False)
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  recomputed = run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
+  config.pullback_cache = True
+  cached = run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
+  assert min(recomputed[3]) > 1e-3  # L_p is far from 0: a wrong target would show
+  # The cached features come from other batch shapes: equal up to float32 roundoff.
+  np.testing.assert_allclose(cached[3], recomputed[3], atol=1e-6, rtol=0)
+  np.testing.assert_allclose(cached[0], recomputed[0], atol=1e-6, rtol=0)
+  assert_same_updates(cached[2], recomputed[2], recomputed[1], config.lr, 3)
+
+
 MULTI_DEVICE_SCRIPT = r"""
 import json, sys
 import jax, numpy as np
@@ -117,8 +210,10 @@ import test_train
 assert jax.device_count() == 8, jax.devices()
 config = test_train.tiny_config(sys.argv[2], lr=1e-4)
 model_dir = test_train.tiny_model(config, sys.argv[2] + "/model")
-one = test_train.run_steps(config, model_dir, jax.devices()[:1], 3)
-eight = test_train.run_steps(config, model_dir, jax.devices(), 3)
+# Started away from the frozen tower: there the pull-back gradient of texts only it sees
+# (tier-4 negatives) is roundoff, which Adam turns into device-count-dependent steps.
+one = test_train.run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
+eight = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)
 np.testing.assert_allclose(eight[0], one[0], atol=1e-5, rtol=0)
 test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
 print("MULTI_DEVICE_OK", json.dumps(one[0]))

@@ -11,6 +11,7 @@ from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import hyperlex
 from hierre_jax.evaluators import retrieval
 from hierre_jax.evaluators import zero_shot
+from hierre_jax.train_config import ConfigError
 
 NAMES = ("hierarcaps", "hyperlex", "breeds", "coco", "flickr30k", "cifar10", "cifar100")
 
@@ -61,6 +62,30 @@ def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_d
   return out
 
 
+# Evaluations a training run can list in config.eval.suite (its HierarCaps evaluation is
+# config.eval.test_csv, with the held-out angles).
+IN_RUN = tuple(n for n in NAMES if n != "hierarcaps")
+
+
+def in_run_path_keys():
+  """{file key: ''} of the IN_RUN evaluations: config.eval.paths ('': under data_dir)."""
+  return {k: "" for k in default_paths("") if not k.startswith("hierarcaps")}
+
+
+def from_config(eval_config):
+  """The evaluators a train config's `eval.suite` names (comma-separated), reading
+  `eval.data_dir` with the files of `eval.paths` that are set."""
+  names = [n.strip() for n in eval_config.suite.split(",") if n.strip()]
+  unknown = [n for n in names if n not in IN_RUN]
+  if unknown:
+    raise ConfigError(f"config.eval.suite={eval_config.suite!r}: {', '.join(unknown)} cannot "
+                      f"run in training; use any of {', '.join(IN_RUN)} (HierarCaps runs "
+                      "from config.eval.test_csv)")
+  paths = default_paths(eval_config.data_dir)
+  paths.update({k: v for k, v in eval_config.paths.items() if v})
+  return build(names, paths, eval_config.allow_missing_images)
+
+
 def flatten(prefix, metrics):
   """{'a': {'b': 1}} -> {'prefix/a/b': 1}."""
   out = {}
@@ -72,15 +97,18 @@ def flatten(prefix, metrics):
   return out
 
 
+def evaluate(embedder, evaluators):
+  """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
+  out = {}
+  for evaluator in evaluators:
+    out.update(flatten(evaluator.name, evaluator.run(embedder)))
+  return out
+
+
 def run(embedders, evaluators):
   """{model name: Embedder} -> list of result dicts, one per model."""
-  results = []
-  for model, embedder in embedders.items():
-    row = {"model": model, "checkpoint_step": embedder.checkpoint_step}
-    for evaluator in evaluators:
-      row.update(flatten(evaluator.name, evaluator.run(embedder)))
-    results.append(row)
-  return results
+  return [{"model": model, "checkpoint_step": embedder.checkpoint_step,
+           **evaluate(embedder, evaluators)} for model, embedder in embedders.items()]
 
 
 # (column title, metric key) of the Table-1-shaped summary.

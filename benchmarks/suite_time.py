@@ -1,0 +1,90 @@
+"""The evaluation suite's end-to-end time with a random ViT-B/32 on the real data here,
+split into embedding (tokenise + text tower, decode + preprocess + image tower,
+compilation included) and scoring (the rest: ranking and metrics; annotation files are
+read when the evaluators are built, except the HierarCaps CSV, read in its run).
+
+First COCO retrieval alone on the 1K subset (the 1000 HierarCaps test images, their
+~5,000 val2017 captions) with a fresh model, then the offline suite HierarCaps +
+HyperLex + COCO 1K as `python -m hierre_jax.evaluate` runs it: one model, whose image
+features are kept per path, so COCO reuses the HierarCaps test images' features.
+
+  python -m benchmarks.suite_time [--data_dir ../shared]
+"""
+import argparse
+import os
+import tempfile
+import time
+
+from benchmarks import common
+from hierre_jax import evaluation
+from hierre_jax import random_clip
+from hierre_jax.evaluators import suite
+
+
+class TimedEmbedder:
+  """An Embedder that adds the seconds spent in texts() and images() to `seconds`."""
+
+  def __init__(self, embedder):
+    self.embedder = embedder
+    self.seconds = {"texts": 0.0, "images": 0.0}
+
+  def _timed(self, kind, items):
+    start = time.perf_counter()
+    out = getattr(self.embedder, kind)(items)
+    self.seconds[kind] += time.perf_counter() - start
+    return out
+
+  def texts(self, texts):
+    return self._timed("texts", texts)
+
+  def images(self, images):
+    return self._timed("images", images)
+
+
+def timed_run(evaluator, embedder):
+  """-> (metrics, embed texts s, embed images s, scoring s) of one evaluator."""
+  before = dict(embedder.seconds)
+  start = time.perf_counter()
+  metrics = evaluator.run(embedder)
+  total = time.perf_counter() - start
+  texts = embedder.seconds["texts"] - before["texts"]
+  images = embedder.seconds["images"] - before["images"]
+  return metrics, texts, images, total - texts - images
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--data_dir", default=os.path.join(common.SHARED, ".."))
+  args = parser.parse_args()
+  paths = suite.default_paths(args.data_dir)
+  paths["coco_images"] = paths["hierarcaps_images"]  # the COCO 1K subset
+
+  model_dir = tempfile.mkdtemp()
+  v = random_clip.VIT_B32
+  random_clip.write_random_clip(model_dir, v["text_config"], v["vision_config"],
+                                v["projection_dim"])
+  new_embedder = lambda: TimedEmbedder(evaluation.Embedder.from_path(model_dir))
+  print("random ViT-B/32 on this machine; seconds include each shape's first compilation")
+  common.row("evaluation", "items", "embed texts", "embed images", "scoring", "total")
+
+  coco, = suite.build(["coco"], paths, allow_missing_images=True)
+  metrics, texts, images, scoring = timed_run(coco, new_embedder())
+  items = f"{metrics['num_captions']}x{metrics['num_images']}"
+  common.row("COCO 1K alone (fresh model)", items, f"{texts:.1f}", f"{images:.1f}",
+             f"{scoring:.2f}", f"{texts + images + scoring:.1f}")
+
+  embedder = new_embedder()
+  evaluators = suite.build(["hierarcaps", "hyperlex", "coco"], paths,
+                           allow_missing_images=True)
+  sums = [0.0, 0.0, 0.0]
+  for evaluator in evaluators:
+    _, texts, images, scoring = timed_run(evaluator, embedder)
+    sums = [s + x for s, x in zip(sums, (texts, images, scoring))]
+    common.row(f"suite: {evaluator.name}", "", f"{texts:.1f}", f"{images:.1f}",
+               f"{scoring:.2f}", f"{texts + images + scoring:.1f}")
+  common.row("suite: HierarCaps + HyperLex + COCO 1K", "", *(f"{s:.1f}" for s in sums),
+             f"{sum(sums):.1f}")
+
+
+if __name__ == "__main__":
+  main()
