@@ -33,6 +33,13 @@ def get_config():
   config.grad_clip_norm = 0.0  # 0: no clipping (the release clips nothing)
 
   config.lambda_p, config.lambda_e, config.lambda_m = 10.0, 1.0, 1.0
+  # Ablations of the objective (SPEC section 6); these defaults are the method.
+  # The chain trained on (0-based); (0, 2, 3): tier 2 dropped (its texts are still embedded
+  # in the step, but enter no term).
+  config.tiers = (0, 1, 2, 3)
+  config.negatives = True  # False: the Q terms removed from L_e and L_m
+  config.loss = "re"  # "ec": entailment-cone margin terms in place of P and -Q
+  config.ec_k, config.ec_margin = 0.1, 0.1  # loss="ec" only: psi's K and the margin m
   # Pull-back targets: the frozen tower's features of every distinct training text, computed
   # once before training (U * P * 4 bytes per device; 174 MB for HierarCaps at P=512) instead
   # of a frozen forward pass at every step. False: recompute them in every step.

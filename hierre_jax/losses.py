@@ -1,30 +1,59 @@
-"""The RE training objective (SPEC section 3).
+"""The RE training objective (SPEC section 3) and its ablations (SPEC section 6).
 
 Embeddings of a batch come as [B, 8, D]: positives p1..p4 then negatives n1..n4,
-unit-normalised, general to specific.
+unit-normalised, general to specific. `tiers` (0-based) picks the chain a row trains
+on: all four, or (0, 2, 3) for the 3-tier ablation (tier 2 dropped).
 """
 import jax
 import jax.numpy as jnp
 
 from hierre_jax import geometry
 
+ALL_TIERS = (0, 1, 2, 3)
 
-def re_angles(emb, root):
-  """[B, 8, D], [D] -> (P, Q), each [3, B]: P[i,b] = ext(p_i, p_i+1), Q[i,b] = ext(p_i, n_i)."""
-  pos, neg = emb[:, :4], emb[:, 4:]
-  p = geometry.exterior_angle(pos[:, :3], pos[:, 1:], root)
-  q = geometry.exterior_angle(pos[:, :3], neg[:, :3], root)
+
+def re_angles(emb, root, tiers=ALL_TIERS):
+  """[B, 8, D], [D] -> (P, Q), each [T-1, B] for T tiers t_1..t_T: P[k, b] =
+  ext(p_{t_k}, p_{t_k+1}), Q[k, b] = ext(p_{t_k}, n_{t_k}) (the last tier's negative unused)."""
+  general, specific = list(tiers[:-1]), list(tiers[1:])
+  pos = emb[:, :4]
+  x = pos[:, general]
+  p = geometry.exterior_angle(x, pos[:, specific], root)
+  q = geometry.exterior_angle(x, emb[:, [4 + t for t in general]], root)
   return p.T, q.T
 
 
-def mean_re_loss(p, q):
-  """L_e = mean(P) - mean(Q)."""
-  return jnp.mean(p) - jnp.mean(q)
+def half_aperture(x, root, k):
+  """Entailment-cone half-aperture psi(x) = arcsin(min(1, K / ||x - r||)): [..., D] -> [...].
+
+  The ratio is clipped at 1 - COS_MARGIN (psi within 2e-3 of pi/2 inside the clip), so
+  that the gradient stays finite (zero) where ||x - r|| <= K.
+  """
+  ratio = k / jnp.maximum(geometry.radius(x, root), k)
+  return jnp.arcsin(jnp.minimum(ratio, 1.0 - geometry.COS_MARGIN))
 
 
-def minimax_loss(p, q):
-  """L_m = S[i*] + S[j*], S = Pf + Nf, Pf = P flat, Nf = -Q flat, i* = argmax Pf, j* = argmax Nf."""
-  pf, nf = p.ravel(), -q.ravel()
+def ec_terms(emb, root, k, margin, tiers=ALL_TIERS):
+  """Entailment-cone margin terms (SPEC section 6) -> (positive, negative), each [T-1, B]:
+  max(0, ext(p_i, p_i+1) - psi(p_i) + m) and max(0, psi(p_i) - ext(p_i, n_i) + m)."""
+  p, q = re_angles(emb, root, tiers)
+  general = emb[:, list(tiers[:-1])]
+  psi = half_aperture(general, root, k).T
+  return jax.nn.relu(p - psi + margin), jax.nn.relu(psi - q + margin)
+
+
+def mean_term(pos, neg=None):
+  """L_e = mean(pos) + mean(neg); RE: pos = P, neg = -Q. Without negatives: mean(pos)."""
+  return jnp.mean(pos) + (0.0 if neg is None else jnp.mean(neg))
+
+
+def minimax_term(pos, neg=None):
+  """L_m = S[i*] + S[j*], S = Pf + Nf, Pf = pos flat, Nf = neg flat, i* = argmax Pf,
+  j* = argmax Nf; RE: pos = P, neg = -Q. Without negatives S = Pf and L_m = max Pf."""
+  pf = pos.ravel()
+  if neg is None:
+    return jnp.max(pf)
+  nf = neg.ravel()
   s = pf + nf
   return s[jnp.argmax(pf)] + s[jnp.argmax(nf)]
 
@@ -34,16 +63,25 @@ def pullback_loss(emb, emb_orig):
   return (1.0 - jnp.mean(jnp.sum(emb * emb_orig, axis=-1))) / 2.0
 
 
-def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m):
+def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIERS,
+               negatives=True, ec=None):
   """L = lambda_p L_p + lambda_e L_e + lambda_m L_m; returns (loss, metrics dict).
 
   `emb_orig` ([B, 8, D], frozen pretrained embeddings) may be None when lambda_p == 0.
+  Ablations: `tiers` the chain trained on (L_p over its positives and negatives);
+  negatives=False drops the Q terms; ec=(K, margin) puts the entailment-cone terms in
+  place of P and -Q.
   """
-  p, q = re_angles(emb, root)
-  terms = {"loss_re": mean_re_loss(p, q), "loss_minimax": minimax_loss(p, q)}
+  p, q = re_angles(emb, root, tiers)
+  pos, neg = ec_terms(emb, root, *ec, tiers) if ec else (p, -q)
+  if not negatives:
+    neg = None
+  terms = {"loss_re": mean_term(pos, neg), "loss_minimax": minimax_term(pos, neg)}
   loss = lambda_e * terms["loss_re"] + lambda_m * terms["loss_minimax"]
   if lambda_p:
-    terms["loss_pullback"] = pullback_loss(emb, jax.lax.stop_gradient(emb_orig))
+    texts = list(tiers) + [4 + t for t in tiers]
+    terms["loss_pullback"] = pullback_loss(emb[:, texts], jax.lax.stop_gradient(
+        emb_orig[:, texts]))
     loss = loss + lambda_p * terms["loss_pullback"]
   metrics = dict(terms, loss=loss, angle_pos=jnp.mean(p), angle_neg=jnp.mean(q))
   return loss, metrics

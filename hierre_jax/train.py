@@ -101,8 +101,9 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     if config.lambda_p:
       emb_orig = (pullback[text_index] if config.pullback_cache
                   else embed_rows(pullback, groups)[0])
+    ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
     return losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
-                             config.lambda_m)
+                             config.lambda_m, tuple(config.tiers), config.negatives, ec)
 
   def step(state, pullback, batch):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -118,25 +119,30 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
                  out_shardings=(state_sharding, replicated))
 
 
-def pullback_targets(config, model_config, params, tokenizer, batches, mesh):
-  """What the train step needs for the pull-back term L_p (SPEC section 3).
+def pullback_targets(config, model_config, params, tokenizer, batches, mesh, steps):
+  """What the train step needs for the pull-back term L_p (SPEC section 3) in `steps`.
 
-  None when lambda_p is 0. With config.pullback_cache: the frozen tower's [U, P] features
-  of the U distinct training texts, computed once here (U * P * 4 bytes on every device:
-  174 MB for the 85K HierarCaps texts at P=512) instead of a frozen forward pass at every
-  step. Else the frozen text params, a separate copy (the donated train state must not
-  share buffers with them).
+  None when lambda_p is 0. With config.pullback_cache: a [U, P] table over the U
+  distinct training texts holding the frozen tower's features of the texts that `steps`
+  use (all of them from one epoch on), computed once here instead of a frozen forward
+  pass at every step; U * P * 4 bytes on every device (174 MB for the 85K HierarCaps
+  texts at P=512). Else the frozen text params, a separate copy (the donated train
+  state must not share buffers with them).
   """
   if not config.lambda_p:
     return None
   frozen = jax.tree.map(np.array, embedding.text_params(params))
   if not config.pullback_cache:
     return jax.device_put(frozen, sharding.replicated(mesh))
-  logging.info("pull-back cache: embedding %d distinct training texts with the frozen tower",
-               len(batches.texts))
-  features = embedding.embed_texts(model_config, frozen, tokenizer, batches.texts,
+  used = np.unique(np.concatenate([batches.text_indices(s).ravel() for s in steps]))
+  logging.info("pull-back cache: embedding %d of the %d distinct training texts with the "
+               "frozen tower", len(used), len(batches.texts))
+  features = embedding.embed_texts(model_config, frozen, tokenizer,
+                                   [batches.texts[i] for i in used],
                                    config.eval.text_batch_size, mesh, config.length_multiple)
-  return jax.device_put(features, sharding.replicated(mesh))
+  table = np.zeros((len(batches.texts), features.shape[1]), features.dtype)
+  table[used] = features
+  return jax.device_put(table, sharding.replicated(mesh))
 
 
 def create_train_state(params, tx, mesh):
@@ -258,7 +264,6 @@ def train_and_export(config, allow_config_change=False):
                batches.rows_left_out_per_epoch, total_steps)
 
   tx = make_optimizer(config, total_steps)
-  pullback = pullback_targets(config, model_config, params, tokenizer, batches, mesh)
   state, state_sharding = create_train_state(params, tx, mesh)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
@@ -267,6 +272,8 @@ def train_and_export(config, allow_config_change=False):
       state = restored
       logging.info("resumed from step %d", restored_step)
     start = int(state.step)
+    pullback = pullback_targets(config, model_config, params, tokenizer, batches, mesh,
+                                range(start, total_steps))
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
     train_step = make_train_step(model_config, config, tx,

@@ -21,7 +21,8 @@ NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
 # Keys added after runs were started, with the value such a run had: a stored config.json
 # without the key is read with this value (a run of unrolled layers resumes only with
 # scan_layers=False: its checkpoints hold that layout).
-ADDED_KEYS = {"scan_layers": False, "pullback_cache": False}
+ADDED_KEYS = {"scan_layers": False, "pullback_cache": False, "tiers": [0, 1, 2, 3],
+              "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1}
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,15 @@ def validate(config):
                       f"{config.num_epochs}: one of them must be positive")
   if config.lr < 0 or min(config.lambda_p, config.lambda_e, config.lambda_m) < 0:
     raise ConfigError("config.lr and config.lambda_p/e/m must be >= 0")
+  tiers = tuple(config.tiers)
+  if len(tiers) < 2 or tiers != tuple(sorted(set(tiers))) or not set(tiers) <= {0, 1, 2, 3}:
+    raise ConfigError(f"config.tiers={config.tiers!r}: two or more of the tiers 0, 1, 2, 3 "
+                      "(0-based), increasing")
+  if config.loss not in ("re", "ec"):
+    raise ConfigError(f"config.loss={config.loss!r}: use 're' or 'ec'")
+  if config.loss == "ec" and (config.ec_k <= 0 or config.ec_margin < 0):
+    raise ConfigError(f"config.ec_k={config.ec_k}, config.ec_margin={config.ec_margin}: "
+                      "K must be > 0 and the margin >= 0")
   if config.keep_checkpoints is not None and config.keep_checkpoints < 1:
     raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
                       "(a resumed run needs one)")

@@ -83,8 +83,8 @@ def test_loss_terms_match_numpy(rng):
   gp, gq = losses.re_angles(f32(emb), f32(root))
   np.testing.assert_allclose(gp, p, atol=1e-5)
   np.testing.assert_allclose(gq, q, atol=1e-5)
-  assert float(losses.mean_re_loss(gp, gq)) == pytest.approx(le, abs=1e-5)
-  assert float(losses.minimax_loss(gp, gq)) == pytest.approx(lm, abs=1e-5)
+  assert float(losses.mean_term(gp, -gq)) == pytest.approx(le, abs=1e-5)
+  assert float(losses.minimax_term(gp, -gq)) == pytest.approx(lm, abs=1e-5)
   assert float(losses.pullback_loss(f32(emb), f32(orig))) == pytest.approx(lp, abs=1e-6)
   total, metrics = losses.total_loss(f32(emb), f32(root), f32(orig), 10.0, 1.0, 1.0)
   assert float(total) == pytest.approx(10 * lp + le + lm, abs=1e-4)
@@ -96,3 +96,67 @@ def test_loss_terms_match_numpy(rng):
 def test_pullback_is_zero_for_unchanged_embeddings(rng):
   e = jnp.asarray(unit(rng, 3, 8, 16), jnp.float32)
   assert float(losses.pullback_loss(e, e)) == pytest.approx(0.0, abs=1e-6)
+
+
+def reference_terms(emb, root, tiers=losses.ALL_TIERS, negatives=True, ec=None):
+  """Float64 transcription of SPEC sections 3 and 6 -> (L_e, L_m) for a chain of tiers,
+  with or without negatives, RE angles or entailment-cone terms (ec = (K, margin))."""
+  pos, neg = [], []
+  for general, specific in zip(tiers[:-1], tiers[1:]):
+    for row in emb:
+      x = row[general]
+      p, q = np_ext(x, row[specific], root), np_ext(x, row[4 + general], root)
+      if ec:
+        psi = np.arcsin(min(1.0, ec[0] / np.linalg.norm(x - root)))
+        pos.append(max(0.0, p - psi + ec[1]))
+        neg.append(max(0.0, -(q - psi) + ec[1]))
+      else:
+        pos.append(p)
+        neg.append(-q)
+  pf, nf = np.array(pos), np.array(neg)
+  if not negatives:
+    return pf.mean(), pf.max()
+  s = pf + nf
+  return pf.mean() + nf.mean(), s[np.argmax(pf)] + s[np.argmax(nf)]
+
+
+@pytest.mark.parametrize("tiers, negatives, ec", [
+    ((0, 1, 2, 3), True, None), ((0, 2, 3), True, None), ((0, 1, 2, 3), False, None),
+    ((0, 1, 2, 3), True, (0.1, 0.05)), ((0, 2, 3), False, (0.3, 0.2))])
+def test_loss_variants_match_numpy(rng, tiers, negatives, ec):
+  emb, orig, root = unit(rng, 6, 8, 16), unit(rng, 6, 8, 16), unit(rng, 16)
+  le, lm = reference_terms(emb, root, tiers, negatives, ec)
+  cols = list(tiers) + [4 + t for t in tiers]  # L_p over the texts of the tiers trained on
+  lp = (1 - np.mean(np.sum(emb[:, cols] * orig[:, cols], -1))) / 2
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  total, metrics = losses.total_loss(f32(emb), f32(root), f32(orig), 10.0, 1.0, 1.0, tiers,
+                                     negatives, ec)
+  assert float(metrics["loss_re"]) == pytest.approx(le, abs=1e-5)
+  assert float(metrics["loss_minimax"]) == pytest.approx(lm, abs=1e-5)
+  assert float(metrics["loss_pullback"]) == pytest.approx(lp, abs=1e-6)
+  assert float(total) == pytest.approx(10 * lp + le + lm, abs=1e-4)
+  if ec:  # the hinge is active for some pairs and clamps others: both paths are exercised
+    pos, neg = losses.ec_terms(f32(emb), f32(root), *ec, tiers)
+    values = np.concatenate([np.ravel(pos), np.ravel(neg)])
+    assert (values == 0).any() and (values > 0).any()
+
+
+def test_ec_mean_term_tends_to_the_re_term_plus_twice_the_margin(rng):
+  """Once every hinge is active (m > pi), psi cancels between the positive and negative
+  term of each pair: L_e(EC) = L_e(RE) + 2 m."""
+  emb, root = jnp.asarray(unit(rng, 6, 8, 16), jnp.float32), jnp.asarray(unit(rng, 16))
+  mean_term = lambda ec: float(losses.total_loss(emb, root, None, 0.0, 1.0, 0.0, ec=ec)[1][
+      "loss_re"])
+  gaps = {m: mean_term((0.3, m)) - mean_term(None) for m in (0.0, 4.0, 10.0)}
+  assert abs(gaps[0.0]) > 0.1  # hinges clamp at m = 0: not the RE term
+  assert gaps[4.0] == pytest.approx(8.0, abs=1e-4)
+  assert gaps[10.0] == pytest.approx(20.0, abs=1e-4)
+
+
+def test_ec_gradients_finite_inside_the_aperture_clip(rng):
+  emb, root = jnp.asarray(unit(rng, 4, 8, 16), jnp.float32), jnp.asarray(unit(rng, 16))
+  # K = 1.5 > many radii ||x - r||: psi is clipped at pi/2 there.
+  loss = lambda e: losses.total_loss(e, root, None, 0.0, 1.0, 1.0, ec=(1.5, 0.1))[0]
+  assert np.all(np.isfinite(jax.grad(loss)(emb)))
+  psi = losses.half_aperture(emb[:, 0], root, 1.5)
+  assert float(psi.max()) == pytest.approx(np.pi / 2, abs=2e-3)

@@ -141,6 +141,9 @@ def test_keys_that_do_not_change_the_computation():
     ("batch_size", -4, r"config.batch_size=-4"),
     ("log_every", 0, r"config.log_every=0"),
     ("keep_checkpoints", 0, r"keep at least 1"),
+    ("tiers", (0, 2, 2), r"config.tiers=\(0, 2, 2\): two or more"),
+    ("tiers", (3,), r"config.tiers"),
+    ("loss", "cone", r"config.loss='cone': use 're' or 'ec'"),
 ])
 def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
                                                                       message):

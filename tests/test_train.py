@@ -112,7 +112,8 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0):
                                         8, 0, length_groups=config.length_groups)
   mesh = sharding.make_mesh(devices)
   tx = train.make_optimizer(config, num_steps)
-  pullback = train.pullback_targets(config, model_config, params, tok, batches, mesh)
+  pullback = train.pullback_targets(config, model_config, params, tok, batches, mesh,
+                                    range(num_steps))
   rng = np.random.default_rng(1)
   params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
   state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
@@ -159,13 +160,16 @@ def test_length_groups_give_the_same_step(tmp_path):
   assert_same_updates(grouped[2], block[2], block[1], config.lr, 2)
 
 
-@pytest.mark.parametrize("pullback_cache", [True, False])
-def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, pullback_cache):
+@pytest.mark.parametrize("options", [
+    dict(pullback_cache=True), dict(pullback_cache=False),
+    dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)])
+def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, options):
   """The step's batching (length groups, the root riding with the first group, the
-  pull-back cache or frozen pass) against the plain computation, one unpadded text at a time."""
+  pull-back cache or frozen pass) and its loss options against the plain computation,
+  one unpadded text at a time."""
   from hierre_jax import embedding, input_pipeline, losses
   from hierre_jax import tokenizer as tokenizer_lib
-  config = tiny_config(tmp_path, pullback_cache=pullback_cache)
+  config = tiny_config(tmp_path, **options)
   model_dir = tiny_model(config, str(tmp_path / "m"))
   step_losses, start, _, step_pullback = run_steps(config, model_dir, jax.devices()[:1], 1,
                                                    perturb=0.01)
@@ -180,8 +184,9 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, pullba
   emb = one_by_one(start, texts).reshape(8, 8, -1)
   root = one_by_one(start, [""])[0]
   emb_orig = one_by_one(frozen, texts).reshape(8, 8, -1)
+  ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
   loss, metrics = losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
-                                    config.lambda_m)
+                                    config.lambda_m, config.tiers, config.negatives, ec)
   assert float(metrics["loss_pullback"]) > 1e-3
   np.testing.assert_allclose(step_pullback[0], metrics["loss_pullback"], rtol=1e-4)
   np.testing.assert_allclose(step_losses[0], loss, rtol=1e-5)
