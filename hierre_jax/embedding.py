@@ -1,4 +1,6 @@
 """Unit-normalised CLIP features of texts and images, in jitted, data-parallel batches."""
+import functools
+
 import jax
 import numpy as np
 import tqdm
@@ -36,6 +38,12 @@ def root_ids(tokenizer, length=2):
                            tokenizer.pad_token_id)
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(make_encoder, config, mesh):
+  """One jitted encoder per (tower, config, mesh): later calls reuse its compilations."""
+  return jax.jit(make_encoder(config), out_shardings=sharding.replicated(mesh))
+
+
 def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
   """Applies jitted `fn` over an iterable of numpy batches -> concatenated numpy.
 
@@ -66,9 +74,8 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, len
     chunk = [ids[i] for i in order[start:start + batch_size]]
     length = tokenizer_lib.bucket_length(max(map(len, chunk)), length_multiple)
     batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
-  encode = jax.jit(text_encoder(config), out_shardings=sharding.replicated(mesh))
-  feats = _run_batched(encode, text_params(params), batches, len(batches), batch_size, mesh,
-                       "texts")
+  feats = _run_batched(_jitted(text_encoder, config, mesh), text_params(params), batches,
+                       len(batches), batch_size, mesh, "texts")
   out = np.empty_like(feats)
   out[order] = feats
   return out
@@ -78,5 +85,5 @@ def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=No
   """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  encode = jax.jit(image_encoder(config), out_shardings=sharding.replicated(mesh))
-  return _run_batched(encode, params, pixel_batches, num_batches, batch_size, mesh, "images")
+  return _run_batched(_jitted(image_encoder, config, mesh), params, pixel_batches, num_batches,
+                      batch_size, mesh, "images")
