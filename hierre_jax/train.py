@@ -134,14 +134,16 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
   frozen = jax.tree.map(np.array, embedding.text_params(params))
   if not config.pullback_cache:
     return jax.device_put(frozen, sharding.replicated(mesh))
-  used = np.unique(np.concatenate([batches.text_indices(s).ravel() for s in steps]))
+  used = np.unique(np.concatenate([np.zeros(0, np.int32)]
+                                  + [batches.text_indices(s).ravel() for s in steps]))
   logging.info("pull-back cache: embedding %d of the %d distinct training texts with the "
                "frozen tower", len(used), len(batches.texts))
-  features = embedding.embed_texts(model_config, frozen, tokenizer,
-                                   [batches.texts[i] for i in used],
-                                   config.eval.text_batch_size, mesh, config.length_multiple)
-  table = np.zeros((len(batches.texts), features.shape[1]), features.dtype)
-  table[used] = features
+  table = np.zeros((len(batches.texts), model_config.projection_dim), np.float32)
+  if len(used):  # none when a finished run is restarted
+    table[used] = embedding.embed_texts(model_config, frozen, tokenizer,
+                                        [batches.texts[i] for i in used],
+                                        config.eval.text_batch_size, mesh,
+                                        config.length_multiple)
   return jax.device_put(table, sharding.replicated(mesh))
 
 
