@@ -33,12 +33,11 @@ def half_aperture(x, root, k):
   return jnp.arcsin(jnp.minimum(ratio, 1.0 - geometry.COS_MARGIN))
 
 
-def ec_terms(emb, root, k, margin, tiers=ALL_TIERS):
-  """Entailment-cone margin terms (SPEC section 6) -> (positive, negative), each [T-1, B]:
-  max(0, ext(p_i, p_i+1) - psi(p_i) + m) and max(0, psi(p_i) - ext(p_i, n_i) + m)."""
-  p, q = re_angles(emb, root, tiers)
-  general = emb[:, list(tiers[:-1])]
-  psi = half_aperture(general, root, k).T
+def ec_terms(p, q, emb, root, k, margin, tiers=ALL_TIERS):
+  """Entailment-cone margin terms (SPEC section 6) from the angles (P, Q) of `re_angles`
+  -> (positive, negative), each [T-1, B]: max(0, ext(p_i, p_i+1) - psi(p_i) + m) and
+  max(0, psi(p_i) - ext(p_i, n_i) + m)."""
+  psi = half_aperture(emb[:, list(tiers[:-1])], root, k).T
   return jax.nn.relu(p - psi + margin), jax.nn.relu(psi - q + margin)
 
 
@@ -73,7 +72,7 @@ def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIER
   place of P and -Q.
   """
   p, q = re_angles(emb, root, tiers)
-  pos, neg = ec_terms(emb, root, *ec, tiers) if ec else (p, -q)
+  pos, neg = ec_terms(p, q, emb, root, *ec, tiers) if ec else (p, -q)
   if not negatives:
     neg = None
   terms = {"loss_re": mean_term(pos, neg), "loss_minimax": minimax_term(pos, neg)}

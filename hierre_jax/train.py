@@ -82,16 +82,12 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     The root (it moves with the weights) rides along with the first group, padded to its
     length: one pass less, and attention is causal, so the padding changes nothing.
     """
-    embs = []
-    for i, g in enumerate(groups):
-      ids = g.reshape(-1, g.shape[-1])
-      if with_root and i == 0:
-        ids = jnp.concatenate([ids, root_ids[:, :g.shape[-1]]])
-      embs.append(encode(params, ids))
-    root = embs[0][-1] if with_root else None
+    flat = [g.reshape(-1, g.shape[-1]) for g in groups]
     if with_root:
-      embs[0] = embs[0][:-1]
-    embs = [e.reshape(*g.shape[:2], -1) for e, g in zip(embs, groups)]
+      flat[0] = jnp.concatenate([flat[0], root_ids[:, :flat[0].shape[-1]]])
+    embs = [encode(params, ids) for ids in flat]
+    root = embs[0][-1] if with_root else None
+    embs = [e[:g.shape[0] * g.shape[1]].reshape(*g.shape[:2], -1) for e, g in zip(embs, groups)]
     return input_pipeline.merge_groups(embs, config.length_groups), root
 
   def loss_fn(params, pullback, batch):
@@ -131,9 +127,9 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
   """
   if not config.lambda_p:
     return None
-  frozen = jax.tree.map(np.array, embedding.text_params(params))
+  frozen = embedding.text_params(params)
   if not config.pullback_cache:
-    return jax.device_put(frozen, sharding.replicated(mesh))
+    return jax.device_put(jax.tree.map(np.array, frozen), sharding.replicated(mesh))
   used = np.unique(np.concatenate([np.zeros(0, np.int32)]
                                   + [batches.text_indices(s).ravel() for s in steps]))
   logging.info("pull-back cache: embedding %d of the %d distinct training texts with the "

@@ -67,12 +67,12 @@ def lookup(config, dotted):
   return config
 
 
-def flatten(tree, prefix=""):
-  """Nested JSON dict -> {'a.b': value}."""
+def flatten(tree, prefix="", sep="."):
+  """Nested dict -> {'<prefix>a.b': value} (`sep` between the levels)."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
+      out.update(flatten(v, f"{prefix}{k}{sep}", sep))
     else:
       out[f"{prefix}{k}"] = v
   return out

@@ -136,7 +136,8 @@ def test_loss_variants_match_numpy(rng, tiers, negatives, ec):
   assert float(metrics["loss_pullback"]) == pytest.approx(lp, abs=1e-6)
   assert float(total) == pytest.approx(10 * lp + le + lm, abs=1e-4)
   if ec:  # the hinge is active for some pairs and clamps others: both paths are exercised
-    pos, neg = losses.ec_terms(f32(emb), f32(root), *ec, tiers)
+    p, q = losses.re_angles(f32(emb), f32(root), tiers)
+    pos, neg = losses.ec_terms(p, q, f32(emb), f32(root), *ec, tiers)
     values = np.concatenate([np.ravel(pos), np.ravel(neg)])
     assert (values == 0).any() and (values > 0).any()
 

@@ -8,3 +8,11 @@ def ranks_of_targets(scores, targets):
   target = scores[np.arange(len(scores)), targets][:, None]
   columns = np.arange(scores.shape[1])[None]
   return ((scores > target) | ((scores == target) & (columns < targets[:, None]))).sum(1)
+
+
+def similarity_ranks(queries, candidates, targets, chunk):
+  """[Q, D] queries, [N, D] candidates, [Q] target candidate -> [Q] rank of each target by
+  similarity (ranks_of_targets), `chunk` queries at a time so memory stays bounded."""
+  return np.concatenate([ranks_of_targets(queries[s:s + chunk] @ candidates.T,
+                                          targets[s:s + chunk])
+                         for s in range(0, len(queries), chunk)])

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from hierre_jax.evaluators.ranking import ranks_of_targets
+from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
 from hierre_jax.input_pipeline import DataError
 
 KS = (1, 5, 10)
@@ -65,9 +65,7 @@ def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024):
 
   Image-to-text: an image's rank is that of its best-ranked caption.
   """
-  t2i = np.concatenate([ranks_of_targets(text_emb[s:s + chunk] @ image_emb.T,
-                                         caption_image[s:s + chunk])
-                        for s in range(0, len(text_emb), chunk)])
+  t2i = similarity_ranks(text_emb, image_emb, caption_image, chunk)
   i2t = np.full(len(image_emb), np.iinfo(np.int64).max)
   for s in range(0, len(image_emb), chunk):
     sims = image_emb[s:s + chunk] @ text_emb.T  # [m, C]

@@ -6,12 +6,12 @@ Table-1-shaped `results.md` with the paper's published rows beside ours.
 import json
 import os
 
+from hierre_jax import train_config
 from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import hyperlex
 from hierre_jax.evaluators import retrieval
 from hierre_jax.evaluators import zero_shot
-from hierre_jax.train_config import ConfigError
 
 NAMES = ("hierarcaps", "hyperlex", "breeds", "coco", "flickr30k", "cifar10", "cifar100")
 
@@ -78,30 +78,19 @@ def from_config(eval_config):
   names = [n.strip() for n in eval_config.suite.split(",") if n.strip()]
   unknown = [n for n in names if n not in IN_RUN]
   if unknown:
-    raise ConfigError(f"config.eval.suite={eval_config.suite!r}: {', '.join(unknown)} cannot "
-                      f"run in training; use any of {', '.join(IN_RUN)} (HierarCaps runs "
-                      "from config.eval.test_csv)")
+    raise train_config.ConfigError(
+        f"config.eval.suite={eval_config.suite!r}: {', '.join(unknown)} cannot run in "
+        f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
   paths.update({k: v for k, v in eval_config.paths.items() if v})
   return build(names, paths, eval_config.allow_missing_images)
-
-
-def flatten(prefix, metrics):
-  """{'a': {'b': 1}} -> {'prefix/a/b': 1}."""
-  out = {}
-  for k, v in metrics.items():
-    if isinstance(v, dict):
-      out.update(flatten(f"{prefix}/{k}", v))
-    else:
-      out[f"{prefix}/{k}"] = v
-  return out
 
 
 def evaluate(embedder, evaluators):
   """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
   out = {}
   for evaluator in evaluators:
-    out.update(flatten(evaluator.name, evaluator.run(embedder)))
+    out.update(train_config.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
   return out
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from hierre_jax.evaluators import prompts
-from hierre_jax.evaluators.ranking import ranks_of_targets
+from hierre_jax.evaluators.ranking import similarity_ranks
 from hierre_jax.input_pipeline import DataError
 
 
@@ -33,9 +33,7 @@ def tfds_images(name, split="test", data_dir=None):
 def top_k_accuracy(image_emb, label_emb, labels, ks=(1, 5), chunk=4096):
   """[M, D] images, [L, D] classes, [M] true class -> {'top{k}': share with the class among
   the k most similar}; equal similarities rank the lower class index first."""
-  ranks = np.concatenate([ranks_of_targets(image_emb[s:s + chunk] @ label_emb.T,
-                                           labels[s:s + chunk])
-                          for s in range(0, len(image_emb), chunk)])
+  ranks = similarity_ranks(image_emb, label_emb, labels, chunk)
   return {f"top{k}": float((ranks < k).mean()) for k in ks}
 
 
