@@ -155,8 +155,8 @@ def main():
                                           length_multiple, length_groups)
     tx = train.make_optimizer(cfg, len(steps))
     start = time.perf_counter()
-    pullback = jax.block_until_ready(
-        train.pullback_targets(cfg, model_config, params, tok, batches, mesh, steps))
+    pullback = jax.block_until_ready({"pullback": train.pullback_targets(
+        cfg, model_config, params, tok, batches, mesh, steps), "images": None})
     cache_seconds = time.perf_counter() - start if pullback_cache else 0.0
     state, state_sharding = train.create_train_state(params, tx, mesh)
     step = train.make_train_step(model_config, cfg, tx, embedding.root_ids(tok, 77), mesh,

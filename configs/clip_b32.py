@@ -38,8 +38,17 @@ def get_config():
   # in the step, but enter no term).
   config.tiers = (0, 1, 2, 3)
   config.negatives = True  # False: the Q terms removed from L_e and L_m
-  config.loss = "re"  # "ec": entailment-cone margin terms in place of P and -Q
+  # "ec": entailment-cone margin terms in place of P and -Q; "clip": CLIP's contrastive loss
+  # between each row's image (frozen image tower) and one positive text drawn per row.
+  config.loss = "re"
   config.ec_k, config.ec_margin = 0.1, 0.1  # loss="ec" only: psi's K and the margin m
+  config.train_images_dir = ""  # loss="clip" only: the folder of train_csv's images
+  # The root: "empty_string" (the text tower's own, moving with it), or fixed at "mean" (of
+  # the pretrained features of every training text), "origin" or "pretrained" (the
+  # pretrained empty string). A root other than "empty_string" is saved with the
+  # checkpoints and as re_root.json beside the export; evaluations use it.
+  config.root = "empty_string"
+  config.trainable = "text_tower"  # or "root": towers frozen, config.root's root trained
   # Pull-back targets: the frozen tower's features of every distinct training text, computed
   # once before training (U * P * 4 bytes per device; 174 MB for HierarCaps at P=512) instead
   # of a frozen forward pass at every step. False: recompute them in every step.

@@ -3,7 +3,8 @@
 `load_clip(path_or_hub_id)` reads a `CLIPModel` directory (config.json plus
 model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
 returns `(ClipConfig, params)`. `export_clip(...)` writes a directory that
-`transformers.CLIPModel.from_pretrained` loads. Safetensors need no torch.
+`transformers.CLIPModel.from_pretrained` loads (and `ROOT_FILE` for a model trained with
+its own root). Safetensors need no torch.
 """
 import dataclasses
 import difflib
@@ -21,6 +22,11 @@ from hierre_jax import models
 
 # Non-persistent buffers some checkpoints carry; they hold no weights.
 IGNORED_KEYS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
+# The RE root of a model whose root is not its own empty-string embedding (a fixed or a
+# trained root, SPEC section 6), beside the Hugging Face files: {"root": [P floats]}.
+ROOT_FILE = "re_root.json"
+ROOT_ABOUT = ("hierre_jax: the RE root of this model (the point genericness is measured "
+              "from); use it in place of the embedding of the empty string")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "preprocessor_config.json")
 
@@ -202,8 +208,16 @@ def load_clip(path_or_id, scan_layers=True):
 
 
 def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
-  """Writes config.json + model.safetensors (+ tokenizer files of `tokenizer_dir`)."""
+  """Writes config.json + model.safetensors (+ tokenizer files of `tokenizer_dir`).
+
+  A `params["root"]` (an RE root that is not the model's own empty-string embedding: a
+  fixed or a trained root) goes to `ROOT_FILE` beside them; without one, a stale
+  `ROOT_FILE` there is removed.
+  """
+  params = dict(params)
+  root = params.pop("root", None)
   os.makedirs(out_dir, exist_ok=True)
+  write_root(out_dir, root)
   hf_config.architectures = ["CLIPModel"]
   hf_config.save_pretrained(out_dir)
   weights = os.path.join(out_dir, "model.safetensors")
@@ -213,6 +227,34 @@ def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
   os.chmod(weights, 0o666 & ~umask)
   copy_tokenizer_files(tokenizer_dir, out_dir)
   return out_dir
+
+
+def write_root(model_dir, root):
+  """Writes [P] `root` to model_dir/ROOT_FILE (None: removes that file)."""
+  path = os.path.join(model_dir, ROOT_FILE)
+  if root is None:
+    if os.path.exists(path):
+      os.remove(path)
+    return
+  with open(path, "w") as f:
+    json.dump({"about": ROOT_ABOUT, "root": [float(x) for x in np.asarray(root)]}, f)
+
+
+def read_root(model_dir, dim):
+  """-> the [dim] float32 root of model_dir/ROOT_FILE, or None where there is no such file."""
+  path = os.path.join(model_dir, ROOT_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      root = np.asarray(json.load(f)["root"], np.float32)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path}: not a root file ({type(e).__name__}: {e}); expected "
+                     '{"root": [numbers]}') from e
+  if root.shape != (dim,) or not np.all(np.isfinite(root)):
+    raise ValueError(f"{path}: the root must be {dim} finite numbers (the model's "
+                     f"projection_dim); it has shape {root.shape}")
+  return root
 
 
 def copy_tokenizer_files(src_dir, out_dir):

@@ -27,10 +27,14 @@ def load_model(path):
   """-> (ClipConfig, params, dir with config and tokenizer files, checkpoint step or None).
 
   Train workdirs use the newest orbax checkpoint that verifies, and workdir/model_info;
-  anything else is a Hugging Face directory or hub id.
+  anything else is a Hugging Face directory or hub id. A model with its own RE root (a
+  checkpoint's params["root"], a directory's checkpoints.ROOT_FILE) has it in
+  params["root"].
   """
   if not is_train_workdir(path):
-    return (*checkpoints.load_clip(path), None)
+    config, params, model_dir = checkpoints.load_clip(path)
+    root = checkpoints.read_root(model_dir, config.projection_dim)
+    return config, params if root is None else {**params, "root": root}, model_dir, None
   ckpts = run_checkpoints.RunCheckpoints(os.path.join(path, "checkpoints"), read_only=True)
   params, step = ckpts.restore_latest_params()
   ckpts.close()
@@ -78,6 +82,9 @@ def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius=
 class Embedder:
   """Embeds texts (with the root) and images with one model's parameters.
 
+  The root is `params["root"]` where the model has its own (see `load_model`), else the
+  embedding of the empty string.
+
   `mesh`: the devices to split batches over; default this process's devices. Inside a
   multi-process run pass the global mesh: every process then calls the same methods.
   """
@@ -86,6 +93,10 @@ class Embedder:
                length_multiple=8, mesh=None):
     self.mesh = mesh or sharding.make_mesh(jax.local_devices())
     self.config, self.model_dir = config, model_dir
+    params = dict(params)
+    self.root = params.pop("root", None)
+    if self.root is not None:
+      self.root = np.asarray(self.root, np.float32)
     self.params = jax.device_put(params, sharding.replicated(self.mesh))
     self.tokenizer = tokenizer_lib.load_tokenizer(model_dir)
     self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
@@ -105,10 +116,12 @@ class Embedder:
     return embedder
 
   def texts(self, texts):
-    """-> ([N, P] unit text features, [P] root = feature of the empty string)."""
-    feats = embedding.embed_texts(self.config, self.params, self.tokenizer, list(texts) + [""],
-                                  self.text_batch_size, self.mesh, self.length_multiple)
-    return feats[:-1], feats[-1]
+    """-> ([N, P] unit text features, [P] root: the model's own or the empty string's)."""
+    texts = list(texts) + ([""] if self.root is None else [])
+    feats = (embedding.embed_texts(self.config, self.params, self.tokenizer, texts,
+                                   self.text_batch_size, self.mesh, self.length_multiple)
+             if texts else np.zeros((0, self.config.projection_dim), np.float32))
+    return (feats[:-1], feats[-1]) if self.root is None else (feats, self.root)
 
   def images(self, images):
     """Image paths or PIL images -> [N, P] unit features.

@@ -128,6 +128,20 @@ def read_hierarchies(path, skip_bad_rows=False):
   return out
 
 
+def image_paths(data: Hierarchies, images_dir, source):
+  """-> the path of every row's image under `images_dir`; DataError naming the first missing
+  image (and its row of `source`) and how many distinct images are missing."""
+  missing = {}
+  for row, name in enumerate(data.images, start=1):
+    if name not in missing and not os.path.exists(os.path.join(images_dir, name)):
+      missing[name] = row
+  if missing:
+    name, row = next(iter(missing.items()))
+    raise DataError(f"{images_dir}: {len(missing)} of the {len(set(data.images))} images of "
+                    f"{source} are missing; the first is {name} (row {row} of the rows read)")
+  return [os.path.join(images_dir, name) for name in data.images]
+
+
 def group_columns(length_groups):
   """Tier groups (0-based tiers) -> the row columns (p_t at t, n_t at 4 + t) of each group."""
   tiers = sorted(t for group in length_groups for t in group)
@@ -159,6 +173,10 @@ class TrainBatches:
     self.texts = list(dict.fromkeys(t for row in texts for t in row))
     where = {t: i for i, t in enumerate(self.texts)}
     self.text_index = np.array([[where[t] for t in row] for row in texts], np.int32)
+    # Distinct image names and each row's index among them (the contrastive ablation).
+    self.images = list(dict.fromkeys(data.images))
+    where = {name: i for i, name in enumerate(self.images)}
+    self.image_index = np.array([where[name] for name in data.images], np.int32)
     flat = tokenizer_lib.tokenize(tokenizer, [t for row in texts for t in row])
     self.lengths = np.array([len(ids) for ids in flat], np.int32).reshape(-1, 2 * NUM_TIERS)
     self.ids = tokenizer_lib.pad(flat, tokenizer_lib.MAX_LENGTH, tokenizer.pad_token_id)
@@ -187,10 +205,20 @@ class TrainBatches:
       out.append(ids[:, cols, :length])
     return tuple(out)
 
-
   def text_indices(self, step):
     """-> [batch_size, 8] int32 index of the rows' texts (p1..p4, n1..n4) in `texts`."""
     return self.text_index[self.row_indices(step)]
+
+  def contrastive_batch(self, step, tiers=(0, 1, 2, 3)):
+    """One positive text per row, drawn from `tiers` (0-based) afresh at every step, for
+    CLIP's contrastive objective -> ([B, L] ids, L the longest rounded up to
+    `length_multiple`; [B, 1] their index in `texts`; [B] the row's index in `images`)."""
+    rows = self.row_indices(step)
+    drawn = np.random.default_rng([self.seed, step, 1]).choice(np.asarray(tiers), len(rows))
+    length = tokenizer_lib.bucket_length(int(self.lengths[rows, drawn].max()),
+                                         self.length_multiple)
+    return (self.ids[rows, drawn, :length], self.text_index[rows, drawn][:, None],
+            self.image_index[rows])
 
 
 def merge_groups(per_group, length_groups):

@@ -1,4 +1,5 @@
-"""The RE training objective (SPEC section 3) and its ablations (SPEC section 6).
+"""The RE training objective (SPEC section 3) and its ablations (SPEC section 6), among
+them CLIP's own contrastive objective.
 
 Embeddings of a batch come as [B, 8, D]: positives p1..p4 then negatives n1..n4,
 unit-normalised, general to specific. `tiers` (0-based) picks the chain a row trains
@@ -60,6 +61,16 @@ def minimax_term(pos, neg=None):
 def pullback_loss(emb, emb_orig):
   """L_p = (1 - mean <e_ft, e_orig>) / 2 over all texts: [..., D] x2 -> scalar."""
   return (1.0 - jnp.mean(jnp.sum(emb * emb_orig, axis=-1))) / 2.0
+
+
+def clip_contrastive(text, image, logit_scale):
+  """CLIP's symmetric contrastive loss: [B, D] unit text and image features of B pairs,
+  scalar log-scale -> mean of the text->image and image->text cross-entropies of
+  exp(logit_scale) * <t_i, v_j> with the pair's own partner as the target."""
+  logits = jnp.exp(logit_scale) * text @ image.T
+  diagonal = jnp.diagonal(logits)
+  return (jnp.mean(jax.nn.logsumexp(logits, axis=1) - diagonal)
+          + jnp.mean(jax.nn.logsumexp(logits, axis=0) - diagonal)) / 2.0
 
 
 def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIERS,

@@ -37,8 +37,9 @@ from hierre_jax import tokenizer as tokenizer_lib
 from hierre_jax import train_config
 from hierre_jax.evaluators import suite
 
-# Top-level parameter groups the optimizer updates; everything else stays bit-identical.
-TRAINABLE = ("text_model", "text_projection")
+# The parameter groups the optimizer updates (config.trainable); everything else stays
+# bit-identical. "root": a free root vector params["root"], towers frozen (SPEC section 6).
+TRAINABLE = {"text_tower": ("text_model", "text_projection"), "root": ("root",)}
 
 
 @flax.struct.dataclass
@@ -49,7 +50,7 @@ class TrainState:
 
 
 def make_optimizer(config, total_steps):
-  """AdamW on the text tower and text projection; zero updates for the rest (optax masking)."""
+  """AdamW on TRAINABLE[config.trainable]; zero updates for the rest (optax masking)."""
   if config.schedule == "constant":
     lr = config.lr
   elif config.schedule == "warmup_cosine":
@@ -61,20 +62,37 @@ def make_optimizer(config, total_steps):
                       weight_decay=config.weight_decay)
   if config.grad_clip_norm:
     adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-  labels = lambda params: {k: ("train" if k in TRAINABLE else "freeze") for k in params}
+  trained = TRAINABLE[config.trainable]
+  labels = lambda params: {k: ("train" if k in trained else "freeze") for k in params}
   return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
 
 
-def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
-  """-> jitted fn(state, pullback, (per-group ids, text index)) -> (state, metrics).
+def pulls_back(config):
+  """Whether the loss has the pull-back term L_p (never when only the root trains: the
+  frozen tower's features are then the pretrained ones)."""
+  return bool(config.lambda_p) and config.trainable == "text_tower"
 
-  root_ids: [1, 77] ids of the empty string, padded (`embedding.root_ids(tokenizer, 77)`).
-  The ids come as `TrainBatches.batch` gives them (one [B, n_g, L_g] array per group),
-  the [B, 8] text index as `TrainBatches.text_indices`. `pullback` is what
-  `pullback_targets` returns: None, the frozen text params, or the frozen features of
-  every training text (config.pullback_cache), looked up by the text index.
+
+def host_batch(config, batches, step):
+  """The step's inputs from `TrainBatches`: (per-group ids, [B, 8] text index), or for
+  config.loss == "clip" `batches.contrastive_batch(step, config.tiers)`."""
+  if config.loss == "clip":
+    return batches.contrastive_batch(step, tuple(config.tiers))
+  return batches.batch(step), batches.text_indices(step)
+
+
+def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
+  """-> jitted fn(state, tables, batch) -> (state, metrics), batch as `host_batch` gives it.
+
+  root_ids: [1, 77] ids of the empty string, padded (`embedding.root_ids(tokenizer, 77)`),
+  the root unless params hold their own params["root"] (config.root). `tables` is what
+  `step_tables` returns: "pullback" (None, the frozen text params, or the frozen features
+  of every training text looked up by the text index) and "images" (config.loss ==
+  "clip": the frozen features of every training image, looked up by the image index).
   """
   encode = embedding.text_encoder(model_config, config.remat)
+  trained = TRAINABLE[config.trainable]
+  lambda_p = config.lambda_p if pulls_back(config) else 0.0
 
   def embed_rows(params, groups, with_root=False):
     """Per length group [B, n_g, L_g] ids -> [B, 8, D] (and the [D] root with_root).
@@ -90,23 +108,44 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     embs = [e[:g.shape[0] * g.shape[1]].reshape(*g.shape[:2], -1) for e, g in zip(embs, groups)]
     return input_pipeline.merge_groups(embs, config.length_groups), root
 
-  def loss_fn(params, pullback, batch):
+  def hierarchy_loss(params, tables, batch):
+    """The RE loss or its ablations (SPEC sections 3 and 6) on whole rows."""
     groups, text_index = batch
-    emb, root = embed_rows(params, groups, with_root=True)
+    emb, root = embed_rows(params, groups, with_root="root" not in params)
+    if "root" in params:
+      root = params["root"]
+    if config.trainable == "root":
+      emb = jax.lax.stop_gradient(emb)  # frozen towers: no backward pass through them
     emb_orig = None
-    if config.lambda_p:
-      emb_orig = (pullback[text_index] if config.pullback_cache
-                  else embed_rows(pullback, groups)[0])
+    if lambda_p:
+      emb_orig = (tables["pullback"][text_index] if config.pullback_cache
+                  else embed_rows(tables["pullback"], groups)[0])
     ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
-    return losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
+    return losses.total_loss(emb, root, emb_orig, lambda_p, config.lambda_e,
                              config.lambda_m, tuple(config.tiers), config.negatives, ec)
 
-  def step(state, pullback, batch):
+  def contrastive_loss(params, tables, batch):
+    """CLIP's objective between each row's image and one of its positive texts (+ L_p)."""
+    ids, text_index, image_index = batch
+    text = encode(params, ids)
+    loss = losses.clip_contrastive(text, tables["images"][image_index],
+                                   jax.lax.stop_gradient(params["logit_scale"]))
+    metrics = {"loss_clip": loss}
+    if lambda_p:
+      orig = (tables["pullback"][text_index[:, 0]] if config.pullback_cache
+              else encode(tables["pullback"], ids))
+      metrics["loss_pullback"] = losses.pullback_loss(text, jax.lax.stop_gradient(orig))
+      loss = loss + lambda_p * metrics["loss_pullback"]
+    return loss, dict(metrics, loss=loss)
+
+  loss_fn = contrastive_loss if config.loss == "clip" else hierarchy_loss
+
+  def step(state, tables, batch):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, pullback, batch)
+    (_, metrics), grads = grad_fn(state.params, tables, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in TRAINABLE})
+    metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in trained})
     return TrainState(state.step + 1, params, opt_state), metrics
 
   replicated = sharding.replicated(mesh)
@@ -118,14 +157,14 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
 def pullback_targets(config, model_config, params, tokenizer, batches, mesh, steps):
   """What the train step needs for the pull-back term L_p (SPEC section 3) in `steps`.
 
-  None when lambda_p is 0. With config.pullback_cache: a [U, P] table over the U
+  None without the term (`pulls_back`). With config.pullback_cache: a [U, P] table over the U
   distinct training texts holding the frozen tower's features of the texts that `steps`
   use (all of them from one epoch on), computed once here instead of a frozen forward
   pass at every step; U * P * 4 bytes on every device (174 MB for the 85K HierarCaps
   texts at P=512). Else the frozen text params, a separate copy (the donated train
   state must not share buffers with them).
   """
-  if not config.lambda_p:
+  if not pulls_back(config):
     return None
   frozen = embedding.text_params(params)
   if not config.pullback_cache:
@@ -141,6 +180,41 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
                                         config.eval.text_batch_size, mesh,
                                         config.length_multiple)
   return jax.device_put(table, sharding.replicated(mesh))
+
+
+def step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh, steps):
+  """The step's constant inputs: {"pullback": `pullback_targets`, "images": None, or for
+  config.loss == "clip" the [I, P] features of `batches.images` (files under
+  config.train_images_dir) by the frozen image tower}."""
+  images = None
+  if config.loss == "clip":
+    embedder = evaluation.Embedder(model_config, params, model_dir, mesh=mesh,
+                                   image_batch_size=config.eval.image_batch_size)
+    paths = [os.path.join(config.train_images_dir, name) for name in batches.images]
+    images = jax.device_put(embedder.images(paths), sharding.replicated(mesh))
+  return {"pullback": pullback_targets(config, model_config, params, tokenizer, batches, mesh,
+                                       steps), "images": images}
+
+
+def initial_root(config, model_config, params, tokenizer, batches, mesh):
+  """[P] root of config.root (SPEC section 6) from the pretrained `params`; None for
+  "empty_string" (the tower's own, recomputed at every step).
+
+  "mean": the normalised mean of the pretrained features of every text of every training
+  row (positives and negatives, all tiers; a text counted as often as it occurs);
+  "origin": zeros; "pretrained": the pretrained feature of the empty string.
+  """
+  if config.root == "empty_string":
+    return None
+  if config.root == "origin":
+    return np.zeros(model_config.projection_dim, np.float32)
+  texts = [""] if config.root == "pretrained" else batches.texts
+  feats = embedding.embed_texts(model_config, embedding.text_params(params), tokenizer, texts,
+                                config.eval.text_batch_size, mesh, config.length_multiple)
+  if config.root == "pretrained":
+    return feats[0]
+  mean = np.bincount(batches.text_index.ravel(), minlength=len(texts)) @ feats.astype(np.float64)
+  return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
 def create_train_state(params, tx, mesh):
@@ -228,6 +302,8 @@ def train_and_export(config, allow_config_change=False):
   apply_runtime_options(config)
   is_main = jax.process_index() == 0  # one process writes files; every process computes
   data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  if config.loss == "clip":  # every training image must be there before anything is written
+    input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
   evaluators = suite.from_config(config.eval)  # reads their files: a bad path fails here
   evaluating = bool(config.eval.test_csv or evaluators)
   for row, reason in data.skipped[:5]:
@@ -262,16 +338,23 @@ def train_and_export(config, allow_config_change=False):
                batches.rows_left_out_per_epoch, total_steps)
 
   tx = make_optimizer(config, total_steps)
-  state, state_sharding = create_train_state(params, tx, mesh)
+  # A root of its own (config.root) is a parameter: checkpointed, exported, evaluated with.
+  with_root = config.root != "empty_string"
+  placeholder = {"root": np.zeros(model_config.projection_dim, np.float32)} if with_root else {}
+  state, state_sharding = create_train_state({**params, **placeholder}, tx, mesh)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
     restored, restored_step = manager.restore_latest(abstract)
     if restored is not None:
       state = restored
       logging.info("resumed from step %d", restored_step)
+    elif with_root:
+      root = initial_root(config, model_config, params, tokenizer, batches, mesh)
+      state = state.replace(params={**state.params, "root": jax.device_put(
+          root, state_sharding.params["root"])})
     start = int(state.step)
-    pullback = pullback_targets(config, model_config, params, tokenizer, batches, mesh,
-                                range(start, total_steps))
+    tables = step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh,
+                         range(start, total_steps))
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
     train_step = make_train_step(model_config, config, tx,
@@ -285,14 +368,13 @@ def train_and_export(config, allow_config_change=False):
     pending, compiled_shapes = [], set()
     for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
                             disable=not is_main):
-      ids = batches.batch(step)
-      shapes = tuple(g.shape for g in ids)
+      inputs = host_batch(config, batches, step)
+      shapes = tuple(x.shape for x in jax.tree.leaves(inputs))
       if shapes not in compiled_shapes and is_main:
         compiled_shapes.add(shapes)
-        tqdm.tqdm.write(f"step {step}: compiling the train step for text shapes {shapes} "
+        tqdm.tqdm.write(f"step {step}: compiling the train step for input shapes {shapes} "
                         "(first call of a new shape)")
-      batch = sharding.put_global_batch((ids, batches.text_indices(step)), mesh)
-      state, metrics = train_step(state, pullback, batch)
+      state, metrics = train_step(state, tables, sharding.put_global_batch(inputs, mesh))
       pending.append(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == total_steps:

@@ -22,7 +22,14 @@ NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
 # without the key is read with this value (a run of unrolled layers resumes only with
 # scan_layers=False: its checkpoints hold that layout).
 ADDED_KEYS = {"scan_layers": False, "pullback_cache": False, "tiers": [0, 1, 2, 3],
-              "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1}
+              "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1,
+              "root": "empty_string", "trainable": "text_tower", "train_images_dir": ""}
+
+# config.root: the tower's own empty-string embedding (moves with the weights), or a fixed
+# root (SPEC section 6); config.trainable: what the optimizer updates.
+ROOT_MODES = ("empty_string", "mean", "origin", "pretrained")
+TRAINABLE = ("text_tower", "root")
+LOSSES = ("re", "ec", "clip")
 
 
 class ConfigError(ValueError):
@@ -49,8 +56,17 @@ def validate(config):
   if len(tiers) < 2 or tiers != tuple(sorted(set(tiers))) or not set(tiers) <= {0, 1, 2, 3}:
     raise ConfigError(f"config.tiers={config.tiers!r}: two or more of the tiers 0, 1, 2, 3 "
                       "(0-based), increasing")
-  if config.loss not in ("re", "ec"):
-    raise ConfigError(f"config.loss={config.loss!r}: use 're' or 'ec'")
+  for key, allowed in (("root", ROOT_MODES), ("trainable", TRAINABLE), ("loss", LOSSES)):
+    if config[key] not in allowed:
+      raise ConfigError(f"config.{key}={config[key]!r}: use one of {allowed}")
+  if config.trainable == "root" and (config.root == "empty_string" or config.loss == "clip"):
+    raise ConfigError(
+        f"config.trainable='root' with config.root={config.root!r}, config.loss="
+        f"{config.loss!r}: a trained root starts from a fixed one (root='pretrained' for the "
+        "paper's row) and only the RE or EC loss depends on it")
+  if config.loss == "clip" and not config.train_images_dir:
+    raise ConfigError("config.loss='clip' needs config.train_images_dir: the folder of the "
+                      "training rows' images (image_url file names)")
   if config.loss == "ec" and (config.ec_k <= 0 or config.ec_margin < 0):
     raise ConfigError(f"config.ec_k={config.ec_k}, config.ec_margin={config.ec_margin}: "
                       "K must be > 0 and the margin >= 0")

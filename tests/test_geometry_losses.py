@@ -161,3 +161,17 @@ def test_ec_gradients_finite_inside_the_aperture_clip(rng):
   assert np.all(np.isfinite(jax.grad(loss)(emb)))
   psi = losses.half_aperture(emb[:, 0], root, 1.5)
   assert float(psi.max()) == pytest.approx(np.pi / 2, abs=2e-3)
+
+
+def test_clip_contrastive_matches_numpy(rng):
+  text, image, scale = unit(rng, 5, 16), unit(rng, 5, 16), 2.3
+  logits = np.exp(scale) * text @ image.T
+  log_softmax = lambda z, axis: z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+  targets = np.arange(5)
+  want = -(log_softmax(logits, 1)[targets, targets].mean()
+           + log_softmax(logits, 0)[targets, targets].mean()) / 2
+  got = losses.clip_contrastive(jnp.asarray(text, jnp.float32), jnp.asarray(image, jnp.float32),
+                                jnp.float32(scale))
+  assert float(got) == pytest.approx(want, rel=1e-5)
+  # Matched pairs (image = its own text) score lower than shuffled ones.
+  assert float(losses.clip_contrastive(text, text, scale)) < float(got)

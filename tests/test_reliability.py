@@ -143,7 +143,10 @@ def test_keys_that_do_not_change_the_computation():
     ("keep_checkpoints", 0, r"keep at least 1"),
     ("tiers", (0, 2, 2), r"config.tiers=\(0, 2, 2\): two or more"),
     ("tiers", (3,), r"config.tiers"),
-    ("loss", "cone", r"config.loss='cone': use 're' or 'ec'"),
+    ("loss", "cone", r"config.loss='cone': use one of \('re', 'ec', 'clip'\)"),
+    ("loss", "clip", r"config.loss='clip' needs config.train_images_dir"),
+    ("root", "median", r"config.root='median': use one of"),
+    ("trainable", "root", r"config.trainable='root' with config.root='empty_string'"),
 ])
 def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
                                                                       message):

@@ -35,7 +35,7 @@ def test_only_text_tower_and_projection_change(tmp_path):
   final = jax.device_get(state.params)
   for key in FROZEN:
     jax.tree.map(np.testing.assert_array_equal, final[key], initial[key])
-  for key in train.TRAINABLE:
+  for key in train.TRAINABLE["text_tower"]:
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
                                            final[key], initial[key]))
     assert all(changed), key  # every text-tower leaf moved
@@ -100,10 +100,11 @@ def test_in_run_suite_missing_file_fails_before_anything_is_written(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def run_steps(config, model_dir, devices, num_steps, perturb=0.0):
+def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=False):
   """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final
   params, pull-back losses). `perturb` > 0 starts training from the checkpoint plus that much
-  noise, so the pull-back term starts away from its minimum."""
+  noise, so the pull-back term starts away from its minimum; `same_batch`: every step on
+  the batch of step 0."""
   from hierre_jax import embedding, input_pipeline, sharding
   from hierre_jax import tokenizer as tokenizer_lib
   model_config, params, _ = checkpoints.load_clip(model_dir)
@@ -112,17 +113,20 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0):
                                         8, 0, length_groups=config.length_groups)
   mesh = sharding.make_mesh(devices)
   tx = train.make_optimizer(config, num_steps)
-  pullback = train.pullback_targets(config, model_config, params, tok, batches, mesh,
-                                    range(num_steps))
+  tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
+                             range(num_steps))
+  root = train.initial_root(config, model_config, params, tok, batches, mesh)
   rng = np.random.default_rng(1)
   params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
+  if root is not None:
+    params["root"] = root
   state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
   step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
                                state_sharding)
   losses, pullback_losses = [], []
   for s in range(num_steps):
-    batch = sharding.put_global_batch((batches.batch(s), batches.text_indices(s)), mesh)
-    state, metrics = step(state, pullback, batch)
+    batch = train.host_batch(config, batches, 0 if same_batch else s)
+    state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
     pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
   kernel = state.params["text_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"]

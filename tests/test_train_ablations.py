@@ -1,0 +1,132 @@
+"""Training ablations (SPEC section 6): fixed roots, the root trained alone (each travelling
+with the model to every evaluation), and CLIP's contrastive objective on training images."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from hierre_jax import checkpoints, embedding, evaluation, input_pipeline, losses, train
+from hierre_jax import tokenizer as tokenizer_lib
+from test_train import FROZEN, run_steps, tiny_config, tiny_model
+
+
+def encode_one_by_one(model_dir, params, texts):
+  """Unpadded, one text at a time: [N, P]."""
+  model_config, _, _ = checkpoints.load_clip(model_dir)
+  tok = tokenizer_lib.load_tokenizer(model_dir)
+  encode = jax.jit(embedding.text_encoder(model_config))
+  return np.stack([encode(params, np.asarray(tokenizer_lib.tokenize(tok, [t]), np.int32))[0]
+                   for t in texts])
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("mode", ["mean", "origin", "pretrained"])
+def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode):
+  config = tiny_config(tmp_path, total_steps=3, root=mode)
+  state = train.train_and_export(config)
+  random_init = os.path.join(config.workdir, "random_init")
+  _, initial, _ = checkpoints.load_clip(random_init)
+  data = input_pipeline.read_hierarchies(config.train_csv)
+  if mode == "mean":  # every text of every row, repeats counted
+    texts = [t for p, n in zip(data.positives, data.negatives) for t in p + n]
+    mean = encode_one_by_one(random_init, initial, texts).astype(np.float64).mean(0)
+    want = mean / np.linalg.norm(mean)
+  elif mode == "origin":
+    want = np.zeros(config.random_init.projection_dim)
+  else:
+    want = encode_one_by_one(random_init, initial, [""])[0]
+  final = jax.device_get(state.params)
+  np.testing.assert_allclose(final["root"], want, atol=1e-6, rtol=0)
+  # The text tower trained; the root did not move from its start.
+  assert not np.array_equal(final["text_projection"]["kernel"],
+                            initial["text_projection"]["kernel"])
+  from_checkpoint = evaluation.Embedder.from_path(config.workdir)
+  from_export = evaluation.Embedder.from_path(os.path.join(config.workdir, "hf_export"))
+  stored = json.load(open(os.path.join(config.workdir, "hf_export", checkpoints.ROOT_FILE)))
+  np.testing.assert_array_equal(np.float32(stored["root"]), final["root"])
+  for embedder in (from_checkpoint, from_export):
+    feats, root = embedder.texts(["a dog"])
+    np.testing.assert_array_equal(root, final["root"])
+    assert feats.shape == (1, config.random_init.projection_dim)
+    assert embedder.texts([])[0].shape == (0, config.random_init.projection_dim)
+  # The suite's evaluators see the stored root, not the empty string's embedding.
+  empty = from_export.texts([""])[0][0]
+  assert not np.allclose(empty, final["root"])
+
+
+def test_export_without_a_root_removes_a_stale_root_file(tmp_path):
+  config = tiny_config(tmp_path)
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  _, params, _ = checkpoints.load_clip(model_dir)
+  hf_config = checkpoints.load_hf_config(model_dir)
+  out = str(tmp_path / "export")
+  checkpoints.export_clip({**params, "root": np.ones(16, np.float32)}, hf_config, out, model_dir)
+  assert evaluation.Embedder.from_path(out).texts([])[1].tolist() == [1.0] * 16
+  checkpoints.export_clip(params, hf_config, out, model_dir)
+  assert not os.path.exists(os.path.join(out, checkpoints.ROOT_FILE))
+  with open(os.path.join(out, checkpoints.ROOT_FILE), "w") as f:
+    json.dump({"root": [1.0, 2.0]}, f)
+  with pytest.raises(ValueError, match=r"re_root.json: the root must be 16 finite numbers"):
+    evaluation.load_model(out)
+
+
+def test_root_only_training_changes_nothing_but_the_root(tmp_path):
+  config = tiny_config(tmp_path, lr=1e-2, root="pretrained", trainable="root")
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  step_losses, start, final, _ = run_steps(config, model_dir, jax.devices()[:1], 4,
+                                           same_batch=True)
+  start_root = encode_one_by_one(model_dir, start, [""])[0]
+  np.testing.assert_allclose(start["root"], start_root, atol=1e-6, rtol=0)
+  assert np.abs(final["root"] - start["root"]).max() > 1e-3
+  assert_trees_equal({k: v for k, v in final.items() if k != "root"},
+                     {k: v for k, v in start.items() if k != "root"})
+  assert step_losses[-1] < step_losses[0]  # the root alone lowers the loss of a fixed batch
+
+
+def write_images(folder, names, size=32, seed=0):
+  """Distinct random RGB images under `folder`."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(folder, exist_ok=True)
+  for name in names:
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(
+        os.path.join(folder, name))
+
+
+def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path):
+  config = tiny_config(tmp_path, loss="clip", lr=3e-3, train_images_dir=str(tmp_path / "img"))
+  data = input_pipeline.read_hierarchies(config.train_csv)
+  write_images(config.train_images_dir, sorted(set(data.images)))
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  step_losses, start, final, _ = run_steps(config, model_dir, jax.devices()[:1], 6,
+                                           same_batch=True)
+  # Step 0's loss from its definition: the rows of step 0, the text drawn for each, the
+  # image of each by the frozen image tower, the checkpoint's logit scale.
+  tok = tokenizer_lib.load_tokenizer(model_dir)
+  batches = input_pipeline.TrainBatches(data, tok, 8, 0)
+  rows = batches.row_indices(0)
+  drawn = np.random.default_rng([0, 0, 1]).choice(np.arange(4), 8)
+  text = encode_one_by_one(model_dir, start, [data.positives[r][t] for r, t in zip(rows, drawn)])
+  embedder = evaluation.Embedder.from_path(model_dir)
+  image = embedder.images([os.path.join(config.train_images_dir, data.images[r]) for r in rows])
+  want = losses.clip_contrastive(text, image, start["logit_scale"])
+  assert step_losses[0] == pytest.approx(float(want), rel=1e-5)  # L_p is 0 at the start
+  assert step_losses[-1] < step_losses[0] - 0.05
+  for key in FROZEN:
+    assert_trees_equal(final[key], start[key])
+
+
+def test_contrastive_training_names_the_first_missing_image(tmp_path):
+  config = tiny_config(tmp_path / "w", loss="clip", train_images_dir=str(tmp_path / "img"))
+  names = sorted(set(input_pipeline.read_hierarchies(config.train_csv).images))
+  write_images(config.train_images_dir, names[2:])
+  with pytest.raises(input_pipeline.DataError,
+                     match=r"img: 2 of the 24 images of .*hierarcaps_sample.csv are missing; "
+                           r"the first is \S+\.jpg \(row \d+"):
+    train.train_and_export(config)
+  assert not (tmp_path / "w").exists()
