@@ -31,14 +31,7 @@ flags.DEFINE_enum("mode", "suite", ["suite", "qualitative"], "What to run.")
 flags.DEFINE_list("evals", ["hierarcaps"], f"Suite evaluations, any of {', '.join(suite.NAMES)}.")
 flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
                          f"--evals: use names of {', '.join(suite.NAMES)}")
-flags.DEFINE_string("data_dir", "../shared", "Data root laid out like the project's ../shared.")
-for _key, _path in suite.default_paths("<data_dir>").items():
-  flags.DEFINE_string(_key, "", f"Default: {_path}.")
-flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory for CIFAR "
-                    "(default: tfds' own, ~/tensorflow_datasets).")
-flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
-                  "when the directory holds only part of the annotations' images (the result "
-                  "records how many were used).")
+suite.define_data_flags()
 flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
                   "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
 flags.DEFINE_enum("reference", "", ["", *suite.PUBLISHED], "Add the paper's published rows of "
@@ -75,12 +68,6 @@ def output_dir(models):
                        os.path.normpath(models[0]).strip("./").replace("/", "__") or "model")
   os.makedirs(out, exist_ok=True)
   return out
-
-
-def data_paths():
-  """suite.default_paths of --data_dir, with the per-file flags that are set."""
-  paths = suite.default_paths(FLAGS.data_dir)
-  return {k: FLAGS[k].value or v for k, v in paths.items()}
 
 
 def embedder_of(model):
@@ -127,7 +114,7 @@ def run_qualitative(paths):
 def main(argv):
   del argv
   jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
-  (run_suite if FLAGS.mode == "suite" else run_qualitative)(data_paths())
+  (run_suite if FLAGS.mode == "suite" else run_qualitative)(suite.paths_from_flags())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Evaluation library: embed with one model, HierarCaps metrics, angles, qualitative chains."""
+import hashlib
 import os
 import time
 
@@ -46,6 +47,15 @@ def load_model(path):
   return config, params, info, step
 
 
+def image_tower_fingerprint(params):
+  """SHA-1 of the image tower's parameters: Embedders whose image towers (and image
+  preprocessing) are equal may share their image features (`Embedder(image_features=)`)."""
+  digest = hashlib.sha1()
+  for leaf in jax.tree.leaves({k: params[k] for k in ("vision_model", "visual_projection")}):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
 def distinct(texts):
   """Texts in order of first appearance, without repeats (string identity)."""
   return list(dict.fromkeys(texts))
@@ -87,10 +97,12 @@ class Embedder:
 
   `mesh`: the devices to split batches over; default this process's devices. Inside a
   multi-process run pass the global mesh: every process then calls the same methods.
+  `image_features`: a {path: [P] features} dict to read and fill, shared with Embedders of
+  the same image tower and preprocessing (see `image_tower_fingerprint`).
   """
 
   def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64,
-               length_multiple=8, mesh=None):
+               length_multiple=8, mesh=None, image_features=None):
     self.mesh = mesh or sharding.make_mesh(jax.local_devices())
     self.config, self.model_dir = config, model_dir
     params = dict(params)
@@ -104,7 +116,7 @@ class Embedder:
     self.preprocessing = image_preprocessing.Preprocessing.from_model_dir(
         model_dir, config.vision.image_size)
     self.checkpoint_step = None  # set by from_path for a train workdir
-    self._image_features = {}  # path -> [P] features
+    self._image_features = {} if image_features is None else image_features  # path -> [P]
 
   @classmethod
   def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8):

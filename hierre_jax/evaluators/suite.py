@@ -6,6 +6,8 @@ Table-1-shaped `results.md` with the paper's published rows beside ours.
 import json
 import os
 
+from absl import flags
+
 from hierre_jax import train_config
 from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import hierarcaps
@@ -86,6 +88,24 @@ def from_config(eval_config):
   return build(names, paths, eval_config.allow_missing_images)
 
 
+def define_data_flags():
+  """--data_dir, a flag per file of default_paths, --allow_missing_images and
+  --tfds_data_dir: the data flags of the entry points that run the suite."""
+  flags.DEFINE_string("data_dir", "../shared", "Data root laid out like the project's ../shared.")
+  for key, path in default_paths("<data_dir>").items():
+    flags.DEFINE_string(key, "", f"Default: {path}.")
+  flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory for CIFAR "
+                      "(default: tfds' own, ~/tensorflow_datasets).")
+  flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
+                    "when the directory holds only part of the annotations' images (the result "
+                    "records how many were used).")
+
+
+def paths_from_flags():
+  """default_paths of --data_dir, with the per-file flags that are set."""
+  return {k: flags.FLAGS[k].value or v for k, v in default_paths(flags.FLAGS.data_dir).items()}
+
+
 def evaluate(embedder, evaluators):
   """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
   out = {}
@@ -143,14 +163,10 @@ PUBLISHED = {
 }
 
 
-def markdown_table(results, reference=""):
-  """One row per model (and per published row of `reference`), the columns of TABLE that
-  any row has."""
-  rows = [(r["model"], r) for r in results]
-  if reference:
-    if reference not in PUBLISHED:
-      raise ValueError(f"reference {reference!r}: use one of {', '.join(PUBLISHED)}")
-    rows += list(PUBLISHED[reference].items())
+def markdown_table(results, published=()):
+  """One row per model, then one per (name, metrics) pair of `published`; the columns of
+  TABLE that any row has."""
+  rows = [(r["model"], r) for r in results] + list(published)
   columns = [(title, key) for title, key in TABLE if any(key in r for _, r in rows)]
   cell = lambda r, key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) else ""
   lines = ["| model | " + " | ".join(t for t, _ in columns) + " |",
@@ -167,6 +183,8 @@ def write(results, output_dir, reference=""):
   md_path = os.path.join(output_dir, "results.md")
   with open(json_path, "w") as f:
     json.dump(results, f, indent=1)
+  if reference and reference not in PUBLISHED:
+    raise ValueError(f"reference {reference!r}: use one of {', '.join(PUBLISHED)}")
   with open(md_path, "w") as f:
-    f.write(markdown_table(results, reference))
+    f.write(markdown_table(results, PUBLISHED[reference].items() if reference else ()))
   return json_path, md_path

@@ -1,0 +1,9 @@
+"""Table 5, the second of the four entailment-cone margins (ec_margins.py)."""
+from configs.ablations import common
+from configs.ablations import ec_margins
+
+apply = ec_margins.apply_margin(2)
+
+
+def get_config(scale="full"):
+  return common.variant("ec_margin_2", apply, scale)
