@@ -19,7 +19,10 @@ setuptools.setup(
         # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
         "torch": ["torch>=2.1"],
         "tfds": ["tensorflow-datasets>=4.9", "array-record"],
+        # Centroid hierarchies (hierre_jax.hierarchy): WordNet, clustering measures, UMAP.
+        "hierarchy": ["nltk>=3.8", "scikit-learn>=1.3", "umap-learn>=0.5"],
         "test": ["pytest>=8", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
-                 "tensorflow-datasets>=4.9", "array-record"],
+                 "tensorflow-datasets>=4.9", "array-record", "nltk>=3.8", "scikit-learn>=1.3",
+                 "umap-learn>=0.5"],
     },
 )

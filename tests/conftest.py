@@ -9,6 +9,9 @@ import pytest
 jax.config.update("jax_default_matmul_precision", "highest")
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "hierarcaps")
+SHARED_NLTK_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "nltk_data")
+if os.path.isdir(SHARED_NLTK_DATA):  # WordNet offline (read when nltk is first imported)
+  os.environ.setdefault("NLTK_DATA", os.path.abspath(SHARED_NLTK_DATA))
 
 TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                  num_attention_heads=4, max_position_embeddings=77)

@@ -2,15 +2,13 @@
 mid-way resumes without retraining its finished variants."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from hierre_jax import ablations
-from test_train import ROOT, SHARED_ROOT, python_env, run_python
+from test_train import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
 
 CONFIG_DIR = os.path.join(ROOT, "configs", "ablations")
 
@@ -75,15 +73,7 @@ def test_killed_grid_resumes_without_retraining_finished_variants(tmp_path):
     pytest.skip("HyperLex not in ../shared")
   proc = subprocess.Popen([sys.executable] + grid_command(tmp_path), cwd=ROOT,
                           env=python_env(1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  second = tmp_path / "root_origin" / "checkpoints"
-  deadline = time.time() + 400
-  while time.time() < deadline and proc.poll() is None:
-    if second.exists() and any(p.name.isdigit() for p in second.iterdir()):
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.01)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "the grid ended before it could be killed"
+  kill_at_first_checkpoint(proc, tmp_path / "root_origin" / "checkpoints")
   first = tmp_path / "method"
   finished = {name: (first / name).read_bytes()
               for name in ("train_summary.json", "metrics.jsonl", "ablation_eval.json")}

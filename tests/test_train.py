@@ -252,6 +252,18 @@ def train_command(workdir, steps):
           "--config.checkpoint_every=5", "--config.log_every=5"]
 
 
+def kill_at_first_checkpoint(proc, checkpoints_dir, timeout=400):
+  """SIGKILLs `proc` as soon as a checkpoint step appears in `checkpoints_dir`."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if checkpoints_dir.exists() and any(p.name.isdigit() for p in checkpoints_dir.iterdir()):
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.01)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
 def test_killed_run_resumes_to_the_same_result(tmp_path):
   steps = 150
   straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -259,15 +271,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
   proc = subprocess.Popen([sys.executable] + train_command(killed, steps), cwd=ROOT,
                           env=python_env(2),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  ckpt = killed / "checkpoints"
-  deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    if ckpt.exists() and any(p.name.isdigit() for p in ckpt.iterdir()):
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.01)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  kill_at_first_checkpoint(proc, killed / "checkpoints")
   assert not (killed / "hf_export").exists()
   resumed = run_python(train_command(killed, steps), devices=2)
   assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -5,19 +5,19 @@ The SPEC keeps the fine-tuning learning rate 1e-7, at which a random tower barel
 configs/scratch.py (the "cpu" method row) trains a smaller tower at 5e-4. The paper does
 not say which rate its row used.
 """
-import ml_collections
-
+from configs import demo
 from configs.ablations import common
 
 
 def apply(config):
   config.model = ""
-  config.random_init = ml_collections.ConfigDict(dict(
-      text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                num_attention_heads=8, max_position_embeddings=77),
-      vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                  num_attention_heads=12, image_size=224, patch_size=32),
-      projection_dim=512, seed=0))
+  config.random_init = demo.get_config().random_init
+  config.random_init.text.update(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                                 num_attention_heads=8)
+  config.random_init.vision.update(hidden_size=768, intermediate_size=3072,
+                                   num_hidden_layers=12, num_attention_heads=12,
+                                   image_size=224, patch_size=32)
+  config.random_init.projection_dim = 512
   config.lambda_p = 0.0
 
 

@@ -1,0 +1,66 @@
+"""Tree-traversal inference with uncertainty-aware early stopping (SEED000 step 7).
+
+From the root, an image embedding is compared with the prototypes of the node's two
+children, p = softmax(logit_scale * sims); the walk stops at the node when the binary
+entropy of p (in bits, CHOICE: 1 at a tie) exceeds the threshold, else it descends to the
+more similar child; a leaf always stops it.
+"""
+import numpy as np
+from scipy import special
+
+THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))  # CHOICE: the curve's thresholds
+
+
+def node_prototypes(tree, centroids):
+  """[N, P]: a leaf's centroid; an internal node's normalised sum of its leaves' centroids."""
+  out = np.zeros((len(tree.parent), centroids.shape[1]))
+  out[:tree.num_leaves] = centroids
+  for node in tree.internal:
+    v = centroids[tree.leaves_under(node)].sum(axis=0)
+    out[node] = v / np.linalg.norm(v)
+  return out
+
+
+def binary_entropy(p):
+  """[...] probabilities -> entropy in bits (0 at p = 0 or 1)."""
+  p = np.clip(p, 1e-12, 1 - 1e-12)
+  return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def traverse(tree, prototypes, images, logit_scale, threshold):
+  """[N, P] unit image embeddings -> [N] node where each walk stops (binary `tree`)."""
+  children = np.array([c if len(c) == 2 else [-1, -1] for c in tree.children])
+  node = np.full(len(images), tree.root)
+  active = np.ones(len(images), bool)
+  while active.any():
+    idx = np.flatnonzero(active)
+    kids = children[node[idx]]  # [n, 2]
+    sims = np.einsum("np,nkp->nk", images[idx], prototypes[kids])
+    p_first = special.expit(logit_scale * (sims[:, 0] - sims[:, 1]))
+    descend = binary_entropy(p_first) <= threshold
+    node[idx[descend]] = np.where(p_first[descend] >= 0.5, kids[descend, 0], kids[descend, 1])
+    active[idx[~descend]] = False
+    active &= node >= tree.num_leaves  # leaves stop
+  return node
+
+
+def traversal_metrics(tree, stops, labels):
+  """Leaf accuracy (stopped at the true leaf), hierarchical accuracy (stopped at an
+  ancestor-or-self of it) and mean specificity (CHOICE: depth of the stop / depth of the
+  true leaf) of [N] stop nodes for [N] true classes."""
+  depth = tree.depths()
+  on_path = np.array([stop in tree.path(label) for stop, label in zip(stops, labels)])
+  return {"leaf_accuracy": float(np.mean(stops == labels)),
+          "hierarchical_accuracy": float(on_path.mean()),
+          "mean_specificity": float(np.mean(depth[stops] / np.maximum(depth[labels], 1)))}
+
+
+def curve(tree, centroids, images, labels, logit_scale, thresholds=THRESHOLDS):
+  """The accuracy-specificity curve over `thresholds`, and flat zero-shot accuracy (the
+  most similar class centroid) beside it."""
+  prototypes = node_prototypes(tree, centroids)
+  rows = [{"threshold": float(t), **traversal_metrics(
+      tree, traverse(tree, prototypes, images, logit_scale, t), np.asarray(labels))}
+          for t in thresholds]
+  flat = float(np.mean(np.argmax(images @ centroids.T, axis=1) == np.asarray(labels)))
+  return {"curve": rows, "flat_accuracy": flat}
