@@ -17,10 +17,11 @@ from hierre_jax import image_preprocessing
 from hierre_jax import input_pipeline
 from hierre_jax import run_checkpoints
 from hierre_jax import train_config
+from hierre_jax.hierarchy import ontology
 
 USER_ERRORS = (train_config.ConfigError, input_pipeline.DataError,
                run_checkpoints.CheckpointError, image_preprocessing.ImageError,
-               FileNotFoundError, NotADirectoryError)
+               ontology.OntologyError, FileNotFoundError, NotADirectoryError)
 
 
 def disk_full(error):

@@ -153,13 +153,18 @@ def test_wordnet_paths_names_and_lowest_common_ancestor(wn):
   assert sorted(s.name() for s in lca.values()) == ["carnivore.n.01", "whole.n.02"]
 
 
-def test_cifar100_ontologies(wn):
-  import json
-  with open(os.path.join(SHARED_ROOT, "classnames", "cifar_classnames_openai.json")) as f:
-    classes = json.load(f)["CIFAR100"]["classes"]
-  synsets, coarse = ontology.cifar100_synsets(
-      wn, os.path.join(SHARED_ROOT, "ontology", "cifar100_wordnet_curated.tsv"), classes)
-  assert len(set(coarse)) == 20 and synsets[classes.index("aquarium fish")].name() == "fish.n.01"
+def test_cifar100_and_breeds_class_sets_and_ontologies(wn):
+  from hierre_jax.hierarchy import classes as classes_lib
+  cifar = classes_lib.load("cifar100", SHARED_ROOT, wn)
+  classes, synsets = cifar.classes, cifar.synsets
+  coarse = cifar.groups["cifar100_superclasses"]
+  assert len(classes) == 100 and len(set(coarse)) == 20
+  assert synsets[classes.index("aquarium fish")].name() == "fish.n.01"
+  assert synsets[classes.index("tiger")].name() == "tiger.n.02"  # the cat, not the person
+  living = classes_lib.load("breeds:living17", SHARED_ROOT, wn)
+  assert len(living.classes) == 68 and len(set(living.groups["breeds"])) == 17
+  assert living.synsets[0].name() in {s.name() for s in
+                                      wn.synset("living_thing.n.01").closure(lambda s: s.hyponyms())}
   word_tree = ontology.wordnet_tree(classes, synsets)
   groups = ontology.grouping_tree(classes, coarse)
   assert len(groups.collapsed().clades()) == 20
@@ -167,8 +172,8 @@ def test_cifar100_ontologies(wn):
   shared = consistency.clade_measures(word_tree, groups)
   assert 0 < shared["reproduced_ontology_clades"] < 1
   with pytest.raises(ontology.OntologyError, match=r"no row for the classes \['unicorn'\]"):
-    ontology.cifar100_synsets(wn, os.path.join(SHARED_ROOT, "ontology",
-                                               "cifar100_wordnet_curated.tsv"), ["unicorn"])
+    ontology.read_cifar100_tsv(os.path.join(SHARED_ROOT, "ontology",
+                                            "cifar100_wordnet_curated.tsv"), ["unicorn"])
 
 
 def test_hypernym_paths_do_not_depend_on_the_hash_seed(wn):
@@ -218,3 +223,50 @@ def test_traversal_stops_where_the_planted_uncertainty_is():
   result = traversal.curve(tree, centroids, images, labels, 1e4, thresholds=(0.0, 0.99))
   assert result["flat_accuracy"] >= 13 / 14  # every centroid is its own nearest class
   assert result["curve"][0]["mean_specificity"] < result["curve"][1]["mean_specificity"]
+
+
+def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
+  """A tiny random CLIP, six classes of a class-set file, synthetic images: the image
+  modality with the traversal, against WordNet and the file's grouping."""
+  import json
+  from PIL import Image
+  from conftest import TINY_TEXT, TINY_VISION
+  from hierre_jax import random_clip
+  model = random_clip.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
+  wnids = ["n02084071", "n02121808", "n02958343", "n04490091", "n07739125", "n07767847"]
+  spec = {"classes": ["dog", "cat", "car", "truck", "apple", "pear"],
+          "templates": ["a photo of a {}.", "a drawing of a {}."], "wnids": wnids,
+          "groups": {"breeds": ["animal", "animal", "vehicle", "vehicle", "fruit", "fruit"]}}
+  (tmp_path / "classes.json").write_text(json.dumps(spec))
+  rng = np.random.default_rng(0)
+  for split in ("fit", "eval"):
+    for k, wnid in enumerate(wnids):
+      os.makedirs(tmp_path / split / wnid)
+      for i in range(3):
+        pixels = np.clip(40 * k + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / split / wnid / f"{i}.png")
+  out = tmp_path / "out"
+  result = subprocess.run(
+      [sys.executable, "-m", "hierre_jax.hierarchy", f"--model={model}",
+       f"--classes={tmp_path / 'classes.json'}", "--modality=image", "--ontology=wordnet,breeds",
+       f"--images={tmp_path / 'fit'}", f"--eval_images={tmp_path / 'eval'}",
+       f"--output_dir={out}", f"--data_dir={SHARED_ROOT}", "--chance_permutations=5"],
+      capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = json.loads((out / "hierarchy.json").read_text())
+  assert saved["choices"]["linkage"] == "ward" and saved["choices"]["naming"] == "embedding"
+  assert len(saved["tree"]["parent"]) == 11 and saved["tree"]["names"][:6] == spec["classes"]
+  assert all(saved["tree"]["names"][6:])  # every internal node named from the bank
+  for name in ("wordnet", "breeds"):
+    measures = saved["ontologies"][name]["measures"]
+    assert 0 <= measures["triplet_agreement"] <= 1
+    assert "triplet_agreement" in saved["ontologies"][name]["chance"]
+  # Dog, cat / car, truck / apple, pear: WordNet resolves 12 of the 20 triples.
+  assert saved["ontologies"]["wordnet"]["measures"]["resolved_triplets"] == 12
+  assert 0 <= saved["named_edge_consistency"] <= 1
+  traversal = saved["traversal"]
+  assert traversal["num_images"] == 18 and len(traversal["curve"]) == 21
+  assert traversal["curve"][0]["mean_specificity"] == 0.0  # threshold 0: stop at the root
+  assert (out / "dendrogram.png").stat().st_size > 10_000
+  assert "triplet agreement" in result.stdout

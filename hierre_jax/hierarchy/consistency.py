@@ -77,29 +77,35 @@ def cluster_agreement(tree, ontology):
   return out
 
 
+def compatible_clades(tree, ontology):
+  """{internal node of `tree` but its root: whether its clade is compatible with every
+  clade of the (collapsed) ontology: nested in it, holding it, or disjoint from it}."""
+  def matrix(clades):
+    m = np.zeros((len(clades), tree.num_leaves), np.int64)
+    for row, leaves in enumerate(clades):
+      m[row, list(leaves)] = 1
+    return m
+
+  nodes, model = zip(*tree.clades().items())
+  onto = matrix(list(ontology.collapsed().clades().values()))
+  a = matrix(model)
+  shared = a @ onto.T
+  ok = (shared == 0) | (shared == a.sum(1)[:, None]) | (shared == onto.sum(1)[None, :])
+  return dict(zip(nodes, ok.all(axis=1).tolist()))
+
+
 def clade_measures(tree, ontology):
   """Edge level: share of the tree's clades compatible with every ontology clade (nested
   or disjoint), share of the (collapsed) ontology's clades the tree reproduces exactly,
   and the F1 of exact clade matches."""
-  k = tree.num_leaves
-
-  def matrix(clades):
-    m = np.zeros((len(clades), k), bool)
-    for row, leaves in enumerate(clades):
-      m[row, list(leaves)] = True
-    return m
-
-  model = sorted(set(tree.clades().values()), key=sorted)
-  onto = sorted(set(ontology.collapsed().clades().values()), key=sorted)
-  a, b = matrix(model), matrix(onto)
-  shared = a.astype(np.int64) @ b.T.astype(np.int64)
-  size_a, size_b = a.sum(1)[:, None], b.sum(1)[None, :]
-  compatible = (shared == 0) | (shared == size_a) | (shared == size_b)
-  exact = len(set(model) & set(onto))
+  model = set(tree.clades().values())
+  onto = set(ontology.collapsed().clades().values())
+  exact = len(model & onto)
   precision = exact / len(model) if model else float("nan")
   recall = exact / len(onto) if onto else float("nan")
   f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-  return {"compatible_clades": float(compatible.all(axis=1).mean()),
+  compatible = list(compatible_clades(tree, ontology).values())
+  return {"compatible_clades": float(np.mean(compatible)),
           "reproduced_ontology_clades": recall, "clade_precision": precision, "clade_f1": f1,
           "num_tree_clades": len(model), "num_ontology_clades": len(onto)}
 

@@ -31,17 +31,16 @@ def synset_of_wnid(wn, wnid):
     raise OntologyError(f"wnid {wnid!r} is not a WordNet 3.0 noun offset") from e
 
 
-def cifar100_synsets(wn, tsv_path, class_names):
-  """Synsets of CIFAR-100 classes from `ontology/cifar100_wordnet_curated.tsv` (columns
-  coarse, fine, wnid, ...) -> (synsets in class order, superclass of each class)."""
+def read_cifar100_tsv(tsv_path, class_names):
+  """Rows (coarse, fine, wnid, ...) of `ontology/cifar100_wordnet_curated.tsv` for
+  `class_names` ('aquarium fish' is the row 'aquarium_fish'), in class order."""
   with open(tsv_path, encoding="utf-8") as f:
     rows = {r["fine"]: r for r in csv.DictReader(f, delimiter="\t")}
   missing = [c for c in class_names if c.replace(" ", "_") not in rows]
   if missing:
     raise OntologyError(f"{tsv_path}: no row for the classes {missing[:5]} "
                         f"({len(missing)} of {len(class_names)})")
-  chosen = [rows[c.replace(" ", "_")] for c in class_names]
-  return [synset_of_wnid(wn, r["wnid"]) for r in chosen], [r["coarse"] for r in chosen]
+  return [rows[c.replace(" ", "_")] for c in class_names]
 
 
 def first_hypernym(synset):
