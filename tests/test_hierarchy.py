@@ -250,7 +250,8 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
       [sys.executable, "-m", "hierre_jax.hierarchy", f"--model={model}",
        f"--classes={tmp_path / 'classes.json'}", "--modality=image", "--ontology=wordnet,breeds",
        f"--images={tmp_path / 'fit'}", f"--eval_images={tmp_path / 'eval'}",
-       f"--output_dir={out}", f"--data_dir={SHARED_ROOT}", "--chance_permutations=5"],
+       f"--output_dir={out}", f"--data_dir={SHARED_ROOT}", "--chance_permutations=5",
+       "--align_betas=0.1,1", "--align_steps=20"],
       capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -268,5 +269,42 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
   traversal = saved["traversal"]
   assert traversal["num_images"] == 18 and len(traversal["curve"]) == 21
   assert traversal["curve"][0]["mean_specificity"] == 0.0  # threshold 0: stop at the root
+  alignment = saved["alignment"]
+  assert alignment["ontology"] == "wordnet" and [r["beta"] for r in alignment["rows"]] == [
+      None, 0.1, 1.0]
+  assert alignment["rows"][0]["triplet_agreement"] == pytest.approx(
+      saved["ontologies"]["wordnet"]["measures"]["triplet_agreement"])  # identity: unchanged
+  assert all(0 <= r["zero_shot_accuracy"] <= 1 for r in alignment["rows"])
   assert (out / "dendrogram.png").stat().st_size > 10_000
   assert "triplet agreement" in result.stdout
+
+
+def test_alignment_raises_consistency_and_starts_at_the_identity():
+  from hierre_jax.hierarchy import alignment
+  centroids, onto, _ = planted(PLANTED_PATHS)
+  rng = np.random.default_rng(3)
+  # A perturbed planted space: every class centre pushed off by a large random offset.
+  centres = centroids + 2.5 * rng.normal(size=centroids.shape) / 8
+  labels = np.repeat(np.arange(13), 12)
+  samples = centres[labels] + 0.05 * rng.normal(size=(len(labels), 64))
+  samples /= np.linalg.norm(samples, axis=1, keepdims=True)
+  triples = consistency.leaf_triples(13)
+  names = onto.names[:13]
+  measure = lambda c: {"triplet_agreement": consistency.triplet_agreement(
+      trees.dendrogram(c, names), onto, triples)[0]}
+  zero_shot = (alignment.class_means(samples, labels, 13), samples, labels)
+  # Zero steps: the identity map changes nothing.
+  identity = np.asarray(alignment.apply_map(alignment.identity_map(64), samples))
+  np.testing.assert_allclose(identity, samples, atol=1e-6)
+  rows = alignment.sweep(samples, labels, onto, [0.1], measure, steps=200, zero_shot=zero_shot)
+  before, after = rows
+  assert before["beta"] is None and before["triplet_agreement"] < 0.7
+  assert after["triplet_agreement"] > 0.9
+  assert before["zero_shot_accuracy"] == 1.0 and after["zero_shot_accuracy"] > 0.9
+  fit = alignment.per_class_subset(labels, 3)
+  assert len(fit) == 39 and (np.bincount(labels[fit]) == 3).all()
+  unchanged = alignment.fit_map(samples[fit], alignment.target_graph(
+      samples[fit], labels[fit], onto.path_lengths()), beta=0.1, steps=0)
+  assert measure(alignment.class_means(np.asarray(alignment.apply_map(unchanged, samples)),
+                                       labels, 13)) == {"triplet_agreement":
+                                                        before["triplet_agreement"]}

@@ -49,6 +49,9 @@ flags.DEFINE_integer("max_images_per_class", probe.Choices.max_images_per_class,
 flags.DEFINE_integer("max_triplets", consistency.MAX_TRIPLETS, "CHOICE: triplets sampled "
                      "beyond this many.")
 flags.DEFINE_integer("chance_permutations", 20, "Shuffled-leaf trees per chance level.")
+flags.DEFINE_list("align_betas", [], "UMAP-guided alignment against the first ontology, one "
+                  "fitted map per beta (e.g. 0.01,0.1,1); empty: no alignment.")
+flags.DEFINE_integer("align_steps", 300, "Adam steps of each alignment map.")
 
 
 def images_of(class_set, folder, split):
@@ -64,7 +67,9 @@ def main(argv):
   class_set = classes_lib.load(FLAGS.classes, FLAGS.data_dir, wn)
   choices = probe.Choices(FLAGS.linkage, FLAGS.naming, FLAGS.unique_names,
                           FLAGS.max_images_per_class, FLAGS.max_triplets,
-                          FLAGS.chance_permutations)
+                          FLAGS.chance_permutations,
+                          align_betas=tuple(float(b) for b in FLAGS.align_betas),
+                          align_steps=FLAGS.align_steps)
   images = images_of(class_set, FLAGS.images, "train") if FLAGS.modality == "image" else None
   eval_images = images_of(class_set, FLAGS.eval_images, "test") if FLAGS.eval_images else None
   embedder = evaluation.Embedder.from_path(FLAGS.model)

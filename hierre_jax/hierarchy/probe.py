@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from hierre_jax.hierarchy import alignment
 from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import consistency
 from hierre_jax.hierarchy import naming
@@ -30,6 +31,11 @@ class Choices:
   text_centroids: str = "prompt ensemble over the class set's templates"
   entropy: str = "binary entropy in bits"
   thresholds: tuple = traversal.THRESHOLDS
+  align_betas: tuple = ()  # the alignment's sweep (empty: no alignment)
+  align_steps: int = 300
+  align_mix: float = alignment.MIX
+  align_neighbours: int = alignment.NEIGHBOURS
+  align_samples_per_class: int = alignment.SAMPLES_PER_CLASS
 
 
 def ontology_tree(name, class_set):
@@ -66,11 +72,14 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   images: (images, labels) the image centroids are built from (modality "image");
   eval_images: (images, labels) the traversal is evaluated on (skipped if None).
   """
+  text_cents = centroids_lib.text_centroids(embedder, class_set.classes, class_set.templates)
   if modality == "text":
-    cents = centroids_lib.text_centroids(embedder, class_set.classes, class_set.templates)
+    cents = text_cents
+    samples = centroids_lib.prompt_samples(embedder, class_set.classes, class_set.templates)
   elif modality == "image":
-    cents = centroids_lib.image_centroids(embedder, images[0], images[1], len(class_set.classes),
-                                          choices.max_images_per_class, choices.seed)
+    cents, *samples = centroids_lib.image_centroids(
+        embedder, images[0], images[1], len(class_set.classes), choices.max_images_per_class,
+        choices.seed)
   else:
     raise ValueError(f"modality {modality!r}: use 'text' or 'image'")
   tree = trees.dendrogram(cents, class_set.classes, choices.linkage)
@@ -90,10 +99,35 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   if node_synsets:
     result["named_edge_consistency"] = consistency.named_edge_consistency(
         tree, node_synsets, ontology.is_ancestor_or_self)
+  eval_feats = None
   if eval_images is not None:
-    feats = embedder.images(eval_images[0])
+    eval_feats = embedder.images(eval_images[0])
     logit_scale = float(np.exp(np.asarray(embedder.params["logit_scale"])))
-    result["traversal"] = {"num_images": len(feats), "logit_scale": logit_scale,
-                           **traversal.curve(tree, cents, feats, np.asarray(eval_images[1]),
+    result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
+                           **traversal.curve(tree, cents, eval_feats, np.asarray(eval_images[1]),
                                              logit_scale, choices.thresholds)}
+  if choices.align_betas:
+    result["alignment"] = align(class_set, ontology_names[0], samples, text_cents, eval_feats,
+                                eval_images, triples, choices)
   return result, tree
+
+
+def align(class_set, ontology_name, samples, text_cents, eval_feats, eval_images, triples,
+          choices):
+  """The UMAP-guided alignment's sweep over choices.align_betas against one ontology:
+  consistency of the re-built tree, and zero-shot accuracy where there are images."""
+  onto = ontology_tree(ontology_name, class_set)
+
+  def measure(centroids):
+    tree = trees.dendrogram(centroids, class_set.classes, choices.linkage)
+    values = consistency.tree_measures(tree, onto, triples)
+    return {k: values[k] for k in ("triplet_agreement", "cophenetic_spearman",
+                                   "compatible_clades")}
+
+  zero_shot = None
+  if eval_feats is not None:
+    zero_shot = (text_cents, eval_feats, np.asarray(eval_images[1]))
+  rows = alignment.sweep(samples[0], samples[1], onto, choices.align_betas, measure,
+                         choices.align_steps, zero_shot, choices.seed,
+                         choices.align_samples_per_class)
+  return {"ontology": ontology_name, "rows": rows}
