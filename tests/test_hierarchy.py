@@ -281,6 +281,7 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
 
 def test_alignment_raises_consistency_and_starts_at_the_identity():
   from hierre_jax.hierarchy import alignment
+  from hierre_jax.hierarchy import centroids as centroids_lib
   centroids, onto, _ = planted(PLANTED_PATHS)
   rng = np.random.default_rng(3)
   # A perturbed planted space: every class centre pushed off by a large random offset.
@@ -292,7 +293,7 @@ def test_alignment_raises_consistency_and_starts_at_the_identity():
   names = onto.names[:13]
   measure = lambda c: {"triplet_agreement": consistency.triplet_agreement(
       trees.dendrogram(c, names), onto, triples)[0]}
-  zero_shot = (alignment.class_means(samples, labels, 13), samples, labels)
+  zero_shot = (centroids_lib.class_means(samples, labels, 13), samples, labels)
   # Zero steps: the identity map changes nothing.
   identity = np.asarray(alignment.apply_map(alignment.identity_map(64), samples))
   np.testing.assert_allclose(identity, samples, atol=1e-6)
@@ -305,6 +306,6 @@ def test_alignment_raises_consistency_and_starts_at_the_identity():
   assert len(fit) == 39 and (np.bincount(labels[fit]) == 3).all()
   unchanged = alignment.fit_map(samples[fit], alignment.target_graph(
       samples[fit], labels[fit], onto.path_lengths()), beta=0.1, steps=0)
-  assert measure(alignment.class_means(np.asarray(alignment.apply_map(unchanged, samples)),
+  assert measure(centroids_lib.class_means(np.asarray(alignment.apply_map(unchanged, samples)),
                                        labels, 13)) == {"triplet_agreement":
                                                         before["triplet_agreement"]}

@@ -15,6 +15,8 @@ import numpy as np
 import optax
 from umap import umap_
 
+from hierre_jax.hierarchy import centroids
+
 MIX = 0.8  # CHOICE: weight of the tree distance in the target distance
 NEIGHBOURS = 15  # CHOICE
 # CHOICE: the graph and the fit use at most this many samples per class (a seeded draw;
@@ -85,13 +87,6 @@ def fit_map(feats, graph, beta, steps=300, lr=1e-2, seed=0):
   return params
 
 
-def class_means(feats, labels, num_classes):
-  """[K, P] normalised mean of each class's [N, P] samples."""
-  sums = np.zeros((num_classes, feats.shape[1]))
-  np.add.at(sums, labels, feats)
-  return sums / np.linalg.norm(sums, axis=1, keepdims=True)
-
-
 def per_class_subset(labels, per_class, seed=0):
   """Sorted indices of at most `per_class` samples of each class (a seeded draw)."""
   rng = np.random.default_rng(seed)
@@ -115,7 +110,7 @@ def sweep(samples, labels, ontology_tree, betas, measure, steps=300, zero_shot=N
 
   def row(beta, params):
     mapped = np.asarray(apply_map(params, samples))
-    out = {"beta": beta, **measure(class_means(mapped, labels, k))}
+    out = {"beta": beta, **measure(centroids.class_means(mapped, labels, k))}
     if zero_shot is not None:
       text, images, image_labels = (np.asarray(apply_map(params, z)) if i < 2 else z
                                     for i, z in enumerate(zero_shot))

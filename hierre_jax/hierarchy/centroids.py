@@ -1,27 +1,30 @@
-"""Class centroids (SEED000 step 1): one [K, P] matrix of unit vectors per modality."""
+"""Class centroids (SEED000 step 1): one [K, P] matrix of unit vectors per modality, with
+the single samples (prompts or images) they average, which the alignment fits on."""
 import numpy as np
-
-from hierre_jax.evaluators import prompts
 
 MAX_IMAGES_PER_CLASS = 1000  # CHOICE
 
 
+def class_means(feats, labels, num_classes):
+  """[K, P] normalised mean of each class's samples ([N, P] unit vectors, [N] classes)."""
+  sums = np.zeros((num_classes, feats.shape[1]))
+  np.add.at(sums, np.asarray(labels), feats)
+  return sums / np.linalg.norm(sums, axis=1, keepdims=True)
+
+
 def text_centroids(embedder, class_names, templates):
-  """[K, P] prompt-ensemble embeddings of the class names (CHOICE: the dataset's templates)."""
-  return prompts.ensemble(embedder, class_names, templates)
-
-
-def prompt_samples(embedder, class_names, templates):
-  """The single prompts behind `text_centroids`: ([K * T, P] unit embeddings, [K * T] classes)."""
+  """Prompt-ensemble embeddings of the class names (CHOICE: the dataset's templates) ->
+  ([K, P] centroids, [K * T, P] the single prompts' embeddings, [K * T] their classes)."""
   feats, _ = embedder.texts([t.format(c) for c in class_names for t in templates])
-  return feats, np.repeat(np.arange(len(class_names)), len(templates))
+  labels = np.repeat(np.arange(len(class_names)), len(templates))
+  return class_means(feats, labels, len(class_names)), feats, labels
 
 
 def image_centroids(embedder, images, labels, num_classes, max_per_class=MAX_IMAGES_PER_CLASS,
                     seed=0):
-  """[K, P] normalised mean image embedding of each class, over at most `max_per_class`
-  images per class (a `seed`ed sample); `images` paths or PIL images, `labels` [N] ints.
-  -> (centroids, [n, P] the embeddings of the images used, [n] their classes)."""
+  """Normalised mean image embedding of each class, over at most `max_per_class` images
+  per class (a `seed`ed sample); `images` paths or PIL images, `labels` [N] ints ->
+  ([K, P] centroids, [n, P] the embeddings of the images used, [n] their classes)."""
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
   chosen = []
@@ -34,9 +37,4 @@ def image_centroids(embedder, images, labels, num_classes, max_per_class=MAX_IMA
     chosen.append(members)
   order = np.concatenate(chosen)
   feats = embedder.images([images[i] for i in order])
-  out, start = [], 0
-  for members in chosen:
-    mean = feats[start:start + len(members)].mean(axis=0)
-    out.append(mean / np.linalg.norm(mean))
-    start += len(members)
-  return np.stack(out), feats, labels[order]
+  return class_means(feats, labels[order], num_classes), feats, labels[order]

@@ -58,7 +58,7 @@ def name_nodes(embedder, tree, centroids, class_set, choices):
   else:
     bank = naming.concept_bank(class_set.synsets)
     bank_emb = centroids_lib.text_centroids(embedder, [naming.lemma_name(s) for s in bank],
-                                            class_set.templates)
+                                            class_set.templates)[0]
     chosen = {n: bank[i] for n, i in naming.embedding_names(tree, centroids, bank_emb,
                                                               choices.unique_names).items()}
   synsets = {**dict(enumerate(class_set.synsets)), **chosen}
@@ -72,10 +72,10 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   images: (images, labels) the image centroids are built from (modality "image");
   eval_images: (images, labels) the traversal is evaluated on (skipped if None).
   """
-  text_cents = centroids_lib.text_centroids(embedder, class_set.classes, class_set.templates)
+  text_cents, *prompts = centroids_lib.text_centroids(embedder, class_set.classes,
+                                                      class_set.templates)
   if modality == "text":
-    cents = text_cents
-    samples = centroids_lib.prompt_samples(embedder, class_set.classes, class_set.templates)
+    cents, samples = text_cents, prompts
   elif modality == "image":
     cents, *samples = centroids_lib.image_centroids(
         embedder, images[0], images[1], len(class_set.classes), choices.max_images_per_class,
