@@ -50,3 +50,4 @@ def test_notebook_runs_with_local_stand_ins(tmp_path, monkeypatch):
   outputs = "".join(o.get("text", "") + json.dumps(o.get("data", {}))
                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
   assert "ext(animal, dog)" in outputs and "image/png" in outputs and "tau_d" in outputs
+  assert "triplet agreement" in outputs and (workdir / "dendrogram.png").exists()

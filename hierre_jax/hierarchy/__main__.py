@@ -80,11 +80,9 @@ def main(argv):
   with open(os.path.join(FLAGS.output_dir, "hierarchy.json"), "w") as f:
     json.dump(result, f, indent=1)
   first = FLAGS.ontology[0]
-  compatible = consistency.compatible_clades(tree, probe.ontology_tree(first, class_set))
-  names = dict(enumerate(result["tree"]["names"]))
-  plot.plot_dendrogram(tree, {n: names[n] for n in tree.internal}, compatible,
-                       os.path.join(FLAGS.output_dir, "dendrogram.png"),
-                       f"{FLAGS.model}: {class_set.name}, {FLAGS.modality} centroids vs {first}")
+  plot.plot_probe(result, tree, probe.ontology_tree(first, class_set),
+                  os.path.join(FLAGS.output_dir, "dendrogram.png"),
+                  f"{FLAGS.model}: {class_set.name}, {FLAGS.modality} centroids vs {first}")
   for name, values in result["ontologies"].items():
     m, c = values["measures"], values["chance"]
     print(f"{name}: triplet agreement {m['triplet_agreement']:.3f} (chance "

@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 from scipy.cluster import hierarchy as scipy_hierarchy  # pylint: disable=wrong-import-position
 
+from hierre_jax.hierarchy import consistency  # pylint: disable=wrong-import-position
+
 AGREE, DISAGREE = "tab:green", "tab:red"
 
 
@@ -37,3 +39,11 @@ def plot_dendrogram(tree, node_names, compatible, out_path, title=""):
   fig.savefig(out_path, dpi=130)
   plt.close(fig)
   return out_path
+
+
+def plot_probe(result, tree, ontology_tree, out_path, title=""):
+  """The dendrogram of a `probe.probe` result, named as in the result and coloured by
+  agreement with `ontology_tree`."""
+  names = result["tree"]["names"]
+  return plot_dendrogram(tree, {n: names[n] for n in tree.internal},
+                         consistency.compatible_clades(tree, ontology_tree), out_path, title)
