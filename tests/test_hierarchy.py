@@ -309,3 +309,16 @@ def test_alignment_raises_consistency_and_starts_at_the_identity():
   assert measure(centroids_lib.class_means(np.asarray(alignment.apply_map(unchanged, samples)),
                                        labels, 13)) == {"triplet_agreement":
                                                         before["triplet_agreement"]}
+
+
+def test_cifar100_images_come_from_tensorflow_datasets():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from hierre_jax.hierarchy import centroids as centroids_lib
+  from hierre_jax.hierarchy import classes as classes_lib
+  cifar = classes_lib.load("cifar100", SHARED_ROOT)
+  with tfds.testing.mock_data(num_examples=30):
+    images, labels = classes_lib.labelled_images(cifar, "", "train")
+  assert len(images) == 30 and images[0].size == (32, 32) and max(labels) < 100
+  # 30 images cannot cover 100 classes: the error names classes without images.
+  with pytest.raises(ValueError, match=r"of the 100 classes have no images, e.g. \['"):
+    centroids_lib.image_centroids(None, images, labels, cifar.classes)

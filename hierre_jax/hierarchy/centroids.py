@@ -20,7 +20,7 @@ def text_centroids(embedder, class_names, templates):
   return class_means(feats, labels, len(class_names)), feats, labels
 
 
-def image_centroids(embedder, images, labels, num_classes, max_per_class=MAX_IMAGES_PER_CLASS,
+def image_centroids(embedder, images, labels, class_names, max_per_class=MAX_IMAGES_PER_CLASS,
                     seed=0):
   """Normalised mean image embedding of each class, over at most `max_per_class` images
   per class (a `seed`ed sample); `images` paths or PIL images, `labels` [N] ints ->
@@ -28,10 +28,13 @@ def image_centroids(embedder, images, labels, num_classes, max_per_class=MAX_IMA
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
   chosen = []
+  num_classes = len(class_names)
+  missing = [name for k, name in enumerate(class_names) if not (labels == k).any()]
+  if missing:
+    raise ValueError(f"{len(missing)} of the {num_classes} classes have no images, e.g. "
+                     f"{missing[:5]}")
   for k in range(num_classes):
     members = np.flatnonzero(labels == k)
-    if not len(members):
-      raise ValueError(f"class {k} has no images")
     if len(members) > max_per_class:
       members = np.sort(rng.choice(members, max_per_class, replace=False))
     chosen.append(members)

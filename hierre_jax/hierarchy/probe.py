@@ -78,7 +78,7 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
     cents, samples = text_cents, prompts
   elif modality == "image":
     cents, *samples = centroids_lib.image_centroids(
-        embedder, images[0], images[1], len(class_set.classes), choices.max_images_per_class,
+        embedder, images[0], images[1], class_set.classes, choices.max_images_per_class,
         choices.seed)
   else:
     raise ValueError(f"modality {modality!r}: use 'text' or 'image'")
