@@ -218,6 +218,10 @@ def test_traversal_stops_where_the_planted_uncertainty_is():
   assert (traversal.traverse(tree, prototypes, images, 1.0, 0.0) == tree.root).all()
   labels = np.concatenate([np.arange(13), [tree.leaves_under(split)[0]]])
   metrics = traversal.traversal_metrics(tree, stops, labels)
+  names = [f"node{n}" for n in range(len(tree.parent))]
+  explained = traversal.explanations(tree, names, stops, labels, names)
+  assert explained[13]["stop"] == split and explained[13]["path"][-1] == f"node{split}"
+  assert explained[13]["path"][0] == f"node{tree.root}"
   assert metrics["leaf_accuracy"] == pytest.approx(13 / 14)
   assert metrics["hierarchical_accuracy"] == 1.0
   result = traversal.curve(tree, centroids, images, labels, 1e4, thresholds=(0.0, 0.99))
@@ -269,6 +273,9 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
   traversal = saved["traversal"]
   assert traversal["num_images"] == 18 and len(traversal["curve"]) == 21
   assert traversal["curve"][0]["mean_specificity"] == 0.0  # threshold 0: stop at the root
+  first = traversal["explanations"][0]
+  assert len(traversal["explanations"]) == 18 and first["label"] == "dog"
+  assert first["path"][0] == saved["tree"]["names"][10] and len(first["path"]) == first["depth"] + 1
   alignment = saved["alignment"]
   assert alignment["ontology"] == "wordnet" and [r["beta"] for r in alignment["rows"]] == [
       None, 0.1, 1.0]

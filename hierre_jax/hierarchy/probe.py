@@ -31,6 +31,7 @@ class Choices:
   text_centroids: str = "prompt ensemble over the class set's templates"
   entropy: str = "binary entropy in bits"
   thresholds: tuple = traversal.THRESHOLDS
+  explain_threshold: float = traversal.THRESHOLD  # per-image stops, depths and name paths
   align_betas: tuple = ()  # the alignment's sweep (empty: no alignment)
   align_steps: int = 300
   align_mix: float = alignment.MIX
@@ -103,9 +104,14 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   if eval_images is not None:
     eval_feats = embedder.images(eval_images[0])
     logit_scale = float(np.exp(np.asarray(embedder.params["logit_scale"])))
+    labels = np.asarray(eval_images[1])
     result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
-                           **traversal.curve(tree, cents, eval_feats, np.asarray(eval_images[1]),
-                                             logit_scale, choices.thresholds)}
+                           **traversal.curve(tree, cents, eval_feats, labels, logit_scale,
+                                             choices.thresholds)}
+    stops = traversal.traverse(tree, traversal.node_prototypes(tree, cents), eval_feats,
+                               logit_scale, choices.explain_threshold)
+    result["traversal"]["explanations"] = traversal.explanations(
+        tree, result["tree"]["names"], stops, labels, class_set.classes)
   if choices.align_betas:
     result["alignment"] = align(class_set, ontology_names[0], samples, text_cents, eval_feats,
                                 eval_images, triples, choices)

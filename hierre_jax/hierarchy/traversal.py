@@ -9,6 +9,7 @@ import numpy as np
 from scipy import special
 
 THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))  # CHOICE: the curve's thresholds
+THRESHOLD = 0.5  # CHOICE: the threshold of the per-image explanations
 
 
 def node_prototypes(tree, centroids):
@@ -64,3 +65,11 @@ def curve(tree, centroids, images, labels, logit_scale, thresholds=THRESHOLDS):
           for t in thresholds]
   flat = float(np.mean(np.argmax(images @ centroids.T, axis=1) == np.asarray(labels)))
   return {"curve": rows, "flat_accuracy": flat}
+
+
+def explanations(tree, names, stops, labels, class_names):
+  """Per image: the true class, the node the walk stopped at, its depth and the names on
+  the path from the root down to it (`names`: one per node)."""
+  depth = tree.depths()
+  return [{"label": class_names[label], "stop": int(stop), "depth": int(depth[stop]),
+           "path": [names[n] for n in tree.path(stop)]} for stop, label in zip(stops, labels)]
