@@ -72,18 +72,26 @@ PUBLISHED = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("grid", None, f"Grids to run, any of {', '.join(GRIDS)}.")
-flags.DEFINE_string("workdir", None, "Where every variant trains (DIR/<variant>) and the "
-                    "tables go.")
-flags.DEFINE_list("variants", [], "Run only these variants of the grids (default: all).")
-flags.DEFINE_string("config_dir", "configs/ablations", "Folder of the variants' config files.")
-flags.DEFINE_string("base_config", "", "A config file whose get_config() every variant's "
-                    "apply(config) changes, in place of the grid scale's base.")
-flags.DEFINE_multi_string("override", [], "key=value set in every variant's config (e.g. "
-                          "train_images_dir=/data/images, total_steps=100); repeatable.")
-flags.DEFINE_list("evals", ["hierarcaps", "hyperlex", "breeds", "coco"], "Suite evaluations "
-                  f"(any of {', '.join(suite.NAMES)}); those whose data is missing are left out.")
-suite.define_data_flags()
+
+
+def define_flags():
+  """The entry point's flags (defined only when run, so that importing this module next to
+  `hierre_jax.evaluate`, which defines the same data flags, works)."""
+  flags.DEFINE_list("grid", None, f"Grids to run, any of {', '.join(GRIDS)}.")
+  flags.DEFINE_string("workdir", None, "Where every variant trains (DIR/<variant>) and the "
+                      "tables go.")
+  flags.DEFINE_list("variants", [], "Run only these variants of the grids (default: all).")
+  flags.DEFINE_string("config_dir", "configs/ablations", "Folder of the variants' config "
+                      "files.")
+  flags.DEFINE_string("base_config", "", "A config file whose get_config() every variant's "
+                      "apply(config) changes, in place of the grid scale's base.")
+  flags.DEFINE_multi_string("override", [], "key=value set in every variant's config (e.g. "
+                            "train_images_dir=/data/images, total_steps=100); repeatable.")
+  flags.DEFINE_list("evals", ["hierarcaps", "hyperlex", "breeds", "coco"], "Suite evaluations "
+                    f"(any of {', '.join(suite.NAMES)}); those whose data is missing are left "
+                    "out.")
+  suite.define_data_flags()
+  flags.mark_flags_as_required(["grid", "workdir"])
 
 
 def load_module(path):
@@ -247,5 +255,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["grid", "workdir"])
+  define_flags()
   cli.run(main)
