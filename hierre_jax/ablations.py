@@ -136,10 +136,7 @@ def variant_config(variant, scale, workdir, config_dir, base_config="", override
 
 def check_config(config):
   """What train_and_export checks before writing anything, for every variant up front."""
-  train_config.validate(config)
-  if config.loss == "clip":
-    data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
-    input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
+  train.check_inputs(config)
   summary = os.path.join(config.workdir, "train_summary.json")
   if os.path.exists(summary):  # a finished variant must have been trained with this config
     with open(summary) as f:

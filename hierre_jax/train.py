@@ -291,6 +291,16 @@ def write_json(path, value):
     json.dump(value, f, indent=1)
 
 
+def check_inputs(config):
+  """Checks the config values and reads the training file (and, for config.loss == "clip",
+  finds every training image) before anything is written -> the training rows."""
+  train_config.validate(config)
+  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  if config.loss == "clip":
+    input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
+  return data
+
+
 def train_and_export(config, allow_config_change=False):
   """Runs (or resumes) training in config.workdir; returns the final TrainState.
 
@@ -298,12 +308,9 @@ def train_and_export(config, allow_config_change=False):
   that holds checkpoints resumes from the newest one that verifies, if the config's
   computational keys are unchanged (or `allow_config_change`).
   """
-  train_config.validate(config)
+  data = check_inputs(config)
   apply_runtime_options(config)
   is_main = jax.process_index() == 0  # one process writes files; every process computes
-  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
-  if config.loss == "clip":  # every training image must be there before anything is written
-    input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
   evaluators = suite.from_config(config.eval)  # reads their files: a bad path fails here
   evaluating = bool(config.eval.test_csv or evaluators)
   for row, reason in data.skipped[:5]:

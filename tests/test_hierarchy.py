@@ -200,10 +200,11 @@ def test_missing_wordnet_says_how_to_install_it(tmp_path):
 
 
 def test_traversal_stops_where_the_planted_uncertainty_is():
+  from hierre_jax.hierarchy import centroids as centroids_lib
   from hierre_jax.hierarchy import traversal
   centroids, onto, _ = planted(PLANTED_PATHS)
   tree = trees.dendrogram(centroids, onto.names[:13])
-  prototypes = traversal.node_prototypes(tree, centroids)
+  prototypes = centroids_lib.node_prototypes(tree, centroids)
   # Images at their class centroids walk to their leaf; an image exactly between the two
   # children of one internal node stops there at any threshold below 1 bit.
   split = next(n for n in tree.internal if n != tree.root)

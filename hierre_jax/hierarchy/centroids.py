@@ -12,6 +12,17 @@ def class_means(feats, labels, num_classes):
   return sums / np.linalg.norm(sums, axis=1, keepdims=True)
 
 
+def node_prototypes(tree, centroids):
+  """[N, P]: a leaf's centroid; an internal node's normalised sum of its leaves' centroids
+  (the prototype that names a node and that the traversal compares images with)."""
+  out = np.zeros((len(tree.parent), centroids.shape[1]))
+  out[:tree.num_leaves] = centroids
+  for node in tree.internal:
+    v = centroids[tree.leaves_under(node)].sum(axis=0)
+    out[node] = v / np.linalg.norm(v)
+  return out
+
+
 def text_centroids(embedder, class_names, templates):
   """Prompt-ensemble embeddings of the class names (CHOICE: the dataset's templates) ->
   ([K, P] centroids, [K * T, P] the single prompts' embeddings, [K * T] their classes)."""

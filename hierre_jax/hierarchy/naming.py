@@ -8,6 +8,7 @@ WordNet lowest common ancestor of its leaves' synsets ("ontology_lca").
 """
 import numpy as np
 
+from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import ontology
 
 MODES = ("embedding", "ontology_lca")
@@ -29,19 +30,10 @@ def lemma_name(synset):
   return synset.lemmas()[0].name().replace("_", " ")
 
 
-def prototypes(tree, centroids):
-  """{internal node: [P] normalised sum of its leaves' centroids}."""
-  out = {}
-  for node in tree.internal:
-    v = centroids[tree.leaves_under(node)].sum(axis=0)
-    out[node] = v / np.linalg.norm(v)
-  return out
-
-
 def embedding_names(tree, centroids, bank_embeddings, unique=False):
   """{internal node: index into the bank} of highest cosine with the node's prototype;
   `unique`: each bank entry used once, nodes served from the root down (breadth first)."""
-  protos = prototypes(tree, centroids)
+  protos = centroids_lib.node_prototypes(tree, centroids)
   order, queue = [], [tree.root]
   while queue:  # breadth first from the root
     node = queue.pop(0)

@@ -108,7 +108,7 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
     result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
                            **traversal.curve(tree, cents, eval_feats, labels, logit_scale,
                                              choices.thresholds)}
-    stops = traversal.traverse(tree, traversal.node_prototypes(tree, cents), eval_feats,
+    stops = traversal.traverse(tree, centroids_lib.node_prototypes(tree, cents), eval_feats,
                                logit_scale, choices.explain_threshold)
     result["traversal"]["explanations"] = traversal.explanations(
         tree, result["tree"]["names"], stops, labels, class_set.classes)

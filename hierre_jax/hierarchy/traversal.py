@@ -8,18 +8,10 @@ more similar child; a leaf always stops it.
 import numpy as np
 from scipy import special
 
+from hierre_jax.hierarchy.centroids import node_prototypes
+
 THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))  # CHOICE: the curve's thresholds
 THRESHOLD = 0.5  # CHOICE: the threshold of the per-image explanations
-
-
-def node_prototypes(tree, centroids):
-  """[N, P]: a leaf's centroid; an internal node's normalised sum of its leaves' centroids."""
-  out = np.zeros((len(tree.parent), centroids.shape[1]))
-  out[:tree.num_leaves] = centroids
-  for node in tree.internal:
-    v = centroids[tree.leaves_under(node)].sum(axis=0)
-    out[node] = v / np.linalg.norm(v)
-  return out
 
 
 def binary_entropy(p):
