@@ -6,9 +6,10 @@ rows, batch 8 = 64 texts), same loss (SPEC section 3, lambda_p=10, lambda_e=1,
 lambda_m=1), same optimizer (AdamW, lr 1e-7, wd 0.01). PyTorch pads each batch to its
 longest text, as the authors' release does. hierre_jax variants: unrolled or scanned
 encoder layers; pull-back targets from a frozen forward pass in every step or from the
-cache of frozen features (built once, its seconds reported apart); paddings: tiers 1-2
-and 3-4 each to their own length (multiple of 8; the CPU choice), one block (multiple
-of 8), or a static 77 (one compilation).
+cache of frozen features (built once, its seconds reported apart); texts packed several
+to a row of 77 tokens (the row count exact or rounded up to a multiple of 4), or padded:
+tiers 1-2 and 3-4 each to their own length (multiple of 8), one block (multiple of 8),
+or a static 77 (one compilation).
 
 Model FLOPs per row: forward and backward of the 8 texts through the trained text tower
 at their real token counts, 3 x forward, with forward(T) = layers x (8 T D^2 + 4 T D F +
@@ -17,7 +18,7 @@ the root's pass and the frozen pass are not model FLOPs. The peak they are compa
 is measured (the fp32 FLOP/s of a large square matmul in XLA on this machine: the
 practical ceiling for dense work), or the datasheet figure given as --peak_gflops.
 
-  python -m benchmarks.train_step_throughput [--steps 10] [--variants today,scan,new,...]
+  python -m benchmarks.train_step_throughput [--steps 10] [--variants grouped,packed,...]
 """
 import argparse
 import copy
@@ -37,19 +38,33 @@ from configs import clip_b32
 from hierre_jax import checkpoints, embedding, input_pipeline, random_clip, sharding, train
 from hierre_jax import tokenizer as tokenizer_lib
 
-# name: (label, length_groups, length_multiple, scan_layers, pullback_cache)
 GROUPED, BLOCK = ((0, 1), (2, 3)), ((0, 1, 2, 3),)
+
+
+def padded(length_groups, length_multiple, scan_layers=True, pullback_cache=True):
+  return dict(pack_texts=False, length_groups=length_groups, length_multiple=length_multiple,
+              scan_layers=scan_layers, pullback_cache=pullback_cache)
+
+
+def packed(rows_multiple, scan_layers=True, pullback_cache=True):
+  return dict(pack_texts=True, pack_rows_multiple=rows_multiple, scan_layers=scan_layers,
+              pullback_cache=pullback_cache)
+
+
+# name: (label, config changes)
 VARIANTS = {
-    "today": ("unrolled, frozen pass, tiers 1-2 | 3-4 x8", GROUPED, 8, False, False),
-    "scan": ("scanned, frozen pass, tiers 1-2 | 3-4 x8", GROUPED, 8, True, False),
-    "new": ("scanned, cache, tiers 1-2 | 3-4 x8", GROUPED, 8, True, True),
-    "new4": ("scanned, cache, tiers 1-2 | 3-4 x4", GROUPED, 4, True, True),
-    "tiers4": ("scanned, cache, tiers 1 | 2 | 3 | 4 x4", ((0,), (1,), (2,), (3,)), 4, True,
-               True),
-    "exact": ("scanned, cache, tiers 1-2 | 3-4 x1", GROUPED, 1, True, True),
-    "block": ("scanned, cache, one block x8", BLOCK, 8, True, True),
-    "today77": ("unrolled, frozen pass, static 77", BLOCK, 77, False, False),
-    "new77": ("scanned, cache, static 77", BLOCK, 77, True, True),
+    "unrolled": ("unrolled, frozen pass, tiers 1-2 | 3-4 x8", padded(GROUPED, 8, False, False)),
+    "scan": ("scanned, frozen pass, tiers 1-2 | 3-4 x8", padded(GROUPED, 8, True, False)),
+    "grouped": ("scanned, cache, tiers 1-2 | 3-4 x8", padded(GROUPED, 8)),
+    "grouped4": ("scanned, cache, tiers 1-2 | 3-4 x4", padded(GROUPED, 4)),
+    "exact": ("scanned, cache, tiers 1-2 | 3-4 x1", padded(GROUPED, 1)),
+    "block": ("scanned, cache, one block x8", padded(BLOCK, 8)),
+    "unrolled77": ("unrolled, frozen pass, static 77", padded(BLOCK, 77, False, False)),
+    "static77": ("scanned, cache, static 77", padded(BLOCK, 77)),
+    "packed": ("scanned, cache, packed, rows x1", packed(1)),
+    "packed4": ("scanned, cache, packed, rows x4", packed(4)),
+    "packed_unrolled": ("unrolled, cache, packed, rows x1", packed(1, scan_layers=False)),
+    "packed_frozen": ("scanned, frozen pass, packed, rows x1", packed(1, pullback_cache=False)),
 }
 
 
@@ -111,7 +126,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--variants", default="today,scan,new,block,today77,new77",
+  parser.add_argument("--variants", default="grouped,static77,packed,packed4,packed_unrolled",
                       help=f"which hierre_jax steps to time, of {','.join(VARIANTS)}")
   parser.add_argument("--peak_gflops", type=float, default=0.0,
                       help="fp32 peak of the machine, e.g. a datasheet figure (default: "
@@ -145,32 +160,32 @@ def main():
   print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
         flush=True)
 
-  def run_variant(length_groups, length_multiple, scan_layers, pullback_cache):
+  def run_variant(changes):
     """-> (rows/s, compile s per shape, number of shapes, cache build s, last loss)."""
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.update(length_groups=length_groups, length_multiple=length_multiple,
-               scan_layers=scan_layers, pullback_cache=pullback_cache)
-    model_config, params, _ = checkpoints.load_clip(d, scan_layers)
+    cfg.update(changes)
+    model_config, params, _ = checkpoints.load_clip(d, cfg.scan_layers)
     batches = input_pipeline.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
-                                          length_multiple, length_groups)
+                                          cfg.length_multiple, cfg.length_groups,
+                                          model_config.text.eos_token_id)
     tx = train.make_optimizer(cfg, len(steps))
     start = time.perf_counter()
     pullback = jax.block_until_ready({"pullback": train.pullback_targets(
         cfg, model_config, params, tok, batches, mesh, steps), "images": None})
-    cache_seconds = time.perf_counter() - start if pullback_cache else 0.0
+    cache_seconds = time.perf_counter() - start if cfg.pullback_cache else 0.0
     state, state_sharding = train.create_train_state(params, tx, mesh)
     step = train.make_train_step(model_config, cfg, tx, embedding.root_ids(tok, 77), mesh,
                                  state_sharding)
-    inputs = [sharding.put_global_batch((batches.batch(s), batches.text_indices(s)), mesh)
-              for s in steps]
+    inputs = [sharding.put_global_batch(train.host_batch(cfg, batches, s, mesh.devices.size),
+                                        mesh) for s in steps]
+    shapes = lambda x: tuple(a.shape for a in jax.tree.leaves(x))
     compiled, compile_seconds = {}, []
     for x in inputs:  # compile every shape once, timed
-      shapes = tuple(g.shape for g in x[0])
-      if shapes not in compiled:
+      if shapes(x) not in compiled:
         start = time.perf_counter()
-        compiled[shapes] = step.lower(state, pullback, x).compile()
+        compiled[shapes(x)] = step.lower(state, pullback, x).compile()
         compile_seconds.append(time.perf_counter() - start)
-    run = lambda state, x: compiled[tuple(g.shape for g in x[0])](state, pullback, x)
+    run = lambda state, x: compiled[shapes(x)](state, pullback, x)
     state, _ = run(state, inputs[0])  # warm-up
     start = time.perf_counter()
     for x in inputs:
@@ -182,8 +197,8 @@ def main():
 
   results = []
   for name in args.variants.split(","):
-    label, *options = VARIANTS[name]
-    results.append((label, *run_variant(*options)))
+    label, changes = VARIANTS[name]
+    results.append((label, *run_variant(changes)))
     print(f"  {label}: {results[-1][1:]}", file=sys.stderr, flush=True)
 
   device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,12 +17,17 @@ def get_config():
   config.num_epochs = 1
   config.total_steps = -1  # > 0 overrides num_epochs
   config.seed = 0
-  # Padding (the losses are the same for any padding: attention is causal). On GPU/TPU one
-  # static shape is best: every new length costs a compilation (about a minute for the
-  # ViT-B/32 step on an H100) and the step is launch-bound. On CPU, where FLOPs count,
-  # pad to a multiple of 8 and split tiers 1-2 from 3-4: length_multiple=8,
-  # length_groups=((0, 1), (2, 3)) (see benchmarks/RESULTS.md).
-  config.length_multiple = 77  # pad every text to 77 tokens: one compilation
+  # Texts of the train step packed several to a row of 77 tokens, each attending only to
+  # itself (hierre_jax.packing): almost no padding, the same losses; 2x the padded step
+  # on CPU (benchmarks/RESULTS.md). The packed row count varies a little from batch to
+  # batch; it is rounded up to a multiple of pack_rows_multiple so that few shapes are
+  # compiled (on GPU/TPU each costs seconds to a minute; 4 at batch 8 on one device:
+  # mostly one shape). False: pad instead, per length group (below).
+  config.pack_texts = True
+  config.pack_rows_multiple = 4
+  # Padding, without packing (and for the contrastive ablation and evaluation): to a
+  # multiple of length_multiple, each group of tiers apart. 77: one static shape.
+  config.length_multiple = 77
   config.length_groups = ((0, 1, 2, 3),)  # tier groups (0-based) padded separately
 
   config.lr = 1e-7

@@ -27,7 +27,8 @@ def get_config():
   if not os.path.exists(config.eval.test_csv):
     config.eval.test_csv = ""  # no HierarCaps test set here: train and export only
   config.workdir = "workdirs/demo"
-  config.length_multiple = 8  # CPU: fewer FLOPs beat fewer compilations
+  config.pack_rows_multiple = 1  # CPU: fewer FLOPs beat fewer compilations
+  config.length_multiple = 8
   config.length_groups = ((0, 1), (2, 3))
   config.batch_size = 8
   config.total_steps = 400

@@ -25,6 +25,13 @@ def text_encoder(config, remat=False):
       model.apply({"params": params}, ids, method=models.CLIP.encode_text))
 
 
+def packed_text_encoder(config, remat=False):
+  """-> fn(params, `packing.Packed` of S shards, N texts each) -> unit features [S, N, P]."""
+  model = models.CLIP(config, remat)
+  return lambda params, packed: geometry.normalize(
+      model.apply({"params": params}, packed, method=models.CLIP.encode_packed_text))
+
+
 def image_encoder(config):
   """-> fn(params, pixels [N, H, W, C]) -> unit-normalised image features [N, P]."""
   model = models.CLIP(config)

@@ -14,6 +14,8 @@ import zlib
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import models
+from hierre_jax import packing
 from hierre_jax import tokenizer as tokenizer_lib
 
 NUM_TIERS = 4
@@ -159,11 +161,12 @@ class TrainBatches:
 
   Texts are padded per group of tiers (`length_groups`): general tiers are a few
   tokens long and specific ones tens, so padding each group to its own longest
-  text saves about a third of the transformer work over one padded block.
+  text saves about a third of the transformer work over one padded block; or packed
+  several to a row (`packed_batch`), which leaves almost no padding.
   """
 
   def __init__(self, data: Hierarchies, tokenizer, batch_size, seed, length_multiple=8,
-               length_groups=((0, 1, 2, 3),)):
+               length_groups=((0, 1, 2, 3),), eos_token_id=None):
     if data.negatives is None:
       raise DataError("training needs the positive,negative,image_url format")
     if batch_size > len(data):
@@ -181,6 +184,12 @@ class TrainBatches:
     self.lengths = np.array([len(ids) for ids in flat], np.int32).reshape(-1, 2 * NUM_TIERS)
     self.ids = tokenizer_lib.pad(flat, tokenizer_lib.MAX_LENGTH, tokenizer.pad_token_id)
     self.ids = self.ids.reshape(len(data), 2 * NUM_TIERS, tokenizer_lib.MAX_LENGTH)
+    # The token each text is pooled at, by the text tower's rule (`eos_token_id` of the
+    # model's config; the tokenizer's by default).
+    self.eos_token_id = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    self.ends = np.asarray(models.end_of_text_position(self.ids, self.eos_token_id), np.int32)
+    self.root = np.asarray(tokenizer_lib.tokenize(tokenizer, [""])[0], np.int32)
+    self.pad_id = tokenizer.pad_token_id
     self.batch_size, self.seed, self.length_multiple = batch_size, seed, length_multiple
     self.columns = group_columns(length_groups)
     self.steps_per_epoch = len(data) // batch_size
@@ -204,6 +213,17 @@ class TrainBatches:
       length = tokenizer_lib.bucket_length(int(lengths[:, cols].max()), self.length_multiple)
       out.append(ids[:, cols, :length])
     return tuple(out)
+
+  def packed_batch(self, step, shards, length, rows_multiple=1, with_root=False):
+    """-> `packing.Packed` of the step's texts, the batch's rows split in order into
+    `shards` equal parts (one per device), each shard's texts row by row (p1..p4,
+    n1..n4) and, `with_root`, the empty string last; rows of `length` tokens, their
+    count rounded up to `rows_multiple`."""
+    rows = self.row_indices(step).reshape(shards, -1)
+    root = [(self.root, int(models.end_of_text_position(self.root, self.eos_token_id)))]
+    texts = [[(self.ids[r, c, :self.lengths[r, c]], self.ends[r, c])
+              for r in part for c in range(2 * NUM_TIERS)] + root * with_root for part in rows]
+    return packing.pack(texts, length, self.pad_id, rows_multiple)
 
   def text_indices(self, step):
     """-> [batch_size, 8] int32 index of the rows' texts (p1..p4, n1..n4) in `texts`."""

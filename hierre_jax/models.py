@@ -81,11 +81,11 @@ class Attention(nn.Module):
   causal: bool
 
   @nn.compact
-  def __call__(self, x):  # x: [B, T, D] -> [B, T, D]
+  def __call__(self, x, mask=None):  # x: [B, T, D], mask: None or [B, 1, T, T] -> [B, T, D]
     b, t, d = x.shape
     heads = lambda name: nn.Dense(d, name=name)(x).reshape(b, t, self.num_heads, -1)
     out = jax.nn.dot_product_attention(
-        heads("q_proj"), heads("k_proj"), heads("v_proj"), is_causal=self.causal)
+        heads("q_proj"), heads("k_proj"), heads("v_proj"), mask=mask, is_causal=self.causal)
     return nn.Dense(d, name="out_proj")(out.reshape(b, t, d))
 
 
@@ -105,15 +105,15 @@ class EncoderLayer(nn.Module):
   causal: bool
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
     eps = self.config.layer_norm_eps
     x = x + Attention(self.config.num_heads, self.causal, name="self_attn")(
-        nn.LayerNorm(eps, name="layer_norm1")(x))
+        nn.LayerNorm(eps, name="layer_norm1")(x), mask)
     return x + Mlp(self.config, name="mlp")(nn.LayerNorm(eps, name="layer_norm2")(x))
 
 
-def _layer_step(layer, x, _):
-  return layer(x), None
+def _layer_step(layer, x, mask):
+  return layer(x, mask), None
 
 
 class Encoder(nn.Module):
@@ -126,34 +126,34 @@ class Encoder(nn.Module):
   scan: bool = True
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):  # x: [B, T, D], mask: None or [B, 1, T, T] bool
     layer = nn.remat(EncoderLayer) if self.remat else EncoderLayer
     if self.scan:
       stack = nn.scan(_layer_step, variable_axes={"params": 0}, split_rngs={"params": True},
-                      length=self.config.num_layers)
-      return stack(layer(self.config, self.causal, name="layers"), x, None)[0]
+                      in_axes=nn.broadcast, length=self.config.num_layers)
+      return stack(layer(self.config, self.causal, name="layers"), x, mask)[0]
     for i in range(self.config.num_layers):
-      x = layer(self.config, self.causal, name=f"layers_{i}")(x)
+      x = layer(self.config, self.causal, name=f"layers_{i}")(x, mask)
     return x
 
 
 def end_of_text_position(ids, eos_token_id):
   """[B, T] int ids -> [B] index of the end-of-text token (SPEC section 1)."""
-  if eos_token_id == LEGACY_EOS_TOKEN_ID:
-    return jnp.argmax(ids, axis=-1)
-  return jnp.argmax(ids == eos_token_id, axis=-1)
+  if eos_token_id == LEGACY_EOS_TOKEN_ID:  # array methods: numpy (host) or jax ids
+    return ids.argmax(axis=-1)
+  return (ids == eos_token_id).argmax(axis=-1)
 
 
 class TextEmbeddings(nn.Module):
   config: TowerConfig
 
   @nn.compact
-  def __call__(self, ids):  # [B, T] -> [B, T, D]
+  def __call__(self, ids, positions=None):  # [B, T] (and [B, T] positions) -> [B, T, D]
     c = self.config
     tokens = nn.Embed(c.vocab_size, c.hidden_size, name="token_embedding")(ids)
-    positions = nn.Embed(c.max_positions, c.hidden_size, name="position_embedding")(
-        jnp.arange(ids.shape[1]))
-    return tokens + positions
+    positions = jnp.arange(ids.shape[1]) if positions is None else positions
+    return tokens + nn.Embed(c.max_positions, c.hidden_size, name="position_embedding")(
+        positions)
 
 
 class TextTransformer(nn.Module):
@@ -162,11 +162,17 @@ class TextTransformer(nn.Module):
   scan: bool = True
 
   @nn.compact
-  def __call__(self, ids):  # ids: [B, T] -> pooled [B, D]
+  def __call__(self, ids, positions=None, segments=None):
+    """ids [B, T] -> pooled [B, D] at each row's end-of-text token; or packed texts
+    (`hierre_jax.packing`: [B, T] positions and segments) -> every token's [B, T, D]."""
     c = self.config
-    x = TextEmbeddings(c, name="embeddings")(ids)
-    x = Encoder(c, causal=True, remat=self.remat, scan=self.scan, name="encoder")(x)
+    x = TextEmbeddings(c, name="embeddings")(ids, positions)
+    mask = None if segments is None else (segments[:, None, :, None]
+                                          == segments[:, None, None, :])
+    x = Encoder(c, causal=True, remat=self.remat, scan=self.scan, name="encoder")(x, mask)
     x = nn.LayerNorm(c.layer_norm_eps, name="final_layer_norm")(x)
+    if segments is not None:
+      return x
     return x[jnp.arange(ids.shape[0]), end_of_text_position(ids, c.eos_token_id)]
 
 
@@ -216,6 +222,13 @@ class CLIP(nn.Module):
 
   def encode_text(self, ids):  # [B, T] int -> [B, P]
     return self.text_projection(self.text_model(ids))
+
+  def encode_packed_text(self, packed):  # `packing.Packed` of S shards, N texts each -> [S, N, P]
+    s, r, t = packed.ids.shape
+    flat = lambda x: x.reshape(s * r, t)
+    x = self.text_model(flat(packed.ids), flat(packed.positions), flat(packed.segments))
+    x = jnp.take_along_axis(x.reshape(s, r * t, -1), packed.ends[..., None], axis=1)
+    return self.text_projection(x)
 
   def encode_image(self, pixels):  # [B, H, W, C] float -> [B, P]
     return self.visual_projection(self.vision_model(pixels))

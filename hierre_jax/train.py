@@ -73,53 +73,68 @@ def pulls_back(config):
   return bool(config.lambda_p) and config.trainable == "text_tower"
 
 
-def host_batch(config, batches, step):
-  """The step's inputs from `TrainBatches`: (per-group ids, [B, 8] text index), or for
-  config.loss == "clip" `batches.contrastive_batch(step, config.tiers)`."""
+def host_batch(config, batches, step, shards):
+  """The step's inputs from `TrainBatches`: (texts, [B, 8] text index), the texts packed
+  in rows of 77 tokens in `shards` parts (config.pack_texts; with the root text when it
+  is the tower's own) or padded per length group; for config.loss == "clip" (padded)
+  `batches.contrastive_batch(step, config.tiers)`."""
   if config.loss == "clip":
     return batches.contrastive_batch(step, tuple(config.tiers))
-  return batches.batch(step), batches.text_indices(step)
+  if config.pack_texts:
+    texts = batches.packed_batch(step, shards, tokenizer_lib.MAX_LENGTH,
+                                 config.pack_rows_multiple, config.root == "empty_string")
+  else:
+    texts = batches.batch(step)
+  return texts, batches.text_indices(step)
 
 
 def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
   """-> jitted fn(state, tables, batch) -> (state, metrics), batch as `host_batch` gives it.
 
   root_ids: [1, 77] ids of the empty string, padded (`embedding.root_ids(tokenizer, 77)`),
-  the root unless params hold their own params["root"] (config.root). `tables` is what
+  the root unless params hold their own params["root"] (config.root); packed batches
+  carry it themselves (`host_batch`). `tables` is what
   `step_tables` returns: "pullback" (None, the frozen text params, or the frozen features
   of every training text looked up by the text index) and "images" (config.loss ==
   "clip": the frozen features of every training image, looked up by the image index).
   """
   encode = embedding.text_encoder(model_config, config.remat)
+  encode_packed = embedding.packed_text_encoder(model_config, config.remat)
   trained = TRAINABLE[config.trainable]
   lambda_p = config.lambda_p if pulls_back(config) else 0.0
+  own_root = config.root == "empty_string"  # the tower's own root: it moves with the weights
 
-  def embed_rows(params, groups, with_root=False):
-    """Per length group [B, n_g, L_g] ids -> [B, 8, D] (and the [D] root with_root).
+  def embed_rows(params, texts):
+    """The batch's texts -> ([B, 8, P], the [P] root of the empty string if own_root).
 
-    The root (it moves with the weights) rides along with the first group, padded to its
-    length: one pass less, and attention is causal, so the padding changes nothing.
+    Packed (`packing.Packed`), the root is the last text of every shard; padded per
+    length group ([B, n_g, L_g] ids each), it rides along with the first group, padded
+    to its length: one pass less, and attention is causal, so the padding changes nothing.
     """
-    flat = [g.reshape(-1, g.shape[-1]) for g in groups]
-    if with_root:
+    if config.pack_texts:
+      emb = encode_packed(params, texts)  # [S, N, P]
+      root = emb[0, -1] if own_root else None
+      return emb[:, :emb.shape[1] - own_root].reshape(-1, 8, emb.shape[-1]), root
+    flat = [g.reshape(-1, g.shape[-1]) for g in texts]
+    if own_root:
       flat[0] = jnp.concatenate([flat[0], root_ids[:, :flat[0].shape[-1]]])
     embs = [encode(params, ids) for ids in flat]
-    root = embs[0][-1] if with_root else None
-    embs = [e[:g.shape[0] * g.shape[1]].reshape(*g.shape[:2], -1) for e, g in zip(embs, groups)]
+    root = embs[0][-1] if own_root else None
+    embs = [e[:g.shape[0] * g.shape[1]].reshape(*g.shape[:2], -1) for e, g in zip(embs, texts)]
     return input_pipeline.merge_groups(embs, config.length_groups), root
 
   def hierarchy_loss(params, tables, batch):
     """The RE loss or its ablations (SPEC sections 3 and 6) on whole rows."""
-    groups, text_index = batch
-    emb, root = embed_rows(params, groups, with_root="root" not in params)
-    if "root" in params:
+    texts, text_index = batch
+    emb, root = embed_rows(params, texts)
+    if not own_root:
       root = params["root"]
     if config.trainable == "root":
       emb = jax.lax.stop_gradient(emb)  # frozen towers: no backward pass through them
     emb_orig = None
     if lambda_p:
       emb_orig = (tables["pullback"][text_index] if config.pullback_cache
-                  else embed_rows(tables["pullback"], groups)[0])
+                  else embed_rows(tables["pullback"], texts)[0])
     ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
     return losses.total_loss(emb, root, emb_orig, lambda_p, config.lambda_e,
                              config.lambda_m, tuple(config.tiers), config.negatives, ec)
@@ -337,7 +352,8 @@ def train_and_export(config, allow_config_change=False):
   tokenizer = tokenizer_lib.load_tokenizer(model_dir)
 
   batches = input_pipeline.TrainBatches(data, tokenizer, config.batch_size, config.seed,
-                                        config.length_multiple, config.length_groups)
+                                        config.length_multiple, config.length_groups,
+                                        model_config.text.eos_token_id)
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
@@ -375,7 +391,7 @@ def train_and_export(config, allow_config_change=False):
     pending, compiled_shapes = [], set()
     for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
                             disable=not is_main):
-      inputs = host_batch(config, batches, step)
+      inputs = host_batch(config, batches, step, mesh.devices.size)
       shapes = tuple(x.shape for x in jax.tree.leaves(inputs))
       if shapes not in compiled_shapes and is_main:
         compiled_shapes.add(shapes)

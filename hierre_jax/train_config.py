@@ -13,9 +13,10 @@ import os
 
 # Keys (dotted; a prefix ending in '.' covers a sub-config) that do not change what is
 # trained: where things are written, how often, and what is evaluated.
+# Also how the work is laid out (the same losses, up to float rounding).
 NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
                      "keep_checkpoints", "compilation_cache_dir", "remat", "pullback_cache",
-                     "eval.")
+                     "pack_texts", "pack_rows_multiple", "eval.")
 
 
 # Keys added after runs were started, with the value such a run had: a stored config.json
@@ -23,7 +24,8 @@ NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
 # scan_layers=False: its checkpoints hold that layout).
 ADDED_KEYS = {"scan_layers": False, "pullback_cache": False, "tiers": [0, 1, 2, 3],
               "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1,
-              "root": "empty_string", "trainable": "text_tower", "train_images_dir": ""}
+              "root": "empty_string", "trainable": "text_tower", "train_images_dir": "",
+              "pack_texts": False, "pack_rows_multiple": 1}
 
 # config.root: the tower's own empty-string embedding (moves with the weights), or a fixed
 # root (SPEC section 6); config.trainable: what the optimizer updates.
@@ -39,7 +41,7 @@ class ConfigError(ValueError):
 def validate(config):
   """Raises ConfigError naming the first key whose value cannot work."""
   positive = ["batch_size", "log_every", "checkpoint_every", "length_multiple",
-              "eval.text_batch_size", "eval.image_batch_size"]
+              "pack_rows_multiple", "eval.text_batch_size", "eval.image_batch_size"]
   for key in positive:
     value = lookup(config, key)
     if not isinstance(value, int) or value <= 0:

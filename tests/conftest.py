@@ -46,6 +46,15 @@ def tiny_clip_dir(tmp_path_factory):
   return out
 
 
+@pytest.fixture(scope="session")
+def tok(tmp_path_factory):
+  """The OpenAI CLIP tokenizer (its vocabulary written from the bundled BPE merges)."""
+  from hierre_jax import tokenizer
+  d = str(tmp_path_factory.mktemp("tok"))
+  tokenizer.write_clip_vocab(d)
+  return tokenizer.load_tokenizer(d)
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)

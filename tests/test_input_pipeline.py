@@ -18,13 +18,6 @@ def write(path, lines):
   return str(path)
 
 
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("tok"))
-  tokenizer.write_clip_vocab(d)
-  return tokenizer.load_tokenizer(d)
-
-
 def test_reads_train_format_gz(tmp_path):
   path = write(tmp_path / "t.csv.gz", ["positive,negative,image_url",
                                        f'"{GOOD[0]}","{GOOD[1]}",http://x/COCO_1.jpg'])

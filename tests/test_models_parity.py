@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
-from hierre_jax import checkpoints, models, random_clip, tokenizer
+from hierre_jax import checkpoints, models, packing, random_clip, tokenizer
 
 torch = pytest.importorskip("torch")
 
@@ -32,18 +32,34 @@ def flax_features(model_dir, ids, pixels, scan_layers=True):
   return np.asarray(t), np.asarray(v)
 
 
+def packed_flax_features(model_dir, id_lists, scan_layers=True):
+  """The texts packed into rows of 77 tokens (two shards), each pooled at its end token."""
+  config, params, _ = checkpoints.load_clip(model_dir, scan_layers)
+  texts = [(np.asarray(ids), int(models.end_of_text_position(np.asarray(ids),
+                                                              config.text.eos_token_id)))
+           for ids in id_lists]
+  half = len(texts) // 2
+  packed = packing.pack([texts[:half], texts[half:2 * half]], tokenizer.MAX_LENGTH, 0)
+  clip = models.CLIP(config)
+  return np.asarray(clip.apply({"params": params}, packed, method=clip.encode_packed_text))
+
+
 def check_parity(model_dir, model, image_size, pad_to=None):
   """Both layouts (scanned and unrolled layers) against PyTorch -> scanned text features."""
   tok = tokenizer.load_tokenizer(model_dir)
-  ids = tokenizer.tokenize(tok, TEXTS)
-  length = pad_to or max(map(len, ids))
-  ids = tokenizer.pad(ids, length, tok.pad_token_id)
+  id_lists = tokenizer.tokenize(tok, TEXTS)
+  length = pad_to or max(map(len, id_lists))
+  ids = tokenizer.pad(id_lists, length, tok.pad_token_id)
   pixels = np.random.default_rng(1).normal(size=(3, image_size, image_size, 3)).astype(np.float32)
   want_t, want_v = torch_features(model, ids, pixels)
   for scan_layers in (True, False):
     got_t, got_v = flax_features(model_dir, ids, pixels, scan_layers)
     np.testing.assert_allclose(got_t, want_t, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got_v, want_v, atol=1e-5, rtol=0)
+    # Packed several to a row (the train step's layout), each text has its own features.
+    packed = packed_flax_features(model_dir, id_lists + id_lists[::-1], scan_layers)
+    np.testing.assert_allclose(packed.reshape(len(TEXTS) * 2, -1),
+                               np.concatenate([want_t, want_t[::-1]]), atol=1e-5, rtol=0)
   return flax_features(model_dir, ids, pixels)[0]
 
 

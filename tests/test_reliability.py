@@ -118,13 +118,18 @@ def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
   train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False,
                                      pullback_cache=False))
   stored = json.loads((tmp_path / "config.json").read_text())
-  for key in ("scan_layers", "pullback_cache"):  # a config.json written before these keys
+  # A config.json written before these keys (and before packing).
+  for key in ("scan_layers", "pullback_cache", "pack_texts", "pack_rows_multiple"):
     del stored[key]
   (tmp_path / "config.json").write_text(json.dumps(stored))
   with pytest.raises(train_config.ConfigError, match=r"scan_layers: False -> True"):
     train.train_and_export(tiny_config(tmp_path, total_steps=2))
   state = train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False))
   assert int(state.step) == 2 and "layers_1" in state.params["text_model"]["encoder"]
+  # Packing changes how the work is laid out, not the losses: recorded, not refused.
+  (change,) = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").open()]
+  assert change["changes"]["pack_texts"] == {"old": False, "new": True}
+  assert not change["accepted_computational_change"]
 
 
 def test_keys_that_do_not_change_the_computation():
@@ -140,6 +145,7 @@ def test_keys_that_do_not_change_the_computation():
     ("batch_size", 0, r"config.batch_size=0: must be a positive integer"),
     ("batch_size", -4, r"config.batch_size=-4"),
     ("log_every", 0, r"config.log_every=0"),
+    ("pack_rows_multiple", 0, r"config.pack_rows_multiple=0: must be a positive integer"),
     ("keep_checkpoints", 0, r"keep at least 1"),
     ("tiers", (0, 2, 2), r"config.tiers=\(0, 2, 2\): two or more"),
     ("tiers", (3,), r"config.tiers"),

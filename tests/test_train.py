@@ -110,7 +110,8 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
   model_config, params, _ = checkpoints.load_clip(model_dir)
   tok = tokenizer_lib.load_tokenizer(model_dir)
   batches = input_pipeline.TrainBatches(input_pipeline.read_hierarchies(config.train_csv), tok,
-                                        8, 0, length_groups=config.length_groups)
+                                        8, 0, length_groups=config.length_groups,
+                                        eos_token_id=model_config.text.eos_token_id)
   mesh = sharding.make_mesh(devices)
   tx = train.make_optimizer(config, num_steps)
   tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
@@ -125,7 +126,7 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
                                state_sharding)
   losses, pullback_losses = [], []
   for s in range(num_steps):
-    batch = train.host_batch(config, batches, 0 if same_batch else s)
+    batch = train.host_batch(config, batches, 0 if same_batch else s, len(devices))
     state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
     pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
@@ -154,23 +155,28 @@ def tiny_model(config, out_dir):
                                        r.projection_dim)
 
 
-def test_length_groups_give_the_same_step(tmp_path):
-  config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),))
+def test_length_groups_and_packing_give_the_same_step(tmp_path):
+  config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),), pack_texts=False)
   model_dir = tiny_model(config, str(tmp_path / "m"))
   block = run_steps(config, model_dir, jax.devices()[:1], 2)
   config.length_groups = ((0, 1), (2, 3))
   grouped = run_steps(config, model_dir, jax.devices()[:1], 2)
   np.testing.assert_allclose(grouped[0], block[0], atol=1e-6, rtol=0)
   assert_same_updates(grouped[2], block[2], block[1], config.lr, 2)
+  config.pack_texts = True
+  packed = run_steps(config, model_dir, jax.devices()[:1], 2)
+  np.testing.assert_allclose(packed[0], block[0], atol=1e-6, rtol=0)
+  assert_same_updates(packed[2], block[2], block[1], config.lr, 2)
 
 
 @pytest.mark.parametrize("options", [
     dict(pullback_cache=True), dict(pullback_cache=False),
+    dict(pullback_cache=False, pack_texts=False),
     dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)])
 def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, options):
-  """The step's batching (length groups, the root riding with the first group, the
-  pull-back cache or frozen pass) and its loss options against the plain computation,
-  one unpadded text at a time."""
+  """The step's batching (texts packed, or padded in length groups with the root riding
+  with the first group; the pull-back cache or frozen pass) and its loss options against
+  the plain computation, one unpadded text at a time."""
   from hierre_jax import embedding, input_pipeline, losses
   from hierre_jax import tokenizer as tokenizer_lib
   config = tiny_config(tmp_path, **options)
@@ -222,6 +228,10 @@ model_dir = test_train.tiny_model(config, sys.argv[2] + "/model")
 # Started away from the frozen tower: there the pull-back gradient of texts only it sees
 # (tier-4 negatives) is roundoff, which Adam turns into device-count-dependent steps.
 one = test_train.run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
+eight = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)  # 8 shards
+np.testing.assert_allclose(eight[0], one[0], atol=1e-5, rtol=0)
+test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
+config.pack_texts = False  # padded per length group
 eight = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)
 np.testing.assert_allclose(eight[0], one[0], atol=1e-5, rtol=0)
 test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
