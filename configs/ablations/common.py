@@ -2,9 +2,9 @@
 
 "full": configs/clip_b32.py, the paper's CLIP-B settings (SPEC section 6).
 "cpu": configs/scratch.py (a small random text tower trained from scratch on a 2-core
-CPU), shortened to CPU_STEPS and padded to multiples of 16 (half the compilations of
-scratch.py's 8, each about 10 s there) so that the 11 variants of both CPU grids run in
-about an hour. Rows whose change makes no sense from a random initialisation refuse the
+CPU), shortened to CPU_STEPS, its padded texts (evaluations, the contrastive row) to
+multiples of 16 (half the compilations of scratch.py's 8, each about 10 s there) so that
+the 11 variants of both CPU grids run in about an hour. Rows whose change makes no sense from a random initialisation refuse the
 "cpu" scale, saying why.
 """
 from configs import clip_b32
