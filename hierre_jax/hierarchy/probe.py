@@ -73,10 +73,9 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   images: (images, labels) the image centroids are built from (modality "image");
   eval_images: (images, labels) the traversal is evaluated on (skipped if None).
   """
-  text_cents, *prompts = centroids_lib.text_centroids(embedder, class_set.classes,
-                                                      class_set.templates)
   if modality == "text":
-    cents, samples = text_cents, prompts
+    cents, *samples = centroids_lib.text_centroids(embedder, class_set.classes,
+                                                   class_set.templates)
   elif modality == "image":
     cents, *samples = centroids_lib.image_centroids(
         embedder, images[0], images[1], class_set.classes, choices.max_images_per_class,
@@ -113,15 +112,20 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
     result["traversal"]["explanations"] = traversal.explanations(
         tree, result["tree"]["names"], stops, labels, class_set.classes)
   if choices.align_betas:
-    result["alignment"] = align(class_set, ontology_names[0], samples, text_cents, eval_feats,
-                                eval_images, triples, choices)
+    zero_shot = None
+    if eval_feats is not None:  # the class prompts' centroids classify the images
+      text_cents = cents if modality == "text" else centroids_lib.text_centroids(
+          embedder, class_set.classes, class_set.templates)[0]
+      zero_shot = (text_cents, eval_feats, labels)
+    result["alignment"] = align(class_set, ontology_names[0], samples, zero_shot, triples,
+                                choices)
   return result, tree
 
 
-def align(class_set, ontology_name, samples, text_cents, eval_feats, eval_images, triples,
-          choices):
+def align(class_set, ontology_name, samples, zero_shot, triples, choices):
   """The UMAP-guided alignment's sweep over choices.align_betas against one ontology:
-  consistency of the re-built tree, and zero-shot accuracy where there are images."""
+  consistency of the re-built tree, and zero-shot accuracy where there are images
+  (`zero_shot`: [K, P] class text embeddings, [M, P] images, [M] classes; or None)."""
   onto = ontology_tree(ontology_name, class_set)
 
   def measure(centroids):
@@ -130,9 +134,6 @@ def align(class_set, ontology_name, samples, text_cents, eval_feats, eval_images
     return {k: values[k] for k in ("triplet_agreement", "cophenetic_spearman",
                                    "compatible_clades")}
 
-  zero_shot = None
-  if eval_feats is not None:
-    zero_shot = (text_cents, eval_feats, np.asarray(eval_images[1]))
   rows = alignment.sweep(samples[0], samples[1], onto, choices.align_betas, measure,
                          choices.align_steps, zero_shot, choices.seed,
                          choices.align_samples_per_class)
