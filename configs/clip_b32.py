@@ -80,6 +80,7 @@ def get_config():
       heldout_csv="../shared/hierarcaps/hierarcaps_test_expanded.csv.gz",
       suite="", data_dir="../shared", paths=suite.in_run_path_keys(),
       allow_missing_images=False,  # retrieval on the images present (e.g. the COCO 1K subset)
+      min_images=100,  # ... but never on fewer than this many
       at_start=True, at_end=True, every_steps=0, text_batch_size=256, image_batch_size=64))
 
   config.log_every = 50

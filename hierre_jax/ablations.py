@@ -24,11 +24,13 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
+from hierre_jax import errors
 from hierre_jax import evaluation
 from hierre_jax import image_preprocessing
 from hierre_jax import input_pipeline
 from hierre_jax import train
 from hierre_jax import train_config
+from hierre_jax import workdir_lock
 from hierre_jax.evaluators import suite
 
 TABLE3 = ("method", "root_mean", "root_origin", "root_pretrained", "root_only", "no_pullback",
@@ -91,6 +93,7 @@ def define_flags():
                     f"(any of {', '.join(suite.NAMES)}); those whose data is missing are left "
                     "out.")
   suite.define_data_flags()
+  flags.adopt_module_key_flags(suite)
   flags.mark_flags_as_required(["grid", "workdir"])
 
 
@@ -143,12 +146,13 @@ def check_config(config):
       train_config.check_resume(config.workdir, config, json.load(f)["steps"], record=False)
 
 
-def available_evaluators(names, paths, allow_missing_images, tfds_data_dir):
+def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_images):
   """-> (evaluators whose data is there, {name: why left out})."""
   evaluators, left_out = [], {}
   for name in names:
     try:
-      evaluators += suite.build([name], paths, allow_missing_images, tfds_data_dir=tfds_data_dir)
+      evaluators += suite.build([name], paths, allow_missing_images, tfds_data_dir=tfds_data_dir,
+                                min_images=min_images)
     except (FileNotFoundError, input_pipeline.DataError, ImportError) as e:
       left_out[name] = str(e).strip().replace("\n", " ")
   return evaluators, left_out
@@ -241,13 +245,15 @@ def main(argv):
   if unknown:
     raise train_config.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
   jax.config.update("jax_default_matmul_precision", "highest")
+  errors.require_writable_dir(FLAGS.workdir, "grid workdir")
   evaluators, left_out = available_evaluators(FLAGS.evals, suite.paths_from_flags(),
-                                              FLAGS.allow_missing_images, FLAGS.tfds_data_dir)
+                                              FLAGS.allow_missing_images, FLAGS.tfds_data_dir,
+                                              FLAGS.min_images)
   for name, why in left_out.items():
     print(f"evaluation {name} left out: {why}")
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  run(FLAGS.grid, FLAGS.workdir, FLAGS.config_dir, evaluators, left_out, FLAGS.base_config,
-      FLAGS.override, FLAGS.variants)
+  with workdir_lock.WorkdirLock(FLAGS.workdir):  # one grid runner at a time
+    run(FLAGS.grid, FLAGS.workdir, FLAGS.config_dir, evaluators, left_out, FLAGS.base_config,
+        FLAGS.override, FLAGS.variants)
   print(open(os.path.join(FLAGS.workdir, "table.md")).read())
 
 

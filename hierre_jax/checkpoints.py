@@ -18,6 +18,8 @@ import numpy as np
 import safetensors.numpy
 import transformers
 
+from hierre_jax import errors
+from hierre_jax import image_preprocessing
 from hierre_jax import models
 
 # Non-persistent buffers some checkpoints carry; they hold no weights.
@@ -69,25 +71,55 @@ def read_state_dict(model_dir):
   index = os.path.join(model_dir, "model.safetensors.index.json")
   bin_file = os.path.join(model_dir, "pytorch_model.bin")
   if os.path.exists(single):
-    tensors = safetensors.numpy.load_file(single)
+    tensors = load_safetensors(single)
   elif os.path.exists(index):
-    with open(index) as f:
-      files = sorted(set(json.load(f)["weight_map"].values()))
+    try:
+      with open(index) as f:
+        files = sorted(set(json.load(f)["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      raise CheckpointFormatError(f"{index}: not a safetensors index ({type(e).__name__}: "
+                                  f"{e}); expected {{\"weight_map\": {{key: file}}}}") from None
     tensors = {}
     for name in files:
-      tensors.update(safetensors.numpy.load_file(os.path.join(model_dir, name)))
+      tensors.update(load_safetensors(os.path.join(model_dir, name)))
   elif os.path.exists(bin_file):
     try:
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise ImportError(f"{bin_file}: reading pytorch_model.bin needs torch "
                         "(pip install 'hierre_jax[torch]'), or convert it to safetensors") from e
-    state = torch.load(bin_file, map_location="cpu", weights_only=True)
+    try:
+      state = torch.load(bin_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointFormatError(f"{bin_file}: cannot read this PyTorch file (truncated or "
+                                  f"corrupt? {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
     tensors = {k: v.float().numpy() for k, v in state.items()}
   else:
     raise FileNotFoundError(f"{model_dir}: no model.safetensors, model.safetensors.index.json "
                             "or pytorch_model.bin")
   return {k: np.asarray(v, np.float32) for k, v in tensors.items() if k not in IGNORED_KEYS}
+
+
+class CheckpointFormatError(errors.UserError):
+  """A checkpoint file that cannot be read, or whose tensors do not fit the model."""
+
+
+def load_safetensors(path):
+  """{key: numpy array} of a safetensors file; CheckpointFormatError naming a file that is
+  truncated or not safetensors."""
+  try:
+    return safetensors.numpy.load_file(path)
+  except Exception as e:  # pylint: disable=broad-except  (SafetensorError and OSError)
+    lines = str(e).strip().splitlines()
+    raise CheckpointFormatError(f"{path}: cannot read this safetensors file (truncated or "
+                                f"corrupt? {type(e).__name__}: {lines[0][:200] if lines else ''})"
+                                ) from e
+
+
+def key_list(keys, limit=5):
+  """'N: [a, b, ...]' of sorted `keys`, at most `limit` of them shown."""
+  return f"{len(keys)} {keys[:limit]}{' ...' if len(keys) > limit else ''}"
 
 
 def hf_key_to_path(key, ndim):
@@ -164,15 +196,15 @@ def state_dict_to_params(state_dict, config, source="checkpoint"):
   missing = sorted(set(expected) - set(state_dict))
   unexpected = sorted(set(state_dict) - set(expected))
   if missing or unexpected:
-    raise KeyError(f"{source}: keys do not match a CLIPModel of this config; "
-                   f"missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
-                   f"unexpected: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+    raise CheckpointFormatError(
+        f"{source}: the tensors do not match a CLIPModel of its config.json; missing "
+        f"{key_list(missing)}; unexpected {key_list(unexpected)}")
   params = {}
   for key, value in state_dict.items():
     path = hf_key_to_path(key, value.ndim)
     value = to_flax_array(path[-1], value)
     if value.shape != expected[key]:
-      raise ValueError(f"{source}: {key} has shape {value.shape} in Flax layout, "
+      raise CheckpointFormatError(f"{source}: {key} has shape {value.shape} in Flax layout, "
                        f"config expects {expected[key]}")
     node = params
     for name in path[:-1]:
@@ -204,7 +236,18 @@ def load_clip(path_or_id, scan_layers=True):
   model_dir = resolve_model_dir(path_or_id)
   config = models.ClipConfig.from_hf(load_hf_config(model_dir), scan_layers)
   params = state_dict_to_params(read_state_dict(model_dir), config, source=model_dir)
+  check_finite_params(params, model_dir)
   return config, jax.tree.map(np.asarray, params), model_dir
+
+
+def check_finite_params(params, source):
+  """Raises errors.NonFiniteError naming the tensors of `params` that hold NaN or inf."""
+  bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+         if not np.isfinite(np.asarray(leaf)).all()]
+  if bad:
+    raise errors.NonFiniteError(
+        f"{source}: {len(bad)} of {len(jax.tree.leaves(params))} parameter tensors hold NaN or "
+        f"infinite values, e.g. {', '.join(bad[:3])} (a diverged training run?)")
 
 
 def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
@@ -226,6 +269,9 @@ def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
   os.umask(umask)
   os.chmod(weights, 0o666 & ~umask)
   copy_tokenizer_files(tokenizer_dir, out_dir)
+  if not os.path.exists(os.path.join(out_dir, "preprocessor_config.json")):
+    image_preprocessing.Preprocessing.from_model_dir(
+        out_dir, hf_config.vision_config.image_size).write_hf_config(out_dir)
   return out_dir
 
 

@@ -6,22 +6,18 @@ row or key at fault and exit status 1; anything else keeps its traceback.
 """
 import errno
 import logging as std_logging
+import os
 import re
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 
-from hierre_jax import image_preprocessing
-from hierre_jax import input_pipeline
-from hierre_jax import run_checkpoints
-from hierre_jax import train_config
-from hierre_jax.hierarchy import ontology
+from hierre_jax import errors
 
-USER_ERRORS = (train_config.ConfigError, input_pipeline.DataError,
-               run_checkpoints.CheckpointError, image_preprocessing.ImageError,
-               ontology.OntologyError, FileNotFoundError, NotADirectoryError)
+USER_ERRORS = (errors.UserError, FileNotFoundError, NotADirectoryError)
 
 
 def disk_full(error):
@@ -48,21 +44,72 @@ def one_line(error):
             "or choose a workdir on a larger disk, then run the same command again (it "
             "resumes from the last checkpoint)")
   if isinstance(error, USER_ERRORS):
-    return str(error).strip().replace("\n", " ")
+    return " ".join(str(error).split("\n")).strip()
+  return None
+
+
+def config_argument(argv, name):
+  """The `--name=VALUE` or `--name VALUE` argument of `argv`, as the user typed it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return f"--{name}={argv[i + 1]}"
+  return f"--{name}"
+
+
+def cannot_load(arg, error):
+  """The one line for a config file that does not run: its error's last line."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return (f"{arg}: cannot load the config file ({type(error).__name__}: "
+          f"{lines[-1] if lines else ''})")
+
+
+def load_config_files(argv):
+  """Loads every ml_collections config flag now (config_flags defers a file's errors to its
+  first use, as a multi-line traceback) -> one line naming the argument, or None."""
+  for name, flag in flags.FLAGS.__flags.items():  # pylint: disable=protected-access
+    if not hasattr(flag, "config_filename"):
+      continue
+    arg = config_argument(argv, name)
+    path = flag.config_filename if flag.present else None
+    if path and not os.path.exists(path.split(":", 1)[0]):
+      return f"{arg}: no such config file"
+    try:
+      value = flag.value
+    except Exception as e:  # pylint: disable=broad-except
+      return cannot_load(arg, e)
+    if value is not None and not isinstance(value, ml_collections.ConfigDict):
+      return (f"{arg}: get_config() returned a {type(value).__name__}, not an "
+              "ml_collections.ConfigDict")
   return None
 
 
 def parse_flags(argv):
-  """absl flag parsing; an unknown `--config.key` gives one line naming the argument."""
+  """absl flag parsing; a bad flag, `--config.key` or config file gives one line naming the
+  argument."""
   try:
-    return flags.FLAGS(argv)
+    parsed = flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+    sys.exit(f"error: {e}; --helpshort or --helpfull lists the flags")
   except (AttributeError, KeyError) as e:
-    name = str(e).strip("\"' ")
+    # ml_collections: "'key'\nDid you mean ..." as the exception's argument, escaped once more.
+    text = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\'", "'")
+    lines = text.strip().splitlines() or [""]
+    name = lines[0].strip("\"' ")
+    hint = lines[1].strip().rstrip("'?").replace("Did", "did") if len(lines) > 1 else ""
+    hint = f" ({hint}?)" if hint else ""
     args = [a for a in argv[1:] if a.startswith("--config.") and name in a.split("=")[0]]
-    sys.exit(f"error: {args[0] if args else name}: no such config key '{name}' "
-             "(see the config file for the keys it defines)")
+    sys.exit(f"error: {args[0] if args else name}: no such config key '{name}'{hint}; see "
+             "the config file for the keys it defines")
+  except Exception as e:  # pylint: disable=broad-except  (a config file that does not run)
+    if not any(a == "--config" or a.startswith("--config=") for a in argv):
+      raise
+    sys.exit(f"error: {cannot_load(config_argument(argv, 'config'), e)}")
+  message = load_config_files(argv)
+  if message:
+    sys.exit(f"error: {message}")
+  return parsed
 
 
 def quiet_logs():

@@ -19,6 +19,7 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
+from hierre_jax import errors
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import report
@@ -32,6 +33,7 @@ flags.DEFINE_list("evals", ["hierarcaps"], f"Suite evaluations, any of {', '.joi
 flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
                          f"--evals: use names of {', '.join(suite.NAMES)}")
 suite.define_data_flags()
+flags.adopt_module_key_flags(suite)  # --help lists the data flags too
 flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
                   "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
 flags.DEFINE_enum("reference", "", ["", *suite.PUBLISHED], "Add the paper's published rows of "
@@ -57,6 +59,7 @@ flags.DEFINE_string("output_dir", "", "Where results go (see the module docstrin
 
 
 def output_dir(models):
+  """Where results go (the module docstring), checked to be writable before any compute."""
   if FLAGS.output_dir:
     out = FLAGS.output_dir
   elif len(models) > 1:
@@ -66,8 +69,7 @@ def output_dir(models):
   else:
     out = os.path.join("eval_results",
                        os.path.normpath(models[0]).strip("./").replace("/", "__") or "model")
-  os.makedirs(out, exist_ok=True)
-  return out
+  return errors.require_writable_dir(out, "output folder")
 
 
 def embedder_of(model):
@@ -76,16 +78,18 @@ def embedder_of(model):
 
 
 def run_suite(paths):
+  out = output_dir(FLAGS.model)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
-                           FLAGS.tfds_data_dir)
+                           FLAGS.tfds_data_dir, FLAGS.min_images)
   results = suite.run({m: embedder_of(m) for m in FLAGS.model}, evaluators)
-  json_path, md_path = suite.write(results, output_dir(FLAGS.model), FLAGS.reference)
+  json_path, md_path = suite.write(results, out, FLAGS.reference)
   print(open(md_path).read())
   print(f"wrote {json_path} and {md_path}")
 
 
 def run_qualitative(paths):
   model = FLAGS.model[0]
+  out_dir = output_dir([model])
   embedder = embedder_of(model)
   step = embedder.checkpoint_step
   images_dir = paths["hierarcaps_images"]
@@ -96,8 +100,8 @@ def run_qualitative(paths):
       embedder, FLAGS.candidates_csv or os.path.join(hierarcaps_dir,
                                                      "hierarcaps_test_expanded.csv.gz"),
       images_dir, names, radius=FLAGS.qualitative_radius)
-  out = os.path.join(output_dir([model]),
-                     "qualitative" + ("" if step is None else f"_step_{step}"))
+  os.makedirs(out_dir, exist_ok=True)
+  out = os.path.join(out_dir, "qualitative" + ("" if step is None else f"_step_{step}"))
   report.write_all(chains, images_dir, out,
                    title=model + ("" if step is None else f" (checkpoint step {step})"))
   print(f"wrote {out}.json/.csv/.html for {len(chains)} images")

@@ -8,6 +8,7 @@ import numpy as np
 
 from hierre_jax import checkpoints
 from hierre_jax import embedding
+from hierre_jax import errors
 from hierre_jax import geometry
 from hierre_jax import hierarchical_retrieval as hr
 from hierre_jax import image_preprocessing
@@ -41,6 +42,7 @@ def load_model(path):
   ckpts.close()
   if step is None:
     raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
+  checkpoints.check_finite_params(params, f"{path}/checkpoints/{step}")
   info = os.path.join(path, "model_info")
   config = models.ClipConfig.from_hf(checkpoints.load_hf_config(info),
                                      scan_layers=checkpoints.has_stacked_layers(params))
@@ -133,6 +135,8 @@ class Embedder:
     feats = (embedding.embed_texts(self.config, self.params, self.tokenizer, texts,
                                    self.text_batch_size, self.mesh, self.length_multiple)
              if texts else np.zeros((0, self.config.projection_dim), np.float32))
+    errors.require_finite(feats, f"{self.model_dir}: the text features (root included) of "
+                          f"{len(texts)} texts")
     return (feats[:-1], feats[-1]) if self.root is None else (feats, self.root)
 
   def images(self, images):
@@ -154,8 +158,10 @@ class Embedder:
 
   def _embed_images(self, images):
     batches = image_preprocessing.load_batches(images, self.preprocessing, self.image_batch_size)
-    return embedding.embed_images(self.config, self.params, batches, self.image_batch_size,
-                                  -(-len(images) // self.image_batch_size), self.mesh)
+    feats = embedding.embed_images(self.config, self.params, batches, self.image_batch_size,
+                                   -(-len(images) // self.image_batch_size), self.mesh)
+    return errors.require_finite(feats, f"{self.model_dir}: the image features of "
+                                 f"{len(images)} images")
 
 
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,

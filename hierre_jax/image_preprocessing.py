@@ -10,11 +10,13 @@ import os
 import numpy as np
 from PIL import Image
 
+from hierre_jax import errors
+
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ImageError(ValueError):
+class ImageError(errors.UserError):
   """An image file that cannot be read; the message names it."""
 
 
@@ -41,6 +43,18 @@ class Preprocessing:
                tuple(c.get("image_std", OPENAI_CLIP_STD)))
 
 
+  def write_hf_config(self, model_dir):
+    """Writes model_dir/preprocessor_config.json: transformers' CLIPImageProcessor with these
+    settings (what `CLIPProcessor.from_pretrained` needs beside the tokenizer files)."""
+    config = {"image_processor_type": "CLIPImageProcessor", "do_convert_rgb": True,
+              "do_resize": True, "size": {"shortest_edge": self.size}, "resample": 3,
+              "do_center_crop": True, "crop_size": {"height": self.crop, "width": self.crop},
+              "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+              "image_mean": list(self.mean), "image_std": list(self.std)}
+    with open(os.path.join(model_dir, "preprocessor_config.json"), "w") as f:
+      json.dump(config, f, indent=2)
+
+
 def resized_shape(width, height, size):
   """(width, height) with the shortest side scaled to `size`, the other truncated like HF."""
   if width <= height:
@@ -48,14 +62,24 @@ def resized_shape(width, height, size):
   return int(size * width / height), size
 
 
+def to_rgb(image):
+  """PIL image -> RGB as transformers' `convert_to_rgb`: transparency (an alpha band or a
+  palette's transparent colour) composited onto white, not dropped."""
+  if "A" in image.getbands() or image.info.get("transparency") is not None:
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+  return image.convert("RGB")
+
+
 def preprocess(image, p: Preprocessing):
   """PIL image or path -> [crop, crop, 3] float32."""
   if isinstance(image, Image.Image):
-    image = image.convert("RGB")
+    image = to_rgb(image)
   else:
     try:
       with Image.open(image) as f:
-        image = f.convert("RGB")
+        image = to_rgb(f)
     except (OSError, SyntaxError, ValueError) as e:  # truncated, corrupt or not an image
       raise ImageError(f"{image}: cannot read this image ({e})") from e
   image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)

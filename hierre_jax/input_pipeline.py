@@ -14,6 +14,7 @@ import zlib
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import packing
 from hierre_jax import tokenizer as tokenizer_lib
@@ -22,7 +23,7 @@ NUM_TIERS = 4
 TIER_SEPARATOR = "=>"
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """A malformed row; the message names the file and row."""
 
 

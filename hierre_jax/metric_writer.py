@@ -5,16 +5,29 @@ import os
 import tensorboardX
 
 
+SUPERSEDED_FILE = "metrics_superseded.jsonl"
+
+
 class MetricWriter:
 
   def __init__(self, workdir, resume_step=0):
-    """Opens the writers; on resume drops JSON rows past `resume_step` (work that is redone)."""
+    """Opens the writers. A run that starts at `resume_step` redoes the steps after it: the
+    rows it will write again leave metrics.jsonl (which then holds one row per step of the
+    run being continued) and are appended, each marked with `resumed_at`, to
+    metrics_superseded.jsonl. No row is ever deleted."""
     self.path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(self.path):
       with open(self.path) as f:
-        rows = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
-      with open(self.path, "w") as f:
-        f.writelines(rows)
+        lines = [line for line in f if line.strip()]
+      later = [line for line in lines if json.loads(line)["step"] > resume_step]
+      if later:
+        with open(os.path.join(workdir, SUPERSEDED_FILE), "a") as f:
+          f.writelines(json.dumps({**json.loads(line), "resumed_at": resume_step}) + "\n"
+                       for line in later)
+        kept = os.path.join(workdir, "metrics.jsonl.tmp")
+        with open(kept, "w") as f:
+          f.writelines(line for line in lines if json.loads(line)["step"] <= resume_step)
+        os.replace(kept, self.path)  # atomic: a kill here leaves one whole file or the other
     self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                                   purge_step=resume_step + 1)
 

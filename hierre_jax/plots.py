@@ -14,12 +14,13 @@ from hierre_jax import metric_writer  # pylint: disable=wrong-import-position
 PANELS = (("loss", ("loss", "loss_re", "loss_minimax", "loss_pullback")),
           ("mean exterior angle (rad)", ("angle_pos", "angle_neg")),
           ("HierarCaps tau_d", ("eval/tau_d",)))
+CURVES_FILE = "curves.png"
 
 
 def plot_training_curves(workdir, out=None):
   """Writes the loss, angle and tau_d curves of `workdir` to `out` (default workdir/curves.png)."""
   rows = metric_writer.read_metrics(workdir)
-  out = out or os.path.join(workdir, "curves.png")
+  out = out or os.path.join(workdir, CURVES_FILE)
   fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
   for ax, (title, keys) in zip(axes, PANELS):
     for key in keys:

@@ -8,6 +8,7 @@ checkpoint that verifies, run the jitted data-parallel step, log metrics, save
 checkpoints, evaluate, export to Hugging Face. Multi-process runs (--distributed)
 compute on every process and write files from process 0.
 """
+import contextlib
 import json
 import os
 
@@ -25,6 +26,7 @@ import tqdm
 from hierre_jax import checkpoints
 from hierre_jax import cli
 from hierre_jax import embedding
+from hierre_jax import errors
 from hierre_jax import evaluation
 from hierre_jax import input_pipeline
 from hierre_jax import losses
@@ -35,6 +37,7 @@ from hierre_jax import run_checkpoints
 from hierre_jax import sharding
 from hierre_jax import tokenizer as tokenizer_lib
 from hierre_jax import train_config
+from hierre_jax import workdir_lock
 from hierre_jax.evaluators import suite
 
 # The parameter groups the optimizer updates (config.trainable); everything else stays
@@ -161,6 +164,8 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in trained})
+    # Finite too, or the run stops before anything of this step is saved (`check_finite`).
+    metrics["update_norm"] = optax.global_norm({k: updates[k] for k in trained})
     return TrainState(state.step + 1, params, opt_state), metrics
 
   replicated = sharding.replicated(mesh)
@@ -261,6 +266,26 @@ def save_model_info(hf_config, model_dir, workdir):
   checkpoints.copy_tokenizer_files(model_dir, info)
 
 
+class DivergedError(errors.NonFiniteError):
+  """A train step produced a non-finite loss, gradient or update."""
+
+
+def check_finite(rows, first_step, manager):
+  """Raises DivergedError at the first of `rows` (host metrics of steps first_step + 1, ...)
+  holding a non-finite value: nothing of that step or later is logged, checkpointed,
+  evaluated or exported, and the checkpoints on disk stay as they are."""
+  for i, row in enumerate(rows):
+    bad = sorted(k for k, v in row.items() if not np.isfinite(v))
+    if bad:
+      manager.wait_until_finished()
+      good = manager.latest_step()
+      raise DivergedError(
+          f"training diverged at step {first_step + i + 1}: {', '.join(bad)} not finite "
+          f"({format_metrics(row)}); stopped before saving it. The last good checkpoint is "
+          + (f"step {good} in {manager.directory}" if good is not None else "none (no step "
+             "was saved)") + "; lower config.lr, set config.grad_clip_norm, or check the data")
+
+
 def format_metrics(metrics):
   return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
 
@@ -310,7 +335,14 @@ def check_inputs(config):
   """Checks the config values and reads the training file (and, for config.loss == "clip",
   finds every training image) before anything is written -> the training rows."""
   train_config.validate(config)
+  errors.require_writable_dir(config.workdir, "workdir")
+  if config.export_dir:
+    errors.require_writable_dir(config.export_dir, "export folder")
   data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  if config.batch_size > len(data):
+    raise train_config.ConfigError(
+        f"config.batch_size={config.batch_size}: more than the {len(data)} training rows of "
+        f"{config.train_csv}; use at most {len(data)}")
   if config.loss == "clip":
     input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
   return data
@@ -319,19 +351,50 @@ def check_inputs(config):
 def train_and_export(config, allow_config_change=False):
   """Runs (or resumes) training in config.workdir; returns the final TrainState.
 
-  Nothing is written before the config and the training file are checked. A workdir
-  that holds checkpoints resumes from the newest one that verifies, if the config's
-  computational keys are unchanged (or `allow_config_change`).
+  Nothing is written before the config and the training file are checked. One run at a
+  time holds the workdir (`workdir_lock`). A workdir that holds checkpoints resumes from
+  the newest one that verifies, if the config's computational keys are unchanged; with
+  `allow_config_change` they may differ, and a train state of another layout is restored
+  where both have the same leaves (the rest starts afresh, recorded in
+  config_changes.jsonl).
   """
   data = check_inputs(config)
-  apply_runtime_options(config)
-  is_main = jax.process_index() == 0  # one process writes files; every process computes
   evaluators = suite.from_config(config.eval)  # reads their files: a bad path fails here
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  is_main = jax.process_index() == 0  # one process writes files; every process computes
+  with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
+    return train_locked(config, data, evaluators, mesh, allow_config_change, is_main)
+
+
+def restore_or_start(config, manager, state, allow_config_change, record):
+  """-> (train state of the newest good checkpoint, or `state` when there is none, whether the
+  root param still needs its initial value)."""
+  if not allow_config_change:
+    restored, step = manager.restore_latest(jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                                         state))
+    left_fresh = []
+  else:
+    restored, step, left_fresh = manager.restore_latest_partial(state)
+  if restored is None:
+    return state, config.root != "empty_string"
+  logging.info("resumed from step %d", step)
+  if left_fresh:
+    logging.warning("restored step %d partially (--allow_config_change): %d leaves of the train "
+                    "state start afresh, e.g. %s", step, len(left_fresh), left_fresh[:3])
+    if record:
+      with open(os.path.join(config.workdir, "config_changes.jsonl"), "a") as f:
+        f.write(json.dumps({"resumed_at_step": step, "state_leaves_started_afresh": left_fresh})
+                + "\n")
+  return restored, "params/root" in left_fresh
+
+
+def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
+  """train_and_export once the inputs are checked and the workdir is held."""
+  apply_runtime_options(config)
   evaluating = bool(config.eval.test_csv or evaluators)
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
 
   manager = run_checkpoints.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
                                            config.keep_checkpoints)
@@ -365,19 +428,18 @@ def train_and_export(config, allow_config_change=False):
   with_root = config.root != "empty_string"
   placeholder = {"root": np.zeros(model_config.projection_dim, np.float32)} if with_root else {}
   state, state_sharding = create_train_state({**params, **placeholder}, tx, mesh)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   try:
-    restored, restored_step = manager.restore_latest(abstract)
-    if restored is not None:
-      state = restored
-      logging.info("resumed from step %d", restored_step)
-    elif with_root:
+    state, needs_root = restore_or_start(config, manager, state, allow_config_change, is_main)
+    if needs_root:
       root = initial_root(config, model_config, params, tokenizer, batches, mesh)
       state = state.replace(params={**state.params, "root": jax.device_put(
           root, state_sharding.params["root"])})
     start = int(state.step)
+    # The pull-back table over every step's texts, not only the remaining ones: its values
+    # (batching, roundoff) are then the same wherever the run starts, and a resumed run
+    # ends bit-identical to an uninterrupted one.
     tables = step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh,
-                         range(start, total_steps))
+                         range(total_steps))
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
     train_step = make_train_step(model_config, config, tx,
@@ -400,15 +462,21 @@ def train_and_export(config, allow_config_change=False):
       state, metrics = train_step(state, tables, sharding.put_global_batch(inputs, mesh))
       pending.append(metrics)
       done = step + 1
-      if done % config.log_every == 0 or done == total_steps:
-        rows, pending = jax.device_get(pending), []
-        means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+      logs = done % config.log_every == 0 or done == total_steps
+      saves = done % config.checkpoint_every == 0 or done == total_steps
+      evaluates = evaluating and every and done % every == 0 and done < total_steps
+      if logs or saves or evaluates:  # the steps since the last log, checked before any use
+        pending = jax.device_get(pending)
+        check_finite(pending, done - len(pending), manager)
+      if logs:
+        means = {k: np.mean([r[k] for r in pending]) for k in pending[0]}
+        pending = []
         if is_main:
           writer.write(done, means)
           tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
-      if done % config.checkpoint_every == 0 or done == total_steps:
+      if saves:
         manager.save(done, state)
-      if evaluating and every and done % every == 0 and done < total_steps:
+      if evaluates:
         evaluate(done)
     manager.wait_until_finished()
     if evaluating and config.eval.at_end:
@@ -425,7 +493,9 @@ def train_and_export(config, allow_config_change=False):
   write_json(os.path.join(config.workdir, "train_summary.json"), {
       "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
       "rows": len(data), "rows_skipped": data.num_skipped})
-  logging.info("exported Hugging Face checkpoint to %s", export_dir)
+  print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: tensorboard "
+        f"--logdir {os.path.join(config.workdir, 'tensorboard')}); curves: "
+        f"{os.path.join(config.workdir, plots.CURVES_FILE)}; Hugging Face export: {export_dir}")
   return state
 
 

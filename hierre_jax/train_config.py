@@ -9,7 +9,10 @@ evaluation or where files go may change, and every change is appended to
 """
 import datetime
 import json
+import math
 import os
+
+from hierre_jax import errors
 
 # Keys (dotted; a prefix ending in '.' covers a sub-config) that do not change what is
 # trained: where things are written, how often, and what is evaluated.
@@ -34,31 +37,74 @@ TRAINABLE = ("text_tower", "root")
 LOSSES = ("re", "ec", "clip")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError):
   """A config value that cannot work, or a resumed run whose config changed."""
 
 
+SCHEDULES = ("constant", "warmup_cosine")
+MATMUL_PRECISIONS = ("highest", "high", "default")
+
+
+def number(config, key, low=None, high=None, low_open=False, high_open=False, integer=False):
+  """config.<key> if it is a finite number (an integer with `integer`) within the bounds, else
+  ConfigError naming the key, its value and the valid range."""
+  value = lookup(config, key)
+  kind = "an integer" if integer else "a finite number"
+  ok = isinstance(value, int) if integer else (isinstance(value, (int, float))
+                                               and math.isfinite(value))
+  ok = ok and not isinstance(value, bool)
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if not ok and integer and low == 0 and low_open and high is None:
+    raise ConfigError(f"config.{key}={value!r}: must be a positive integer")
+  if not ok:
+    bounds = []
+    if low is not None:
+      bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+      bounds.append(f"{'<' if high_open else '<='} {high}")
+    raise ConfigError(f"config.{key}={value!r}: must be {kind}"
+                      + (f" {' and '.join(bounds)}" if bounds else ""))
+  return value
+
+
 def validate(config):
-  """Raises ConfigError naming the first key whose value cannot work."""
-  positive = ["batch_size", "log_every", "checkpoint_every", "length_multiple",
-              "pack_rows_multiple", "eval.text_batch_size", "eval.image_batch_size"]
-  for key in positive:
-    value = lookup(config, key)
-    if not isinstance(value, int) or value <= 0:
-      raise ConfigError(f"config.{key}={value!r}: must be a positive integer")
-  if not isinstance(config.eval.every_steps, int) or config.eval.every_steps < 0:
+  """Raises ConfigError naming the first key whose value cannot work: missing, of the wrong
+  type, not finite, out of range, or not one of the choices."""
+  try:
+    check_values(config)
+  except (KeyError, AttributeError) as e:
+    name = str(e.args[0] if e.args else e).splitlines()[0].strip("'\" ")
+    raise ConfigError(f"the config has no key {name!r} (a config file written for another "
+                      "version of hierre_jax? compare it with configs/clip_b32.py)") from None
+
+
+def check_values(config):
+  for key in ("batch_size", "log_every", "checkpoint_every", "length_multiple",
+              "pack_rows_multiple", "eval.text_batch_size", "eval.image_batch_size"):
+    number(config, key, 0, low_open=True, integer=True)
+  if number(config, "eval.every_steps", integer=True) < 0:
     raise ConfigError(f"config.eval.every_steps={config.eval.every_steps!r}: must be an "
                       "integer >= 0 (0: evaluate only at the start and the end)")
-  if config.total_steps <= 0 and config.num_epochs <= 0:
+  number(config, "warmup_steps", 0, integer=True)
+  number(config, "seed", integer=True)
+  total_steps = number(config, "total_steps", integer=True)
+  if total_steps <= 0 and number(config, "num_epochs", integer=True) <= 0:
     raise ConfigError(f"config.total_steps={config.total_steps} and config.num_epochs="
                       f"{config.num_epochs}: one of them must be positive")
-  if config.lr < 0 or min(config.lambda_p, config.lambda_e, config.lambda_m) < 0:
-    raise ConfigError("config.lr and config.lambda_p/e/m must be >= 0")
+  for key in ("lr", "weight_decay", "grad_clip_norm", "lambda_p", "lambda_e", "lambda_m"):
+    number(config, key, 0)
+  number(config, "b1", 0, 1, high_open=True)
+  number(config, "b2", 0, 1, high_open=True)
+  number(config, "eps", 0, low_open=True)
   tiers = tuple(config.tiers)
   if len(tiers) < 2 or tiers != tuple(sorted(set(tiers))) or not set(tiers) <= {0, 1, 2, 3}:
     raise ConfigError(f"config.tiers={config.tiers!r}: two or more of the tiers 0, 1, 2, 3 "
                       "(0-based), increasing")
-  for key, allowed in (("root", ROOT_MODES), ("trainable", TRAINABLE), ("loss", LOSSES)):
+  for key, allowed in (("root", ROOT_MODES), ("trainable", TRAINABLE), ("loss", LOSSES),
+                       ("schedule", SCHEDULES), ("matmul_precision", MATMUL_PRECISIONS)):
     if config[key] not in allowed:
       raise ConfigError(f"config.{key}={config[key]!r}: use one of {allowed}")
   if config.trainable == "root" and (config.root == "empty_string" or config.loss == "clip"):
@@ -69,9 +115,9 @@ def validate(config):
   if config.loss == "clip" and not config.train_images_dir:
     raise ConfigError("config.loss='clip' needs config.train_images_dir: the folder of the "
                       "training rows' images (image_url file names)")
-  if config.loss == "ec" and (config.ec_k <= 0 or config.ec_margin < 0):
-    raise ConfigError(f"config.ec_k={config.ec_k}, config.ec_margin={config.ec_margin}: "
-                      "K must be > 0 and the margin >= 0")
+  if config.loss == "ec":
+    number(config, "ec_k", 0, low_open=True)
+    number(config, "ec_margin", 0)
   if config.keep_checkpoints is not None and config.keep_checkpoints < 1:
     raise ConfigError(f"config.keep_checkpoints={config.keep_checkpoints}: keep at least 1 "
                       "(a resumed run needs one)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from hierre_jax import checkpoints, random_clip, tokenizer
+from hierre_jax import checkpoints, errors, random_clip, tokenizer
 
 
 def test_key_mapping_both_ways():
@@ -48,8 +48,42 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
   del tensors["text_model.final_layer_norm.bias"]
   tensors["text_model.extra.weight"] = np.zeros(3, np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(KeyError, match=r"missing: \['text_model.final_layer_norm.bias'\].*"
-                     r"unexpected: \['text_model.extra.weight'\]"):
+  with pytest.raises(checkpoints.CheckpointFormatError,
+                     match=r"missing 1 \['text_model.final_layer_norm.bias'\]; "
+                     r"unexpected 1 \['text_model.extra.weight'\]$"):
+    checkpoints.load_clip(d)
+
+
+def test_many_mismatched_keys_are_counted_not_listed(tmp_path):
+  d = tiny_checkpoint(tmp_path)
+  path = os.path.join(d, "model.safetensors")
+  tensors = {"model." + k: v for k, v in safetensors.numpy.load_file(path).items()}
+  safetensors.numpy.save_file(tensors, path)
+  with pytest.raises(checkpoints.CheckpointFormatError) as info:
+    checkpoints.load_clip(d)
+  message = str(info.value)
+  assert "\n" not in message and len(message) < 1200, message
+  assert f"missing {len(tensors)} [" in message and f"unexpected {len(tensors)} [" in message
+
+
+def test_truncated_safetensors_is_named(tmp_path):
+  d = tiny_checkpoint(tmp_path)
+  path = os.path.join(d, "model.safetensors")
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:len(data) // 2])
+  with pytest.raises(checkpoints.CheckpointFormatError,
+                     match=f"{path}: cannot read this safetensors file"):
+    checkpoints.load_clip(d)
+
+
+def test_non_finite_weights_are_named(tmp_path):
+  d = tiny_checkpoint(tmp_path)
+  path = os.path.join(d, "model.safetensors")
+  tensors = safetensors.numpy.load_file(path)
+  tensors["text_projection.weight"][0, 0] = np.nan
+  safetensors.numpy.save_file(tensors, path)
+  with pytest.raises(errors.NonFiniteError, match=r"1 of \d+ parameter tensors hold NaN .*"
+                     r"text_projection"):
     checkpoints.load_clip(d)
 
 
@@ -59,7 +93,7 @@ def test_shape_mismatch_is_named(tmp_path):
   tensors = safetensors.numpy.load_file(path)
   tensors["text_projection.weight"] = np.zeros((17, 32), np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(ValueError, match="text_projection.weight has shape"):
+  with pytest.raises(checkpoints.CheckpointFormatError, match="text_projection.weight has shape"):
     checkpoints.load_clip(d)
 
 

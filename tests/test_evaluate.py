@@ -84,7 +84,8 @@ def test_cli_suite_and_qualitative(tiny_dir, tmp_path):
   assert result["hyperlex/num_pairs"] == 2616 and -1 <= result["hyperlex/rho_all"] <= 1
   table = (tmp_path / "results.md").read_text().splitlines()
   assert table[0].startswith("| model | HierarCaps P | R | tau_d | HyperLex rho_all | rho_nouns")
-  assert table[2].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} |")
+  assert table[2].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} (n=1000) |")
+  assert f"| {result['hyperlex/rho_nouns']:.3f} (n=2163) |" in table[2]
   assert table[3].startswith("| paper: CLIP ViT-B/32 zero-shot | 0.140 | 0.360 | 0.890 | 0.440")
   names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]
   with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, mode="qualitative", images=names,

@@ -100,6 +100,21 @@ def test_coco_retrieval_on_the_real_1k_subset_equals_brute_force(tiny_embedder):
   assert 0 < got["t2i_r@10"] < 1  # a random tower is far from perfect, but not at zero
 
 
+@pytest.mark.parametrize("present", [2, 0])
+def test_near_empty_image_set_is_refused_before_anything_is_embedded(tmp_path, present):
+  from hierre_jax.evaluators import retrieval, suite
+  pairs = retrieval.coco_pairs(shared_path("coco", "captions_val2017.json"))
+  images_dir = shared_path("hierarcaps", "test_images")
+  for name in sorted(os.listdir(images_dir))[:present]:
+    os.symlink(os.path.join(images_dir, name), tmp_path / name)
+  with pytest.raises(input_pipeline.DataError, match=f"only {present} of the 5000 images of the "
+                     "annotations are present, fewer than the minimum of 100"):
+    retrieval.Retrieval("coco", pairs, str(tmp_path), allow_missing_images=True)
+  counts = {"model": "m", "coco/t2i_r@1": 0.8, "coco/num_images": 2,
+            "coco/num_annotated_images": 5000}
+  assert "| m | 0.800 (n=2 of 5000) |" in suite.markdown_table([counts])
+
+
 def test_retrieval_ranks_planted_embeddings_and_ties():
   from hierre_jax.evaluators import retrieval
   images = np.eye(3, dtype=np.float32)
@@ -129,8 +144,11 @@ def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
   with pytest.raises(input_pipeline.DataError, match=r"imgs: 1 of the 2 images of the "
                      r"annotations are missing, e.g. '2.jpg'"):
     retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"))
+  with pytest.raises(input_pipeline.DataError, match=r"imgs: only 1 of the 2 images of the "
+                     r"annotations are present, fewer than the minimum of 100"):
+    retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"), allow_missing_images=True)
   present = retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"),
-                                allow_missing_images=True)
+                                allow_missing_images=True, min_images=1)
   assert present.captions == ["a dog.", "dog"] and list(present.caption_image) == [0, 0]
   coco = {"images": [{"id": 7, "file_name": "000000000007.jpg"}],
           "annotations": [{"image_id": 7, "caption": "x"}, {"image_id": 9, "caption": "y"}]}

@@ -330,3 +330,51 @@ def test_cifar100_images_come_from_tensorflow_datasets():
   # 30 images cannot cover 100 classes: the error names classes without images.
   with pytest.raises(ValueError, match=r"of the 100 classes have no images, e.g. \['"):
     centroids_lib.image_centroids(None, images, labels, cifar.classes)
+
+
+GOOD_CLASSES = {"classes": ["dog", "cat", "car", "apple"], "templates": ["a photo of a {}."],
+                "wnids": ["n02084071", "n02121808", "n02958343", "n07739125"]}
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(classes=["dog", "cat", "car", "dog"], wnids=None),
+     r"class 3 \('dog'\) repeats the name 'dog' of class 0; list each class once"),
+    (dict(wnids=["n02084071", "n02121808", "n02084071", "n07739125"]),
+     r"class 2 \('car'\) repeats the WordNet id 'n02084071' of class 0"),
+    (dict(templates=["a photo of a {}.", "a photo"]),
+     r"template 1 'a photo' needs exactly one '\{\}' where the class name goes"),
+    (dict(wnids=["n02084071", "n02121808", "n99999999", "n07739125"]),
+     r"class 2 \('car'\): wnid 'n99999999' is not a WordNet 3.0 noun"),
+    (dict(wnids=["n02084071", "n02121808"]), r"wnids has 2 entries for 4 classes"),
+    (dict(templates=None), r"no 'templates' list; a class set file is"),
+    (dict(classes=["dog", "", "car"], wnids=None), r"class 1 is ''; class names are non-empty"),
+])
+def test_class_set_files_that_would_give_meaningless_numbers_are_refused(tmp_path, wn, change,
+                                                                         message):
+  import json
+  from hierre_jax import errors
+  from hierre_jax.hierarchy import classes as classes_lib
+  spec = {k: v for k, v in {**GOOD_CLASSES, **change}.items() if v is not None}
+  path = tmp_path / "classes.json"
+  path.write_text(json.dumps(spec))
+  with pytest.raises(errors.UserError, match=f"{path}: {message}"):
+    classes_lib.load(str(path), SHARED_ROOT, wn)
+
+
+def test_class_set_names_and_ontologies_are_checked(tmp_path, wn):
+  from hierre_jax import errors
+  from hierre_jax.hierarchy import classes as classes_lib, probe
+  (tmp_path / "broken.json").write_text('{"classes": ["a", "b",')
+  with pytest.raises(errors.UserError, match=r"broken.json: not valid JSON \(Expecting value: "
+                     r"line 1"):
+    classes_lib.load(str(tmp_path / "broken.json"), SHARED_ROOT, wn)
+  with pytest.raises(errors.UserError, match=r"--classes=breeds:living71: .* has no BREEDS "
+                     r"dataset 'living71'; use one of entity13, entity30, living17, nonliving26"):
+    classes_lib.load("breeds:living71", SHARED_ROOT, wn)
+  with pytest.raises(errors.UserError, match=r"nosuch.json: no such class set file \(--classes "
+                     r"takes cifar100, imagenet, breeds:<name> or a FILE.json\)"):
+    classes_lib.load("nosuch.json", SHARED_ROOT, wn)
+  cifar = classes_lib.load("cifar100", SHARED_ROOT, wn)
+  with pytest.raises(ontology.OntologyError, match=r"--ontology=breeds: the class set cifar100 "
+                     r"has no 'breeds' grouping; use one of wordnet, cifar100_superclasses"):
+    probe.ontology_tree("breeds", cifar)

@@ -40,3 +40,19 @@ def test_truncated_image_names_the_file(tmp_path):
   with pytest.raises(ip.ImageError, match=r"cut.jpg: cannot read this image "
                      r"\(image file is truncated"):
     ip.preprocess(str(path), ip.Preprocessing(32, 32))
+
+
+def test_transparency_is_composited_onto_white_like_transformers(rng, tmp_path):
+  pixels = (rng.random((40, 60, 4)) * 255).astype(np.uint8)
+  rgba = Image.fromarray(pixels, mode="RGBA")
+  rgba.save(tmp_path / "a.png")
+  want = reference(rgba, 32, 32)
+  np.testing.assert_allclose(ip.preprocess(rgba, ip.Preprocessing(32, 32)), want, atol=1e-5)
+  np.testing.assert_allclose(ip.preprocess(str(tmp_path / "a.png"), ip.Preprocessing(32, 32)),
+                             want, atol=1e-5)
+  # Dropping alpha instead would be far off (the check can fail).
+  assert np.abs(reference(rgba.convert("RGB"), 32, 32) - want).max() > 0.5
+  palette = rgba.convert("RGB").convert("P")
+  palette.info["transparency"] = 0
+  np.testing.assert_allclose(ip.preprocess(palette, ip.Preprocessing(32, 32)),
+                             reference(palette, 32, 32), atol=1e-5)

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import PIL.Image
 import pytest
 
-from hierre_jax import checkpoints, input_pipeline, run_checkpoints, train, train_config
+from hierre_jax import checkpoints, input_pipeline, metric_writer, run_checkpoints, train
+from hierre_jax import train_config, workdir_lock
 from test_train import ROOT, python_env, tiny_config
 
 
@@ -233,3 +235,119 @@ def test_full_disk_is_one_line_naming_the_directory(tmp_path):
   assert_one_line_error(out, f"no space left on device writing {workdir}/checkpoints "
                              "(checkpoint step 2 needs about")
   assert len(out.stderr.splitlines()) < 20, out.stderr[-3000:]
+
+
+def test_diverged_run_stops_at_the_first_non_finite_step_keeping_the_good_checkpoints(tmp_path):
+  # lr ramps from 0 to 1e10: the first steps are finite, then the weights blow up.
+  config = tiny_config(tmp_path, lr=1e10, schedule="warmup_cosine", warmup_steps=4,
+                       checkpoint_every=1, log_every=1)
+  with pytest.raises(train.DivergedError, match=r"training diverged at step (\d+): .*loss.* not "
+                     r"finite .*The last good checkpoint is step (\d+) in ") as info:
+    train.train_and_export(config)
+  bad, good = map(int, __import__("re").search(r"step (\d+):.*step (\d+) in", str(info.value))
+                  .groups())
+  assert 1 < bad and good == bad - 1
+  assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == list(range(1, bad))
+  assert not (tmp_path / "hf_export").exists() and not (tmp_path / "checkpoints_corrupt").exists()
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+  assert [r["step"] for r in rows] == list(range(1, bad))
+  assert all(np.isfinite(v) for r in rows for v in r.values())
+
+
+@pytest.mark.parametrize("key, value", [("lr", float("nan")), ("lambda_p", float("nan")),
+                                        ("lr", float("inf")), ("warmup_steps", -1),
+                                        ("b2", 1.0), ("eps", 0.0), ("schedule", "linear"),
+                                        ("weight_decay", -0.1), ("matmul_precision", "low")])
+def test_non_finite_and_out_of_range_values_are_refused(tmp_path, key, value):
+  with pytest.raises(train_config.ConfigError, match=f"config.{key}={value!r}: "):
+    train.train_and_export(tiny_config(tmp_path / "w", **{key: value}))
+  assert not (tmp_path / "w").exists()
+
+
+def test_evaluation_refuses_non_finite_features(tiny_clip_dir):
+  from hierre_jax import errors, evaluation
+  config, params, model_dir = checkpoints.load_clip(tiny_clip_dir)
+  broken = jax.tree.map(np.array, params)
+  broken["text_projection"]["kernel"][:, 0] = np.nan
+  embedder = evaluation.Embedder(config, broken, model_dir)
+  with pytest.raises(errors.NonFiniteError, match=r"text features .* of 3 texts: 3 of 3 hold NaN"):
+    embedder.texts(["a", "b"])
+  broken["visual_projection"]["kernel"][:, 0] = np.inf
+  with pytest.raises(errors.NonFiniteError, match=r"image features of 2 images: 2 of 2 hold"):
+    evaluation.Embedder(config, broken, model_dir).images(
+        [PIL.Image.new("RGB", (32, 32))] * 2)
+
+
+def test_changed_state_layout_is_refused_without_moving_checkpoints(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  abstract = save_two_steps(directory)
+  grown = {**abstract, "params": {**abstract["params"], "root": jax.ShapeDtypeStruct((4,),
+                                                                                    np.float32)}}
+  with pytest.raises(run_checkpoints.CheckpointMismatch,
+                     match=r"checkpoints/2: .*only in this run: 1 \['params/root'\].*left as "
+                     "they are.*--allow_config_change"):
+    run_checkpoints.RunCheckpoints(directory).restore_latest(grown)
+  assert sorted(os.listdir(tmp_path)) == ["checkpoints"]
+  assert sorted(os.listdir(directory)) == ["1", "2"]
+
+
+def test_root_change_resumes_partially_when_asked_and_never_loses_checkpoints(tmp_path):
+  train.train_and_export(tiny_config(tmp_path, total_steps=4))
+  saved = sorted(os.listdir(tmp_path / "checkpoints"))
+  with pytest.raises(train_config.ConfigError, match=r"root: 'empty_string' -> 'origin'"):
+    train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"))
+  state = train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"),
+                                 allow_config_change=True)
+  assert not (tmp_path / "checkpoints_corrupt").exists()
+  assert set(saved) <= set(os.listdir(tmp_path / "checkpoints"))
+  assert json.loads((tmp_path / "train_summary.json").read_text())["resumed_from"] == 4
+  record = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").open()][-1]
+  assert record["resumed_at_step"] == 4 and "params/root" in record["state_leaves_started_afresh"]
+  assert not any(name.startswith("params/text_model")
+                 for name in record["state_leaves_started_afresh"])
+  np.testing.assert_array_equal(jax.device_get(state.params["root"]), 0.0)  # origin, fixed
+
+
+def test_quarantined_steps_and_no_good_one_is_an_error_not_a_fresh_start(tmp_path):
+  config = tiny_config(tmp_path, total_steps=4)
+  train.train_and_export(config)
+  for step in ("2", "4"):
+    flip_64_bytes(largest_array_file(str(tmp_path / "checkpoints" / step)))
+  metrics = (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(run_checkpoints.CheckpointError, match=r"none of the checkpoints \[4, 2\]"):
+    train.train_and_export(config)
+  with pytest.raises(run_checkpoints.CheckpointError,
+                     match=r"checkpoints: no checkpoint, but .*checkpoints_corrupt holds the "
+                     r"steps \[2, 4\] .*start over knowingly"):
+    train.train_and_export(config)
+  assert (tmp_path / "metrics.jsonl").read_text() == metrics
+
+
+def test_resume_keeps_every_metrics_row(tmp_path):
+  (tmp_path / "metrics.jsonl").parent.mkdir(exist_ok=True)
+  rows = [{"step": s, "loss": float(s)} for s in (1, 2, 3, 4)]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  metric_writer.MetricWriter(str(tmp_path), resume_step=2).close()
+  assert metric_writer.read_metrics(str(tmp_path)) == rows[:2]
+  superseded = [json.loads(line) for line in (tmp_path / "metrics_superseded.jsonl").open()]
+  assert superseded == [{**r, "resumed_at": 2} for r in rows[2:]]
+
+
+def test_a_second_run_in_a_held_workdir_is_refused_in_one_line(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from hierre_jax import workdir_lock; "
+       f"workdir_lock.WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
+       "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(workdir_lock.WorkdirLocked, match=f"{tmp_path}: another run is using "
+                       f"this workdir \\(host .*, pid {holder.pid}, since "):
+      train.train_and_export(tiny_config(tmp_path, total_steps=1))
+    assert sorted(os.listdir(tmp_path)) == ["run.lock"]  # nothing else written
+  finally:
+    holder.kill()
+    holder.wait()
+  # The holder died without releasing: its lock is stale and is taken over.
+  state = train.train_and_export(tiny_config(tmp_path, total_steps=1))
+  assert int(state.step) == 1
+  assert (tmp_path / "run.lock").read_text() == ""  # released

@@ -41,6 +41,9 @@ def test_only_text_tower_and_projection_change(tmp_path):
     assert all(changed), key  # every text-tower leaf moved
   _, exported, _ = checkpoints.load_clip(os.path.join(config.workdir, "hf_export"))
   jax.tree.map(np.testing.assert_array_equal, exported, final)
+  import transformers  # the export is a whole CLIPProcessor directory too
+  processor = transformers.CLIPProcessor.from_pretrained(os.path.join(config.workdir, "hf_export"))
+  assert processor.image_processor.crop_size["height"] == 32
   _, from_orbax, info_dir, step = evaluation.load_model(config.workdir)  # evaluation of a train workdir
   jax.tree.map(np.testing.assert_array_equal, from_orbax, final)
   assert step == 3 and os.path.exists(os.path.join(info_dir, "vocab.json"))
@@ -289,8 +292,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
   assert 0 < summary["resumed_from"] < steps
   _, want, _ = checkpoints.load_clip(str(straight / "hf_export"))
   _, got, _ = checkpoints.load_clip(str(killed / "hf_export"))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=0), got, want)
+  # Bit-identical, the pull-back cache on: its table does not depend on where a run starts.
+  assert tiny_train_config.get_config().pullback_cache
+  jax.tree.map(np.testing.assert_array_equal, got, want)
   rows = metric_writer.read_metrics(str(killed))
   assert [r["step"] for r in rows] == list(range(5, steps + 1, 5))
-  for got_row, want_row in zip(rows, metric_writer.read_metrics(str(straight))):
-    assert got_row == pytest.approx(want_row, abs=1e-5)
+  assert rows == metric_writer.read_metrics(str(straight))

@@ -36,9 +36,11 @@ def default_paths(data_dir):
   }
 
 
-def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None):
+def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None,
+          min_images=retrieval.MIN_IMAGES):
   """Evaluators for `names` (a subset of NAMES), reading `paths` (as default_paths); CIFAR
-  from tensorflow-datasets in `tfds_data_dir` (None: tfds' default)."""
+  from tensorflow-datasets in `tfds_data_dir` (None: tfds' default); retrieval on fewer
+  than all images of its annotations (`allow_missing_images`) on `min_images` at least."""
   unknown = sorted(set(names) - set(NAMES))
   if unknown:
     raise ValueError(f"unknown evaluations {unknown}; available: {', '.join(NAMES)}")
@@ -54,11 +56,11 @@ def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_d
                                paths["imagenet_val"]))
     elif name == "coco":
       out.append(retrieval.Retrieval("coco", retrieval.coco_pairs(paths["coco_captions"]),
-                                     paths["coco_images"], allow_missing_images))
+                                     paths["coco_images"], allow_missing_images, min_images))
     elif name == "flickr30k":
       out.append(retrieval.Retrieval(
           "flickr30k", retrieval.flickr_pairs(paths["flickr30k_json"]),
-          paths["flickr30k_images"], allow_missing_images))
+          paths["flickr30k_images"], allow_missing_images, min_images))
     else:
       out.append(zero_shot.ZeroShot.cifar(name, paths["cifar_classnames"], tfds_data_dir))
   return out
@@ -85,7 +87,8 @@ def from_config(eval_config):
         f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
   paths.update({k: v for k, v in eval_config.paths.items() if v})
-  return build(names, paths, eval_config.allow_missing_images)
+  return build(names, paths, eval_config.allow_missing_images,
+               min_images=eval_config.get("min_images", retrieval.MIN_IMAGES))
 
 
 def define_data_flags():
@@ -99,6 +102,8 @@ def define_data_flags():
   flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
                     "when the directory holds only part of the annotations' images (the result "
                     "records how many were used).")
+  flags.DEFINE_integer("min_images", retrieval.MIN_IMAGES, "Retrieval with "
+                       "--allow_missing_images: refuse fewer images than this.")
 
 
 def paths_from_flags():
@@ -163,17 +168,41 @@ PUBLISHED = {
 }
 
 
+def item_count(result, key):
+  """'n' or 'n of N': how many items metric `key` of a result was computed over (N: how many
+  its data names, where fewer were present); '' when the result records none."""
+  benchmark = key.split("/")[0]
+  if benchmark == "hyperlex":
+    n = result.get("hyperlex/num_noun_pairs" if key.endswith("nouns") else "hyperlex/num_pairs")
+  elif benchmark == "breeds":
+    n = sum(v for k, v in result.items() if k.startswith("breeds/") and k.endswith("/num_images"))
+  else:
+    n = result.get(f"{benchmark}/num_images")
+  annotated = result.get(f"{benchmark}/num_annotated_images")
+  if not n:
+    return ""
+  return f"{n} of {annotated}" if annotated and annotated != n else f"{n}"
+
+
+COUNT_LEGEND = ("n: the items each number was computed over (HyperLex: word pairs; the others: "
+                "images), 'of N' where only part of the benchmark's images were present")
+
+
 def markdown_table(results, published=()):
   """One row per model, then one per (name, metrics) pair of `published`; the columns of
-  TABLE that any row has."""
+  TABLE that any row has. Our cells show the item count behind each number (`item_count`)."""
   rows = [(r["model"], r) for r in results] + list(published)
   columns = [(title, key) for title, key in TABLE if any(key in r for _, r in rows)]
-  cell = lambda r, key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) else ""
+  def cell(r, key):
+    if not isinstance(r.get(key), (int, float)):
+      return ""
+    n = item_count(r, key)
+    return f"{r[key]:.3f}" + (f" (n={n})" if n else "")
   lines = ["| model | " + " | ".join(t for t, _ in columns) + " |",
            "| --- |" + " --- |" * len(columns)]
   lines += [f"| {name} | " + " | ".join(cell(r, k) for _, k in columns) + " |"
             for name, r in rows]
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines) + "\n\n" + COUNT_LEGEND + "\n"
 
 
 def write(results, output_dir, reference=""):

@@ -18,6 +18,7 @@ import os
 from absl import flags
 
 from hierre_jax import cli
+from hierre_jax import errors
 from hierre_jax import evaluation
 from hierre_jax.hierarchy import classes as classes_lib
 from hierre_jax.hierarchy import consistency
@@ -64,7 +65,10 @@ def images_of(class_set, folder, split):
 def main(argv):
   del argv
   wn = ontology.wordnet()
+  errors.require_writable_dir(FLAGS.output_dir, "output folder")
   class_set = classes_lib.load(FLAGS.classes, FLAGS.data_dir, wn)
+  for name in FLAGS.ontology:  # each available for this class set, before any compute
+    probe.ontology_tree(name, class_set)
   choices = probe.Choices(FLAGS.linkage, FLAGS.naming, FLAGS.unique_names,
                           FLAGS.max_images_per_class, FLAGS.max_triplets,
                           FLAGS.chance_permutations,

@@ -2,6 +2,8 @@
 the single samples (prompts or images) they average, which the alignment fits on."""
 import numpy as np
 
+from hierre_jax import errors
+
 MAX_IMAGES_PER_CLASS = 1000  # CHOICE
 
 
@@ -42,7 +44,7 @@ def image_centroids(embedder, images, labels, class_names, max_per_class=MAX_IMA
   num_classes = len(class_names)
   missing = [name for k, name in enumerate(class_names) if not (labels == k).any()]
   if missing:
-    raise ValueError(f"{len(missing)} of the {num_classes} classes have no images, e.g. "
+    raise errors.UserError(f"{len(missing)} of the {num_classes} classes have no images, e.g. "
                      f"{missing[:5]}")
   for k in range(num_classes):
     members = np.flatnonzero(labels == k)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 
+from hierre_jax import errors
 from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import zero_shot
 from hierre_jax.hierarchy import ontology
@@ -33,11 +34,54 @@ class ClassSet:
     return self.wnids or self.classes
 
 
+SPECS = "cifar100, imagenet, breeds:<name> or a FILE.json"
+
+
+class ClassSetError(errors.UserError):
+  """A class set that cannot give meaningful hierarchies; the message names the entry."""
+
+
 def _read_json(path):
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: not found")
+  errors.require_file(path, f"class set file (--classes takes {SPECS})")
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except ValueError as e:
+      raise ClassSetError(f"{path}: not valid JSON ({e})") from None
+
+
+def check(class_set, source):
+  """ClassSetError naming the first entry of `class_set` that would make its measures
+  meaningless: a class given twice (the same WordNet id, or the same name where there are
+  no ids: its branch would count twice), a class name that is not a non-empty string, a
+  template without '{}' (every class would get the same prompt, hence the same centroid)."""
+  if not isinstance(class_set.classes, list) or len(class_set.classes) < 3:
+    raise ClassSetError(f"{source}: 'classes' must be a list of 3 or more names")
+  for key in ("templates", "wnids"):
+    values = getattr(class_set, key)
+    if values is not None and not (isinstance(values, list) and values
+                                   and all(isinstance(v, str) for v in values)):
+      raise ClassSetError(f"{source}: {key!r} must be a non-empty list of strings")
+  for i, name in enumerate(class_set.classes):
+    if not isinstance(name, str) or not name.strip():
+      raise ClassSetError(f"{source}: class {i} is {name!r}; class names are non-empty strings")
+  keys, what = ((class_set.wnids, "WordNet id") if class_set.wnids
+                else (class_set.classes, "name"))
+  first = {}
+  for i, key in enumerate(keys):
+    if key in first:
+      raise ClassSetError(f"{source}: class {i} ({class_set.classes[i]!r}) repeats the {what} "
+                          f"{key!r} of class {first[key]}; list each class once")
+    first[key] = i
+  for i, template in enumerate(class_set.templates):
+    if template.count("{}") != 1:
+      raise ClassSetError(f"{source}: template {i} {template!r} needs exactly one '{{}}' where "
+                          "the class name goes")
+  for name, labels in [("wnids", class_set.wnids or class_set.classes)] + list(
+      class_set.groups.items()):
+    if len(labels) != len(class_set.classes):
+      raise ClassSetError(f"{source}: {name} has {len(labels)} entries for "
+                          f"{len(class_set.classes)} classes")
 
 
 def load(spec, data_dir, wn=None):
@@ -63,7 +107,8 @@ def load(spec, data_dir, wn=None):
       dataset = spec.split(":", 1)[1]
       data = _read_json(hierarchies)
       if dataset not in data:
-        raise KeyError(f"{hierarchies}: no BREEDS dataset {dataset!r}; it has {sorted(data)}")
+        raise ClassSetError(f"--classes={spec}: {hierarchies} has no BREEDS dataset "
+                            f"{dataset!r}; use one of {', '.join(sorted(data))}")
       members = [(c["imagenet_idx"], breeds.first_name(s["superclass_name"]))
                  for s in data[dataset] for c in s["subclasses"]]
       indices, groups = [i for i, _ in members], {"breeds": [g for _, g in members]}
@@ -72,16 +117,19 @@ def load(spec, data_dir, wn=None):
   else:
     data = _read_json(spec)
     for key in ("classes", "templates"):
-      if key not in data:
-        raise KeyError(f"{spec}: no {key!r} list")
+      if not isinstance(data, dict) or key not in data:
+        raise ClassSetError(f"{spec}: no {key!r} list; a class set file is {{\"classes\": "
+                            "[...], \"templates\": [\"a photo of a {}.\", ...], optional "
+                            "\"wnids\" and \"groups\"}")
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+      raise ClassSetError(f"{spec}: 'groups' must map an ontology name to a list of groups")
     out = ClassSet(os.path.basename(spec), data["classes"], data["templates"],
-                   data.get("wnids"), data.get("groups", {}))
-    for name, labels in [("wnids", out.wnids or out.classes)] + list(out.groups.items()):
-      if len(labels) != len(out.classes):
-        raise ValueError(f"{spec}: {name} has {len(labels)} entries for "
-                         f"{len(out.classes)} classes")
+                   data.get("wnids"), groups)
+  check(out, spec)
   if wn is not None and out.wnids:
-    out.synsets = [ontology.synset_of_wnid(wn, w) for w in out.wnids]
+    out.synsets = [ontology.synset_of_wnid(wn, w, f"{spec}: class {i} ({out.classes[i]!r})")
+                   for i, w in enumerate(out.wnids)]
   return out
 
 
@@ -92,7 +140,7 @@ def labelled_images(class_set, images_dir="", split="test", tfds_data_dir=None,
   if class_set.tfds_name and not images_dir:
     return zero_shot.tfds_images(class_set.tfds_name, split, tfds_data_dir)
   if not images_dir:
-    raise ValueError(f"{class_set.name}: images need a folder <images>/<wnid or class>/*")
+    raise ClassSetError(f"{class_set.name}: images need a folder <images>/<wnid or class>/*")
   keys = class_set.folder_keys()
   paths, found = breeds.image_folder(images_dir, keys, max_per_class)
   index = {k: i for i, k in enumerate(keys)}

@@ -2,6 +2,7 @@
 NLTK, and one-level groupings (the CIFAR-100 superclasses, BREEDS superclasses)."""
 import csv
 
+from hierre_jax import errors
 from hierre_jax.hierarchy import trees
 
 INSTALL = ("WordNet for NLTK is needed: pip install 'hierre_jax[hierarchy]', then "
@@ -9,7 +10,7 @@ INSTALL = ("WordNet for NLTK is needed: pip install 'hierre_jax[hierarchy]', the
            "holding corpora/wordnet (e.g. ../shared/nltk_data)")
 
 
-class OntologyError(ValueError):
+class OntologyError(errors.UserError):
   """Missing WordNet, or a class without a synset; the message says which and how to fix it."""
 
 
@@ -23,12 +24,17 @@ def wordnet():
   return wn
 
 
-def synset_of_wnid(wn, wnid):
-  """An ImageNet wnid ('n02084071') -> its WordNet noun synset."""
+def synset_of_wnid(wn, wnid, where="a class"):
+  """An ImageNet wnid ('n02084071') -> its WordNet noun synset; OntologyError naming
+  `where` when it is none."""
   try:
-    return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
-  except (ValueError, IndexError) as e:
-    raise OntologyError(f"wnid {wnid!r} is not a WordNet 3.0 noun offset") from e
+    synset = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+  except (ValueError, IndexError, TypeError, LookupError):
+    synset = None
+  if synset is None:
+    raise OntologyError(f"{where}: wnid {wnid!r} is not a WordNet 3.0 noun ('n' and the "
+                        "8-digit offset, e.g. n02084071)")
+  return synset
 
 
 def read_cifar100_tsv(tsv_path, class_names):

@@ -42,11 +42,13 @@ class Choices:
 def ontology_tree(name, class_set):
   if name == "wordnet":
     if not class_set.synsets:
-      raise ValueError(f"{class_set.name}: the wordnet ontology needs WordNet ids of the classes")
+      raise ontology.OntologyError(f"{class_set.name}: the wordnet ontology needs WordNet ids "
+                                   "of the classes")
     return ontology.wordnet_tree(class_set.classes, class_set.synsets)
   if name not in class_set.groups:
-    raise ValueError(f"{class_set.name}: no {name!r} grouping; it has "
-                     f"{sorted(class_set.groups) or 'none'}")
+    choices = (["wordnet"] if class_set.synsets else []) + sorted(class_set.groups)
+    raise ontology.OntologyError(f"--ontology={name}: the class set {class_set.name} has no "
+                                 f"{name!r} grouping; use one of {', '.join(choices)}")
   return ontology.grouping_tree(class_set.classes, class_set.groups[name])
 
 

@@ -1,0 +1,132 @@
+"""Every entry point's bad-argument cases, run as a user runs them: each ends with one line
+`error: ...` naming the argument, file, key or entry at fault (exit status 1, no
+traceback), before any compute, and leaves nothing behind where it would have written."""
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from conftest import SHARED_NLTK_DATA, TINY_TEXT, TINY_VISION
+from test_train import ROOT, SHARED_ROOT
+
+TINY_CONFIG = "tests/tiny_train_config.py"
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+  """(name, module, args, message expected in the error line, path that must not exist)."""
+  from hierre_jax import random_clip
+  tmp = tmp_path_factory.mktemp("bad_args")
+  a_file = tmp / "a_file"
+  a_file.write_text("")
+  (tmp / "syntax.py").write_text("def get_config(:\n")
+  (tmp / "not_a_config.py").write_text("def get_config():\n  return 3\n")
+  good = random_clip.write_random_clip(str(tmp / "model"), TINY_TEXT, TINY_VISION, 16)
+  truncated = random_clip.write_random_clip(str(tmp / "truncated"), TINY_TEXT, TINY_VISION, 16)
+  weights = os.path.join(truncated, "model.safetensors")
+  data = open(weights, "rb").read()
+  open(weights, "wb").write(data[:len(data) // 2])
+  nan = random_clip.write_random_clip(str(tmp / "nan"), TINY_TEXT, TINY_VISION, 16)
+  tensors = safetensors.numpy.load_file(os.path.join(nan, "model.safetensors"))
+  tensors["text_projection.weight"] = np.full_like(tensors["text_projection.weight"], np.nan)
+  safetensors.numpy.save_file(tensors, os.path.join(nan, "model.safetensors"))
+  (tmp / "no_templates.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+  work = str(tmp / "w")
+  train = lambda *args: ("hierre_jax.train", ["--config", TINY_CONFIG,
+                                              f"--config.workdir={work}", *args])
+  evaluate = lambda *args: ("hierre_jax.evaluate", [f"--model={good}",
+                                                    f"--output_dir={tmp / 'eval'}", *args])
+  hierarchy = lambda *args: ("hierre_jax.hierarchy", [f"--model={good}",
+                                                      f"--data_dir={SHARED_ROOT}",
+                                                      f"--output_dir={tmp / 'hier'}", *args])
+  out = [
+      ("config missing", "hierre_jax.train", ["--config=nosuch.py"],
+       "--config=nosuch.py: no such config file", None),
+      ("config syntax", "hierre_jax.train", [f"--config={tmp / 'syntax.py'}"],
+       f"--config={tmp / 'syntax.py'}: cannot load the config file (", None),
+      ("config not a ConfigDict", "hierre_jax.train", [f"--config={tmp / 'not_a_config.py'}"],
+       "get_config() returned a int, not an ml_collections.ConfigDict", None),
+      ("wrong type", *train("--config.batch_size=abc"), "--config.batch_size=abc", work),
+      ("misspelt nested key", *train("--config.eval.evry_steps=5"),
+       "--config.eval.evry_steps=5: no such config key 'evry_steps' (did you mean "
+       '"every_steps" instead of "evry_steps"?)', work),
+      ("unknown schedule", *train("--config.schedule=linear"),
+       "config.schedule='linear': use one of ('constant', 'warmup_cosine')", work),
+      ("nan lr", *train("--config.lr=nan"), "config.lr=nan: must be a finite number >= 0", work),
+      ("negative warmup", *train("--config.warmup_steps=-1"),
+       "config.warmup_steps=-1: must be an integer >= 0", work),
+      ("batch larger than the data", *train("--config.batch_size=100000"),
+       "config.batch_size=100000: more than the", work),
+      ("workdir is a file", "hierre_jax.train", ["--config", TINY_CONFIG,
+                                                 f"--config.workdir={a_file}"],
+       f"{a_file}: cannot be used as the workdir: it is a file", None),
+      ("workdir below a file", "hierre_jax.train", ["--config", TINY_CONFIG,
+                                                    f"--config.workdir={a_file}/w"],
+       f"{a_file}/w: cannot be used as the workdir: it is below the file {a_file}", None),
+      ("model missing", "hierre_jax.evaluate", ["--model=./nosuch/model",
+                                                f"--output_dir={tmp / 'e1'}"],
+       "./nosuch/model: no such checkpoint directory", str(tmp / "e1")),
+      ("truncated weights", "hierre_jax.evaluate", [f"--model={truncated}",
+                                                    f"--output_dir={tmp / 'e2'}"],
+       f"{weights}: cannot read this safetensors file (truncated or corrupt?", None),
+      ("non-finite weights", "hierre_jax.evaluate", [f"--model={nan}",
+                                                     f"--output_dir={tmp / 'e3'}"],
+       "1 of ", None),
+      ("output folder is a file", "hierre_jax.evaluate", [f"--model={good}",
+                                                          f"--output_dir={a_file}"],
+       f"{a_file}: cannot be used as the output folder: it is a file", None),
+      ("unknown evaluation", *evaluate("--evals=hierarcaps,coc"),
+       "--evals: use names of hierarcaps, hyperlex", str(tmp / "eval")),
+      ("unknown BREEDS set", *hierarchy("--classes=breeds:living71"),
+       "--classes=breeds:living71: ", str(tmp / "hier")),
+      ("class file without templates", *hierarchy(f"--classes={tmp / 'no_templates.json'}"),
+       f"{tmp / 'no_templates.json'}: no 'templates' list", str(tmp / "hier")),
+      ("ontology the class set lacks", *hierarchy("--ontology=breeds"),
+       "--ontology=breeds: the class set cifar100 has no 'breeds' grouping; use one of wordnet, "
+       "cifar100_superclasses", str(tmp / "hier")),
+      ("hierarchy output is a file", "hierre_jax.hierarchy",
+       [f"--model={good}", f"--output_dir={a_file}", f"--data_dir={SHARED_ROOT}"],
+       f"{a_file}: cannot be used as the output folder: it is a file", None),
+      ("unknown grid", "hierre_jax.ablations", ["--grid=table9", f"--workdir={tmp / 'g'}"],
+       "--grid: unknown ['table9']", str(tmp / "g")),
+  ]
+  if os.path.exists(os.path.join(SHARED_ROOT, "coco", "captions_val2017.json")):
+    two = tmp / "two_images"
+    two.mkdir()
+    images = os.path.join(SHARED_ROOT, "hierarcaps", "test_images")
+    for name in sorted(os.listdir(images))[:2]:
+      os.symlink(os.path.join(images, name), two / name)
+    out.append(("near-empty image set", *evaluate(
+        f"--data_dir={SHARED_ROOT}", "--evals=coco", f"--coco_images={two}",
+        "--allow_missing_images"), "only 2 of the 5000 images of the annotations are present",
+                str(tmp / "eval")))
+  return out
+
+
+def run_case(module, args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", NLTK_DATA=os.path.abspath(SHARED_NLTK_DATA),
+             PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_every_entry_point_names_what_is_wrong_in_one_line(cases):
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    results = list(pool.map(lambda case: run_case(case[1], case[2]), cases))
+  failures = []
+  for (name, _, _, message, absent), out in zip(cases, results):
+    lines = out.stderr.strip().splitlines()
+    ok = (out.returncode == 1 and lines and lines[-1].startswith("error: ")
+          and message in lines[-1] and "Traceback" not in out.stderr
+          and "\\n" not in lines[-1] and "\\'" not in lines[-1]
+          and sum(line.startswith("error: ") for line in lines) == 1
+          and (absent is None or not os.path.exists(absent)))
+    if not ok:
+      failures.append(f"{name}: exit {out.returncode}, wanted {message!r}, got "
+                      f"{lines[-3:] if lines else out.stdout[-500:]}")
+  assert not failures, "\n".join(failures)
