@@ -3,7 +3,7 @@ import os
 import statistics
 import time
 
-from hierre_jax import random_clip
+from hierre_jax.models.clip import random_init
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "hierarcaps")
 
@@ -22,9 +22,9 @@ def vit_b32_torch_checkpoint(out_dir, seed=0):
   """Random-weight ViT-B/32 `transformers.CLIPModel` saved to `out_dir` -> the torch model."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  from hierre_jax import tokenizer  # pylint: disable=g-import-not-at-top
+  from hierre_jax.models.clip import tokenizer  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
-  config = transformers.CLIPConfig(**random_clip.VIT_B32)
+  config = transformers.CLIPConfig(**random_init.VIT_B32)
   model = transformers.CLIPModel(config).eval()
   model.save_pretrained(out_dir)
   tokenizer.write_clip_vocab(out_dir)

@@ -11,8 +11,13 @@ import time
 import numpy as np
 
 from benchmarks import common
-from hierre_jax import evaluation, geometry, hierarchical_retrieval as hr, input_pipeline
-from hierre_jax import random_clip
+from hierre_jax import embedding
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.data import indexing
+from hierre_jax.evaluators import hierarcaps
+from hierre_jax.models.clip import random_init
+from hierre_jax.radial import geometry
+from hierre_jax.radial import hierarchical_retrieval as hr
 
 
 def loop_retrieve(text_emb, radii, image_emb, num_levels=hr.NUM_LEVELS):
@@ -34,17 +39,17 @@ def main():
   images_dir = os.path.join(args.data_dir, "test_images")
 
   d = tempfile.mkdtemp()
-  v = random_clip.VIT_B32
-  random_clip.write_random_clip(d, v["text_config"], v["vision_config"], v["projection_dim"])
-  embedder = evaluation.Embedder.from_path(d, text_batch_size=256, image_batch_size=64)
+  v = random_init.VIT_B32
+  random_init.write_random_clip(d, v["text_config"], v["vision_config"], v["projection_dim"])
+  embedder = embedding.Embedder.from_path(d, text_batch_size=256, image_batch_size=64)
   start = time.perf_counter()
-  result = evaluation.evaluate_hierarcaps(embedder, test_csv, images_dir)
+  result = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
   total = time.perf_counter() - start
   sec = result["seconds"]
 
   # The retrieval stage alone, on the same embeddings, batched vs loop.
-  data = input_pipeline.read_hierarchies(test_csv)
-  candidates = evaluation.distinct(t for row in data.positives for t in row)
+  data = hierarcaps_csv.read_hierarchies(test_csv)
+  candidates = indexing.distinct(t for row in data.positives for t in row)
   text_emb, root = embedder.texts(candidates)
   rng = np.random.default_rng(0)
   image_emb = rng.normal(size=(len(set(data.images)), text_emb.shape[1])).astype(np.float32)

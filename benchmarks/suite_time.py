@@ -16,9 +16,9 @@ import tempfile
 import time
 
 from benchmarks import common
-from hierre_jax import evaluation
-from hierre_jax import random_clip
+from hierre_jax import embedding
 from hierre_jax.evaluators import suite
+from hierre_jax.models.clip import random_init
 
 
 class TimedEmbedder:
@@ -60,10 +60,10 @@ def main():
   paths["coco_images"] = paths["hierarcaps_images"]  # the COCO 1K subset
 
   model_dir = tempfile.mkdtemp()
-  v = random_clip.VIT_B32
-  random_clip.write_random_clip(model_dir, v["text_config"], v["vision_config"],
+  v = random_init.VIT_B32
+  random_init.write_random_clip(model_dir, v["text_config"], v["vision_config"],
                                 v["projection_dim"])
-  new_embedder = lambda: TimedEmbedder(evaluation.Embedder.from_path(model_dir))
+  new_embedder = lambda: TimedEmbedder(embedding.Embedder.from_path(model_dir))
   print("random ViT-B/32 on this machine; seconds include each shape's first compilation")
   common.row("evaluation", "items", "embed texts", "embed images", "scoring", "total")
 

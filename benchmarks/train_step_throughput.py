@@ -22,6 +22,7 @@ practical ceiling for dense work), or the datasheet figure given as --peak_gflop
 """
 import argparse
 import copy
+import functools
 import os
 import sys
 import tempfile
@@ -35,8 +36,14 @@ import torch
 
 from benchmarks import common
 from configs import clip_b32
-from hierre_jax import checkpoints, embedding, input_pipeline, random_clip, sharding, train
-from hierre_jax import tokenizer as tokenizer_lib
+from hierre_jax import embedding
+from hierre_jax import models
+from hierre_jax import sharding
+from hierre_jax import train
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.models.clip import random_init
+from hierre_jax.models.clip import tokenizer as tokenizer_lib
+from hierre_jax.radial import train_batches
 
 GROUPED, BLOCK = ((0, 1), (2, 3)), ((0, 1, 2, 3),)
 
@@ -144,9 +151,9 @@ def main():
   d = tempfile.mkdtemp()
   torch_model = common.vit_b32_torch_checkpoint(d)
   tok = tokenizer_lib.load_tokenizer(d)
-  data = input_pipeline.read_hierarchies(args.train_csv)
+  data = hierarcaps_csv.read_hierarchies(args.train_csv)
   rows = args.batch_size * args.steps  # one epoch of these rows: every step a new batch
-  data = input_pipeline.Hierarchies(data.positives[:rows], data.negatives[:rows],
+  data = hierarcaps_csv.Hierarchies(data.positives[:rows], data.negatives[:rows],
                                     data.images[:rows])
   root_ids = embedding.root_ids(tok)
   mesh = sharding.make_mesh()
@@ -154,8 +161,8 @@ def main():
   if not peak:
     peak, peak_source = matmul_gflops(), "measured: 4096^2 fp32 matmul"
   steps = range(args.steps)
-  lengths = input_pipeline.TrainBatches(data, tok, args.batch_size, 0).lengths
-  v = random_clip.VIT_B32
+  lengths = train_batches.TrainBatches(data, tok, args.batch_size, 0).lengths
+  v = random_init.VIT_B32
   step_flops = 3 * forward_flops(lengths, v["text_config"], v["projection_dim"]) / len(lengths)
   print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
         flush=True)
@@ -164,11 +171,11 @@ def main():
     """-> (rows/s, compile s per shape, number of shapes, cache build s, last loss)."""
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.update(changes)
-    model_config, params, _ = checkpoints.load_clip(d, cfg.scan_layers)
-    batches = input_pipeline.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
+    family, model_config, params, _ = models.load(d, cfg.scan_layers)
+    batches = train_batches.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
                                           cfg.length_multiple, cfg.length_groups,
-                                          model_config.text.eos_token_id)
-    tx = train.make_optimizer(cfg, len(steps))
+                                          functools.partial(family.pool_index, model_config))
+    tx = train.make_optimizer(cfg, len(steps), family)
     start = time.perf_counter()
     pullback = jax.block_until_ready({"pullback": train.pullback_targets(
         cfg, model_config, params, tok, batches, mesh, steps), "images": None})
@@ -202,7 +209,7 @@ def main():
     print(f"  {label}: {results[-1][1:]}", file=sys.stderr, flush=True)
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  batches = input_pipeline.TrainBatches(data, tok, config.batch_size, config.seed)
+  batches = train_batches.TrainBatches(data, tok, config.batch_size, config.seed)
   torch_step = torch_step_fn(torch_model.to(device).train(), (config.lambda_p, config.lambda_e,
                                                    config.lambda_m), config.lr,
                              config.weight_decay)

@@ -18,7 +18,7 @@ def get_config():
   config.total_steps = -1  # > 0 overrides num_epochs
   config.seed = 0
   # Texts of the train step packed several to a row of 77 tokens, each attending only to
-  # itself (hierre_jax.packing): almost no padding, the same losses; 2x the padded step
+  # itself (hierre_jax.data.packing): almost no padding, the same losses; 2x the padded step
   # on CPU (benchmarks/RESULTS.md). The packed row count varies a little from batch to
   # batch; it is rounded up to a multiple of pack_rows_multiple so that few shapes are
   # compiled (on GPU/TPU each costs seconds to a minute; 4 at batch 8 on one device:

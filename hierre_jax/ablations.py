@@ -24,14 +24,13 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
+from hierre_jax import embedding
 from hierre_jax import errors
-from hierre_jax import evaluation
-from hierre_jax import image_preprocessing
-from hierre_jax import input_pipeline
+from hierre_jax import models
 from hierre_jax import train
-from hierre_jax import train_config
-from hierre_jax import workdir_lock
 from hierre_jax.evaluators import suite
+from hierre_jax.trainer import checks
+from hierre_jax.trainer import workdir_lock
 
 TABLE3 = ("method", "root_mean", "root_origin", "root_pretrained", "root_only", "no_pullback",
           "three_tiers", "no_negatives", "clip_objective", "from_scratch")
@@ -111,7 +110,7 @@ def apply_overrides(config, overrides):
   for item in overrides:
     key, sep, text = item.partition("=")
     if not sep:
-      raise train_config.ConfigError(f"--override={item!r}: expected key=value")
+      raise checks.ConfigError(f"--override={item!r}: expected key=value")
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -119,7 +118,7 @@ def apply_overrides(config, overrides):
     try:
       config.update_from_flattened_dict({key: value})
     except (KeyError, AttributeError) as e:
-      raise train_config.ConfigError(f"--override={item!r}: no config key {key!r}") from e
+      raise checks.ConfigError(f"--override={item!r}: no config key {key!r}") from e
 
 
 def variant_config(variant, scale, workdir, config_dir, base_config="", overrides=()):
@@ -143,7 +142,7 @@ def check_config(config):
   summary = os.path.join(config.workdir, "train_summary.json")
   if os.path.exists(summary):  # a finished variant must have been trained with this config
     with open(summary) as f:
-      train_config.check_resume(config.workdir, config, json.load(f)["steps"], record=False)
+      checks.check_resume(config.workdir, config, json.load(f)["steps"], record=False)
 
 
 def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_images):
@@ -153,7 +152,7 @@ def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_
     try:
       evaluators += suite.build([name], paths, allow_missing_images, tfds_data_dir=tfds_data_dir,
                                 min_images=min_images)
-    except (FileNotFoundError, input_pipeline.DataError, ImportError) as e:
+    except (FileNotFoundError, errors.DataError, ImportError) as e:
       left_out[name] = str(e).strip().replace("\n", " ")
   return evaluators, left_out
 
@@ -171,10 +170,10 @@ def evaluate_variant(workdir, evaluators, image_caches):
       stored = json.load(f)
     if stored["evaluations"] == names:
       return stored
-  config, params, model_dir, step = evaluation.load_model(workdir)
-  key = (evaluation.image_tower_fingerprint(params),
-         image_preprocessing.Preprocessing.from_model_dir(model_dir, config.vision.image_size))
-  embedder = evaluation.Embedder(config, params, model_dir,
+  config, params, model_dir, step = embedding.load_model(workdir)
+  key = (embedding.image_tower_fingerprint(config, params),
+         models.family_of_config(config).preprocessing(model_dir, config))
+  embedder = embedding.Embedder(config, params, model_dir,
                                  image_features=image_caches.setdefault(key, {}))
   result = {"evaluations": names, "checkpoint_step": step,
             **suite.evaluate(embedder, evaluators)}
@@ -186,8 +185,8 @@ def evaluate_variant(workdir, evaluators, image_caches):
 def changes(config, base):
   """{key: value} where a variant's config differs from its grid's base (where files go
   left out): what the row changes."""
-  diff = train_config.changed_keys(train_config.config_json(base), train_config.config_json(config))
-  return {k: new for k, (_, new) in diff.items() if train_config.is_computational(k)}
+  diff = checks.changed_keys(checks.config_json(base), checks.config_json(config))
+  return {k: new for k, (_, new) in diff.items() if checks.is_computational(k)}
 
 
 def markdown(grids, rows):
@@ -206,7 +205,7 @@ def run(grids, workdir, config_dir, evaluators, left_out, base_config="", overri
   is done -> table rows; writes workdir/table.md and workdir/table.json."""
   scales = {GRIDS[g][0] for g in grids}
   if len(scales) > 1:
-    raise train_config.ConfigError(f"--grid={','.join(grids)} mixes scales {sorted(scales)}: "
+    raise checks.ConfigError(f"--grid={','.join(grids)} mixes scales {sorted(scales)}: "
                                    "the variants would share DIR/<variant>; use two workdirs")
   scale = scales.pop()
   jobs = [(g, v) for g in grids for v in GRIDS[g][1] if not only or v in only]
@@ -243,7 +242,7 @@ def main(argv):
   del argv
   unknown = [g for g in FLAGS.grid if g not in GRIDS]
   if unknown:
-    raise train_config.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
+    raise checks.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
   jax.config.update("jax_default_matmul_precision", "highest")
   errors.require_writable_dir(FLAGS.workdir, "grid workdir")
   evaluators, left_out = available_evaluators(FLAGS.evals, suite.paths_from_flags(),

@@ -15,6 +15,10 @@ class UserError(ValueError):
   """A mistake in the user's input; the message is one line naming the thing at fault."""
 
 
+class DataError(UserError):
+  """A malformed row; the message names the file and row."""
+
+
 class NonFiniteError(UserError):
   """NaN or infinite values where numbers are needed (a diverged run, broken weights)."""
 

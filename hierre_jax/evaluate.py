@@ -19,11 +19,12 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
+from hierre_jax import embedding
 from hierre_jax import errors
-from hierre_jax import evaluation
-from hierre_jax import input_pipeline
-from hierre_jax import report
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
+from hierre_jax.radial import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, "HF CLIP directory or hub id, or a hierre_jax.train "
@@ -64,7 +65,7 @@ def output_dir(models):
     out = FLAGS.output_dir
   elif len(models) > 1:
     out = "eval_results"
-  elif evaluation.is_train_workdir(models[0]):
+  elif embedding.is_train_workdir(models[0]):
     out = os.path.join(models[0], "evaluations")
   else:
     out = os.path.join("eval_results",
@@ -73,7 +74,7 @@ def output_dir(models):
 
 
 def embedder_of(model):
-  return evaluation.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
+  return embedding.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
                                        FLAGS.text_length_multiple)
 
 
@@ -94,9 +95,9 @@ def run_qualitative(paths):
   step = embedder.checkpoint_step
   images_dir = paths["hierarcaps_images"]
   names = (FLAGS.images or
-           input_pipeline.read_hierarchies(paths["hierarcaps_test_csv"]).images[:FLAGS.num_images])
+           hierarcaps_csv.read_hierarchies(paths["hierarcaps_test_csv"]).images[:FLAGS.num_images])
   hierarcaps_dir = os.path.join(FLAGS.data_dir, "hierarcaps")
-  chains = evaluation.qualitative(
+  chains = hierarcaps.qualitative(
       embedder, FLAGS.candidates_csv or os.path.join(hierarcaps_dir,
                                                      "hierarcaps_test_expanded.csv.gz"),
       images_dir, names, radius=FLAGS.qualitative_radius)
@@ -108,7 +109,7 @@ def run_qualitative(paths):
   if FLAGS.reference_model:
     with open(os.path.join(hierarcaps_dir, "reference_qualitative_predictions.json")) as f:
       reference = json.load(f)["models"][FLAGS.reference_model]
-    agreement = evaluation.chain_agreement(evaluation.published_form(chains), reference)
+    agreement = hierarcaps.chain_agreement(hierarcaps.published_form(chains), reference)
     with open(out + "_vs_reference.json", "w") as f:
       json.dump({"model": model, "checkpoint_step": step,
                  "reference_model": FLAGS.reference_model, **agreement}, f, indent=1)

@@ -9,6 +9,7 @@ checkpoints, evaluate, export to Hugging Face. Multi-process runs (--distributed
 compute on every process and write files from process 0.
 """
 import contextlib
+import functools
 import json
 import os
 
@@ -23,26 +24,28 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from hierre_jax import checkpoints
 from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
-from hierre_jax import evaluation
-from hierre_jax import input_pipeline
-from hierre_jax import losses
-from hierre_jax import metric_writer
-from hierre_jax import plots
-from hierre_jax import random_clip
-from hierre_jax import run_checkpoints
+from hierre_jax import models
 from hierre_jax import sharding
-from hierre_jax import tokenizer as tokenizer_lib
-from hierre_jax import train_config
-from hierre_jax import workdir_lock
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
+from hierre_jax.models import hf_io
+from hierre_jax.radial import losses
+from hierre_jax.radial import train_batches
+from hierre_jax.trainer import checkpointing
+from hierre_jax.trainer import checks
+from hierre_jax.trainer import curves
+from hierre_jax.trainer import metric_writer
+from hierre_jax.trainer import workdir_lock
 
-# The parameter groups the optimizer updates (config.trainable); everything else stays
-# bit-identical. "root": a free root vector params["root"], towers frozen (SPEC section 6).
-TRAINABLE = {"text_tower": ("text_model", "text_projection"), "root": ("root",)}
+def trained_groups(config, family):
+  """The top-level parameter groups the optimizer updates (config.trainable): the family's
+  text tower, or "root" (a free root vector params["root"], towers frozen; SPEC section
+  6). Everything else stays bit-identical."""
+  return family.text_groups if config.trainable == "text_tower" else ("root",)
 
 
 @flax.struct.dataclass
@@ -52,8 +55,8 @@ class TrainState:
   opt_state: optax.OptState
 
 
-def make_optimizer(config, total_steps):
-  """AdamW on TRAINABLE[config.trainable]; zero updates for the rest (optax masking)."""
+def make_optimizer(config, total_steps, family):
+  """AdamW on `trained_groups`; zero updates for the rest (optax masking)."""
   if config.schedule == "constant":
     lr = config.lr
   elif config.schedule == "warmup_cosine":
@@ -65,7 +68,7 @@ def make_optimizer(config, total_steps):
                       weight_decay=config.weight_decay)
   if config.grad_clip_norm:
     adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-  trained = TRAINABLE[config.trainable]
+  trained = trained_groups(config, family)
   labels = lambda params: {k: ("train" if k in trained else "freeze") for k in params}
   return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
 
@@ -78,13 +81,13 @@ def pulls_back(config):
 
 def host_batch(config, batches, step, shards):
   """The step's inputs from `TrainBatches`: (texts, [B, 8] text index), the texts packed
-  in rows of 77 tokens in `shards` parts (config.pack_texts; with the root text when it
-  is the tower's own) or padded per length group; for config.loss == "clip" (padded)
-  `batches.contrastive_batch(step, config.tiers)`."""
+  in rows of the model's maximum length in `shards` parts (config.pack_texts; with the
+  root text when it is the tower's own) or padded per length group; for config.loss ==
+  "clip" (padded) `batches.contrastive_batch(step, config.tiers)`."""
   if config.loss == "clip":
     return batches.contrastive_batch(step, tuple(config.tiers))
   if config.pack_texts:
-    texts = batches.packed_batch(step, shards, tokenizer_lib.MAX_LENGTH,
+    texts = batches.packed_batch(step, shards, batches.ids.shape[-1],
                                  config.pack_rows_multiple, config.root == "empty_string")
   else:
     texts = batches.batch(step)
@@ -103,7 +106,8 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
   """
   encode = embedding.text_encoder(model_config, config.remat)
   encode_packed = embedding.packed_text_encoder(model_config, config.remat)
-  trained = TRAINABLE[config.trainable]
+  family = models.family_of_config(model_config)
+  trained = trained_groups(config, family)
   lambda_p = config.lambda_p if pulls_back(config) else 0.0
   own_root = config.root == "empty_string"  # the tower's own root: it moves with the weights
 
@@ -124,7 +128,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     embs = [encode(params, ids) for ids in flat]
     root = embs[0][-1] if own_root else None
     embs = [e[:g.shape[0] * g.shape[1]].reshape(*g.shape[:2], -1) for e, g in zip(embs, texts)]
-    return input_pipeline.merge_groups(embs, config.length_groups), root
+    return train_batches.merge_groups(embs, config.length_groups), root
 
   def hierarchy_loss(params, tables, batch):
     """The RE loss or its ablations (SPEC sections 3 and 6) on whole rows."""
@@ -147,7 +151,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     ids, text_index, image_index = batch
     text = encode(params, ids)
     loss = losses.clip_contrastive(text, tables["images"][image_index],
-                                   jax.lax.stop_gradient(params["logit_scale"]))
+                                   jax.lax.stop_gradient(family.log_logit_scale(params)))
     metrics = {"loss_clip": loss}
     if lambda_p:
       orig = (tables["pullback"][text_index[:, 0]] if config.pullback_cache
@@ -186,7 +190,7 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
   """
   if not pulls_back(config):
     return None
-  frozen = embedding.text_params(params)
+  frozen = embedding.text_params(model_config, params)
   if not config.pullback_cache:
     return jax.device_put(jax.tree.map(np.array, frozen), sharding.replicated(mesh))
   used = np.unique(np.concatenate([np.zeros(0, np.int32)]
@@ -208,7 +212,7 @@ def step_tables(config, model_config, params, model_dir, tokenizer, batches, mes
   config.train_images_dir) by the frozen image tower}."""
   images = None
   if config.loss == "clip":
-    embedder = evaluation.Embedder(model_config, params, model_dir, mesh=mesh,
+    embedder = embedding.Embedder(model_config, params, model_dir, mesh=mesh,
                                    image_batch_size=config.eval.image_batch_size)
     paths = [os.path.join(config.train_images_dir, name) for name in batches.images]
     images = jax.device_put(embedder.images(paths), sharding.replicated(mesh))
@@ -229,7 +233,8 @@ def initial_root(config, model_config, params, tokenizer, batches, mesh):
   if config.root == "origin":
     return np.zeros(model_config.projection_dim, np.float32)
   texts = [""] if config.root == "pretrained" else batches.texts
-  feats = embedding.embed_texts(model_config, embedding.text_params(params), tokenizer, texts,
+  feats = embedding.embed_texts(model_config, embedding.text_params(model_config, params),
+                                tokenizer, texts,
                                 config.eval.text_batch_size, mesh, config.length_multiple)
   if config.root == "pretrained":
     return feats[0]
@@ -252,8 +257,8 @@ def prepare_model_dir(config, is_main):
   r = config.random_init
   out = os.path.join(config.workdir, "random_init")
   if is_main and not os.path.exists(os.path.join(out, "model.safetensors")):
-    random_clip.write_random_clip(out, r.text.to_dict(), r.vision.to_dict(), r.projection_dim,
-                                  seed=r.seed)
+    models.FAMILIES[r.get("family", "clip")].write_random(
+        out, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
   sharding.barrier("random_init written")
   return out
 
@@ -263,7 +268,7 @@ def save_model_info(hf_config, model_dir, workdir):
   info = os.path.join(workdir, "model_info")
   os.makedirs(info, exist_ok=True)
   hf_config.save_pretrained(info)
-  checkpoints.copy_tokenizer_files(model_dir, info)
+  hf_io.copy_files(model_dir, info, models.family_of(model_dir).model_files)
 
 
 class DivergedError(errors.NonFiniteError):
@@ -298,14 +303,14 @@ def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, ev
   waits alone); process 0 (`writer` not None) writes the results.
   """
   e = config.eval
-  embedder = evaluation.Embedder(model_config, params, model_dir, e.text_batch_size,
+  embedder = embedding.Embedder(model_config, params, model_dir, e.text_batch_size,
                                  e.image_batch_size, config.length_multiple, mesh)
   result = {}
   if e.test_csv:
-    result = evaluation.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
+    result = hierarcaps.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
     if e.heldout_csv:
-      test_images = set(input_pipeline.read_hierarchies(e.test_csv).images)
-      result["heldout"] = evaluation.angle_statistics(embedder, e.heldout_csv, test_images)
+      test_images = set(hierarcaps_csv.read_hierarchies(e.test_csv).images)
+      result["heldout"] = hierarcaps.angle_statistics(embedder, e.heldout_csv, test_images)
   suite_result = suite.evaluate(embedder, evaluators)
   if writer is None:
     return
@@ -334,17 +339,17 @@ def write_json(path, value):
 def check_inputs(config):
   """Checks the config values and reads the training file (and, for config.loss == "clip",
   finds every training image) before anything is written -> the training rows."""
-  train_config.validate(config)
+  checks.validate(config)
   errors.require_writable_dir(config.workdir, "workdir")
   if config.export_dir:
     errors.require_writable_dir(config.export_dir, "export folder")
-  data = input_pipeline.read_hierarchies(config.train_csv, config.skip_bad_rows)
+  data = hierarcaps_csv.read_hierarchies(config.train_csv, config.skip_bad_rows)
   if config.batch_size > len(data):
-    raise train_config.ConfigError(
+    raise checks.ConfigError(
         f"config.batch_size={config.batch_size}: more than the {len(data)} training rows of "
         f"{config.train_csv}; use at most {len(data)}")
   if config.loss == "clip":
-    input_pipeline.image_paths(data, config.train_images_dir, config.train_csv)
+    hierarcaps_csv.image_paths(data, config.train_images_dir, config.train_csv)
   return data
 
 
@@ -396,34 +401,35 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
 
-  manager = run_checkpoints.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
+  manager = checkpointing.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
                                            config.keep_checkpoints)
   if manager.latest_step() is not None:
-    train_config.check_resume(config.workdir, config, manager.latest_step(),
+    checks.check_resume(config.workdir, config, manager.latest_step(),
                               allow_config_change, record=is_main)
   if is_main:
-    write_json(os.path.join(config.workdir, "config.json"), train_config.config_json(config))
+    write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
     if data.skipped:
       write_json(os.path.join(config.workdir, "skipped_rows.json"),
                  {"file": config.train_csv, "rows": [
                      {"row": row, "reason": reason} for row, reason in data.skipped]})
   model_dir = prepare_model_dir(config, is_main)
-  model_config, params, model_dir = checkpoints.load_clip(model_dir, config.scan_layers)
-  hf_config = checkpoints.load_hf_config(model_dir)
+  family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
+  hf_config = family.load_hf_config(model_dir)
   if is_main:
     save_model_info(hf_config, model_dir, config.workdir)
-  tokenizer = tokenizer_lib.load_tokenizer(model_dir)
+  tokenizer = family.load_tokenizer(model_dir)
 
-  batches = input_pipeline.TrainBatches(data, tokenizer, config.batch_size, config.seed,
-                                        config.length_multiple, config.length_groups,
-                                        model_config.text.eos_token_id)
+  batches = train_batches.TrainBatches(
+      data, tokenizer, config.batch_size, config.seed, config.length_multiple,
+      config.length_groups, functools.partial(family.pool_index, model_config),
+      family.max_length)
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
                "partial batch), %d steps", len(data), data.num_skipped, batches.steps_per_epoch,
                batches.rows_left_out_per_epoch, total_steps)
 
-  tx = make_optimizer(config, total_steps)
+  tx = make_optimizer(config, total_steps, family)
   # A root of its own (config.root) is a parameter: checkpointed, exported, evaluated with.
   with_root = config.root != "empty_string"
   placeholder = {"root": np.zeros(model_config.projection_dim, np.float32)} if with_root else {}
@@ -443,7 +449,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
 
     train_step = make_train_step(model_config, config, tx,
-                                 embedding.root_ids(tokenizer, tokenizer_lib.MAX_LENGTH), mesh,
+                                 embedding.root_ids(tokenizer, family.max_length), mesh,
                                  state_sharding)
     evaluate = lambda step: evaluate_now(config, model_config, state.params, model_dir, step,
                                          writer, mesh, evaluators)
@@ -486,16 +492,16 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   if not is_main:
     return state
   writer.close()
-  plots.plot_training_curves(config.workdir)
+  curves.plot_training_curves(config.workdir)
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
-  checkpoints.export_clip(jax.device_get(state.params), hf_config, export_dir, model_dir)
+  family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
   write_json(os.path.join(config.workdir, "train_summary.json"), {
       "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
       "rows": len(data), "rows_skipped": data.num_skipped})
   print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: tensorboard "
         f"--logdir {os.path.join(config.workdir, 'tensorboard')}); curves: "
-        f"{os.path.join(config.workdir, plots.CURVES_FILE)}; Hugging Face export: {export_dir}")
+        f"{os.path.join(config.workdir, curves.CURVES_FILE)}; Hugging Face export: {export_dir}")
   return state
 
 

@@ -23,7 +23,7 @@ def save_torch_clip(out_dir, text, vision, projection_dim, seed=0):
   """A random `transformers.CLIPModel` (torch), saved with save_pretrained + tokenizer files."""
   torch = pytest.importorskip("torch")
   import transformers
-  from hierre_jax import tokenizer
+  from hierre_jax.models.clip import tokenizer
   torch.manual_seed(seed)
   config = transformers.CLIPConfig(text_config=text, vision_config=vision,
                                    projection_dim=projection_dim)
@@ -49,7 +49,7 @@ def tiny_clip_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tok(tmp_path_factory):
   """The OpenAI CLIP tokenizer (its vocabulary written from the bundled BPE merges)."""
-  from hierre_jax import tokenizer
+  from hierre_jax.models.clip import tokenizer
   d = str(tmp_path_factory.mktemp("tok"))
   tokenizer.write_clip_vocab(d)
   return tokenizer.load_tokenizer(d)

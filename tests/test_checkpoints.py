@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from hierre_jax import checkpoints, errors, random_clip, tokenizer
+from hierre_jax import errors
+from hierre_jax.models import hf_io
+from hierre_jax.models.clip import convert
+from hierre_jax.models.clip import random_init
+from hierre_jax.models.clip import tokenizer
 
 
 def test_key_mapping_both_ways():
@@ -23,22 +27,22 @@ def test_key_mapping_both_ways():
       ("logit_scale", 0): ("logit_scale",),
   }
   for (key, ndim), path in cases.items():
-    assert checkpoints.hf_key_to_path(key, ndim) == path
-    assert checkpoints.path_to_hf_key(path) == key
+    assert convert.hf_key_to_path(key, ndim) == path
+    assert convert.path_to_hf_key(path) == key
 
 
 def test_layout_transposes_invert():
   x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-  y = checkpoints.to_flax_array("kernel", x)
+  y = hf_io.to_flax_array("kernel", x)
   assert y.shape == (4, 5, 3, 2) and y[1, 2, 0, 1] == x[1, 0, 1, 2]
-  np.testing.assert_array_equal(checkpoints.to_hf_array("kernel", y), x)
+  np.testing.assert_array_equal(hf_io.to_hf_array("kernel", y), x)
   m = np.arange(6.0).reshape(2, 3)
-  assert checkpoints.to_flax_array("kernel", m).shape == (3, 2)
+  assert hf_io.to_flax_array("kernel", m).shape == (3, 2)
 
 
 def tiny_checkpoint(tmp_path):
   from conftest import TINY_TEXT, TINY_VISION
-  return random_clip.write_random_clip(str(tmp_path), TINY_TEXT, TINY_VISION, 16)
+  return random_init.write_random_clip(str(tmp_path), TINY_TEXT, TINY_VISION, 16)
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
@@ -48,10 +52,10 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
   del tensors["text_model.final_layer_norm.bias"]
   tensors["text_model.extra.weight"] = np.zeros(3, np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(checkpoints.CheckpointFormatError,
+  with pytest.raises(hf_io.CheckpointFormatError,
                      match=r"missing 1 \['text_model.final_layer_norm.bias'\]; "
                      r"unexpected 1 \['text_model.extra.weight'\]$"):
-    checkpoints.load_clip(d)
+    convert.load_clip(d)
 
 
 def test_many_mismatched_keys_are_counted_not_listed(tmp_path):
@@ -59,8 +63,8 @@ def test_many_mismatched_keys_are_counted_not_listed(tmp_path):
   path = os.path.join(d, "model.safetensors")
   tensors = {"model." + k: v for k, v in safetensors.numpy.load_file(path).items()}
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(checkpoints.CheckpointFormatError) as info:
-    checkpoints.load_clip(d)
+  with pytest.raises(hf_io.CheckpointFormatError) as info:
+    convert.load_clip(d)
   message = str(info.value)
   assert "\n" not in message and len(message) < 1200, message
   assert f"missing {len(tensors)} [" in message and f"unexpected {len(tensors)} [" in message
@@ -71,9 +75,9 @@ def test_truncated_safetensors_is_named(tmp_path):
   path = os.path.join(d, "model.safetensors")
   data = open(path, "rb").read()
   open(path, "wb").write(data[:len(data) // 2])
-  with pytest.raises(checkpoints.CheckpointFormatError,
+  with pytest.raises(hf_io.CheckpointFormatError,
                      match=f"{path}: cannot read this safetensors file"):
-    checkpoints.load_clip(d)
+    convert.load_clip(d)
 
 
 def test_non_finite_weights_are_named(tmp_path):
@@ -84,7 +88,7 @@ def test_non_finite_weights_are_named(tmp_path):
   safetensors.numpy.save_file(tensors, path)
   with pytest.raises(errors.NonFiniteError, match=r"1 of \d+ parameter tensors hold NaN .*"
                      r"text_projection"):
-    checkpoints.load_clip(d)
+    convert.load_clip(d)
 
 
 def test_shape_mismatch_is_named(tmp_path):
@@ -93,25 +97,25 @@ def test_shape_mismatch_is_named(tmp_path):
   tensors = safetensors.numpy.load_file(path)
   tensors["text_projection.weight"] = np.zeros((17, 32), np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(checkpoints.CheckpointFormatError, match="text_projection.weight has shape"):
-    checkpoints.load_clip(d)
+  with pytest.raises(hf_io.CheckpointFormatError, match="text_projection.weight has shape"):
+    convert.load_clip(d)
 
 
 def test_missing_files_are_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
-    checkpoints.load_clip(str(tmp_path))
+    convert.load_clip(str(tmp_path))
   d = tiny_checkpoint(tmp_path / "m")
   os.remove(os.path.join(d, "merges.txt"))
   with pytest.raises(FileNotFoundError, match=r"missing \['merges.txt'\]"):
     tokenizer.load_tokenizer(d)
   os.remove(os.path.join(d, "model.safetensors"))
   with pytest.raises(FileNotFoundError, match="no model.safetensors"):
-    checkpoints.load_clip(d)
+    convert.load_clip(d)
 
 
 def test_pytorch_bin_and_sharded_safetensors_load(tmp_path, tiny_clip_dir):
   torch = pytest.importorskip("torch")
-  _, want, _ = checkpoints.load_clip(tiny_clip_dir)
+  _, want, _ = convert.load_clip(tiny_clip_dir)
   tensors = safetensors.numpy.load_file(os.path.join(tiny_clip_dir, "model.safetensors"))
   for kind in ("bin", "sharded"):
     d = tmp_path / kind
@@ -126,7 +130,7 @@ def test_pytorch_bin_and_sharded_safetensors_load(tmp_path, tiny_clip_dir):
         safetensors.numpy.save_file({k: tensors[k] for k in ks}, str(d / name))
       (d / "model.safetensors.index.json").write_text(json.dumps(
           {"weight_map": {k: n for n, ks in halves.items() for k in ks}}))
-    _, got, _ = checkpoints.load_clip(str(d))
+    _, got, _ = convert.load_clip(str(d))
     for (p, a), b in zip(sorted(_flat(want).items()), [v for _, v in sorted(_flat(got).items())]):
       np.testing.assert_array_equal(a, b, err_msg=f"{kind}: {p}")
 
@@ -153,9 +157,9 @@ def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
   tiny_checkpoint(tmp_path / "workdirs" / "demo")
   with pytest.raises(FileNotFoundError, match=r"^workdirs/demoo: no such checkpoint directory "
                      r"\(did you mean demo\?\)"):
-    checkpoints.load_clip("workdirs/demoo")
+    convert.load_clip("workdirs/demoo")
   with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
-    checkpoints.load_clip("./elsewhere")
+    convert.load_clip("./elsewhere")
 
 
 def test_export_has_the_usual_file_permissions(tmp_path):
@@ -165,3 +169,21 @@ def test_export_has_the_usual_file_permissions(tmp_path):
   finally:
     os.umask(umask)
   assert os.stat(os.path.join(d, "model.safetensors")).st_mode & 0o777 == 0o644
+
+
+def test_family_is_read_from_config_json(tmp_path):
+  from hierre_jax import models
+  d = tiny_checkpoint(tmp_path)
+  assert models.family_of(d).name == "clip"
+  family, config, _, _ = models.load(d)
+  assert family is models.family_of_config(config)
+  path = os.path.join(d, "config.json")
+  hf_config = json.load(open(path))
+  hf_config["architectures"] = ["BertModel"]
+  json.dump(hf_config, open(path, "w"))
+  with pytest.raises(models.UnsupportedModel, match=f"{path}: architecture \\['BertModel'\\] is "
+                     "not supported; hierre_jax reads ALIGNModel, AlignModel, CLIPModel"):
+    models.load(d)
+  del hf_config["architectures"]  # older files: the model_type says it
+  json.dump(hf_config, open(path, "w"))
+  assert models.family_of(d).name == "clip"

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-from hierre_jax import input_pipeline
+from hierre_jax.radial import train_batches
 
 REQUIRED = ("model", "train_csv", "workdir", "batch_size", "lr", "schedule", "lambda_p",
             "lambda_e", "lambda_m", "length_multiple", "length_groups", "matmul_precision",
@@ -15,7 +15,7 @@ def test_config_loads(name):
   config = importlib.import_module(f"configs.{name}").get_config()
   for key in REQUIRED:
     assert key in config, (name, key)
-  input_pipeline.group_columns(config.length_groups)
+  train_batches.group_columns(config.length_groups)
   assert bool(config.model) != bool(config.random_init), name  # exactly one source of weights
 
 

@@ -20,18 +20,18 @@ TINY_CONFIG = "tests/tiny_train_config.py"
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
   """(name, module, args, message expected in the error line, path that must not exist)."""
-  from hierre_jax import random_clip
+  from hierre_jax.models.clip import random_init
   tmp = tmp_path_factory.mktemp("bad_args")
   a_file = tmp / "a_file"
   a_file.write_text("")
   (tmp / "syntax.py").write_text("def get_config(:\n")
   (tmp / "not_a_config.py").write_text("def get_config():\n  return 3\n")
-  good = random_clip.write_random_clip(str(tmp / "model"), TINY_TEXT, TINY_VISION, 16)
-  truncated = random_clip.write_random_clip(str(tmp / "truncated"), TINY_TEXT, TINY_VISION, 16)
+  good = random_init.write_random_clip(str(tmp / "model"), TINY_TEXT, TINY_VISION, 16)
+  truncated = random_init.write_random_clip(str(tmp / "truncated"), TINY_TEXT, TINY_VISION, 16)
   weights = os.path.join(truncated, "model.safetensors")
   data = open(weights, "rb").read()
   open(weights, "wb").write(data[:len(data) // 2])
-  nan = random_clip.write_random_clip(str(tmp / "nan"), TINY_TEXT, TINY_VISION, 16)
+  nan = random_init.write_random_clip(str(tmp / "nan"), TINY_TEXT, TINY_VISION, 16)
   tensors = safetensors.numpy.load_file(os.path.join(nan, "model.safetensors"))
   tensors["text_projection.weight"] = np.full_like(tensors["text_projection.weight"], np.nan)
   safetensors.numpy.save_file(tensors, os.path.join(nan, "model.safetensors"))

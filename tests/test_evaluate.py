@@ -10,55 +10,60 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_TEXT, TINY_VISION, shared_file
-from hierre_jax import (evaluate, evaluation, geometry,
-                        image_preprocessing, input_pipeline, models, random_clip, tokenizer)
+from hierre_jax import embedding
+from hierre_jax import evaluate
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.data import indexing
+from hierre_jax.evaluators import hierarcaps
+from hierre_jax.radial import geometry
+from hierre_jax.models.clip import modeling, preprocessing, random_init, tokenizer
 from test_hierarchical_retrieval import slow_reference
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("tiny_eval"))
-  return random_clip.write_random_clip(out, TINY_TEXT, TINY_VISION, 16, seed=3)
+  return random_init.write_random_clip(out, TINY_TEXT, TINY_VISION, 16, seed=3)
 
 
 def direct_text_features(embedder, texts):
   """One text at a time, unpadded: the obviously-correct embedding."""
-  model = models.CLIP(embedder.config)
+  model = modeling.CLIP(embedder.config)
   encode = jax.jit(lambda ids: geometry.normalize(
-      model.apply({"params": embedder.params}, ids, method=models.CLIP.encode_text)))
+      model.apply({"params": embedder.params}, ids, method=modeling.CLIP.encode_text)))
   ids = tokenizer.tokenize(embedder.tokenizer, texts)
   return np.stack([np.asarray(encode(np.asarray([t], np.int32)))[0] for t in ids])
 
 
 def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
-  embedder = evaluation.Embedder.from_path(tiny_dir, text_batch_size=8)
+  embedder = embedding.Embedder.from_path(tiny_dir, text_batch_size=8)
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
   feats, root = embedder.texts(texts)
   np.testing.assert_allclose(feats, direct_text_features(embedder, texts), atol=1e-5)
   np.testing.assert_allclose(root, feats[0], atol=1e-6)
-  static = evaluation.Embedder.from_path(tiny_dir, text_batch_size=8, length_multiple=77)
+  static = embedding.Embedder.from_path(tiny_dir, text_batch_size=8, length_multiple=77)
   np.testing.assert_allclose(static.texts(texts)[0], feats, atol=1e-5)  # one shape, same result
 
 
 def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
   test_csv = shared_file("hierarcaps_test.csv")
   images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
-  embedder = evaluation.Embedder.from_path(tiny_dir, text_batch_size=512, image_batch_size=100)
-  got = evaluation.evaluate_hierarcaps(embedder, test_csv, images_dir)
+  embedder = embedding.Embedder.from_path(tiny_dir, text_batch_size=512, image_batch_size=100)
+  got = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
 
-  data = input_pipeline.read_hierarchies(test_csv)
-  candidates = evaluation.distinct(t for row in data.positives for t in row)
+  data = hierarcaps_csv.read_hierarchies(test_csv)
+  candidates = indexing.distinct(t for row in data.positives for t in row)
   text_emb, root = embedder.texts(candidates)
   images = sorted(set(data.images))
   pre = embedder.preprocessing
-  model = models.CLIP(embedder.config)
+  model = modeling.CLIP(embedder.config)
   encode = jax.jit(lambda x: geometry.normalize(
-      model.apply({"params": embedder.params}, x, method=models.CLIP.encode_image)))
+      model.apply({"params": embedder.params}, x, method=modeling.CLIP.encode_image)))
   image_emb = {}
   for start in range(0, len(images), 250):
     names = images[start:start + 250]
-    pixels = np.stack([image_preprocessing.preprocess(os.path.join(images_dir, n), pre)
+    pixels = np.stack([preprocessing.preprocess(os.path.join(images_dir, n), pre)
                        for n in names])
     image_emb.update(zip(names, np.asarray(encode(pixels))))
   want = slow_reference(data.positives, data.images, dict(zip(candidates, text_emb)), root,
@@ -94,7 +99,7 @@ def test_cli_suite_and_qualitative(tiny_dir, tmp_path):
   assert set(os.listdir(tiny_dir)) == before  # nothing written into the model directory
   chains = json.load(open(tmp_path / "qualitative.json"))
   assert list(chains) == names
-  candidates = set(t for row in input_pipeline.read_hierarchies(
+  candidates = set(t for row in hierarcaps_csv.read_hierarchies(
       os.path.join(data_dir, "hierarcaps", "hierarcaps_test_expanded.csv.gz")).positives
                    for t in row)
   for chain in chains.values():
@@ -106,16 +111,16 @@ def test_chain_agreement_with_the_published_reference():
   with open(shared_file("reference_qualitative_predictions.json")) as f:
     models_ = json.load(f)["models"]
   ref = models_["clip_vit_b32_re_finetuned"]
-  same = evaluation.chain_agreement(ref, ref)
+  same = hierarcaps.chain_agreement(ref, ref)
   assert same["mean_jaccard"] == 1.0 and same["identical_chains"] == 1.0
   assert same["images"] == 1000
-  cross = evaluation.chain_agreement(models_["clip_vit_b32_pretrained"], ref)
+  cross = hierarcaps.chain_agreement(models_["clip_vit_b32_pretrained"], ref)
   assert 0.0 < cross["mean_jaccard"] < 1.0
   name = "COCO_val2014_000000000776.jpg"
-  one = evaluation.chain_agreement({name: ref[name][:2] + ["not in it"]}, ref)
+  one = hierarcaps.chain_agreement({name: ref[name][:2] + ["not in it"]}, ref)
   assert one["mean_jaccard"] == pytest.approx(2 / (len(ref[name]) + 1))
   with pytest.raises(ValueError, match="no image"):
-    evaluation.chain_agreement({"x.jpg": ["a"]}, ref)
+    hierarcaps.chain_agreement({"x.jpg": ["a"]}, ref)
 
 
 def check_renders_in_chromium(page, tmp_path):

@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from hierre_jax import evaluation, input_pipeline
+from hierre_jax import embedding
+from hierre_jax import errors
 from hierre_jax.evaluators import hyperlex
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
@@ -20,10 +21,10 @@ def shared_path(*parts):
 @pytest.fixture(scope="module")
 def tiny_embedder(tmp_path_factory):
   from conftest import TINY_TEXT, TINY_VISION
-  from hierre_jax import random_clip
-  d = random_clip.write_random_clip(str(tmp_path_factory.mktemp("tiny")), TINY_TEXT,
+  from hierre_jax.models.clip import random_init
+  d = random_init.write_random_clip(str(tmp_path_factory.mktemp("tiny")), TINY_TEXT,
                                     TINY_VISION, 16, seed=5)
-  return evaluation.Embedder.from_path(d, text_batch_size=512)
+  return embedding.Embedder.from_path(d, text_batch_size=512)
 
 
 def ext_float64(x, y, root):
@@ -58,14 +59,14 @@ def test_hyperlex_bad_lines_name_file_and_line(tmp_path):
   path = tmp_path / "h.txt"
   path.write_text("WORD1 WORD2 POS TYPE AVG_SCORE AVG_SCORE_0_10 STD\n"
                   "dog animal N hyp-1 5.5 9.1 0.5\ncat animal N\n")
-  with pytest.raises(input_pipeline.DataError, match=r"h.txt: line 3: expected at least 5 "
+  with pytest.raises(errors.DataError, match=r"h.txt: line 3: expected at least 5 "
                      r"columns WORD1 WORD2 POS TYPE AVG_SCORE, got 3"):
     hyperlex.read_pairs(str(path))
   path.write_text("WORD1 WORD2 POS TYPE AVG_SCORE\ndog animal N hyp-1 high\n")
-  with pytest.raises(input_pipeline.DataError, match=r"line 2: AVG_SCORE 'high' is not a number"):
+  with pytest.raises(errors.DataError, match=r"line 2: AVG_SCORE 'high' is not a number"):
     hyperlex.read_pairs(str(path))
   path.write_text("a b c\n")
-  with pytest.raises(input_pipeline.DataError, match=r"h.txt: line 1: expected a header"):
+  with pytest.raises(errors.DataError, match=r"h.txt: line 1: expected a header"):
     hyperlex.read_pairs(str(path))
 
 
@@ -85,7 +86,7 @@ def test_coco_retrieval_on_the_real_1k_subset_equals_brute_force(tiny_embedder):
   from hierre_jax.evaluators import retrieval
   pairs = retrieval.coco_pairs(shared_path("coco", "captions_val2017.json"))
   images_dir = shared_path("hierarcaps", "test_images")
-  with pytest.raises(input_pipeline.DataError, match=r"test_images: 4000 of the 5000 images of "
+  with pytest.raises(errors.DataError, match=r"test_images: 4000 of the 5000 images of "
                      r"the annotations are missing, e.g. '\d{12}'; pass allow_missing_images"):
     retrieval.Retrieval("coco", pairs, images_dir)
   evaluator = retrieval.Retrieval("coco", pairs, images_dir, allow_missing_images=True)
@@ -107,7 +108,7 @@ def test_near_empty_image_set_is_refused_before_anything_is_embedded(tmp_path, p
   images_dir = shared_path("hierarcaps", "test_images")
   for name in sorted(os.listdir(images_dir))[:present]:
     os.symlink(os.path.join(images_dir, name), tmp_path / name)
-  with pytest.raises(input_pipeline.DataError, match=f"only {present} of the 5000 images of the "
+  with pytest.raises(errors.DataError, match=f"only {present} of the 5000 images of the "
                      "annotations are present, fewer than the minimum of 100"):
     retrieval.Retrieval("coco", pairs, str(tmp_path), allow_missing_images=True)
   counts = {"model": "m", "coco/t2i_r@1": 0.8, "coco/num_images": 2,
@@ -141,10 +142,10 @@ def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
   path.write_text(json.dumps(karpathy))
   pairs = retrieval.flickr_pairs(str(path))
   assert pairs[1] == [("1.jpg", "a dog."), ("1.jpg", "dog"), ("2.jpg", "a cat")]
-  with pytest.raises(input_pipeline.DataError, match=r"imgs: 1 of the 2 images of the "
+  with pytest.raises(errors.DataError, match=r"imgs: 1 of the 2 images of the "
                      r"annotations are missing, e.g. '2.jpg'"):
     retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"))
-  with pytest.raises(input_pipeline.DataError, match=r"imgs: only 1 of the 2 images of the "
+  with pytest.raises(errors.DataError, match=r"imgs: only 1 of the 2 images of the "
                      r"annotations are present, fewer than the minimum of 100"):
     retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"), allow_missing_images=True)
   present = retrieval.Retrieval("flickr30k", pairs, str(tmp_path / "imgs"),
@@ -154,7 +155,7 @@ def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
           "annotations": [{"image_id": 7, "caption": "x"}, {"image_id": 9, "caption": "y"}]}
   path = tmp_path / "captions.json"
   path.write_text(json.dumps(coco))
-  with pytest.raises(input_pipeline.DataError, match=r"captions.json: 1 captions name an image "
+  with pytest.raises(errors.DataError, match=r"captions.json: 1 captions name an image "
                      r"id that is not in 'images', e.g. 9"):
     retrieval.coco_pairs(str(path))
 
@@ -201,7 +202,7 @@ def test_cifar_through_tfds_mock_data_with_planted_accuracy():
 def test_unprepared_tfds_data_says_how_to_prepare_it(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   from hierre_jax.evaluators import zero_shot
-  with pytest.raises(input_pipeline.DataError, match=r"'cifar10' \(test\) is not prepared in .*"
+  with pytest.raises(errors.DataError, match=r"'cifar10' \(test\) is not prepared in .*"
                      r"tfds.data_source\('cifar10', split='test', download=True\)"):
     zero_shot.tfds_images("cifar10", data_dir=str(tmp_path))
 
@@ -223,7 +224,7 @@ def random_pil_images(n, seed=0, size=40):
 
 
 def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tiny_embedder):
-  from hierre_jax import geometry
+  from hierre_jax.radial import geometry
   from hierre_jax.evaluators import breeds, prompts
   hierarchy = breeds.Hierarchy(shared_path("breeds", "breeds_hierarchies_full.json"), "living17")
   assert len(hierarchy.labels) == 85 and len(hierarchy.pair_of_wnid) == 68
@@ -277,5 +278,5 @@ def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
   assert got["living17"]["num_images"] == 68 and got["living17"]["num_labels"] == 85
   assert 0 <= got["mean/r@1"] <= got["mean/r@5"] <= 1 and len(got["alphas"]) == 20
   (root / wnids[5] / f"ILSVRC2012_val_{5:08d}.JPEG").unlink()
-  with pytest.raises(input_pipeline.DataError, match=f"no images for class {wnids[5]}"):
+  with pytest.raises(errors.DataError, match=f"no images for class {wnids[5]}"):
     breeds.Breeds(hierarchies, classnames, str(root), datasets=("living17",))

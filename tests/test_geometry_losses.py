@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hierre_jax import geometry, losses
+from hierre_jax.radial import geometry
+from hierre_jax.radial import losses
 
 
 def np_ext(x, y, r):

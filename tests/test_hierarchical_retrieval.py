@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from hierre_jax import evaluation, hierarchical_retrieval as hr, input_pipeline, report
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.data import indexing
+from hierre_jax.evaluators import hierarcaps
+from hierre_jax.radial import hierarchical_retrieval as hr
+from hierre_jax.radial import report
 
 
 def test_levels_and_hand_worked_retrieval():
@@ -111,8 +115,8 @@ def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
 
 
 def test_batched_equals_slow_loop_on_the_real_test_set(rng):
-  data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
-  candidates, row_tier_index = evaluation.index_rows(data.positives)
+  data = hierarcaps_csv.read_hierarchies(shared_file("hierarcaps_test.csv"))
+  candidates, row_tier_index = indexing.index_rows(data.positives)
   dim = 16
   # Low-dimensional, root-biased embeddings so that retrieval finds ground truth now and then.
   emb_matrix = rng.normal(size=(len(candidates), dim))
@@ -160,7 +164,7 @@ def release_qualitative_loop(text, root, image, num_levels=50):
 
 
 def test_qualitative_cosine_levels_differ_from_euclidean_and_match_the_release(rng):
-  from hierre_jax import geometry
+  from hierre_jax.radial import geometry
   dim = 8
   root = np.eye(dim, dtype=np.float32)[0]
   text = rng.normal(size=(300, dim)).astype(np.float32)
@@ -174,5 +178,5 @@ def test_qualitative_cosine_levels_differ_from_euclidean_and_match_the_release(r
       text, np.asarray(geometry.radius(text, root)), images))
   assert cosine == [release_qualitative_loop(text, root, v) for v in images]
   assert sum(c != e for c, e in zip(cosine, euclid)) >= 5  # the level spacing matters
-  published = evaluation.published_form({"a.jpg": ["root-most", "x", "y"]})
+  published = hierarcaps.published_form({"a.jpg": ["root-most", "x", "y"]})
   assert published == {"a.jpg": ["x", "y"]}

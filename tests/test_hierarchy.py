@@ -236,8 +236,8 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
   import json
   from PIL import Image
   from conftest import TINY_TEXT, TINY_VISION
-  from hierre_jax import random_clip
-  model = random_clip.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
+  from hierre_jax.models.clip import random_init
+  model = random_init.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
   wnids = ["n02084071", "n02121808", "n02958343", "n04490091", "n07739125", "n07767847"]
   spec = {"classes": ["dog", "cat", "car", "truck", "apple", "pear"],
           "templates": ["a photo of a {}.", "a drawing of a {}."], "wnids": wnids,

@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from conftest import shared_file
-from hierre_jax import image_preprocessing as ip
+from hierre_jax.data import images
+from hierre_jax.models.clip import preprocessing as ip
 
 
 def reference(image, size, crop):
@@ -37,7 +38,7 @@ def test_truncated_image_names_the_file(tmp_path):
   Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(path)
   raw = path.read_bytes()
   path.write_bytes(raw[:len(raw) // 2])
-  with pytest.raises(ip.ImageError, match=r"cut.jpg: cannot read this image "
+  with pytest.raises(images.ImageError, match=r"cut.jpg: cannot read this image "
                      r"\(image file is truncated"):
     ip.preprocess(str(path), ip.Preprocessing(32, 32))
 

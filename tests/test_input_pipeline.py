@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from hierre_jax import input_pipeline, tokenizer
+from hierre_jax import errors
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.radial import train_batches
 
 GOOD = ("animal => dog => a dog on grass => A dog running on green grass.",
         "plant => cat => a cat on grass => A cat sleeping on green grass.")
@@ -21,7 +23,7 @@ def write(path, lines):
 def test_reads_train_format_gz(tmp_path):
   path = write(tmp_path / "t.csv.gz", ["positive,negative,image_url",
                                        f'"{GOOD[0]}","{GOOD[1]}",http://x/COCO_1.jpg'])
-  data = input_pipeline.read_hierarchies(path)
+  data = hierarcaps_csv.read_hierarchies(path)
   assert data.positives == [["animal", "dog", "a dog on grass", "A dog running on green grass."]]
   assert data.negatives[0][1] == "cat" and data.images == ["COCO_1.jpg"]
 
@@ -30,24 +32,24 @@ def test_wrong_tier_count_names_file_and_row(tmp_path):
   lines = ["positive,negative,image_url", f'"{GOOD[0]}","{GOOD[1]}",u1',
            f'"animal => dog => a dog","{GOOD[1]}",u2']
   path = write(tmp_path / "bad.csv", lines)
-  with pytest.raises(input_pipeline.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"bad.csv: row 2 \(line 3\), column 'positive': expected 4 .* got 3"):
-    input_pipeline.read_hierarchies(path)
-  data = input_pipeline.read_hierarchies(path, skip_bad_rows=True)
+    hierarcaps_csv.read_hierarchies(path)
+  data = hierarcaps_csv.read_hierarchies(path, skip_bad_rows=True)
   assert len(data) == 1 and data.num_skipped == 1
 
 
 def test_missing_column_and_bad_header(tmp_path):
   path = write(tmp_path / "short.csv", ["positive,negative,image_url", f'"{GOOD[0]}"'])
-  with pytest.raises(input_pipeline.DataError, match="short.csv: row 1 .*columns"):
-    input_pipeline.read_hierarchies(path)
+  with pytest.raises(errors.DataError, match="short.csv: row 1 .*columns"):
+    hierarcaps_csv.read_hierarchies(path)
   path = write(tmp_path / "hdr.csv", ["a,b", "1,2"])
-  with pytest.raises(input_pipeline.DataError, match="hdr.csv: header"):
-    input_pipeline.read_hierarchies(path)
+  with pytest.raises(errors.DataError, match="hdr.csv: header"):
+    hierarcaps_csv.read_hierarchies(path)
 
 
 def test_real_test_set_format():
-  data = input_pipeline.read_hierarchies(shared_file("hierarcaps_test.csv"))
+  data = hierarcaps_csv.read_hierarchies(shared_file("hierarcaps_test.csv"))
   assert len(data) == 1000 and data.negatives is None
   assert data.positives[1] == ["bird", "blue bird", "blue bird sitting on top of branch",
                                "A blue bird sitting on the top of a branch with autumn leaves"]
@@ -57,14 +59,14 @@ def test_real_test_set_format():
 def test_batches_are_deterministic_and_cover_each_epoch(tmp_path, tok):
   rows = [f'"a{i} => b{i} => c {i} c => d {i} d {"x " * i}","e => f => g => h",u{i}'
           for i in range(10)]
-  data = input_pipeline.read_hierarchies(write(tmp_path / "t.csv", ["positive,negative,image_url"]
+  data = hierarcaps_csv.read_hierarchies(write(tmp_path / "t.csv", ["positive,negative,image_url"]
                                                + rows))
-  b = input_pipeline.TrainBatches(data, tok, batch_size=3, seed=7)
+  b = train_batches.TrainBatches(data, tok, batch_size=3, seed=7)
   assert b.steps_per_epoch == 3 and b.rows_left_out_per_epoch == 1
   epoch0 = np.concatenate([b.row_indices(s) for s in range(3)])
   assert len(set(epoch0)) == 9
   assert not np.array_equal(epoch0, np.concatenate([b.row_indices(s) for s in range(3, 6)]))
-  again = input_pipeline.TrainBatches(data, tok, batch_size=3, seed=7)
+  again = train_batches.TrainBatches(data, tok, batch_size=3, seed=7)
   for step in range(7):
     (x,) = b.batch(step)
     np.testing.assert_array_equal(x, again.batch(step)[0])
@@ -78,10 +80,10 @@ def test_batches_are_deterministic_and_cover_each_epoch(tmp_path, tok):
 def test_length_groups_pad_each_group_to_its_own_longest_text(tmp_path, tok):
   rows = [f'"a => b => {"long text " * (i + 3)} => {"longer text " * (i + 6)}",'
           f'"c => d => {"x " * (i + 1)} => y",u{i}' for i in range(6)]
-  data = input_pipeline.read_hierarchies(write(tmp_path / "g.csv", ["positive,negative,image_url"]
+  data = hierarcaps_csv.read_hierarchies(write(tmp_path / "g.csv", ["positive,negative,image_url"]
                                                + rows))
-  single = input_pipeline.TrainBatches(data, tok, 4, 1)
-  grouped = input_pipeline.TrainBatches(data, tok, 4, 1, length_multiple=1,
+  single = train_batches.TrainBatches(data, tok, 4, 1)
+  grouped = train_batches.TrainBatches(data, tok, 4, 1, length_multiple=1,
                                         length_groups=((0, 1), (2, 3)))
   short, long = grouped.batch(0)
   assert short.shape[:2] == (4, 4) and long.shape[:2] == (4, 4)
@@ -90,10 +92,10 @@ def test_length_groups_pad_each_group_to_its_own_longest_text(tmp_path, tok):
   length = single.batch(0)[0].shape[2]
   padded = [np.pad(g, ((0, 0), (0, 0), (0, length - g.shape[2])), constant_values=49407)
             for g in (short, long)]
-  np.testing.assert_array_equal(input_pipeline.merge_groups(padded, ((0, 1), (2, 3))),
+  np.testing.assert_array_equal(train_batches.merge_groups(padded, ((0, 1), (2, 3))),
                                 single.batch(0)[0])
   with pytest.raises(ValueError, match="cover tiers"):
-    input_pipeline.group_columns(((0, 1), (1, 2, 3)))
+    train_batches.group_columns(((0, 1), (1, 2, 3)))
 
 
 def test_undecodable_bytes_name_file_and_row_and_can_be_skipped(tmp_path):
@@ -102,11 +104,11 @@ def test_undecodable_bytes_name_file_and_row_and_can_be_skipped(tmp_path):
                     f'"{GOOD[0]}","{GOOD[1]}",u1\n').encode()
                    + f'"{GOOD[0]}","{GOOD[1]}",caf'.encode() + b"\xe9.jpg\n"
                    + f'"{GOOD[1]}","{GOOD[0]}",u3\n'.encode())
-  with pytest.raises(input_pipeline.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"latin1.csv: row 2 \(line 3\), column 'image_url': not valid UTF-8 "
                            r"\(byte 0xe9\)"):
-    input_pipeline.read_hierarchies(str(path))
-  data = input_pipeline.read_hierarchies(str(path), skip_bad_rows=True)
+    hierarcaps_csv.read_hierarchies(str(path))
+  data = hierarcaps_csv.read_hierarchies(str(path), skip_bad_rows=True)
   assert data.images == ["u1", "u3"]
   assert data.skipped == [(2, "row 2 (line 3), column 'image_url': not valid UTF-8 (byte 0xe9)")]
 
@@ -118,9 +120,9 @@ def test_truncated_gz_names_the_file_even_when_skipping_rows(tmp_path):
   with open(path, "wb") as f:
     f.write(raw[:len(raw) // 2])
   for skip in (False, True):
-    with pytest.raises(input_pipeline.DataError, match=r"t.csv.gz: the compressed file is "
+    with pytest.raises(errors.DataError, match=r"t.csv.gz: the compressed file is "
                        r"truncated or corrupt after row \d+ \(EOFError"):
-      input_pipeline.read_hierarchies(path, skip_bad_rows=skip)
+      hierarcaps_csv.read_hierarchies(path, skip_bad_rows=skip)
 
 
 def test_bom_header_and_empty_tier_message(tmp_path):
@@ -128,8 +130,8 @@ def test_bom_header_and_empty_tier_message(tmp_path):
   path.write_bytes(b"\xef\xbb\xbf" + "\n".join([
       "positive,negative,image_url", f'"{GOOD[0]}","{GOOD[1]}",u1',
       f'"animal =>  => a dog on grass => A dog.","{GOOD[1]}",u2']).encode())
-  with pytest.raises(input_pipeline.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"bom.csv: row 2 \(line 3\), column 'positive': tier 2 of 4 is empty"):
-    input_pipeline.read_hierarchies(str(path))
-  data = input_pipeline.read_hierarchies(str(path), skip_bad_rows=True)
+    hierarcaps_csv.read_hierarchies(str(path))
+  data = hierarcaps_csv.read_hierarchies(str(path), skip_bad_rows=True)
   assert data.positives == [GOOD[0].split(" => ")] and data.skipped[0][0] == 2

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
-from hierre_jax import checkpoints, models, packing, random_clip, tokenizer
+from hierre_jax.data import packing
+from hierre_jax.models import hf_io
+from hierre_jax.models.clip import convert
+from hierre_jax.models.clip import modeling
+from hierre_jax.models.clip import random_init
+from hierre_jax.models.clip import tokenizer
 
 torch = pytest.importorskip("torch")
 
@@ -25,8 +30,8 @@ def torch_features(model, ids, pixels_nhwc):
 
 
 def flax_features(model_dir, ids, pixels, scan_layers=True):
-  config, params, _ = checkpoints.load_clip(model_dir, scan_layers)
-  clip = models.CLIP(config)
+  config, params, _ = convert.load_clip(model_dir, scan_layers)
+  clip = modeling.CLIP(config)
   t = clip.apply({"params": params}, ids, method=clip.encode_text)
   v = clip.apply({"params": params}, pixels, method=clip.encode_image)
   return np.asarray(t), np.asarray(v)
@@ -34,13 +39,13 @@ def flax_features(model_dir, ids, pixels, scan_layers=True):
 
 def packed_flax_features(model_dir, id_lists, scan_layers=True):
   """The texts packed into rows of 77 tokens (two shards), each pooled at its end token."""
-  config, params, _ = checkpoints.load_clip(model_dir, scan_layers)
-  texts = [(np.asarray(ids), int(models.end_of_text_position(np.asarray(ids),
+  config, params, _ = convert.load_clip(model_dir, scan_layers)
+  texts = [(np.asarray(ids), int(modeling.end_of_text_position(np.asarray(ids),
                                                               config.text.eos_token_id)))
            for ids in id_lists]
   half = len(texts) // 2
   packed = packing.pack([texts[:half], texts[half:2 * half]], tokenizer.MAX_LENGTH, 0)
-  clip = models.CLIP(config)
+  clip = modeling.CLIP(config)
   return np.asarray(clip.apply({"params": params}, packed, method=clip.encode_packed_text))
 
 
@@ -73,30 +78,30 @@ def test_tiny_parity_padding_and_empty_string(tmp_path, eos_token_id, act):
 
 
 def test_vit_b32_config_parity(tmp_path):
-  model = save_torch_clip(str(tmp_path), random_clip.VIT_B32["text_config"],
-                          random_clip.VIT_B32["vision_config"], 512)
+  model = save_torch_clip(str(tmp_path), random_init.VIT_B32["text_config"],
+                          random_init.VIT_B32["vision_config"], 512)
   check_parity(str(tmp_path), model, 224)
 
 
 def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
   import transformers
-  config, params, _ = checkpoints.load_clip(tiny_clip_dir)
+  config, params, _ = convert.load_clip(tiny_clip_dir)
   out = str(tmp_path / "export")
-  checkpoints.export_clip(params, checkpoints.load_hf_config(tiny_clip_dir), out, tiny_clip_dir)
+  convert.export_clip(params, convert.load_hf_config(tiny_clip_dir), out, tiny_clip_dir)
   reloaded = transformers.CLIPModel.from_pretrained(out).eval()
   original = transformers.CLIPModel.from_pretrained(tiny_clip_dir).eval()
   for (name, a), (_, b) in zip(original.state_dict().items(), reloaded.state_dict().items()):
     assert torch.equal(a, b), name
-  _, params2, _ = checkpoints.load_clip(out)
+  _, params2, _ = convert.load_clip(out)
   jax.tree.map(np.testing.assert_array_equal, params, params2)
   # The unrolled layout exports the same file; the layouts convert into each other exactly.
-  _, unrolled, _ = checkpoints.load_clip(out, scan_layers=False)
+  _, unrolled, _ = convert.load_clip(out, scan_layers=False)
   assert "layers_1" in unrolled["vision_model"]["encoder"]
   assert params["vision_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"].shape[0] == 2
-  jax.tree.map(np.testing.assert_array_equal, checkpoints.stack_layers(unrolled), params)
-  jax.tree.map(np.testing.assert_array_equal, checkpoints.unstack_layers(params), unrolled)
+  jax.tree.map(np.testing.assert_array_equal, hf_io.stack_layers(unrolled), params)
+  jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params), unrolled)
   again = str(tmp_path / "export_unrolled")
-  checkpoints.export_clip(unrolled, checkpoints.load_hf_config(tiny_clip_dir), again)
+  convert.export_clip(unrolled, convert.load_hf_config(tiny_clip_dir), again)
   assert (open(os.path.join(again, "model.safetensors"), "rb").read()
           == open(os.path.join(out, "model.safetensors"), "rb").read())
   assert tokenizer.tokenize(tokenizer.load_tokenizer(out), ["a picture of a cat"]) == [
@@ -105,10 +110,10 @@ def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
 
 def test_remat_gives_the_same_features_and_gradients(tiny_clip_dir):
   from hierre_jax import embedding
-  config, params, _ = checkpoints.load_clip(tiny_clip_dir)
+  config, params, _ = convert.load_clip(tiny_clip_dir)
   ids = tokenizer.pad(tokenizer.tokenize(tokenizer.load_tokenizer(tiny_clip_dir), TEXTS), 77,
                       49407)
-  text = embedding.text_params(params)
+  text = embedding.text_params(config, params)
   loss = lambda remat: lambda p: embedding.text_encoder(config, remat)(p, ids).sum()
   for a, b in zip(jax.value_and_grad(loss(False))(text), jax.value_and_grad(loss(True))(text)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)

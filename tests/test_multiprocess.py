@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from hierre_jax import checkpoints, metric_writer
+from hierre_jax.models.clip import convert
+from hierre_jax.trainer import metric_writer
 from test_train import ROOT, python_env
 
 
@@ -74,8 +75,8 @@ def test_two_processes_train_evaluate_and_export_like_one(tmp_path):
   assert "evaluation: " not in outputs[1][0]  # process 1 computes, prints nothing
   assert "service on 127.0.0.1:" in outputs[0][1]  # the coordinator listens on loopback only
 
-  _, want, _ = checkpoints.load_clip(str(one / "hf_export"))
-  _, got, _ = checkpoints.load_clip(str(two / "hf_export"))
+  _, want, _ = convert.load_clip(str(one / "hf_export"))
+  _, got, _ = convert.load_clip(str(two / "hf_export"))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=0), got, want)
   rows_one, rows_two = metric_writer.read_metrics(str(one)), metric_writer.read_metrics(str(two))
   assert [r["step"] for r in rows_two] == [0, 2, 4, 4]  # eval at 0, train at 2 and 4, eval at 4

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import TINY_TEXT, TINY_VISION, shared_file
-from hierre_jax import random_clip
+from hierre_jax.models.clip import random_init
 from test_multiprocess import small_eval_files
 from test_train import ROOT
 
@@ -27,7 +27,7 @@ def test_notebook_runs_with_local_stand_ins(tmp_path, monkeypatch):
     shutil.copyfileobj(src, dst)
   os.symlink(os.path.dirname(shared_file("hierarcaps_test.csv")) + "/test_images",
              data_dir / "test_images")
-  model = random_clip.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
+  model = random_init.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
   workdir = tmp_path / "persistent" / "run"
   parameters = dict(
       PACKAGE=ROOT, MODEL=model, DATA_DIR=str(data_dir), WORKDIR=str(workdir), INSTALL=False,

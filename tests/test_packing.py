@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from hierre_jax import input_pipeline, packing
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.data import packing
+from hierre_jax.radial import train_batches
 
 
 def unpack(packed):
@@ -61,7 +63,7 @@ def test_packed_batch_holds_the_rows_texts_in_order(tmp_path, tok):
           for i in range(12)]
   path = tmp_path / "t.csv"
   path.write_text("\n".join(["positive,negative,image_url"] + rows) + "\n")
-  batches = input_pipeline.TrainBatches(input_pipeline.read_hierarchies(str(path)), tok, 4, 3)
+  batches = train_batches.TrainBatches(hierarcaps_csv.read_hierarchies(str(path)), tok, 4, 3)
   packed = batches.packed_batch(5, shards=2, length=24, with_root=True)
   assert packed.ends.shape == (2, 2 * 8 + 1)
   assert packed.ids.shape[1] < 2 * 8 + 1  # several texts share a row

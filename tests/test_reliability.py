@@ -13,13 +13,18 @@ import orbax.checkpoint as ocp
 import PIL.Image
 import pytest
 
-from hierre_jax import checkpoints, input_pipeline, metric_writer, run_checkpoints, train
-from hierre_jax import train_config, workdir_lock
+from hierre_jax import errors
+from hierre_jax import train
+from hierre_jax.models.clip import convert
+from hierre_jax.trainer import checkpointing
+from hierre_jax.trainer import checks
+from hierre_jax.trainer import metric_writer
+from hierre_jax.trainer import workdir_lock
 from test_train import ROOT, python_env, tiny_config
 
 
 def save_two_steps(directory):
-  ckpts = run_checkpoints.RunCheckpoints(directory, 3)
+  ckpts = checkpointing.RunCheckpoints(directory, 3)
   state = None
   for step in (1, 2):
     state = {"step": jnp.array(step), "params": {"w": jnp.arange(20000.0).reshape(100, 200)
@@ -59,7 +64,7 @@ def test_unusable_latest_step_falls_back_to_the_previous_one(tmp_path, damage, r
   directory = str(tmp_path / "checkpoints")
   abstract = save_two_steps(directory)
   damage(os.path.join(directory, "2"))
-  ckpts = run_checkpoints.RunCheckpoints(directory, 3)
+  ckpts = checkpointing.RunCheckpoints(directory, 3)
   state, step = ckpts.restore_latest(abstract)
   assert step == 1 and float(state["params"]["w"][0, 0]) == 1.0
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -77,12 +82,12 @@ def test_every_step_unusable_is_an_error_not_a_fresh_start(tmp_path):
   abstract = save_two_steps(directory)
   for step in ("1", "2"):
     flip_64_bytes(largest_array_file(os.path.join(directory, step)))
-  reader = run_checkpoints.RunCheckpoints(directory, read_only=True)
-  with pytest.raises(run_checkpoints.CheckpointError, match=r"none of the checkpoints \[2, 1\]"):
+  reader = checkpointing.RunCheckpoints(directory, read_only=True)
+  with pytest.raises(checkpointing.CheckpointError, match=r"none of the checkpoints \[2, 1\]"):
     reader.restore_latest_params()
   assert sorted(os.listdir(directory)) == ["1", "2"]  # read-only: nothing moved
-  with pytest.raises(run_checkpoints.CheckpointError, match="use a new workdir"):
-    run_checkpoints.RunCheckpoints(directory).restore_latest(abstract)
+  with pytest.raises(checkpointing.CheckpointError, match="use a new workdir"):
+    checkpointing.RunCheckpoints(directory).restore_latest(abstract)
 
 
 def test_corrupt_checkpoint_in_a_run_resumes_from_the_previous_one_without_loss(tmp_path):
@@ -103,7 +108,7 @@ def test_changed_config_is_refused_or_recorded(tmp_path):
   train.train_and_export(config)
   stored = (tmp_path / "config.json").read_text()
   changed = tiny_config(tmp_path, total_steps=2, lr=5e-4, batch_size=4)
-  with pytest.raises(train_config.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
+  with pytest.raises(checks.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
                      r"lr: 0.001 -> 0.0005\. .*--allow_config_change"):
     train.train_and_export(changed)
   assert (tmp_path / "config.json").read_text() == stored  # untouched by the refused run
@@ -124,7 +129,7 @@ def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
   for key in ("scan_layers", "pullback_cache", "pack_texts", "pack_rows_multiple"):
     del stored[key]
   (tmp_path / "config.json").write_text(json.dumps(stored))
-  with pytest.raises(train_config.ConfigError, match=r"scan_layers: False -> True"):
+  with pytest.raises(checks.ConfigError, match=r"scan_layers: False -> True"):
     train.train_and_export(tiny_config(tmp_path, total_steps=2))
   state = train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False))
   assert int(state.step) == 2 and "layers_1" in state.params["text_model"]["encoder"]
@@ -135,11 +140,11 @@ def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
 
 
 def test_keys_that_do_not_change_the_computation():
-  assert not train_config.is_computational("eval.test_csv")
-  assert not train_config.is_computational("log_every")
-  assert train_config.is_computational("random_init.text.hidden_size")
-  assert train_config.is_computational("lambda_p")
-  assert train_config.changed_keys({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == {
+  assert not checks.is_computational("eval.test_csv")
+  assert not checks.is_computational("log_every")
+  assert checks.is_computational("random_init.text.hidden_size")
+  assert checks.is_computational("lambda_p")
+  assert checks.changed_keys({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == {
       "a.b": (1, 2)}
 
 
@@ -159,7 +164,7 @@ def test_keys_that_do_not_change_the_computation():
 def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
                                                                       message):
   config = tiny_config(tmp_path / "w", **{key: value})
-  with pytest.raises(train_config.ConfigError, match=message):
+  with pytest.raises(checks.ConfigError, match=message):
     train.train_and_export(config)
   assert not (tmp_path / "w").exists()
 
@@ -167,7 +172,7 @@ def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, 
 def test_bad_training_file_is_named_before_anything_is_written(tmp_path):
   bad = tmp_path / "bad.csv"
   bad.write_text("positive,negative,image_url\na => b,c => d => e => f,u\n")
-  with pytest.raises(input_pipeline.DataError, match="bad.csv: row 1"):
+  with pytest.raises(errors.DataError, match="bad.csv: row 1"):
     train.train_and_export(tiny_config(tmp_path / "w", train_csv=str(bad)))
   assert not (tmp_path / "w").exists()
 
@@ -259,22 +264,23 @@ def test_diverged_run_stops_at_the_first_non_finite_step_keeping_the_good_checkp
                                         ("b2", 1.0), ("eps", 0.0), ("schedule", "linear"),
                                         ("weight_decay", -0.1), ("matmul_precision", "low")])
 def test_non_finite_and_out_of_range_values_are_refused(tmp_path, key, value):
-  with pytest.raises(train_config.ConfigError, match=f"config.{key}={value!r}: "):
+  with pytest.raises(checks.ConfigError, match=f"config.{key}={value!r}: "):
     train.train_and_export(tiny_config(tmp_path / "w", **{key: value}))
   assert not (tmp_path / "w").exists()
 
 
 def test_evaluation_refuses_non_finite_features(tiny_clip_dir):
-  from hierre_jax import errors, evaluation
-  config, params, model_dir = checkpoints.load_clip(tiny_clip_dir)
+  from hierre_jax import errors
+  from hierre_jax import embedding
+  config, params, model_dir = convert.load_clip(tiny_clip_dir)
   broken = jax.tree.map(np.array, params)
   broken["text_projection"]["kernel"][:, 0] = np.nan
-  embedder = evaluation.Embedder(config, broken, model_dir)
+  embedder = embedding.Embedder(config, broken, model_dir)
   with pytest.raises(errors.NonFiniteError, match=r"text features .* of 3 texts: 3 of 3 hold NaN"):
     embedder.texts(["a", "b"])
   broken["visual_projection"]["kernel"][:, 0] = np.inf
   with pytest.raises(errors.NonFiniteError, match=r"image features of 2 images: 2 of 2 hold"):
-    evaluation.Embedder(config, broken, model_dir).images(
+    embedding.Embedder(config, broken, model_dir).images(
         [PIL.Image.new("RGB", (32, 32))] * 2)
 
 
@@ -283,10 +289,10 @@ def test_changed_state_layout_is_refused_without_moving_checkpoints(tmp_path):
   abstract = save_two_steps(directory)
   grown = {**abstract, "params": {**abstract["params"], "root": jax.ShapeDtypeStruct((4,),
                                                                                     np.float32)}}
-  with pytest.raises(run_checkpoints.CheckpointMismatch,
+  with pytest.raises(checkpointing.CheckpointMismatch,
                      match=r"checkpoints/2: .*only in this run: 1 \['params/root'\].*left as "
                      "they are.*--allow_config_change"):
-    run_checkpoints.RunCheckpoints(directory).restore_latest(grown)
+    checkpointing.RunCheckpoints(directory).restore_latest(grown)
   assert sorted(os.listdir(tmp_path)) == ["checkpoints"]
   assert sorted(os.listdir(directory)) == ["1", "2"]
 
@@ -294,7 +300,7 @@ def test_changed_state_layout_is_refused_without_moving_checkpoints(tmp_path):
 def test_root_change_resumes_partially_when_asked_and_never_loses_checkpoints(tmp_path):
   train.train_and_export(tiny_config(tmp_path, total_steps=4))
   saved = sorted(os.listdir(tmp_path / "checkpoints"))
-  with pytest.raises(train_config.ConfigError, match=r"root: 'empty_string' -> 'origin'"):
+  with pytest.raises(checks.ConfigError, match=r"root: 'empty_string' -> 'origin'"):
     train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"))
   state = train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"),
                                  allow_config_change=True)
@@ -314,9 +320,9 @@ def test_quarantined_steps_and_no_good_one_is_an_error_not_a_fresh_start(tmp_pat
   for step in ("2", "4"):
     flip_64_bytes(largest_array_file(str(tmp_path / "checkpoints" / step)))
   metrics = (tmp_path / "metrics.jsonl").read_text()
-  with pytest.raises(run_checkpoints.CheckpointError, match=r"none of the checkpoints \[4, 2\]"):
+  with pytest.raises(checkpointing.CheckpointError, match=r"none of the checkpoints \[4, 2\]"):
     train.train_and_export(config)
-  with pytest.raises(run_checkpoints.CheckpointError,
+  with pytest.raises(checkpointing.CheckpointError,
                      match=r"checkpoints: no checkpoint, but .*checkpoints_corrupt holds the "
                      r"steps \[2, 4\] .*start over knowingly"):
     train.train_and_export(config)
@@ -335,7 +341,7 @@ def test_resume_keeps_every_metrics_row(tmp_path):
 
 def test_a_second_run_in_a_held_workdir_is_refused_in_one_line(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from hierre_jax import workdir_lock; "
+      [sys.executable, "-c", "import sys, time; from hierre_jax.trainer import workdir_lock; "
        f"workdir_lock.WorkdirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); "
        "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:

@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hierre_jax import checkpoints, embedding, evaluation, input_pipeline, losses, train
-from hierre_jax import tokenizer as tokenizer_lib
+from hierre_jax import embedding
+from hierre_jax import errors
+from hierre_jax import train
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.models import hf_io
+from hierre_jax.models.clip import convert
+from hierre_jax.models.clip import tokenizer as tokenizer_lib
+from hierre_jax.radial import losses
+from hierre_jax.radial import train_batches
 from test_train import FROZEN, run_steps, tiny_config, tiny_model
 
 
 def encode_one_by_one(model_dir, params, texts):
   """Unpadded, one text at a time: [N, P]."""
-  model_config, _, _ = checkpoints.load_clip(model_dir)
+  model_config, _, _ = convert.load_clip(model_dir)
   tok = tokenizer_lib.load_tokenizer(model_dir)
   encode = jax.jit(embedding.text_encoder(model_config))
   return np.stack([encode(params, np.asarray(tokenizer_lib.tokenize(tok, [t]), np.int32))[0]
@@ -31,8 +38,8 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode):
   config = tiny_config(tmp_path, total_steps=3, root=mode)
   state = train.train_and_export(config)
   random_init = os.path.join(config.workdir, "random_init")
-  _, initial, _ = checkpoints.load_clip(random_init)
-  data = input_pipeline.read_hierarchies(config.train_csv)
+  _, initial, _ = convert.load_clip(random_init)
+  data = hierarcaps_csv.read_hierarchies(config.train_csv)
   if mode == "mean":  # every text of every row, repeats counted
     texts = [t for p, n in zip(data.positives, data.negatives) for t in p + n]
     mean = encode_one_by_one(random_init, initial, texts).astype(np.float64).mean(0)
@@ -46,9 +53,9 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode):
   # The text tower trained; the root did not move from its start.
   assert not np.array_equal(final["text_projection"]["kernel"],
                             initial["text_projection"]["kernel"])
-  from_checkpoint = evaluation.Embedder.from_path(config.workdir)
-  from_export = evaluation.Embedder.from_path(os.path.join(config.workdir, "hf_export"))
-  stored = json.load(open(os.path.join(config.workdir, "hf_export", checkpoints.ROOT_FILE)))
+  from_checkpoint = embedding.Embedder.from_path(config.workdir)
+  from_export = embedding.Embedder.from_path(os.path.join(config.workdir, "hf_export"))
+  stored = json.load(open(os.path.join(config.workdir, "hf_export", hf_io.ROOT_FILE)))
   np.testing.assert_array_equal(np.float32(stored["root"]), final["root"])
   for embedder in (from_checkpoint, from_export):
     feats, root = embedder.texts(["a dog"])
@@ -63,17 +70,17 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode):
 def test_export_without_a_root_removes_a_stale_root_file(tmp_path):
   config = tiny_config(tmp_path)
   model_dir = tiny_model(config, str(tmp_path / "m"))
-  _, params, _ = checkpoints.load_clip(model_dir)
-  hf_config = checkpoints.load_hf_config(model_dir)
+  _, params, _ = convert.load_clip(model_dir)
+  hf_config = convert.load_hf_config(model_dir)
   out = str(tmp_path / "export")
-  checkpoints.export_clip({**params, "root": np.ones(16, np.float32)}, hf_config, out, model_dir)
-  assert evaluation.Embedder.from_path(out).texts([])[1].tolist() == [1.0] * 16
-  checkpoints.export_clip(params, hf_config, out, model_dir)
-  assert not os.path.exists(os.path.join(out, checkpoints.ROOT_FILE))
-  with open(os.path.join(out, checkpoints.ROOT_FILE), "w") as f:
+  convert.export_clip({**params, "root": np.ones(16, np.float32)}, hf_config, out, model_dir)
+  assert embedding.Embedder.from_path(out).texts([])[1].tolist() == [1.0] * 16
+  convert.export_clip(params, hf_config, out, model_dir)
+  assert not os.path.exists(os.path.join(out, hf_io.ROOT_FILE))
+  with open(os.path.join(out, hf_io.ROOT_FILE), "w") as f:
     json.dump({"root": [1.0, 2.0]}, f)
   with pytest.raises(ValueError, match=r"re_root.json: the root must be 16 finite numbers"):
-    evaluation.load_model(out)
+    embedding.load_model(out)
 
 
 def test_root_only_training_changes_nothing_but_the_root(tmp_path):
@@ -100,7 +107,7 @@ def write_images(folder, names, size=32, seed=0):
 
 def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path):
   config = tiny_config(tmp_path, loss="clip", lr=3e-3, train_images_dir=str(tmp_path / "img"))
-  data = input_pipeline.read_hierarchies(config.train_csv)
+  data = hierarcaps_csv.read_hierarchies(config.train_csv)
   write_images(config.train_images_dir, sorted(set(data.images)))
   model_dir = tiny_model(config, str(tmp_path / "m"))
   step_losses, start, final, _ = run_steps(config, model_dir, jax.devices()[:1], 6,
@@ -108,11 +115,11 @@ def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path):
   # Step 0's loss from its definition: the rows of step 0, the text drawn for each, the
   # image of each by the frozen image tower, the checkpoint's logit scale.
   tok = tokenizer_lib.load_tokenizer(model_dir)
-  batches = input_pipeline.TrainBatches(data, tok, 8, 0)
+  batches = train_batches.TrainBatches(data, tok, 8, 0)
   rows = batches.row_indices(0)
   drawn = np.random.default_rng([0, 0, 1]).choice(np.arange(4), 8)
   text = encode_one_by_one(model_dir, start, [data.positives[r][t] for r, t in zip(rows, drawn)])
-  embedder = evaluation.Embedder.from_path(model_dir)
+  embedder = embedding.Embedder.from_path(model_dir)
   image = embedder.images([os.path.join(config.train_images_dir, data.images[r]) for r in rows])
   want = losses.clip_contrastive(text, image, start["logit_scale"])
   assert step_losses[0] == pytest.approx(float(want), rel=1e-5)  # L_p is 0 at the start
@@ -123,9 +130,9 @@ def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path):
 
 def test_contrastive_training_names_the_first_missing_image(tmp_path):
   config = tiny_config(tmp_path / "w", loss="clip", train_images_dir=str(tmp_path / "img"))
-  names = sorted(set(input_pipeline.read_hierarchies(config.train_csv).images))
+  names = sorted(set(hierarcaps_csv.read_hierarchies(config.train_csv).images))
   write_images(config.train_images_dir, names[2:])
-  with pytest.raises(input_pipeline.DataError,
+  with pytest.raises(errors.DataError,
                      match=r"img: 2 of the 24 images of .*hierarcaps_sample.csv are missing; "
                            r"the first is \S+\.jpg \(row \d+"):
     train.train_and_export(config)

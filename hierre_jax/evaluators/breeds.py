@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from hierre_jax import geometry
+from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators.ranking import ranks_of_targets
-from hierre_jax.input_pipeline import DataError
+from hierre_jax.radial import geometry
 
 DATASETS = ("living17", "nonliving26", "entity13", "entity30")
 # A documented choice (the paper's range is not legible): 20 values from 0 (no hierarchy

@@ -1,5 +1,105 @@
-"""HierarCaps P, R, tau_d (SPEC section 4) as an evaluator of the suite."""
-from hierre_jax import evaluation
+"""HierarCaps evaluations (SPEC section 4): P, R, tau_d over 50 radii (the suite's evaluator),
+the mean exterior angles of train-format rows, and the qualitative chains with their
+agreement with published ones."""
+import os
+import time
+
+import numpy as np
+
+from hierre_jax.data import hierarcaps_csv
+from hierre_jax.radial import geometry
+from hierre_jax.radial import hierarchical_retrieval as hr
+from hierre_jax.radial import losses
+from hierre_jax.data.indexing import distinct, index_rows
+
+RADII = {"euclidean": geometry.radius, "cosine": geometry.cosine_distance}
+
+
+def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius="euclidean"):
+  """-> ([M, num_levels] candidate index per level, [N] candidate radii, stage seconds).
+
+  radius: "euclidean" ||t - r|| (the release's quantitative evaluation) or "cosine"
+  1 - <t, r> (its qualitative chains); the levels are evenly spaced in that radius.
+  """
+  t0 = time.perf_counter()
+  text_emb, root = embedder.texts(candidates)
+  t1 = time.perf_counter()
+  image_emb = embedder.images(image_paths)
+  t2 = time.perf_counter()
+  radii = np.asarray(RADII[radius](text_emb, root))
+  preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
+  seconds = {"embed_texts": t1 - t0, "embed_images": t2 - t1,
+             "retrieval": time.perf_counter() - t2}
+  return preds, radii, seconds
+
+
+def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,
+                        ties="release"):
+  """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings."""
+  data = hierarcaps_csv.read_hierarchies(test_csv)
+  candidates, row_tier_index = index_rows(data.positives)
+  images, rows_table = hr.group_rows_by_image(data.images)
+  preds, radii, seconds = retrieval_predictions(
+      embedder, candidates, [os.path.join(images_dir, name) for name in images], num_levels)
+  t = time.perf_counter()
+  metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties)
+  seconds["retrieval"] += time.perf_counter() - t
+  metrics["seconds"] = seconds
+  return metrics
+
+
+def angle_statistics(embedder, csv_path, images=None):
+  """Mean positive/negative exterior angles (SPEC section 3) over rows of a train-format file.
+
+  With `images`, only rows of those images count (e.g. the held-out test images).
+  """
+  data = hierarcaps_csv.read_hierarchies(csv_path)
+  rows = [p + n for p, n, name in zip(data.positives, data.negatives, data.images)
+          if images is None or name in images]
+  if not rows:
+    raise ValueError(f"{csv_path}: no rows of the requested images")
+  texts, row_index = index_rows(rows)
+  feats, root = embedder.texts(texts)
+  emb = feats[row_index]  # [B, 8, D]
+  p, q = losses.re_angles(emb, root)
+  p, q = np.asarray(p), np.asarray(q)
+  return {"angle_pos_mean": float(p.mean()), "angle_neg_mean": float(q.mean()),
+          "pos_smaller_than_neg": float((p < q).mean()), "num_rows": len(rows)}
+
+
+def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr.NUM_LEVELS,
+                radius="cosine"):
+  """{image name: predicted chain of texts, general to specific} over all distinct positive
+  texts of `candidates_csv`, with the release's cosine-distance levels by default."""
+  data = hierarcaps_csv.read_hierarchies(candidates_csv)
+  candidates = distinct(t for row in data.positives for t in row)
+  preds, _, _ = retrieval_predictions(
+      embedder, candidates, [os.path.join(images_dir, name) for name in image_names], num_levels,
+      radius)
+  chains = hr.prediction_chains(preds)
+  return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
+
+
+def published_form(chains):
+  """Chains as the release published them: without their first element (the text nearest
+  the root, the same for every image)."""
+  return {name: chain[1:] for name, chain in chains.items()}
+
+
+def chain_agreement(chains, reference):
+  """Agreement of predicted chains with reference chains ({image: [texts]}) on shared images:
+  mean Jaccard of the text sets, share of identical chains, mean length of each."""
+  shared = [name for name in chains if name in reference]
+  if not shared:
+    raise ValueError("no image of the predictions is in the reference")
+  jaccard = [len(set(chains[n]) & set(reference[n])) / len(set(chains[n]) | set(reference[n]))
+             for n in shared]
+  return {"images": len(shared), "mean_jaccard": float(np.mean(jaccard)),
+          "identical_chains": float(np.mean([chains[n] == reference[n] for n in shared])),
+          "mean_length": float(np.mean([len(chains[n]) for n in shared])),
+          "reference_mean_length": float(np.mean([len(reference[n]) for n in shared]))}
+
+
 
 
 class HierarCaps:
@@ -11,5 +111,5 @@ class HierarCaps:
     self.test_csv, self.images_dir, self.ties = test_csv, images_dir, ties
 
   def run(self, embedder):
-    return evaluation.evaluate_hierarcaps(embedder, self.test_csv, self.images_dir,
-                                          ties=self.ties)
+    return evaluate_hierarcaps(embedder, self.test_csv, self.images_dir,
+                               ties=self.ties)

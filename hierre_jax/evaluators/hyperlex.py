@@ -11,8 +11,8 @@ import os
 import numpy as np
 import scipy.stats
 
-from hierre_jax import geometry
-from hierre_jax.input_pipeline import DataError
+from hierre_jax.errors import DataError
+from hierre_jax.radial import geometry
 
 PROMPT = "a picture of a {}"
 COLUMNS = ("WORD1", "WORD2", "POS", "TYPE", "AVG_SCORE")

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
-from hierre_jax.input_pipeline import DataError
+from hierre_jax.errors import DataError
 
 KS = (1, 5, 10)
 # Fewest images of the annotations a retrieval evaluates on when some are missing: R@k

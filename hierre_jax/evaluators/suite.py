@@ -8,12 +8,12 @@ import os
 
 from absl import flags
 
-from hierre_jax import train_config
 from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import hyperlex
 from hierre_jax.evaluators import retrieval
 from hierre_jax.evaluators import zero_shot
+from hierre_jax.trainer import checks
 
 NAMES = ("hierarcaps", "hyperlex", "breeds", "coco", "flickr30k", "cifar10", "cifar100")
 
@@ -82,7 +82,7 @@ def from_config(eval_config):
   names = [n.strip() for n in eval_config.suite.split(",") if n.strip()]
   unknown = [n for n in names if n not in IN_RUN]
   if unknown:
-    raise train_config.ConfigError(
+    raise checks.ConfigError(
         f"config.eval.suite={eval_config.suite!r}: {', '.join(unknown)} cannot run in "
         f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
@@ -115,7 +115,7 @@ def evaluate(embedder, evaluators):
   """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
   out = {}
   for evaluator in evaluators:
-    out.update(train_config.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
+    out.update(checks.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
   return out
 
 
@@ -161,6 +161,21 @@ PUBLISHED = {
             "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.44, "hierarcaps/tau_d": 0.97,
             "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54, "breeds/mean/r@1": 0.32,
             "breeds/mean/r@5": 0.65}},
+    # Tables 1 and 4 (ALIGN_SPEC section 7): Table 4 repeats Table 1's COCO R@1, R@5 and
+    # CIFAR numbers and adds COCO R@10 and Flickr30K.
+    "align": {
+        "paper: ALIGN zero-shot": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.89,
+            "hyperlex/rho_all": 0.35, "hyperlex/rho_nouns": 0.37, "breeds/mean/r@1": 0.21,
+            "breeds/mean/r@5": 0.52, "coco/t2i_r@1": 0.42, "coco/t2i_r@5": 0.67,
+            "coco/t2i_r@10": 0.77, "flickr30k/t2i_r@1": 0.74, "flickr30k/t2i_r@5": 0.92,
+            "flickr30k/t2i_r@10": 0.96, "cifar10/top1": 0.78, "cifar100/top1": 0.53},
+        "paper: ALIGN RE fine-tuned": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.42, "hierarcaps/tau_d": 0.96,
+            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.47, "breeds/mean/r@1": 0.23,
+            "breeds/mean/r@5": 0.58, "coco/t2i_r@1": 0.42, "coco/t2i_r@5": 0.67,
+            "coco/t2i_r@10": 0.77, "flickr30k/t2i_r@1": 0.74, "flickr30k/t2i_r@5": 0.92,
+            "flickr30k/t2i_r@10": 0.96, "cifar10/top1": 0.78, "cifar100/top1": 0.53}},
     "scratch": {
         "paper: trained from scratch (CLIP-B shape)": {
             "hierarcaps/precision": 0.00, "hierarcaps/recall": 0.01, "hierarcaps/tau_d": 0.93,

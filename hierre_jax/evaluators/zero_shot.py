@@ -4,9 +4,9 @@ tensorflow-datasets (the user's prepared data; no download here)."""
 import numpy as np
 from PIL import Image
 
+from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators.ranking import similarity_ranks
-from hierre_jax.input_pipeline import DataError
 
 
 def tfds_images(name, split="test", data_dir=None):

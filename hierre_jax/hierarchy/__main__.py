@@ -18,8 +18,8 @@ import os
 from absl import flags
 
 from hierre_jax import cli
+from hierre_jax import embedding
 from hierre_jax import errors
-from hierre_jax import evaluation
 from hierre_jax.hierarchy import classes as classes_lib
 from hierre_jax.hierarchy import consistency
 from hierre_jax.hierarchy import naming
@@ -76,7 +76,7 @@ def main(argv):
                           align_steps=FLAGS.align_steps)
   images = images_of(class_set, FLAGS.images, "train") if FLAGS.modality == "image" else None
   eval_images = images_of(class_set, FLAGS.eval_images, "test") if FLAGS.eval_images else None
-  embedder = evaluation.Embedder.from_path(FLAGS.model)
+  embedder = embedding.Embedder.from_path(FLAGS.model)
   result, tree = probe.probe(embedder, class_set, FLAGS.modality, FLAGS.ontology, choices,
                              images, eval_images)
   result = {"model": FLAGS.model, "checkpoint_step": embedder.checkpoint_step, **result}

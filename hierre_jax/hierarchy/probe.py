@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from hierre_jax import models
 from hierre_jax.hierarchy import alignment
 from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import consistency
@@ -104,7 +105,8 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   eval_feats = None
   if eval_images is not None:
     eval_feats = embedder.images(eval_images[0])
-    logit_scale = float(np.exp(np.asarray(embedder.params["logit_scale"])))
+    family = models.family_of_config(embedder.config)
+    logit_scale = float(np.exp(np.asarray(family.log_logit_scale(embedder.params))))
     labels = np.asarray(eval_images[1])
     result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
                            **traversal.curve(tree, cents, eval_feats, labels, logit_scale,

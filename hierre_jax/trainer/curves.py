@@ -1,6 +1,6 @@
 """Training curves from a workdir's metrics.jsonl as a PNG.
 
-  python -m hierre_jax.plots WORKDIR [OUT.png]
+  python -m hierre_jax.trainer.curves WORKDIR [OUT.png]
 """
 import os
 import sys
@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from hierre_jax import metric_writer  # pylint: disable=wrong-import-position
+from hierre_jax.trainer import metric_writer
 
 PANELS = (("loss", ("loss", "loss_re", "loss_minimax", "loss_pullback")),
           ("mean exterior angle (rad)", ("angle_pos", "angle_neg")),

@@ -1,12 +1,8 @@
-"""Hugging Face CLIP checkpoints <-> Flax parameters, both directions.
-
-`load_clip(path_or_hub_id)` reads a `CLIPModel` directory (config.json plus
-model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
-returns `(ClipConfig, params)`. `export_clip(...)` writes a directory that
-`transformers.CLIPModel.from_pretrained` loads (and `ROOT_FILE` for a model trained with
-its own root). Safetensors need no torch.
+"""Hugging Face model directories, whatever the family: find or download one, read its
+tensors (safetensors, a sharded index or pytorch_model.bin), the layout rules shared by
+every family (Linear and Conv transposes, stacked layers), checks, and the RE root file
+that a model trained with a root of its own carries beside its weights.
 """
-import dataclasses
 import difflib
 import json
 import os
@@ -16,21 +12,14 @@ import shutil
 import jax
 import numpy as np
 import safetensors.numpy
-import transformers
 
 from hierre_jax import errors
-from hierre_jax import image_preprocessing
-from hierre_jax import models
 
-# Non-persistent buffers some checkpoints carry; they hold no weights.
-IGNORED_KEYS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
 # The RE root of a model whose root is not its own empty-string embedding (a fixed or a
 # trained root, SPEC section 6), beside the Hugging Face files: {"root": [P floats]}.
 ROOT_FILE = "re_root.json"
 ROOT_ABOUT = ("hierre_jax: the RE root of this model (the point genericness is measured "
               "from); use it in place of the embedding of the empty string")
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "preprocessor_config.json")
 
 
 def looks_local(path):
@@ -65,8 +54,9 @@ def resolve_model_dir(path_or_id):
   return model_dir
 
 
-def read_state_dict(model_dir):
-  """All tensors of a checkpoint directory as float32 numpy arrays, by HF key."""
+def read_state_dict(model_dir, ignored=()):
+  """All tensors of a checkpoint directory as float32 numpy arrays, by HF key, without the
+  `ignored` keys (buffers that hold no weights)."""
   single = os.path.join(model_dir, "model.safetensors")
   index = os.path.join(model_dir, "model.safetensors.index.json")
   bin_file = os.path.join(model_dir, "pytorch_model.bin")
@@ -98,7 +88,7 @@ def read_state_dict(model_dir):
   else:
     raise FileNotFoundError(f"{model_dir}: no model.safetensors, model.safetensors.index.json "
                             "or pytorch_model.bin")
-  return {k: np.asarray(v, np.float32) for k, v in tensors.items() if k not in IGNORED_KEYS}
+  return {k: np.asarray(v, np.float32) for k, v in tensors.items() if k not in ignored}
 
 
 class CheckpointFormatError(errors.UserError):
@@ -122,22 +112,28 @@ def key_list(keys, limit=5):
   return f"{len(keys)} {keys[:limit]}{' ...' if len(keys) > limit else ''}"
 
 
-def hf_key_to_path(key, ndim):
-  """'text_model.encoder.layers.3.mlp.fc1.weight' -> ('text_model', ..., 'layers_3', ..., 'kernel')."""
-  parts = re.sub(r"\.layers\.(\d+)\.", r".layers_\1.", key).split(".")
-  if parts[-1] == "weight":
-    if ndim == 1:
-      parts[-1] = "scale"
-    elif parts[-2].endswith("embedding") and ndim == 2:
-      parts[-1] = "embedding"
-    else:
-      parts[-1] = "kernel"
-  return tuple(parts)
-
-
-def path_to_hf_key(path):
-  key = re.sub(r"\.layers_(\d+)\.", r".layers.\1.", ".".join(path))
-  return re.sub(r"\.(scale|embedding|kernel)$", ".weight", key)
+def tree_from_state_dict(state_dict, expected, key_to_path, source, model):
+  """HF state dict -> nested dict at `key_to_path(key, ndim)`, in Flax layout, each key and
+  shape checked against `expected` ({HF key: Flax-layout shape} of `model`, e.g. "a
+  CLIPModel"); CheckpointFormatError naming what does not match."""
+  missing = sorted(set(expected) - set(state_dict))
+  unexpected = sorted(set(state_dict) - set(expected))
+  if missing or unexpected:
+    raise CheckpointFormatError(
+        f"{source}: the tensors do not match {model} of its config.json; missing "
+        f"{key_list(missing)}; unexpected {key_list(unexpected)}")
+  tree = {}
+  for key, value in state_dict.items():
+    path = key_to_path(key, value.ndim)
+    value = to_flax_array(path[-1], value)
+    if value.shape != expected[key]:
+      raise CheckpointFormatError(f"{source}: {key} has shape {value.shape} in Flax layout, "
+                                  f"config expects {expected[key]}")
+    node = tree
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = value
+  return tree
 
 
 def to_flax_array(leaf, value):
@@ -183,63 +179,6 @@ def unstack_layers(tree):
                      for i in range(count)}}
 
 
-def has_stacked_layers(params):
-  return "layers" in params["text_model"]["encoder"]
-
-
-def state_dict_to_params(state_dict, config, source="checkpoint"):
-  """HF state dict -> Flax param tree of `config`'s layout, checked key by key."""
-  unrolled = dataclasses.replace(config, scan_layers=False)
-  expected = {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
-              for path, leaf in jax.tree_util.tree_leaves_with_path(
-                  models.param_shapes(unrolled))}
-  missing = sorted(set(expected) - set(state_dict))
-  unexpected = sorted(set(state_dict) - set(expected))
-  if missing or unexpected:
-    raise CheckpointFormatError(
-        f"{source}: the tensors do not match a CLIPModel of its config.json; missing "
-        f"{key_list(missing)}; unexpected {key_list(unexpected)}")
-  params = {}
-  for key, value in state_dict.items():
-    path = hf_key_to_path(key, value.ndim)
-    value = to_flax_array(path[-1], value)
-    if value.shape != expected[key]:
-      raise CheckpointFormatError(f"{source}: {key} has shape {value.shape} in Flax layout, "
-                       f"config expects {expected[key]}")
-    node = params
-    for name in path[:-1]:
-      node = node.setdefault(name, {})
-    node[path[-1]] = value
-  return stack_layers(params) if config.scan_layers else params
-
-
-def params_to_state_dict(params):
-  """Flax param tree (either layout) -> HF state dict of C-contiguous float32 numpy arrays
-  (0-d kept 0-d)."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(unstack_layers(params)):
-    names = tuple(k.key for k in path)
-    out[path_to_hf_key(names)] = np.array(
-        to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
-  return out
-
-
-def load_hf_config(model_dir):
-  if not os.path.exists(os.path.join(model_dir, "config.json")):
-    raise FileNotFoundError(f"{model_dir}: config.json is missing")
-  return transformers.CLIPConfig.from_pretrained(model_dir)
-
-
-def load_clip(path_or_id, scan_layers=True):
-  """Returns (ClipConfig, params, model_dir) of a Hugging Face CLIPModel checkpoint, the
-  encoder layers stacked for scanning or unrolled (`scan_layers`)."""
-  model_dir = resolve_model_dir(path_or_id)
-  config = models.ClipConfig.from_hf(load_hf_config(model_dir), scan_layers)
-  params = state_dict_to_params(read_state_dict(model_dir), config, source=model_dir)
-  check_finite_params(params, model_dir)
-  return config, jax.tree.map(np.asarray, params), model_dir
-
-
 def check_finite_params(params, source):
   """Raises errors.NonFiniteError naming the tensors of `params` that hold NaN or inf."""
   bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
@@ -248,31 +187,6 @@ def check_finite_params(params, source):
     raise errors.NonFiniteError(
         f"{source}: {len(bad)} of {len(jax.tree.leaves(params))} parameter tensors hold NaN or "
         f"infinite values, e.g. {', '.join(bad[:3])} (a diverged training run?)")
-
-
-def export_clip(params, hf_config, out_dir, tokenizer_dir=None):
-  """Writes config.json + model.safetensors (+ tokenizer files of `tokenizer_dir`).
-
-  A `params["root"]` (an RE root that is not the model's own empty-string embedding: a
-  fixed or a trained root) goes to `ROOT_FILE` beside them; without one, a stale
-  `ROOT_FILE` there is removed.
-  """
-  params = dict(params)
-  root = params.pop("root", None)
-  os.makedirs(out_dir, exist_ok=True)
-  write_root(out_dir, root)
-  hf_config.architectures = ["CLIPModel"]
-  hf_config.save_pretrained(out_dir)
-  weights = os.path.join(out_dir, "model.safetensors")
-  safetensors.numpy.save_file(params_to_state_dict(params), weights, metadata={"format": "pt"})
-  umask = os.umask(0)  # safetensors creates the file 0600; give it the usual permissions
-  os.umask(umask)
-  os.chmod(weights, 0o666 & ~umask)
-  copy_tokenizer_files(tokenizer_dir, out_dir)
-  if not os.path.exists(os.path.join(out_dir, "preprocessor_config.json")):
-    image_preprocessing.Preprocessing.from_model_dir(
-        out_dir, hf_config.vision_config.image_size).write_hf_config(out_dir)
-  return out_dir
 
 
 def write_root(model_dir, root):
@@ -303,9 +217,28 @@ def read_root(model_dir, dim):
   return root
 
 
-def copy_tokenizer_files(src_dir, out_dir):
+def copy_files(src_dir, out_dir, names):
+  """Copies the files `names` that `src_dir` has into `out_dir` (nothing without src_dir)."""
   if not src_dir:
     return
-  for name in TOKENIZER_FILES:
+  for name in names:
     if os.path.exists(os.path.join(src_dir, name)) and not os.path.samefile(src_dir, out_dir):
       shutil.copy(os.path.join(src_dir, name), os.path.join(out_dir, name))
+
+
+def write_model_dir(state_dict, root, hf_config, architectures, out_dir, source_dir, files):
+  """Writes a Hugging Face model directory: config.json (with `architectures`),
+  model.safetensors of `state_dict`, the `files` that `source_dir` has (tokenizer,
+  preprocessing), and ROOT_FILE for an RE `root` that is not the model's own empty-string
+  embedding (a fixed or a trained root; None removes a stale ROOT_FILE)."""
+  os.makedirs(out_dir, exist_ok=True)
+  write_root(out_dir, root)
+  hf_config.architectures = list(architectures)
+  hf_config.save_pretrained(out_dir)
+  weights = os.path.join(out_dir, "model.safetensors")
+  safetensors.numpy.save_file(state_dict, weights, metadata={"format": "pt"})
+  umask = os.umask(0)  # safetensors creates the file 0600; give it the usual permissions
+  os.umask(umask)
+  os.chmod(weights, 0o666 & ~umask)
+  copy_files(source_dir, out_dir, files)
+  return out_dir

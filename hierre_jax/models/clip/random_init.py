@@ -6,9 +6,9 @@ loaded back through the same code path as any real checkpoint.
 import jax
 import transformers
 
-from hierre_jax import checkpoints
-from hierre_jax import models
-from hierre_jax import tokenizer
+from hierre_jax.models.clip import convert
+from hierre_jax.models.clip import modeling
+from hierre_jax.models.clip import tokenizer
 
 # The text/vision shape of OpenAI CLIP ViT-B/32 (openai/clip-vit-base-patch32).
 VIT_B32 = dict(
@@ -30,7 +30,7 @@ def hf_config(text, vision, projection_dim):
 def write_random_clip(out_dir, text, vision, projection_dim, seed=0):
   """Writes a random CLIPModel (config, safetensors, OpenAI tokenizer files) to `out_dir`."""
   config = hf_config(text, vision, projection_dim)
-  params = models.init_params(models.ClipConfig.from_hf(config), jax.random.key(seed))
-  checkpoints.export_clip(params, config, out_dir)
+  params = modeling.init_params(modeling.ClipConfig.from_hf(config), jax.random.key(seed))
+  convert.export_clip(params, config, out_dir)
   tokenizer.write_clip_vocab(out_dir)
   return out_dir

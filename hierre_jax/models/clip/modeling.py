@@ -2,7 +2,7 @@
 
 Module and parameter names mirror the Hugging Face state dict (``text_model/
 encoder/layers_0/self_attn/q_proj/kernel`` <-> ``text_model.encoder.layers.0.
-self_attn.q_proj.weight``) so that `hierre_jax.checkpoints` converts by rule; with
+self_attn.q_proj.weight``) so that `convert` converts by rule; with
 scanned layers (the default) ``encoder/layers/...`` stacks the layers_i on a leading axis.
 Sizes and the activation come from the checkpoint's config (`TowerConfig`).
 """
@@ -51,6 +51,7 @@ class ClipConfig:
   vision: TowerConfig
   projection_dim: int
   scan_layers: bool = True
+  family = "clip"  # the models.FAMILIES entry (a class attribute, not a field)
 
   @classmethod
   def from_hf(cls, hf_config, scan_layers=True):
@@ -164,7 +165,7 @@ class TextTransformer(nn.Module):
   @nn.compact
   def __call__(self, ids, positions=None, segments=None):
     """ids [B, T] -> pooled [B, D] at each row's end-of-text token; or packed texts
-    (`hierre_jax.packing`: [B, T] positions and segments) -> every token's [B, T, D]."""
+    (`hierre_jax.data.packing`: [B, T] positions and segments) -> every token's [B, T, D]."""
     c = self.config
     x = TextEmbeddings(c, name="embeddings")(ids, positions)
     mask = None if segments is None else (segments[:, None, :, None]

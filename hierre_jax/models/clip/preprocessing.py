@@ -10,14 +10,10 @@ import os
 import numpy as np
 from PIL import Image
 
-from hierre_jax import errors
+from hierre_jax.data import images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class ImageError(errors.UserError):
-  """An image file that cannot be read; the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +39,10 @@ class Preprocessing:
                tuple(c.get("image_std", OPENAI_CLIP_STD)))
 
 
+  def preprocess(self, image):
+    """PIL image or path -> [crop, crop, 3] float32 (`preprocess`)."""
+    return preprocess(image, self)
+
   def write_hf_config(self, model_dir):
     """Writes model_dir/preprocessor_config.json: transformers' CLIPImageProcessor with these
     settings (what `CLIPProcessor.from_pretrained` needs beside the tokenizer files)."""
@@ -62,26 +62,9 @@ def resized_shape(width, height, size):
   return int(size * width / height), size
 
 
-def to_rgb(image):
-  """PIL image -> RGB as transformers' `convert_to_rgb`: transparency (an alpha band or a
-  palette's transparent colour) composited onto white, not dropped."""
-  if "A" in image.getbands() or image.info.get("transparency") is not None:
-    rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-  return image.convert("RGB")
-
-
 def preprocess(image, p: Preprocessing):
   """PIL image or path -> [crop, crop, 3] float32."""
-  if isinstance(image, Image.Image):
-    image = to_rgb(image)
-  else:
-    try:
-      with Image.open(image) as f:
-        image = to_rgb(f)
-    except (OSError, SyntaxError, ValueError) as e:  # truncated, corrupt or not an image
-      raise ImageError(f"{image}: cannot read this image ({e})") from e
+  image = images.open_rgb(image)
   image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)
   x = np.asarray(image, np.float32)
   top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2
@@ -89,9 +72,3 @@ def preprocess(image, p: Preprocessing):
     raise ValueError(f"image of size {x.shape[1]}x{x.shape[0]} is smaller than the crop {p.crop}")
   x = x[top:top + p.crop, left:left + p.crop] / 255.0
   return ((x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)).astype(np.float32)
-
-
-def load_batches(images, p: Preprocessing, batch_size):
-  """Yields [n <= batch_size, crop, crop, 3] float32 batches of image paths or PIL images."""
-  for start in range(0, len(images), batch_size):
-    yield np.stack([preprocess(image, p) for image in images[start:start + batch_size]])

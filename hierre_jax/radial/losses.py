@@ -8,7 +8,7 @@ on: all four, or (0, 2, 3) for the 3-tier ablation (tier 2 dropped).
 import jax
 import jax.numpy as jnp
 
-from hierre_jax import geometry
+from hierre_jax.radial import geometry
 
 ALL_TIERS = (0, 1, 2, 3)
 

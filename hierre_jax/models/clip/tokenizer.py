@@ -13,7 +13,8 @@ import numpy as np
 import transformers
 
 MAX_LENGTH = 77
-BPE_MERGES = os.path.join(os.path.dirname(__file__), "assets", "bpe_simple_vocab_16e6.txt.gz")
+BPE_MERGES = os.path.join(os.path.dirname(__file__), "..", "..", "assets",
+                          "bpe_simple_vocab_16e6.txt.gz")
 NUM_MERGES = 49152 - 256 - 2
 
 
@@ -53,8 +54,9 @@ def load_tokenizer(model_dir):
     missing = [n for n in ("vocab.json", "merges.txt") if not has(n)]
     raise FileNotFoundError(
         f"{model_dir}: no CLIP tokenizer files (need tokenizer.json, or vocab.json and "
-        f"merges.txt; missing {missing}). hierre_jax.tokenizer.write_clip_vocab(dir) "
-        "writes the OpenAI CLIP vocabulary.")
+        f"merges.txt; missing {missing}). "
+        "hierre_jax.models.clip.tokenizer.write_clip_vocab(dir) writes the OpenAI CLIP "
+        "vocabulary.")
   return transformers.CLIPTokenizer.from_pretrained(model_dir)
 
 

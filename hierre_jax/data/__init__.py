@@ -1,0 +1,1 @@
+"""Data: HierarCaps CSV files, packing of texts into rows, distinct-item indexing."""

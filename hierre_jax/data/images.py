@@ -1,0 +1,39 @@
+"""Images as every family reads them: RGB as transformers converts them, and batches of a
+family's preprocessing over paths or PIL images."""
+import numpy as np
+from PIL import Image
+
+from hierre_jax import errors
+
+
+class ImageError(errors.UserError):
+  """An image file that cannot be read; the message names it."""
+
+
+def to_rgb(image):
+  """PIL image -> RGB as transformers' `convert_to_rgb`: transparency (an alpha band or a
+  palette's transparent colour) composited onto white, not dropped."""
+  if "A" in image.getbands() or image.info.get("transparency") is not None:
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+  return image.convert("RGB")
+
+
+def open_rgb(image):
+  """A path or PIL image -> RGB PIL image; ImageError naming a file that cannot be read."""
+  if isinstance(image, Image.Image):
+    return to_rgb(image)
+  try:
+    with Image.open(image) as f:
+      return to_rgb(f)
+  except (OSError, SyntaxError, ValueError) as e:  # truncated, corrupt or not an image
+    raise ImageError(f"{image}: cannot read this image ({e})") from e
+
+
+def load_batches(images, preprocessing, batch_size):
+  """Yields [n <= batch_size, H, W, 3] float32 batches of paths or PIL images, each through
+  `preprocessing.preprocess` (a family's image preprocessing)."""
+  for start in range(0, len(images), batch_size):
+    yield np.stack([preprocessing.preprocess(image)
+                    for image in images[start:start + batch_size]])

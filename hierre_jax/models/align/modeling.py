@@ -1,0 +1,373 @@
+"""ALIGN (Jia et al. 2021; Hugging Face `AlignModel`) in Flax: a BERT text tower pooled at
+[CLS] with a biased projection, an EfficientNet image tower (BatchNorm with running
+statistics, no image projection) and a temperature (logits = cosine / temperature).
+
+Module and parameter names mirror the Hugging Face state dict (`text_model/encoder/layer_3/
+attention/self/query/kernel` <-> `text_model.encoder.layer.3.attention.self.query.weight`,
+`vision_model/encoder/blocks_7/...` <-> `vision_model.encoder.blocks.7...`); BatchNorm running
+statistics are the `batch_stats` collection at the same paths (`convert` maps them). The
+facts this follows are in ALIGN_SPEC.md (sections 2 to 4) of the project notes.
+"""
+import dataclasses
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hierre_jax import errors
+
+ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False),
+               "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+               "relu": jax.nn.relu, "swish": jax.nn.silu, "silu": jax.nn.silu}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_heads: int
+  intermediate_size: int
+  hidden_act: str = "gelu"
+  layer_norm_eps: float = 1e-12
+  max_positions: int = 512
+  type_vocab_size: int = 2
+  pad_token_id: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetConfig:
+  width_coefficient: float
+  depth_coefficient: float
+  kernel_sizes: tuple
+  in_channels: tuple
+  out_channels: tuple
+  strides: tuple
+  num_block_repeats: tuple
+  expand_ratios: tuple
+  depthwise_padding: tuple = ()
+  depth_divisor: int = 8
+  squeeze_expansion_ratio: float = 0.25
+  hidden_act: str = "swish"
+  hidden_dim: int = 2560  # only the pooling window: it must cover the final feature map
+  pooling_type: str = "mean"
+  batch_norm_eps: float = 1e-3
+  num_channels: int = 3
+  image_size: int = 289
+
+  def round_filters(self, channels):
+    """Channels scaled by the width coefficient, to the nearest multiple of the divisor, and
+    never more than 10% below the scaled value."""
+    scaled = channels * self.width_coefficient
+    new = max(self.depth_divisor,
+              int(scaled + self.depth_divisor / 2) // self.depth_divisor * self.depth_divisor)
+    return int(new + self.depth_divisor if new < 0.9 * scaled else new)
+
+  def blocks(self):
+    """-> one (in, out, stride, kernel, expand ratio, residual, adjusted padding) per block."""
+    out = []
+    for i, repeats in enumerate(self.num_block_repeats):
+      in_dim, out_dim = self.round_filters(self.in_channels[i]), self.round_filters(
+          self.out_channels[i])
+      for j in range(int(math.ceil(self.depth_coefficient * repeats))):
+        stride = self.strides[i] if j == 0 else 1
+        out.append((in_dim if j == 0 else out_dim, out_dim, stride, self.kernel_sizes[i],
+                    self.expand_ratios[i], j > 0 and stride == 1,
+                    len(out) not in self.depthwise_padding))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignConfig:
+  text: BertConfig
+  vision: EfficientNetConfig
+  projection_dim: int
+  scan_layers: bool = False  # ALIGN's towers are unrolled (EfficientNet stages differ)
+  family = "align"  # the models.FAMILIES entry (a class attribute, not a field)
+
+  @classmethod
+  def from_hf(cls, hf_config):
+    """From a `transformers.AlignConfig` (defaults already applied by transformers)."""
+    t, v = hf_config.text_config, hf_config.vision_config
+    for tower, act in (("text_config", t.hidden_act), ("vision_config", v.hidden_act)):
+      if act not in ACTIVATIONS:
+        raise errors.UserError(f"config {tower}.hidden_act={act!r} is not supported; known: "
+                               f"{sorted(ACTIVATIONS)}")
+    text = BertConfig(t.vocab_size, t.hidden_size, t.num_hidden_layers, t.num_attention_heads,
+                      t.intermediate_size, t.hidden_act, t.layer_norm_eps,
+                      t.max_position_embeddings, t.type_vocab_size, t.pad_token_id)
+    vision = EfficientNetConfig(
+        v.width_coefficient, v.depth_coefficient, tuple(v.kernel_sizes), tuple(v.in_channels),
+        tuple(v.out_channels), tuple(v.strides), tuple(v.num_block_repeats),
+        tuple(v.expand_ratios), tuple(v.depthwise_padding), v.depth_divisor,
+        v.squeeze_expansion_ratio, v.hidden_act, v.hidden_dim, v.pooling_type,
+        v.batch_norm_eps, v.num_channels, v.image_size)
+    return cls(text, vision, hf_config.projection_dim)
+
+
+class SelfAttention(nn.Module):
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, x, mask):  # x [B, T, D], mask [B, 1, T, T] bool -> [B, T, D]
+    b, t, d = x.shape
+    heads = lambda name: nn.Dense(d, name=name)(x).reshape(b, t, self.num_heads, -1)
+    out = jax.nn.dot_product_attention(heads("query"), heads("key"), heads("value"), mask=mask)
+    return out.reshape(b, t, d)
+
+
+class DenseLayerNorm(nn.Module):
+  """Dense, then LayerNorm of (the result + the residual): BERT's post-LayerNorm output."""
+  features: int
+  eps: float
+
+  @nn.compact
+  def __call__(self, x, residual):
+    return nn.LayerNorm(self.eps, name="LayerNorm")(nn.Dense(self.features, name="dense")(x)
+                                                     + residual)
+
+
+class Attention(nn.Module):
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask):
+    c = self.config
+    return DenseLayerNorm(c.hidden_size, c.layer_norm_eps, name="output")(
+        SelfAttention(c.num_heads, name="self")(x, mask), x)
+
+
+class Intermediate(nn.Module):
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    return ACTIVATIONS[self.config.hidden_act](
+        nn.Dense(self.config.intermediate_size, name="dense")(x))
+
+
+class BertLayer(nn.Module):
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask):
+    c = self.config
+    x = Attention(c, name="attention")(x, mask)
+    return DenseLayerNorm(c.hidden_size, c.layer_norm_eps, name="output")(
+        Intermediate(c, name="intermediate")(x), x)
+
+
+class BertEncoder(nn.Module):
+  config: BertConfig
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x, mask):
+    layer = nn.remat(BertLayer) if self.remat else BertLayer
+    for i in range(self.config.num_layers):
+      x = layer(self.config, name=f"layer_{i}")(x, mask)
+    return x
+
+
+class BertEmbeddings(nn.Module):
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, ids, positions):  # [B, T] each -> [B, T, D]
+    c = self.config
+    x = (nn.Embed(c.vocab_size, c.hidden_size, name="word_embeddings")(ids)
+         + nn.Embed(c.max_positions, c.hidden_size, name="position_embeddings")(positions)
+         + nn.Embed(c.type_vocab_size, c.hidden_size, name="token_type_embeddings")(
+             jnp.zeros_like(ids)))
+    return nn.LayerNorm(c.layer_norm_eps, name="LayerNorm")(x)
+
+
+class Pooler(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    return jnp.tanh(nn.Dense(self.features, name="dense")(x[:, 0]))
+
+
+class BertModel(nn.Module):
+  config: BertConfig
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, ids, positions, segments):
+    """ids, positions, segments [B, T] (segment 0: padding; tokens attend within their own
+    segment, both ways) -> every token's [B, T, D]. The pooler is not part of ALIGN's
+    features; it is computed so that its parameters exist and round-trip."""
+    c = self.config
+    x = BertEmbeddings(c, name="embeddings")(ids, positions)
+    mask = ((segments[:, None, :, None] == segments[:, None, None, :])
+            & (segments[:, None, None, :] > 0))
+    x = BertEncoder(c, self.remat, name="encoder")(x, mask)
+    Pooler(c.hidden_size, name="pooler")(x)  # unused by ALIGN's features; jit drops it
+    return x
+
+
+class MBConvBlock(nn.Module):
+  """One EfficientNet block: expand 1x1 (e != 1), depthwise kxk, squeeze-excite on the block
+  input width, project 1x1, residual on non-first blocks of stride 1 (dropout: eval only)."""
+  config: EfficientNetConfig
+  in_dim: int
+  out_dim: int
+  stride: int
+  kernel: int
+  expand_ratio: int
+  residual: bool
+  adjust_padding: bool
+
+  @nn.compact
+  def __call__(self, x):
+    c, k = self.config, self.kernel
+    h, dim = x, self.in_dim * self.expand_ratio
+    if self.expand_ratio != 1:
+      h = ExpandLayer(dim, c, name="expansion")(h)
+    h = DepthwiseLayer(dim, k, self.stride, self.adjust_padding, c, name="depthwise_conv")(h)
+    h = SqueezeExcite(dim, max(1, int(self.in_dim * c.squeeze_expansion_ratio)), c,
+                      name="squeeze_excite")(h)
+    h = ProjectLayer(self.out_dim, c, name="projection")(h)
+    return h + x if self.residual else h
+
+
+def _bn(config, name):
+  return nn.BatchNorm(use_running_average=True, epsilon=config.batch_norm_eps, name=name)
+
+
+class ExpandLayer(nn.Module):
+  dim: int
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.dim, (1, 1), use_bias=False, name="expand_conv")(x)
+    return ACTIVATIONS[self.config.hidden_act](_bn(self.config, "expand_bn")(x))
+
+
+class DepthwiseLayer(nn.Module):
+  dim: int
+  kernel: int
+  stride: int
+  adjust_padding: bool
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel
+    if self.stride == 2:  # explicit padding, then "valid": right/bottom one more when adjusted
+      before = k // 2 - 1 if self.adjust_padding else k // 2
+      padding = ((before, k // 2), (before, k // 2))
+    else:
+      padding = "SAME"
+    x = nn.Conv(self.dim, (k, k), strides=self.stride, padding=padding,
+                feature_group_count=self.dim, use_bias=False, name="depthwise_conv")(x)
+    return ACTIVATIONS[self.config.hidden_act](_bn(self.config, "depthwise_norm")(x))
+
+
+class SqueezeExcite(nn.Module):
+  dim: int
+  squeezed: int
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, x):
+    s = x.mean(axis=(1, 2), keepdims=True)
+    s = ACTIVATIONS[self.config.hidden_act](nn.Conv(self.squeezed, (1, 1), name="reduce")(s))
+    return x * jax.nn.sigmoid(nn.Conv(self.dim, (1, 1), name="expand")(s))
+
+
+class ProjectLayer(nn.Module):
+  dim: int
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, x):
+    return _bn(self.config, "project_bn")(
+        nn.Conv(self.dim, (1, 1), use_bias=False, name="project_conv")(x))
+
+
+class StemLayer(nn.Module):
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, pixels):
+    c = self.config
+    x = nn.Conv(c.round_filters(32), (3, 3), strides=2, padding=((0, 1), (0, 1)),
+                use_bias=False, name="convolution")(pixels)
+    return ACTIVATIONS[c.hidden_act](_bn(c, "batchnorm")(x))
+
+
+class EfficientNetEncoder(nn.Module):
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, x):
+    for b, (in_dim, out_dim, stride, kernel, expand, residual, adjust) in enumerate(
+        self.config.blocks()):
+      x = MBConvBlock(self.config, in_dim, out_dim, stride, kernel, expand, residual, adjust,
+                      name=f"blocks_{b}")(x)
+    return x
+
+
+class EfficientNet(nn.Module):
+  config: EfficientNetConfig
+
+  @nn.compact
+  def __call__(self, pixels):  # [B, H, W, C] -> pooled [B, C_last]
+    c = self.config
+    x = EfficientNetEncoder(c, name="encoder")(StemLayer(c, name="embeddings")(pixels))
+    if max(x.shape[1], x.shape[2]) > c.hidden_dim:
+      raise errors.UserError(
+          f"images of {pixels.shape[1]}x{pixels.shape[2]} leave a {x.shape[1]}x{x.shape[2]} "
+          f"EfficientNet feature map, larger than the pooling window hidden_dim={c.hidden_dim} "
+          "of the vision config: use smaller images or a larger hidden_dim")
+    return x.max(axis=(1, 2)) if c.pooling_type == "max" else x.mean(axis=(1, 2))
+
+
+class ALIGN(nn.Module):
+  """Both towers, the text projection and the temperature; features NOT normalised."""
+  config: AlignConfig
+  remat: bool = False
+
+  def setup(self):
+    c = self.config
+    self.text_model = BertModel(c.text, self.remat)
+    self.vision_model = EfficientNet(c.vision)
+    self.text_projection = nn.Dense(c.projection_dim)
+    self.temperature = self.param("temperature", nn.initializers.constant(1.0), ())
+
+  def encode_text(self, ids):  # [B, T] int, padded with pad_token_id -> [B, P] at [CLS]
+    valid = ids != self.config.text.pad_token_id
+    positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+    x = self.text_model(ids, positions, valid.astype(jnp.int32))
+    return self.text_projection(x[:, 0])
+
+  def encode_packed_text(self, packed):  # `packing.Packed` of S shards, N texts -> [S, N, P]
+    s, r, t = packed.ids.shape
+    flat = lambda x: x.reshape(s * r, t)
+    x = self.text_model(flat(packed.ids), flat(packed.positions), flat(packed.segments))
+    x = jnp.take_along_axis(x.reshape(s, r * t, -1), packed.ends[..., None], axis=1)
+    return self.text_projection(x)
+
+  def encode_image(self, pixels):  # [B, H, W, C] float -> [B, P]
+    return self.vision_model(pixels)
+
+  def __call__(self, ids, pixels):  # for init
+    return self.encode_text(ids), self.encode_image(pixels), self.temperature
+
+
+def init_variables(config: AlignConfig, rng):
+  """Random {"params", "batch_stats"} (Flax default initialisers) for `config`."""
+  v = config.vision
+  pixels = jnp.zeros((1, v.image_size, v.image_size, v.num_channels), jnp.float32)
+  return ALIGN(config).init(rng, jnp.zeros((1, 2), jnp.int32), pixels)
+
+
+def variable_shapes(config: AlignConfig):
+  """The variables of `config` as `jax.ShapeDtypeStruct`s, without allocating."""
+  return jax.eval_shape(functools.partial(init_variables, config), jax.random.key(0))

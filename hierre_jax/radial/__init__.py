@@ -1,0 +1,2 @@
+"""The Radial Embedding (RE) method: geometry, losses, training batches, hierarchical
+retrieval and its report."""
