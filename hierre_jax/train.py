@@ -263,12 +263,12 @@ def prepare_model_dir(config, is_main):
   return out
 
 
-def save_model_info(hf_config, model_dir, workdir):
+def save_model_info(family, hf_config, model_dir, workdir):
   """config.json + tokenizer files in workdir/model_info: enough to read our checkpoints."""
   info = os.path.join(workdir, "model_info")
   os.makedirs(info, exist_ok=True)
   hf_config.save_pretrained(info)
-  hf_io.copy_files(model_dir, info, models.family_of(model_dir).model_files)
+  hf_io.copy_files(model_dir, info, family.model_files)
 
 
 class DivergedError(errors.NonFiniteError):
@@ -416,7 +416,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
   hf_config = family.load_hf_config(model_dir)
   if is_main:
-    save_model_info(hf_config, model_dir, config.workdir)
+    save_model_info(family, hf_config, model_dir, config.workdir)
   tokenizer = family.load_tokenizer(model_dir)
 
   batches = train_batches.TrainBatches(

@@ -22,6 +22,14 @@ ROOT_ABOUT = ("hierre_jax: the RE root of this model (the point genericness is m
               "from); use it in place of the embedding of the empty string")
 
 
+def load_hf_config(model_dir, config_class):
+  """`config_class.from_pretrained(model_dir)` (a transformers config class), or
+  FileNotFoundError when model_dir has no config.json."""
+  if not os.path.exists(os.path.join(model_dir, "config.json")):
+    raise FileNotFoundError(f"{model_dir}: config.json is missing")
+  return config_class.from_pretrained(model_dir)
+
+
 def looks_local(path):
   """True for a path that cannot be a hub id ('org/name'): absolute, ./ or ../, more than
   two components, or whose first component is a local directory (a typo in 'workdirs/x')."""

@@ -76,9 +76,7 @@ def params_to_state_dict(params):
 
 
 def load_hf_config(model_dir):
-  if not os.path.exists(os.path.join(model_dir, "config.json")):
-    raise FileNotFoundError(f"{model_dir}: config.json is missing")
-  return transformers.AlignConfig.from_pretrained(model_dir)
+  return hf_io.load_hf_config(model_dir, transformers.AlignConfig)
 
 
 def load_align(path_or_id, scan_layers=False):

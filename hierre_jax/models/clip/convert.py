@@ -69,9 +69,7 @@ def params_to_state_dict(params):
 
 
 def load_hf_config(model_dir):
-  if not os.path.exists(os.path.join(model_dir, "config.json")):
-    raise FileNotFoundError(f"{model_dir}: config.json is missing")
-  return transformers.CLIPConfig.from_pretrained(model_dir)
+  return hf_io.load_hf_config(model_dir, transformers.CLIPConfig)
 
 
 def load_clip(path_or_id, scan_layers=True):
