@@ -1,13 +1,20 @@
-"""ALIGN tower throughput: jitted Flax towers vs transformers' AlignModel in PyTorch.
+"""ALIGN throughput: jitted Flax towers and the RE train step vs transformers' AlignModel
+in PyTorch.
 
 align-base shapes (BERT-base text tower, EfficientNet-B7 image tower; the offline
-WordPiece vocabulary is small, so the word-embedding table is too, which changes no
-throughput), random weights re-drawn so that features carry signal; texts of 64 tokens,
-images of 289 x 289; same machine, one run:
+WordPiece vocabulary holds the words of the training rows used, so the word-embedding
+table is small, which changes no throughput), random weights re-drawn so that features
+carry signal; the towers on texts of 64 tokens and images of 289 x 289; the RE step of
+configs/align_base.py (packed texts, pull-back cache) against the PyTorch step padded to
+the longest text with its attention mask (`benchmarks/re_step.py`), on HierarCaps training
+rows; same machine, one run:
 
   python -m benchmarks.align_throughput [--text_batch 64] [--image_batch 8] [--repeats 3]
+      [--batch_size 8] [--steps 5]
 """
 import argparse
+import os
+import re
 import tempfile
 import time
 
@@ -17,7 +24,11 @@ import torch
 import transformers
 
 from benchmarks import common
+from benchmarks import re_step
+from configs import align_base
 from hierre_jax import models
+from hierre_jax import sharding
+from hierre_jax.data import hierarcaps_csv
 from hierre_jax.models.align import random_init
 
 BASE_TEXT = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -30,14 +41,27 @@ def main():
   parser.add_argument("--text_batch", type=int, default=64)
   parser.add_argument("--image_batch", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--batch_size", type=int, default=8, help="RE step: rows per batch")
+  parser.add_argument("--steps", type=int, default=5, help="RE step: batches timed")
+  parser.add_argument("--train_csv", default=os.path.join(common.SHARED,
+                                                          "hierarcaps_coco_train.csv.gz"))
   args = parser.parse_args()
   jax.config.update("jax_default_matmul_precision", "highest")
   torch.backends.cuda.matmul.allow_tf32 = False
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  with tempfile.TemporaryDirectory() as d:
-    random_init.write_random_align(d, BASE_TEXT, BASE_VISION, 640)
-    family, config, params, _ = models.load(d)
-    torch_model = transformers.AlignModel.from_pretrained(d).eval().to(device)
+  if not os.path.exists(args.train_csv):
+    args.train_csv = os.path.join(os.path.dirname(__file__), "..", "hierre_jax", "assets",
+                                  "hierarcaps_sample.csv")
+  data = hierarcaps_csv.read_hierarchies(args.train_csv)
+  rows = args.batch_size * args.steps  # one epoch of these rows: every step a new batch
+  data = hierarcaps_csv.Hierarchies(data.positives[:rows], data.negatives[:rows],
+                                    data.images[:rows])
+  words = re.findall(r"[a-z0-9]+", " ".join(t for row in data.positives + data.negatives
+                                             for t in row).lower())
+  d = tempfile.mkdtemp()
+  random_init.write_random_align(d, BASE_TEXT, BASE_VISION, 640, words=list(dict.fromkeys(words)))
+  family, config, params, _ = models.load(d)
+  torch_model = transformers.AlignModel.from_pretrained(d).eval().to(device)
   rng = np.random.default_rng(0)
   ids = rng.integers(104, config.text.vocab_size, (args.text_batch, 64)).astype(np.int32)
   ids[:, 0], ids[:, -1] = 101, 102
@@ -71,13 +95,25 @@ def main():
     got = np.asarray(fn(params, x_jax))
     unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
     rows.append((name, n, compile_s, jax_s, torch_s, float(np.abs(unit(got) - unit(want)).max())))
+  step_config = align_base.get_config()
+  step_config.batch_size = args.batch_size
+  steps = range(args.steps)
+  jax_rps, step_compile_s, _, _, _ = re_step.time_jax_step(d, step_config, data, steps,
+                                                            sharding.make_mesh())
+  torch_rps = re_step.time_torch_step(
+      torch_model, [torch_model.text_model, torch_model.text_projection], d, step_config, data,
+      steps, device)
   print(f"ALIGN (align-base shapes), JAX on {jax.devices()[0].platform}, torch on {device} "
         f"({torch.get_num_threads()} threads), fp32 at highest matmul precision, median of "
         f"{args.repeats}")
   common.row("", "batch", "compile s", "hierre_jax/s", "PyTorch/s", "speed-up", "max |diff|")
   for name, n, compile_s, jax_s, torch_s, err in rows:
-    common.row(f"{name} tower", n, f"{compile_s:.1f}", common.fmt(n / jax_s),
-               common.fmt(n / torch_s), common.speedup(torch_s, jax_s), f"{err:.1e}")
+    common.row(f"{name} tower (texts or images/s)", n, f"{compile_s:.1f}",
+               common.fmt(n / jax_s), common.fmt(n / torch_s), common.speedup(torch_s, jax_s),
+               f"{err:.1e}")
+  common.row(f"RE train step (rows/s, {args.steps} batches)", args.batch_size,
+             f"{step_compile_s:.1f}", common.fmt(jax_rps), common.fmt(torch_rps),
+             common.speedup(jax_rps, torch_rps), "-")
 
 
 if __name__ == "__main__":

@@ -21,29 +21,21 @@ practical ceiling for dense work), or the datasheet figure given as --peak_gflop
   python -m benchmarks.train_step_throughput [--steps 10] [--variants grouped,packed,...]
 """
 import argparse
-import copy
-import functools
 import os
 import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import torch
 
 from benchmarks import common
+from benchmarks import re_step
 from configs import clip_b32
-from hierre_jax import embedding
-from hierre_jax import models
 from hierre_jax import sharding
-from hierre_jax import train
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.models.clip import random_init
-from hierre_jax.models.clip import tokenizer as tokenizer_lib
-from hierre_jax.radial import train_batches
 
 GROUPED, BLOCK = ((0, 1), (2, 3)), ((0, 1, 2, 3),)
 
@@ -73,44 +65,6 @@ VARIANTS = {
     "packed_unrolled": ("unrolled, cache, packed, rows x1", packed(1, scan_layers=False)),
     "packed_frozen": ("scanned, frozen pass, packed, rows x1", packed(1, pullback_cache=False)),
 }
-
-
-def torch_ext(x, y, r, margin=1e-6):
-  u, w = x - r, y - x
-  cos = (u * w).sum(-1) / (u.norm(dim=-1) * w.norm(dim=-1))
-  return torch.arccos(cos.clamp(-1 + margin, 1 - margin))
-
-
-def torch_step_fn(model, lambdas, lr, wd):
-  """The straightforward PyTorch RE step, as a researcher would write it with HF CLIPModel."""
-  frozen = copy.deepcopy(model).eval().requires_grad_(False)
-  params = list(model.text_model.parameters()) + list(model.text_projection.parameters())
-  opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-  lambda_p, lambda_e, lambda_m = lambdas
-
-  def features(m, ids):
-    out = m.get_text_features(input_ids=ids)
-    out = getattr(out, "pooler_output", out)
-    return out / out.norm(dim=-1, keepdim=True)
-
-  def step(ids, root_ids):  # ids [B, 8, L] padded to the longest text of the batch
-    b, n, length = ids.shape
-    flat = ids.reshape(b * n, length)
-    emb = features(model, flat).reshape(b, n, -1)
-    root = features(model, root_ids)[0]
-    with torch.no_grad():
-      orig = features(frozen, flat).reshape(b, n, -1)
-    p = torch_ext(emb[:, :3], emb[:, 1:4], root).T
-    q = torch_ext(emb[:, :3], emb[:, 4:7], root).T
-    pf, nf = p.flatten(), -q.flatten()
-    s = pf + nf
-    loss = (lambda_e * (p.mean() - q.mean()) + lambda_m * (s[pf.argmax()] + s[nf.argmax()])
-            + lambda_p * (1 - (emb * orig).sum(-1).mean()) / 2)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return float(loss)
-  return step
 
 
 def forward_flops(lengths, text_config, projection_dim):
@@ -150,81 +104,32 @@ def main():
 
   d = tempfile.mkdtemp()
   torch_model = common.vit_b32_torch_checkpoint(d)
-  tok = tokenizer_lib.load_tokenizer(d)
   data = hierarcaps_csv.read_hierarchies(args.train_csv)
   rows = args.batch_size * args.steps  # one epoch of these rows: every step a new batch
   data = hierarcaps_csv.Hierarchies(data.positives[:rows], data.negatives[:rows],
                                     data.images[:rows])
-  root_ids = embedding.root_ids(tok)
   mesh = sharding.make_mesh()
   peak, peak_source = args.peak_gflops, "given"
   if not peak:
     peak, peak_source = matmul_gflops(), "measured: 4096^2 fp32 matmul"
   steps = range(args.steps)
-  lengths = train_batches.TrainBatches(data, tok, args.batch_size, 0).lengths
+  lengths = re_step.batches_of(d, data, config).lengths
   v = random_init.VIT_B32
   step_flops = 3 * forward_flops(lengths, v["text_config"], v["projection_dim"]) / len(lengths)
   print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
         flush=True)
 
-  def run_variant(changes):
-    """-> (rows/s, compile s per shape, number of shapes, cache build s, last loss)."""
-    cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.update(changes)
-    family, model_config, params, _ = models.load(d, cfg.scan_layers)
-    batches = train_batches.TrainBatches(data, tok, cfg.batch_size, cfg.seed,
-                                          cfg.length_multiple, cfg.length_groups,
-                                          functools.partial(family.pool_index, model_config))
-    tx = train.make_optimizer(cfg, len(steps), family)
-    start = time.perf_counter()
-    pullback = jax.block_until_ready({"pullback": train.pullback_targets(
-        cfg, model_config, params, tok, batches, mesh, steps), "images": None})
-    cache_seconds = time.perf_counter() - start if cfg.pullback_cache else 0.0
-    state, state_sharding = train.create_train_state(params, tx, mesh)
-    step = train.make_train_step(model_config, cfg, tx, embedding.root_ids(tok, 77), mesh,
-                                 state_sharding)
-    inputs = [sharding.put_global_batch(train.host_batch(cfg, batches, s, mesh.devices.size),
-                                        mesh) for s in steps]
-    shapes = lambda x: tuple(a.shape for a in jax.tree.leaves(x))
-    compiled, compile_seconds = {}, []
-    for x in inputs:  # compile every shape once, timed
-      if shapes(x) not in compiled:
-        start = time.perf_counter()
-        compiled[shapes(x)] = step.lower(state, pullback, x).compile()
-        compile_seconds.append(time.perf_counter() - start)
-    run = lambda state, x: compiled[shapes(x)](state, pullback, x)
-    state, _ = run(state, inputs[0])  # warm-up
-    start = time.perf_counter()
-    for x in inputs:
-      state, metrics = run(state, x)
-    jax.block_until_ready(state)
-    rows_per_second = cfg.batch_size * len(inputs) / (time.perf_counter() - start)
-    return (rows_per_second, float(np.mean(compile_seconds)), len(compiled), cache_seconds,
-            float(metrics["loss"]))
-
   results = []
   for name in args.variants.split(","):
     label, changes = VARIANTS[name]
-    results.append((label, *run_variant(changes)))
+    results.append((label, *re_step.time_jax_step(d, re_step.with_changes(config, changes),
+                                                 data, steps, mesh)))
     print(f"  {label}: {results[-1][1:]}", file=sys.stderr, flush=True)
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  batches = train_batches.TrainBatches(data, tok, config.batch_size, config.seed)
-  torch_step = torch_step_fn(torch_model.to(device).train(), (config.lambda_p, config.lambda_e,
-                                                   config.lambda_m), config.lr,
-                             config.weight_decay)
-  torch_inputs = []
-  for s in steps:
-    rows_of_step = batches.row_indices(s)
-    longest = int(batches.lengths[rows_of_step].max())
-    torch_inputs.append(torch.from_numpy(batches.ids[rows_of_step][:, :, :longest]).long()
-                        .to(device))
-  torch_root = torch.from_numpy(root_ids).long().to(device)
-  torch_step(torch_inputs[0], torch_root)  # warm-up
-  start = time.perf_counter()
-  for x in torch_inputs:
-    torch_step(x, torch_root)  # returns float(loss): waits for the device
-  torch_rps = config.batch_size * len(torch_inputs) / (time.perf_counter() - start)
+  torch_rps = re_step.time_torch_step(
+      torch_model, [torch_model.text_model, torch_model.text_projection], d, config, data,
+      steps, device)
 
   print(f"RE train step, ViT-B/32 text tower, batch {config.batch_size} rows (64 texts + root), "
         f"{len(steps)} HierarCaps batches, JAX on {jax.devices()[0].platform} "

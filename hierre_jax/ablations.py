@@ -30,6 +30,7 @@ from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.trainer import checks
+from hierre_jax.trainer import loop
 from hierre_jax.trainer import workdir_lock
 
 TABLE3 = ("method", "root_mean", "root_origin", "root_pretrained", "root_only", "no_pullback",
@@ -177,7 +178,7 @@ def evaluate_variant(workdir, evaluators, image_caches):
                                  image_features=image_caches.setdefault(key, {}))
   result = {"evaluations": names, "checkpoint_step": step,
             **suite.evaluate(embedder, evaluators)}
-  train.write_json(path + ".tmp", result)
+  loop.write_json(path + ".tmp", result)
   os.replace(path + ".tmp", path)  # a kill never leaves half a file
   return result
 
@@ -232,7 +233,7 @@ def run(grids, workdir, config_dir, evaluators, left_out, base_config="", overri
   table = {"grids": list(grids), "evaluations": [e.name for e in evaluators],
            "left_out_evaluations": left_out, "rows": rows,
            "published": {r["variant"]: PUBLISHED[r["variant"]] for r in rows}}
-  train.write_json(os.path.join(workdir, "table.json"), table)
+  loop.write_json(os.path.join(workdir, "table.json"), table)
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(markdown(grids, rows))
   return rows

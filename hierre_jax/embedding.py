@@ -12,8 +12,8 @@ from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
+from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
-from hierre_jax.models.clip import tokenizer as tokenizer_lib
 from hierre_jax.radial import geometry
 from hierre_jax.trainer import checkpointing
 
@@ -43,8 +43,8 @@ def image_encoder(config):
 
 def root_ids(tokenizer, length=2):
   """[1, length] ids of the empty string (the RE root text), padded to `length`."""
-  return tokenizer_lib.pad(tokenizer_lib.tokenize(tokenizer, [""]), length,
-                           tokenizer.pad_token_id)
+  return text_ids.pad(text_ids.tokenize(tokenizer, [""], length), length,
+                      tokenizer.pad_token_id)
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,13 +77,13 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, len
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
   max_length = models.family_of_config(config).max_length
-  ids = tokenizer_lib.tokenize(tokenizer, texts, max_length)
+  ids = text_ids.tokenize(tokenizer, texts, max_length)
   order = np.argsort([len(t) for t in ids], kind="stable")
   batches = []
   for start in range(0, len(order), batch_size):
     chunk = [ids[i] for i in order[start:start + batch_size]]
-    length = tokenizer_lib.bucket_length(max(map(len, chunk)), length_multiple, max_length)
-    batches.append(tokenizer_lib.pad(chunk, length, tokenizer.pad_token_id))
+    length = text_ids.bucket_length(max(map(len, chunk)), length_multiple, max_length)
+    batches.append(text_ids.pad(chunk, length, tokenizer.pad_token_id))
   feats = _run_batched(_jitted(text_encoder, config, mesh), text_params(config, params),
                        batches, len(batches), batch_size, mesh, "texts")
   out = np.empty_like(feats)

@@ -10,18 +10,15 @@ compute on every process and write files from process 0.
 """
 import contextlib
 import functools
-import json
 import os
 
 from absl import flags
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 
 from hierre_jax import cli
@@ -38,39 +35,16 @@ from hierre_jax.radial import train_batches
 from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import curves
+from hierre_jax.trainer import loop
 from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import workdir_lock
+
 
 def trained_groups(config, family):
   """The top-level parameter groups the optimizer updates (config.trainable): the family's
   text tower, or "root" (a free root vector params["root"], towers frozen; SPEC section
   6). Everything else stays bit-identical."""
   return family.text_groups if config.trainable == "text_tower" else ("root",)
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: dict
-  opt_state: optax.OptState
-
-
-def make_optimizer(config, total_steps, family):
-  """AdamW on `trained_groups`; zero updates for the rest (optax masking)."""
-  if config.schedule == "constant":
-    lr = config.lr
-  elif config.schedule == "warmup_cosine":
-    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup_steps,
-                                            max(total_steps, config.warmup_steps + 1))
-  else:
-    raise ValueError(f"config.schedule={config.schedule!r}: use 'constant' or 'warmup_cosine'")
-  adamw = optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps,
-                      weight_decay=config.weight_decay)
-  if config.grad_clip_norm:
-    adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-  trained = trained_groups(config, family)
-  labels = lambda params: {k: ("train" if k in trained else "freeze") for k in params}
-  return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
 
 
 def pulls_back(config):
@@ -170,7 +144,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     metrics["grad_norm"] = optax.global_norm({k: grads[k] for k in trained})
     # Finite too, or the run stops before anything of this step is saved (`check_finite`).
     metrics["update_norm"] = optax.global_norm({k: updates[k] for k in trained})
-    return TrainState(state.step + 1, params, opt_state), metrics
+    return loop.TrainState(state.step + 1, params, opt_state), metrics
 
   replicated = sharding.replicated(mesh)
   return jax.jit(step, donate_argnums=0,
@@ -242,13 +216,6 @@ def initial_root(config, model_config, params, tokenizer, batches, mesh):
   return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
-def create_train_state(params, tx, mesh):
-  """-> (TrainState at step 0 placed on the mesh, its sharding tree)."""
-  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  state_sharding = sharding.param_sharding(state, mesh)
-  return jax.device_put(state, state_sharding), state_sharding
-
-
 def prepare_model_dir(config, is_main):
   """The checkpoint to start from: config.model, or a random CLIP written to the workdir
   (by process 0; the others wait for it)."""
@@ -271,30 +238,6 @@ def save_model_info(family, hf_config, model_dir, workdir):
   hf_io.copy_files(model_dir, info, family.model_files)
 
 
-class DivergedError(errors.NonFiniteError):
-  """A train step produced a non-finite loss, gradient or update."""
-
-
-def check_finite(rows, first_step, manager):
-  """Raises DivergedError at the first of `rows` (host metrics of steps first_step + 1, ...)
-  holding a non-finite value: nothing of that step or later is logged, checkpointed,
-  evaluated or exported, and the checkpoints on disk stay as they are."""
-  for i, row in enumerate(rows):
-    bad = sorted(k for k, v in row.items() if not np.isfinite(v))
-    if bad:
-      manager.wait_until_finished()
-      good = manager.latest_step()
-      raise DivergedError(
-          f"training diverged at step {first_step + i + 1}: {', '.join(bad)} not finite "
-          f"({format_metrics(row)}); stopped before saving it. The last good checkpoint is "
-          + (f"step {good} in {manager.directory}" if good is not None else "none (no step "
-             "was saved)") + "; lower config.lr, set config.grad_clip_norm, or check the data")
-
-
-def format_metrics(metrics):
-  return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
-
-
 def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, evaluators):
   """HierarCaps P/R/tau_d (+ held-out angles) and the in-run suite `evaluators` of the
   current params -> eval_step_N.json, metrics.
@@ -314,26 +257,13 @@ def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, ev
   suite_result = suite.evaluate(embedder, evaluators)
   if writer is None:
     return
-  write_json(os.path.join(config.workdir, f"eval_step_{step}.json"),
+  loop.write_json(os.path.join(config.workdir, f"eval_step_{step}.json"),
              {"step": step, **result, **suite_result})
   scalars = {k: result[k] for k in ("precision", "recall", "tau_d") if k in result}
   scalars.update({k: v for k, v in result.get("heldout", {}).items() if k != "num_rows"})
   scalars.update({k: v for k, v in suite_result.items() if isinstance(v, float)})  # no counts
   writer.write(step, {f"eval/{k}": v for k, v in scalars.items()})
-  tqdm.tqdm.write(f"step {step} evaluation: {format_metrics(scalars)}")
-
-
-def apply_runtime_options(config):
-  """fp32 matmul precision and the persistent compilation cache of `config`."""
-  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
-  if config.compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir",
-                      os.path.expanduser(config.compilation_cache_dir))
-
-
-def write_json(path, value):
-  with open(path, "w") as f:
-    json.dump(value, f, indent=1)
+  tqdm.tqdm.write(f"step {step} evaluation: {loop.format_metrics(scalars)}")
 
 
 def check_inputs(config):
@@ -372,32 +302,9 @@ def train_and_export(config, allow_config_change=False):
     return train_locked(config, data, evaluators, mesh, allow_config_change, is_main)
 
 
-def restore_or_start(config, manager, state, allow_config_change, record):
-  """-> (train state of the newest good checkpoint, or `state` when there is none, whether the
-  root param still needs its initial value)."""
-  if not allow_config_change:
-    restored, step = manager.restore_latest(jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                                                         state))
-    left_fresh = []
-  else:
-    restored, step, left_fresh = manager.restore_latest_partial(state)
-  if restored is None:
-    return state, config.root != "empty_string"
-  logging.info("resumed from step %d", step)
-  if left_fresh:
-    logging.warning("restored step %d partially (--allow_config_change): %d leaves of the train "
-                    "state start afresh, e.g. %s", step, len(left_fresh), left_fresh[:3])
-    if record:
-      with open(os.path.join(config.workdir, "config_changes.jsonl"), "a") as f:
-        f.write(json.dumps({"resumed_at_step": step, "state_leaves_started_afresh": left_fresh})
-                + "\n")
-  return restored, "params/root" in left_fresh
-
-
 def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   """train_and_export once the inputs are checked and the workdir is held."""
-  apply_runtime_options(config)
-  evaluating = bool(config.eval.test_csv or evaluators)
+  loop.apply_runtime_options(config)
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
 
@@ -407,9 +314,9 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
     checks.check_resume(config.workdir, config, manager.latest_step(),
                               allow_config_change, record=is_main)
   if is_main:
-    write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
+    loop.write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
     if data.skipped:
-      write_json(os.path.join(config.workdir, "skipped_rows.json"),
+      loop.write_json(os.path.join(config.workdir, "skipped_rows.json"),
                  {"file": config.train_csv, "rows": [
                      {"row": row, "reason": reason} for row, reason in data.skipped]})
   model_dir = prepare_model_dir(config, is_main)
@@ -420,23 +327,24 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   tokenizer = family.load_tokenizer(model_dir)
 
   batches = train_batches.TrainBatches(
-      data, tokenizer, config.batch_size, config.seed, config.length_multiple,
-      config.length_groups, functools.partial(family.pool_index, model_config),
-      family.max_length)
+      data, tokenizer, config.batch_size, config.seed,
+      functools.partial(family.pool_index, model_config), family.max_length,
+      config.length_multiple, config.length_groups)
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
                "partial batch), %d steps", len(data), data.num_skipped, batches.steps_per_epoch,
                batches.rows_left_out_per_epoch, total_steps)
 
-  tx = make_optimizer(config, total_steps, family)
+  tx = loop.make_optimizer(config, total_steps, trained_groups(config, family))
   # A root of its own (config.root) is a parameter: checkpointed, exported, evaluated with.
   with_root = config.root != "empty_string"
   placeholder = {"root": np.zeros(model_config.projection_dim, np.float32)} if with_root else {}
-  state, state_sharding = create_train_state({**params, **placeholder}, tx, mesh)
+  state, state_sharding = loop.create_train_state({**params, **placeholder}, tx, mesh)
   try:
-    state, needs_root = restore_or_start(config, manager, state, allow_config_change, is_main)
-    if needs_root:
+    state, left_fresh = loop.restore_or_start(manager, state, allow_config_change,
+                                              config.workdir, is_main)
+    if with_root and (left_fresh is None or "params/root" in left_fresh):
       root = initial_root(config, model_config, params, tokenizer, batches, mesh)
       state = state.replace(params={**state.params, "root": jax.device_put(
           root, state_sharding.params["root"])})
@@ -447,46 +355,18 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
     tables = step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh,
                          range(total_steps))
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
-
     train_step = make_train_step(model_config, config, tx,
                                  embedding.root_ids(tokenizer, family.max_length), mesh,
                                  state_sharding)
-    evaluate = lambda step: evaluate_now(config, model_config, state.params, model_dir, step,
-                                         writer, mesh, evaluators)
-    every = config.eval.every_steps
-    if evaluating and config.eval.at_start and start == 0:
-      evaluate(0)
-    pending, compiled_shapes = [], set()
-    for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
-                            disable=not is_main):
-      inputs = host_batch(config, batches, step, mesh.devices.size)
-      shapes = tuple(x.shape for x in jax.tree.leaves(inputs))
-      if shapes not in compiled_shapes and is_main:
-        compiled_shapes.add(shapes)
-        tqdm.tqdm.write(f"step {step}: compiling the train step for input shapes {shapes} "
-                        "(first call of a new shape)")
-      state, metrics = train_step(state, tables, sharding.put_global_batch(inputs, mesh))
-      pending.append(metrics)
-      done = step + 1
-      logs = done % config.log_every == 0 or done == total_steps
-      saves = done % config.checkpoint_every == 0 or done == total_steps
-      evaluates = evaluating and every and done % every == 0 and done < total_steps
-      if logs or saves or evaluates:  # the steps since the last log, checked before any use
-        pending = jax.device_get(pending)
-        check_finite(pending, done - len(pending), manager)
-      if logs:
-        means = {k: np.mean([r[k] for r in pending]) for k in pending[0]}
-        pending = []
-        if is_main:
-          writer.write(done, means)
-          tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
-      if saves:
-        manager.save(done, state)
-      if evaluates:
-        evaluate(done)
-    manager.wait_until_finished()
-    if evaluating and config.eval.at_end:
-      evaluate(total_steps)
+    evaluate = None
+    if config.eval.test_csv or evaluators:
+      evaluate = lambda step, state: evaluate_now(config, model_config, state.params, model_dir,
+                                                  step, writer, mesh, evaluators)
+    state = loop.run(
+        config, state, lambda state, batch: train_step(state, tables, batch),
+        lambda step: sharding.put_global_batch(
+            host_batch(config, batches, step, mesh.devices.size), mesh),
+        total_steps, manager, writer, evaluate)
   finally:
     manager.close()  # finishes (or fails) a pending write before the program ends
   if not is_main:
@@ -496,7 +376,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
   family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
-  write_json(os.path.join(config.workdir, "train_summary.json"), {
+  loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
       "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
       "rows": len(data), "rows_skipped": data.num_skipped})
   print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: tensorboard "

@@ -1,4 +1,5 @@
-"""Shared fixtures: small random Hugging Face CLIP checkpoints saved to temp dirs."""
+"""Shared fixtures: small random Hugging Face checkpoints of each model family, saved to temp
+dirs (`family_dir` runs a test once per family)."""
 import os
 
 import jax
@@ -17,6 +18,26 @@ TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                  num_attention_heads=4, max_position_embeddings=77)
 TINY_VISION = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
                    num_attention_heads=4, image_size=32, patch_size=8)
+# ALIGN: a 2-layer BERT (an intermediate size unlike the hidden one, so that a transposed
+# kernel shows) and the EfficientNet of ALIGN_SPEC section 6 (every block kind), 45 px.
+ALIGN_TINY_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=37, max_position_embeddings=64)
+
+
+def write_tiny_model(family, out_dir, seed=0):
+  """A tiny random checkpoint of `family` ("clip" or "align") in out_dir -> out_dir."""
+  if family == "clip":  # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
+    save_torch_clip(out_dir, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16, seed=seed)
+    return out_dir
+  from hierre_jax.models.align import random_init
+  return random_init.write_random_align(out_dir, ALIGN_TINY_TEXT, random_init.TINY_VISION, 40,
+                                        seed=seed)
+
+
+@pytest.fixture(scope="session", params=["clip", "align"])
+def family_dir(request, tmp_path_factory):
+  """A tiny random checkpoint of each model family in turn (the family: models.family_of)."""
+  return write_tiny_model(request.param, str(tmp_path_factory.mktemp(request.param)), seed=3)
 
 
 def save_torch_clip(out_dir, text, vision, projection_dim, seed=0):
@@ -41,9 +62,7 @@ def save_torch_clip(out_dir, text, vision, projection_dim, seed=0):
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
   """Directory of a tiny random HF CLIPModel (OpenAI-style legacy eos id, quick_gelu)."""
-  out = str(tmp_path_factory.mktemp("tiny_clip"))
-  save_torch_clip(out, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16)
-  return out
+  return write_tiny_model("clip", str(tmp_path_factory.mktemp("tiny_clip")))
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +72,15 @@ def tok(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("tok"))
   tokenizer.write_clip_vocab(d)
   return tokenizer.load_tokenizer(d)
+
+
+def clip_batches(data, tok, batch_size, seed, **options):
+  """`TrainBatches` of CLIP texts (pooled at the end-of-text token, 77 tokens)."""
+  from hierre_jax.models.clip import modeling
+  from hierre_jax.radial import train_batches
+  return train_batches.TrainBatches(
+      data, tok, batch_size, seed,
+      lambda ids: modeling.end_of_text_position(ids, tok.eos_token_id), 77, **options)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 import safetensors.numpy
 
 from hierre_jax import errors
+from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import convert
 from hierre_jax.models.clip import random_init
@@ -145,11 +146,13 @@ def _flat(tree, prefix=()):
 def test_tokenizer_known_ids(tmp_path):
   tokenizer.write_clip_vocab(str(tmp_path))
   tok = tokenizer.load_tokenizer(str(tmp_path))
-  assert tokenizer.tokenize(tok, ["a picture of a cat", ""]) == [
-      [49406, 320, 1674, 539, 320, 2368, 49407], [49406, 49407]]
-  ids = tokenizer.encode_padded(tok, ["a picture of a cat", "word " * 200])
-  assert ids.shape == (2, 77) and ids[1, -1] == 49407 and ids[0, 7] == tok.pad_token_id
-  assert tokenizer.bucket_length(7) == 8 and tokenizer.bucket_length(76) == 77
+  id_lists = text_ids.tokenize(tok, ["a picture of a cat", "", "word " * 200], 77)
+  assert id_lists[:2] == [[49406, 320, 1674, 539, 320, 2368, 49407], [49406, 49407]]
+  ids = text_ids.pad(id_lists, 77, tok.pad_token_id)
+  assert ids.shape == (3, 77) and ids[2, -1] == 49407 and ids[0, 7] == tok.pad_token_id
+  assert text_ids.bucket_length(7, 8, 77) == 8 and text_ids.bucket_length(76, 8, 77) == 77
+  with pytest.raises(ValueError, match="text 2 has 77 tokens, more than the padded length 64"):
+    text_ids.pad(id_lists, 64, tok.pad_token_id)
 
 
 def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):

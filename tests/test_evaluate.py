@@ -1,4 +1,5 @@
-"""End-to-end evaluation with a tiny random CLIP on the real HierarCaps test data."""
+"""End-to-end evaluation with a tiny random model of each family on the real HierarCaps test
+data: bucketed embedding and the HierarCaps metrics against one-at-a-time references."""
 import json
 import os
 import shutil
@@ -9,77 +10,76 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_TEXT, TINY_VISION, shared_file
+from conftest import shared_file
 from hierre_jax import embedding
 from hierre_jax import evaluate
+from hierre_jax import models
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import indexing
+from hierre_jax.data import text as text_ids
 from hierre_jax.evaluators import hierarcaps
-from hierre_jax.radial import geometry
-from hierre_jax.models.clip import modeling, preprocessing, random_init, tokenizer
+from hierre_jax.evaluators import suite
 from test_hierarchical_retrieval import slow_reference
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-  out = str(tmp_path_factory.mktemp("tiny_eval"))
-  return random_init.write_random_clip(out, TINY_TEXT, TINY_VISION, 16, seed=3)
+def direct_text_features(model_dir, texts, params=None):
+  """One text at a time, unpadded: the obviously-correct embedding -> [N, P] unit features
+  (of `params`, default the checkpoint's)."""
+  family, config, checkpoint, _ = models.load(model_dir)
+  params = checkpoint if params is None else params
+  encode = jax.jit(embedding.text_encoder(config))
+  ids = text_ids.tokenize(family.load_tokenizer(model_dir), texts, family.max_length)
+  return np.stack([np.asarray(encode(params, np.asarray([t], np.int32)))[0] for t in ids])
 
 
-def direct_text_features(embedder, texts):
-  """One text at a time, unpadded: the obviously-correct embedding."""
-  model = modeling.CLIP(embedder.config)
-  encode = jax.jit(lambda ids: geometry.normalize(
-      model.apply({"params": embedder.params}, ids, method=modeling.CLIP.encode_text)))
-  ids = tokenizer.tokenize(embedder.tokenizer, texts)
-  return np.stack([np.asarray(encode(np.asarray([t], np.int32)))[0] for t in ids])
+def direct_image_features(model_dir, paths):
+  """One image at a time, preprocessed by the family's rule -> [N, P] unit features."""
+  family, config, params, _ = models.load(model_dir)
+  encode = jax.jit(embedding.image_encoder(config))
+  pre = family.preprocessing(model_dir, config)
+  return np.stack([np.asarray(encode(params, pre.preprocess(p)[None]))[0] for p in paths])
 
 
-def test_bucketed_text_embedding_equals_one_by_one(tiny_dir):
-  embedder = embedding.Embedder.from_path(tiny_dir, text_batch_size=8)
+def test_bucketed_text_embedding_equals_one_by_one(family_dir):
+  embedder = embedding.Embedder.from_path(family_dir, text_batch_size=8)
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
   feats, root = embedder.texts(texts)
-  np.testing.assert_allclose(feats, direct_text_features(embedder, texts), atol=1e-5)
+  np.testing.assert_allclose(feats, direct_text_features(family_dir, texts), atol=1e-5)
   np.testing.assert_allclose(root, feats[0], atol=1e-6)
-  static = embedding.Embedder.from_path(tiny_dir, text_batch_size=8, length_multiple=77)
+  static = embedding.Embedder.from_path(family_dir, text_batch_size=8, length_multiple=77)
   np.testing.assert_allclose(static.texts(texts)[0], feats, atol=1e-5)  # one shape, same result
 
 
-def test_hierarcaps_evaluation_equals_slow_loop(tiny_dir):
+def test_hierarcaps_evaluation_equals_slow_loop(family_dir):
   test_csv = shared_file("hierarcaps_test.csv")
   images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
-  embedder = embedding.Embedder.from_path(tiny_dir, text_batch_size=512, image_batch_size=100)
+  embedder = embedding.Embedder.from_path(family_dir, text_batch_size=512, image_batch_size=100)
   got = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
 
   data = hierarcaps_csv.read_hierarchies(test_csv)
   candidates = indexing.distinct(t for row in data.positives for t in row)
   text_emb, root = embedder.texts(candidates)
   images = sorted(set(data.images))
-  pre = embedder.preprocessing
-  model = modeling.CLIP(embedder.config)
-  encode = jax.jit(lambda x: geometry.normalize(
-      model.apply({"params": embedder.params}, x, method=modeling.CLIP.encode_image)))
-  image_emb = {}
-  for start in range(0, len(images), 250):
-    names = images[start:start + 250]
-    pixels = np.stack([preprocessing.preprocess(os.path.join(images_dir, n), pre)
-                       for n in names])
-    image_emb.update(zip(names, np.asarray(encode(pixels))))
+  image_emb = direct_image_features(family_dir, [os.path.join(images_dir, n) for n in images])
+  np.testing.assert_allclose(embedder.images([os.path.join(images_dir, n) for n in images[:50]]),
+                             image_emb[:50], atol=1e-5)  # the batched path, the same features
   want = slow_reference(data.positives, data.images, dict(zip(candidates, text_emb)), root,
-                        image_emb)
+                        dict(zip(images, image_emb)))
   assert (got["precision"], got["recall"], got["tau_d"]) == pytest.approx(want, abs=1e-9)
   assert got["num_images"] == 1000 and got["num_candidates"] == len(candidates)
   assert set(got["seconds"]) == {"embed_texts", "embed_images", "retrieval"}
 
 
-def test_cli_suite_and_qualitative(tiny_dir, tmp_path):
+def test_cli_suite_and_qualitative(family_dir, tmp_path):
   from absl.testing import flagsaver
+  tiny_dir = family_dir
   data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
   before = set(os.listdir(tiny_dir))
+  reference = {"clip": "clip_b32", "align": "align"}[models.family_of(tiny_dir).name]
   with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, image_batch_size=50,
                            evals=["hierarcaps", "hyperlex"], output_dir=str(tmp_path),
-                           reference="clip_b32"):
+                           reference=reference):
     evaluate.FLAGS.mark_as_parsed()
     evaluate.main([])
   [result] = json.load(open(tmp_path / "results.json"))
@@ -91,7 +91,9 @@ def test_cli_suite_and_qualitative(tiny_dir, tmp_path):
   assert table[0].startswith("| model | HierarCaps P | R | tau_d | HyperLex rho_all | rho_nouns")
   assert table[2].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} (n=1000) |")
   assert f"| {result['hyperlex/rho_nouns']:.3f} (n=2163) |" in table[2]
-  assert table[3].startswith("| paper: CLIP ViT-B/32 zero-shot | 0.140 | 0.360 | 0.890 | 0.440")
+  (name, paper), = list(suite.PUBLISHED[reference].items())[:1]
+  assert table[3].startswith(f"| {name} | {paper['hierarcaps/precision']:.3f} | "
+                             f"{paper['hierarcaps/recall']:.3f} | {paper['hierarcaps/tau_d']:.3f}")
   names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]
   with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, mode="qualitative", images=names,
                            output_dir=str(tmp_path), image_batch_size=2, text_batch_size=1024):

@@ -1,4 +1,5 @@
-"""Benchmark evaluators against obviously-correct slow implementations on the real files."""
+"""Benchmark evaluators against obviously-correct slow implementations on the real files,
+with a tiny random model of each family."""
 import os
 
 import numpy as np
@@ -19,12 +20,9 @@ def shared_path(*parts):
 
 
 @pytest.fixture(scope="module")
-def tiny_embedder(tmp_path_factory):
-  from conftest import TINY_TEXT, TINY_VISION
-  from hierre_jax.models.clip import random_init
-  d = random_init.write_random_clip(str(tmp_path_factory.mktemp("tiny")), TINY_TEXT,
-                                    TINY_VISION, 16, seed=5)
-  return embedding.Embedder.from_path(d, text_batch_size=512)
+def tiny_embedder(family_dir):
+  """The Embedder of a tiny random model of each family in turn."""
+  return embedding.Embedder.from_path(family_dir, text_batch_size=512)
 
 
 def ext_float64(x, y, root):
@@ -197,6 +195,25 @@ def test_cifar_through_tfds_mock_data_with_planted_accuracy():
   ranks = [1 + c - int(p < c) for c, p in zip(labels[:10], planted[:10])]
   want_top5 = (30 + sum(r < 5 for r in ranks)) / 40
   assert got["top5"] == pytest.approx(want_top5)
+
+
+def test_zero_shot_equals_a_loop_over_images(tiny_embedder):
+  from hierre_jax.evaluators import zero_shot
+  classes, templates = ["dog", "cat", "car", "tree", "boat", "house"], ["a photo of a {}.", "{}"]
+  images, labels = random_pil_images(12, seed=2), np.arange(12) % 6
+  got = zero_shot.ZeroShot("planted", classes, templates, images, labels).run(tiny_embedder)
+  hits = {1: 0, 5: 0}
+  for image, label in zip(images, labels):
+    [v] = tiny_embedder.images([image])
+    scores = []
+    for name in classes:
+      feats, _ = tiny_embedder.texts([t.format(name) for t in templates])
+      mean = feats.astype(np.float64).mean(0)
+      scores.append(v @ (mean / np.linalg.norm(mean)))
+    rank = sorted(range(len(classes)), key=lambda c: -scores[c]).index(label)
+    hits = {k: n + (rank < k) for k, n in hits.items()}
+  assert (got["top1"], got["top5"]) == pytest.approx((hits[1] / 12, hits[5] / 12))
+  assert (got["num_images"], got["num_classes"], got["num_templates"]) == (12, 6, 2)
 
 
 def test_unprepared_tfds_data_says_how_to_prepare_it(tmp_path):

@@ -230,14 +230,12 @@ def test_traversal_stops_where_the_planted_uncertainty_is():
   assert result["curve"][0]["mean_specificity"] < result["curve"][1]["mean_specificity"]
 
 
-def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn):
-  """A tiny random CLIP, six classes of a class-set file, synthetic images: the image
-  modality with the traversal, against WordNet and the file's grouping."""
+def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn, family_dir):
+  """A tiny random model of each family, six classes of a class-set file, synthetic images:
+  the image modality with the traversal, against WordNet and the file's grouping."""
   import json
   from PIL import Image
-  from conftest import TINY_TEXT, TINY_VISION
-  from hierre_jax.models.clip import random_init
-  model = random_init.write_random_clip(str(tmp_path / "model"), TINY_TEXT, TINY_VISION, 16)
+  model = family_dir
   wnids = ["n02084071", "n02121808", "n02958343", "n04490091", "n07739125", "n07767847"]
   spec = {"classes": ["dog", "cat", "car", "truck", "apple", "pear"],
           "templates": ["a photo of a {}.", "a drawing of a {}."], "wnids": wnids,

@@ -4,7 +4,7 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import clip_batches, shared_file
 from hierre_jax import errors
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.radial import train_batches
@@ -61,12 +61,12 @@ def test_batches_are_deterministic_and_cover_each_epoch(tmp_path, tok):
           for i in range(10)]
   data = hierarcaps_csv.read_hierarchies(write(tmp_path / "t.csv", ["positive,negative,image_url"]
                                                + rows))
-  b = train_batches.TrainBatches(data, tok, batch_size=3, seed=7)
+  b = clip_batches(data, tok, 3, 7)
   assert b.steps_per_epoch == 3 and b.rows_left_out_per_epoch == 1
   epoch0 = np.concatenate([b.row_indices(s) for s in range(3)])
   assert len(set(epoch0)) == 9
   assert not np.array_equal(epoch0, np.concatenate([b.row_indices(s) for s in range(3, 6)]))
-  again = train_batches.TrainBatches(data, tok, batch_size=3, seed=7)
+  again = clip_batches(data, tok, 3, 7)
   for step in range(7):
     (x,) = b.batch(step)
     np.testing.assert_array_equal(x, again.batch(step)[0])
@@ -82,9 +82,8 @@ def test_length_groups_pad_each_group_to_its_own_longest_text(tmp_path, tok):
           f'"c => d => {"x " * (i + 1)} => y",u{i}' for i in range(6)]
   data = hierarcaps_csv.read_hierarchies(write(tmp_path / "g.csv", ["positive,negative,image_url"]
                                                + rows))
-  single = train_batches.TrainBatches(data, tok, 4, 1)
-  grouped = train_batches.TrainBatches(data, tok, 4, 1, length_multiple=1,
-                                        length_groups=((0, 1), (2, 3)))
+  single = clip_batches(data, tok, 4, 1)
+  grouped = clip_batches(data, tok, 4, 1, length_multiple=1, length_groups=((0, 1), (2, 3)))
   short, long = grouped.batch(0)
   assert short.shape[:2] == (4, 4) and long.shape[:2] == (4, 4)
   assert short.shape[2] == 3 and long.shape[2] > 10  # "a"/"b"/"c"/"d" are 3 tokens

@@ -1,118 +1,156 @@
-"""Flax towers vs the Hugging Face PyTorch CLIPModel: same features to 1e-5 (fp32)."""
+"""Every model family's Flax towers against its Hugging Face PyTorch model on random weights
+(`family_dir`: CLIP, ALIGN): the same features and logits to 1e-5 (fp32), texts padded with
+their mask or packed several to a row, and exports that reload bit-identical in transformers.
+CLIP's own variants (eos ids, activations, the ViT-B/32 shapes, scanned layers) below."""
 import os
 
 import jax
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
+from hierre_jax import models
 from hierre_jax.data import packing
+from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import convert
-from hierre_jax.models.clip import modeling
 from hierre_jax.models.clip import random_init
-from hierre_jax.models.clip import tokenizer
 
 torch = pytest.importorskip("torch")
 
-TEXTS = ["", "a picture of a cat", "dog", "A man riding a horse on a beach at sunset, "
+# The empty string (the RE root), short texts, and one longer than any family's maximum.
+TEXTS = ["", "a photo of a cat", "dog", "A man riding a horse on a beach at sunset, "
          "with waves in the background and birds flying overhead", "x " * 90]
 
 
-def torch_features(model, ids, pixels_nhwc):
+def unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def random_images(n, size, seed=1):
+  """[n, size, size, 3] float32 pixels, the scale of preprocessed images."""
+  return np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype(np.float32)
+
+
+def torch_reference(model_dir, ids, mask, pixels):
+  """transformers' model of the directory (AutoModel): unnormalised text features, image
+  features and logits_per_text, for padded ids with their attention mask."""
+  import transformers
+  model = transformers.AutoModel.from_pretrained(model_dir).eval()
+  ids, mask = torch.from_numpy(ids).long(), torch.from_numpy(mask).long()
+  nchw = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
   with torch.no_grad():
-    t = model.get_text_features(input_ids=torch.from_numpy(ids).long())
-    v = model.get_image_features(pixel_values=torch.from_numpy(
-        np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2))))
-  t = getattr(t, "pooler_output", t)
-  v = getattr(v, "pooler_output", v)
-  return t.numpy(), v.numpy()
+    text = model.get_text_features(input_ids=ids, attention_mask=mask)
+    image = model.get_image_features(pixel_values=nchw)
+    logits = model(input_ids=ids, attention_mask=mask, pixel_values=nchw).logits_per_text
+  pooled = lambda x: getattr(x, "pooler_output", x).numpy()
+  return pooled(text), pooled(image), logits.numpy()
 
 
-def flax_features(model_dir, ids, pixels, scan_layers=True):
-  config, params, _ = convert.load_clip(model_dir, scan_layers)
-  clip = modeling.CLIP(config)
-  t = clip.apply({"params": params}, ids, method=clip.encode_text)
-  v = clip.apply({"params": params}, pixels, method=clip.encode_image)
-  return np.asarray(t), np.asarray(v)
-
-
-def packed_flax_features(model_dir, id_lists, scan_layers=True):
-  """The texts packed into rows of 77 tokens (two shards), each pooled at its end token."""
-  config, params, _ = convert.load_clip(model_dir, scan_layers)
-  texts = [(np.asarray(ids), int(modeling.end_of_text_position(np.asarray(ids),
-                                                              config.text.eos_token_id)))
-           for ids in id_lists]
-  half = len(texts) // 2
-  packed = packing.pack([texts[:half], texts[half:2 * half]], tokenizer.MAX_LENGTH, 0)
-  clip = modeling.CLIP(config)
-  return np.asarray(clip.apply({"params": params}, packed, method=clip.encode_packed_text))
-
-
-def check_parity(model_dir, model, image_size, pad_to=None):
-  """Both layouts (scanned and unrolled layers) against PyTorch -> scanned text features."""
-  tok = tokenizer.load_tokenizer(model_dir)
-  id_lists = tokenizer.tokenize(tok, TEXTS)
-  length = pad_to or max(map(len, id_lists))
-  ids = tokenizer.pad(id_lists, length, tok.pad_token_id)
-  pixels = np.random.default_rng(1).normal(size=(3, image_size, image_size, 3)).astype(np.float32)
-  want_t, want_v = torch_features(model, ids, pixels)
+def assert_parity(model_dir, image_size=None):
+  """Text features (padded to the family's maximum length, and packed), image
+  features at `image_size` (default the preprocessing's) and logits, in both layer layouts,
+  against PyTorch."""
+  family, config, _, _ = models.load(model_dir)
+  tok = family.load_tokenizer(model_dir)
+  id_lists = text_ids.tokenize(tok, TEXTS, family.max_length)
+  assert max(map(len, id_lists)) == family.max_length  # the long text is truncated
+  ids = text_ids.pad(id_lists, family.max_length, tok.pad_token_id)
+  mask = np.zeros_like(ids)
+  for i, t in enumerate(id_lists):
+    mask[i, :len(t)] = 1
+  size = image_size or family.preprocessing(model_dir, config).crop
+  pixels = random_images(3, size)
+  want_text, want_image, want_logits = torch_reference(model_dir, ids, mask, pixels)
+  # Signal: distinct inputs give distinct features, so the comparison is not of noise.
+  for want in (want_text, want_image):
+    cosines = unit(want) @ unit(want).T
+    assert cosines[np.triu_indices(len(want), 1)].max() < 0.999
   for scan_layers in (True, False):
-    got_t, got_v = flax_features(model_dir, ids, pixels, scan_layers)
-    np.testing.assert_allclose(got_t, want_t, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(got_v, want_v, atol=1e-5, rtol=0)
-    # Packed several to a row (the train step's layout), each text has its own features.
-    packed = packed_flax_features(model_dir, id_lists + id_lists[::-1], scan_layers)
-    np.testing.assert_allclose(packed.reshape(len(TEXTS) * 2, -1),
-                               np.concatenate([want_t, want_t[::-1]]), atol=1e-5, rtol=0)
-  return flax_features(model_dir, ids, pixels)[0]
+    config, params, _ = family.load(model_dir, scan_layers)
+    encoders = family.encoders(config)
+    text = np.asarray(jax.jit(encoders.text)(params, ids))
+    image = np.asarray(jax.jit(encoders.image)(params, pixels))
+    np.testing.assert_allclose(text, want_text, rtol=1e-5, atol=1e-5 * np.abs(want_text).max())
+    np.testing.assert_allclose(image, want_image, rtol=1e-5,
+                               atol=1e-5 * np.abs(want_image).max())
+    np.testing.assert_allclose(unit(text), unit(want_text), atol=1e-5)
+    np.testing.assert_allclose(unit(image), unit(want_image), atol=1e-5)
+    scale = float(np.exp(family.log_logit_scale(params)))
+    np.testing.assert_allclose(scale * unit(text) @ unit(image).T, want_logits,
+                               atol=1e-5 * scale)
+    # Packed several to a row in two shards (the train step's layout), each text pooled
+    # at its own token with its own positions and attention: its features alone.
+    texts = [(np.asarray(t, np.int32), int(family.pool_index(config, np.asarray(t))))
+             for t in id_lists + id_lists[::-1]]
+    packed = packing.pack([texts[:len(TEXTS)], texts[len(TEXTS):]], family.max_length,
+                          tok.pad_token_id)
+    assert packed.ids.shape[1] < len(TEXTS)  # several texts share a row
+    got = np.asarray(jax.jit(encoders.packed_text)(params, packed)).reshape(2 * len(TEXTS), -1)
+    np.testing.assert_allclose(unit(got), unit(np.concatenate([want_text, want_text[::-1]])),
+                               atol=1e-5)
+    if not family.has_stacked_layers(params):
+      break  # a family of one layout
+
+
+def test_parity_with_transformers(family_dir):
+  assert_parity(family_dir)
+
+
+def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir, tmp_path):
+  import transformers
+  family, _, params, _ = models.load(family_dir)
+  out = family.export(params, family.load_hf_config(family_dir), str(tmp_path / "out"),
+                      family_dir)
+  before = safetensors.numpy.load_file(os.path.join(family_dir, "model.safetensors"))
+  after = safetensors.numpy.load_file(os.path.join(out, "model.safetensors"))
+  assert set(after) == set(before)
+  for key, value in before.items():
+    np.testing.assert_array_equal(after[key], value, err_msg=key)
+  _, info = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
+  assert not any(info.values()), info  # no missing, unexpected or mismatched keys
+  processor = transformers.AutoProcessor.from_pretrained(out)
+  assert processor.tokenizer("a photo of a cat")["input_ids"] == family.load_tokenizer(
+      family_dir)("a photo of a cat")["input_ids"]
+  assert models.family_of(out) is family
+  _, again, _ = family.load(out)
+  jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
 @pytest.mark.parametrize("eos_token_id,act", [(2, "quick_gelu"), (49407, "gelu")])
-def test_tiny_parity_padding_and_empty_string(tmp_path, eos_token_id, act):
+def test_clip_parity_with_either_eos_id_and_activation(tmp_path, eos_token_id, act):
   text = dict(TINY_TEXT, eos_token_id=eos_token_id, hidden_act=act)
-  model = save_torch_clip(str(tmp_path), text, dict(TINY_VISION, hidden_act=act), 16)
-  short = check_parity(str(tmp_path), model, 32)
-  padded = check_parity(str(tmp_path), model, 32, pad_to=77)
-  np.testing.assert_allclose(short, padded, atol=1e-5)  # padding after EOS changes nothing
+  save_torch_clip(str(tmp_path), text, dict(TINY_VISION, hidden_act=act), 16)
+  assert_parity(str(tmp_path))
 
 
 def test_vit_b32_config_parity(tmp_path):
-  model = save_torch_clip(str(tmp_path), random_init.VIT_B32["text_config"],
-                          random_init.VIT_B32["vision_config"], 512)
-  check_parity(str(tmp_path), model, 224)
+  save_torch_clip(str(tmp_path), random_init.VIT_B32["text_config"],
+                  random_init.VIT_B32["vision_config"], 512)
+  assert_parity(str(tmp_path))
 
 
-def test_export_round_trip_loads_in_transformers(tmp_path, tiny_clip_dir):
-  import transformers
-  config, params, _ = convert.load_clip(tiny_clip_dir)
-  out = str(tmp_path / "export")
-  convert.export_clip(params, convert.load_hf_config(tiny_clip_dir), out, tiny_clip_dir)
-  reloaded = transformers.CLIPModel.from_pretrained(out).eval()
-  original = transformers.CLIPModel.from_pretrained(tiny_clip_dir).eval()
-  for (name, a), (_, b) in zip(original.state_dict().items(), reloaded.state_dict().items()):
-    assert torch.equal(a, b), name
-  _, params2, _ = convert.load_clip(out)
-  jax.tree.map(np.testing.assert_array_equal, params, params2)
-  # The unrolled layout exports the same file; the layouts convert into each other exactly.
-  _, unrolled, _ = convert.load_clip(out, scan_layers=False)
+def test_clip_convert_between_scanned_and_unrolled_layers(tmp_path, tiny_clip_dir):
+  _, params, _ = convert.load_clip(tiny_clip_dir)
+  _, unrolled, _ = convert.load_clip(tiny_clip_dir, scan_layers=False)
   assert "layers_1" in unrolled["vision_model"]["encoder"]
   assert params["vision_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"].shape[0] == 2
   jax.tree.map(np.testing.assert_array_equal, hf_io.stack_layers(unrolled), params)
   jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params), unrolled)
-  again = str(tmp_path / "export_unrolled")
-  convert.export_clip(unrolled, convert.load_hf_config(tiny_clip_dir), again)
-  assert (open(os.path.join(again, "model.safetensors"), "rb").read()
-          == open(os.path.join(out, "model.safetensors"), "rb").read())
-  assert tokenizer.tokenize(tokenizer.load_tokenizer(out), ["a picture of a cat"]) == [
-      [49406, 320, 1674, 539, 320, 2368, 49407]]
+  # Both layouts export the same file.
+  for name, tree in (("scanned", params), ("unrolled", unrolled)):
+    convert.export_clip(tree, convert.load_hf_config(tiny_clip_dir), str(tmp_path / name))
+  assert (open(tmp_path / "scanned" / "model.safetensors", "rb").read()
+          == open(tmp_path / "unrolled" / "model.safetensors", "rb").read())
 
 
-def test_remat_gives_the_same_features_and_gradients(tiny_clip_dir):
+def test_remat_gives_the_same_features_and_gradients(family_dir):
   from hierre_jax import embedding
-  config, params, _ = convert.load_clip(tiny_clip_dir)
-  ids = tokenizer.pad(tokenizer.tokenize(tokenizer.load_tokenizer(tiny_clip_dir), TEXTS), 77,
-                      49407)
+  family, config, params, _ = models.load(family_dir)
+  tok = family.load_tokenizer(family_dir)
+  ids = text_ids.pad(text_ids.tokenize(tok, TEXTS, family.max_length), family.max_length,
+                     tok.pad_token_id)
   text = embedding.text_params(config, params)
   loss = lambda remat: lambda p: embedding.text_encoder(config, remat)(p, ids).sum()
   for a, b in zip(jax.value_and_grad(loss(False))(text), jax.value_and_grad(loss(True))(text)):

@@ -4,7 +4,7 @@ import pytest
 
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import packing
-from hierre_jax.radial import train_batches
+from conftest import clip_batches
 
 
 def unpack(packed):
@@ -63,7 +63,7 @@ def test_packed_batch_holds_the_rows_texts_in_order(tmp_path, tok):
           for i in range(12)]
   path = tmp_path / "t.csv"
   path.write_text("\n".join(["positive,negative,image_url"] + rows) + "\n")
-  batches = train_batches.TrainBatches(hierarcaps_csv.read_hierarchies(str(path)), tok, 4, 3)
+  batches = clip_batches(hierarcaps_csv.read_hierarchies(str(path)), tok, 4, 3)
   packed = batches.packed_batch(5, shards=2, length=24, with_root=True)
   assert packed.ends.shape == (2, 2 * 8 + 1)
   assert packed.ids.shape[1] < 2 * 8 + 1  # several texts share a row

@@ -17,6 +17,7 @@ from hierre_jax import errors
 from hierre_jax import train
 from hierre_jax.models.clip import convert
 from hierre_jax.trainer import checkpointing
+from hierre_jax.trainer import loop
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import workdir_lock
@@ -246,7 +247,7 @@ def test_diverged_run_stops_at_the_first_non_finite_step_keeping_the_good_checkp
   # lr ramps from 0 to 1e10: the first steps are finite, then the weights blow up.
   config = tiny_config(tmp_path, lr=1e10, schedule="warmup_cosine", warmup_steps=4,
                        checkpoint_every=1, log_every=1)
-  with pytest.raises(train.DivergedError, match=r"training diverged at step (\d+): .*loss.* not "
+  with pytest.raises(loop.DivergedError, match=r"training diverged at step (\d+): .*loss.* not "
                      r"finite .*The last good checkpoint is step (\d+) in ") as info:
     train.train_and_export(config)
   bad, good = map(int, __import__("re").search(r"step (\d+):.*step (\d+) in", str(info.value))

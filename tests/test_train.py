@@ -19,6 +19,7 @@ from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.models.clip import convert
 from hierre_jax.trainer import checks
+from hierre_jax.trainer import loop
 from hierre_jax.trainer import metric_writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,8 +27,8 @@ SHARED_ROOT = os.path.join(ROOT, "..", "shared")
 FROZEN = ("vision_model", "visual_projection", "logit_scale")
 
 
-def tiny_config(workdir, **overrides):
-  config = tiny_train_config.get_config()
+def tiny_config(workdir, family="clip", **overrides):
+  config = tiny_train_config.get_config(family)
   config.workdir = str(workdir)
   config.update(overrides)
   return config
@@ -122,11 +123,10 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
   tok = family.load_tokenizer(model_dir)
   batches = train_batches.TrainBatches(
       hierarcaps_csv.read_hierarchies(config.train_csv), tok, 8, 0,
-      length_groups=config.length_groups,
-      pool_index=functools.partial(family.pool_index, model_config),
-      max_length=family.max_length)
+      functools.partial(family.pool_index, model_config), family.max_length,
+      length_groups=config.length_groups)
   mesh = sharding.make_mesh(devices)
-  tx = train.make_optimizer(config, num_steps, family)
+  tx = loop.make_optimizer(config, num_steps, train.trained_groups(config, family))
   tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
                              range(num_steps))
   root = train.initial_root(config, model_config, params, tok, batches, mesh)
@@ -134,7 +134,7 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
   params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
   if root is not None:
     params["root"] = root
-  state, state_sharding = train.create_train_state(jax.tree.map(np.array, params), tx, mesh)
+  state, state_sharding = loop.create_train_state(jax.tree.map(np.array, params), tx, mesh)
   step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
                                state_sharding)
   losses, pullback_losses = [], []
@@ -162,10 +162,10 @@ def assert_same_updates(got, want, before, lr, steps):
 
 
 def tiny_model(config, out_dir):
-  from hierre_jax.models.clip import random_init
+  """The random checkpoint of config.random_init (its family's writer) in out_dir."""
   r = config.random_init
-  return random_init.write_random_clip(out_dir, r.text.to_dict(), r.vision.to_dict(),
-                                       r.projection_dim)
+  return models.FAMILIES[r.get("family", "clip")].write_random(
+      out_dir, r.text.to_dict(), r.vision.to_dict(), r.projection_dim)
 
 
 def test_length_groups_and_packing_give_the_same_step(tmp_path):
@@ -182,40 +182,44 @@ def test_length_groups_and_packing_give_the_same_step(tmp_path):
   assert_same_updates(packed[2], block[2], block[1], config.lr, 2)
 
 
-@pytest.mark.parametrize("options", [
-    dict(pullback_cache=True), dict(pullback_cache=False),
-    dict(pullback_cache=False, pack_texts=False),
-    dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)])
-def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, options):
+@pytest.mark.parametrize("family,options", [
+    ("clip", dict(pullback_cache=True)), ("clip", dict(pullback_cache=False)),
+    ("clip", dict(pullback_cache=False, pack_texts=False)),
+    ("clip", dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)),
+    ("align", dict(pullback_cache=True)), ("align", dict(pullback_cache=False, pack_texts=False))])
+def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family, options):
   """The step's batching (texts packed, or padded in length groups with the root riding
   with the first group; the pull-back cache or frozen pass) and its loss options against
-  the plain computation, one unpadded text at a time."""
-  from hierre_jax import embedding
+  the plain computation, one unpadded text at a time, for each model family."""
+  from conftest import write_tiny_model
   from hierre_jax.data import hierarcaps_csv
-  from hierre_jax.radial import train_batches
   from hierre_jax.radial import losses
-  from hierre_jax.models.clip import tokenizer as tokenizer_lib
+  from test_evaluate import direct_text_features
   config = tiny_config(tmp_path, **options)
-  model_dir = tiny_model(config, str(tmp_path / "m"))
+  model_dir = write_tiny_model(family, str(tmp_path / "m"))
   step_losses, start, _, step_pullback = run_steps(config, model_dir, jax.devices()[:1], 1,
                                                    perturb=0.01)
-  model_config, frozen, _ = convert.load_clip(model_dir)
-  tok = tokenizer_lib.load_tokenizer(model_dir)
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
-  rows = train_batches.TrainBatches(data, tok, 8, 0).row_indices(0)
-  encode = jax.jit(embedding.text_encoder(model_config))
-  one_by_one = lambda params, texts: np.stack([
-      encode(params, np.asarray(tokenizer_lib.tokenize(tok, [t]), np.int32))[0] for t in texts])
+  rows = step_rows(model_dir, data)
   texts = [t for r in rows for t in data.positives[r] + data.negatives[r]]
-  emb = one_by_one(start, texts).reshape(8, 8, -1)
-  root = one_by_one(start, [""])[0]
-  emb_orig = one_by_one(frozen, texts).reshape(8, 8, -1)
+  emb = direct_text_features(model_dir, texts, start).reshape(8, 8, -1)
+  root = direct_text_features(model_dir, [""], start)[0]
+  emb_orig = direct_text_features(model_dir, texts).reshape(8, 8, -1)
   ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
   loss, metrics = losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
                                     config.lambda_m, config.tiers, config.negatives, ec)
   assert float(metrics["loss_pullback"]) > 1e-3
   np.testing.assert_allclose(step_pullback[0], metrics["loss_pullback"], rtol=1e-4)
   np.testing.assert_allclose(step_losses[0], loss, rtol=1e-5)
+
+
+def step_rows(model_dir, data, step=0):
+  """The training rows of `step` (batch 8, seed 0), as the train step draws them."""
+  from hierre_jax.radial import train_batches
+  family, config, _, _ = models.load(model_dir)
+  return train_batches.TrainBatches(data, family.load_tokenizer(model_dir), 8, 0,
+                                    functools.partial(family.pool_index, config),
+                                    family.max_length).row_indices(step)
 
 
 def test_pullback_cache_gives_the_same_step(tmp_path):
@@ -272,8 +276,8 @@ def test_eight_devices_match_one_device(tmp_path):
   assert len(set(losses)) == 3  # the parameters really moved between steps
 
 
-def train_command(workdir, steps):
-  return ["-m", "hierre_jax.train", "--config", "tests/tiny_train_config.py",
+def train_command(workdir, steps, family="clip"):
+  return ["-m", "hierre_jax.train", "--config", f"tests/tiny_train_config.py:{family}",
           f"--config.workdir={workdir}", f"--config.total_steps={steps}",
           "--config.checkpoint_every=5", "--config.log_every=5"]
 
@@ -290,23 +294,24 @@ def kill_at_first_checkpoint(proc, checkpoints_dir, timeout=400):
   assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize("family", ["clip", "align"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, family):
   steps = 150
   straight, killed = tmp_path / "straight", tmp_path / "killed"
-  assert run_python(train_command(straight, steps), devices=2).returncode == 0
-  proc = subprocess.Popen([sys.executable] + train_command(killed, steps), cwd=ROOT,
+  assert run_python(train_command(straight, steps, family), devices=2).returncode == 0
+  proc = subprocess.Popen([sys.executable] + train_command(killed, steps, family), cwd=ROOT,
                           env=python_env(2),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   kill_at_first_checkpoint(proc, killed / "checkpoints")
   assert not (killed / "hf_export").exists()
-  resumed = run_python(train_command(killed, steps), devices=2)
+  resumed = run_python(train_command(killed, steps, family), devices=2)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   summary = json.loads((killed / "train_summary.json").read_text())
   assert 0 < summary["resumed_from"] < steps
-  _, want, _ = convert.load_clip(str(straight / "hf_export"))
-  _, got, _ = convert.load_clip(str(killed / "hf_export"))
+  _, _, want, _ = models.load(str(straight / "hf_export"))
+  _, _, got, _ = models.load(str(killed / "hf_export"))
   # Bit-identical, the pull-back cache on: its table does not depend on where a run starts.
-  assert tiny_train_config.get_config().pullback_cache
+  assert tiny_train_config.get_config(family).pullback_cache
   jax.tree.map(np.testing.assert_array_equal, got, want)
   rows = metric_writer.read_metrics(str(killed))
   assert [r["step"] for r in rows] == list(range(5, steps + 1, 5))

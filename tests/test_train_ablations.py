@@ -1,5 +1,6 @@
-"""Training ablations (SPEC section 6): fixed roots, the root trained alone (each travelling
-with the model to every evaluation), and CLIP's contrastive objective on training images."""
+"""Training ablations (SPEC section 6) for each model family: fixed roots, the root trained
+alone (each travelling with the model to every evaluation), and the family's contrastive
+objective on training images."""
 import json
 import os
 
@@ -10,44 +11,38 @@ from PIL import Image
 
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import convert
-from hierre_jax.models.clip import tokenizer as tokenizer_lib
 from hierre_jax.radial import losses
-from hierre_jax.radial import train_batches
-from test_train import FROZEN, run_steps, tiny_config, tiny_model
+from test_evaluate import direct_text_features
+from test_train import run_steps, step_rows, tiny_config, tiny_model
 
-
-def encode_one_by_one(model_dir, params, texts):
-  """Unpadded, one text at a time: [N, P]."""
-  model_config, _, _ = convert.load_clip(model_dir)
-  tok = tokenizer_lib.load_tokenizer(model_dir)
-  encode = jax.jit(embedding.text_encoder(model_config))
-  return np.stack([encode(params, np.asarray(tokenizer_lib.tokenize(tok, [t]), np.int32))[0]
-                   for t in texts])
+FAMILIES = ["clip", "align"]
 
 
 def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("mode", ["mean", "origin", "pretrained"])
-def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode):
-  config = tiny_config(tmp_path, total_steps=3, root=mode)
+def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode, family):
+  config = tiny_config(tmp_path, family, total_steps=3, root=mode)
   state = train.train_and_export(config)
   random_init = os.path.join(config.workdir, "random_init")
-  _, initial, _ = convert.load_clip(random_init)
+  _, _, initial, _ = models.load(random_init)
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
   if mode == "mean":  # every text of every row, repeats counted
     texts = [t for p, n in zip(data.positives, data.negatives) for t in p + n]
-    mean = encode_one_by_one(random_init, initial, texts).astype(np.float64).mean(0)
+    mean = direct_text_features(random_init, texts).astype(np.float64).mean(0)
     want = mean / np.linalg.norm(mean)
   elif mode == "origin":
     want = np.zeros(config.random_init.projection_dim)
   else:
-    want = encode_one_by_one(random_init, initial, [""])[0]
+    want = direct_text_features(random_init, [""])[0]
   final = jax.device_get(state.params)
   np.testing.assert_allclose(final["root"], want, atol=1e-6, rtol=0)
   # The text tower trained; the root did not move from its start.
@@ -83,12 +78,13 @@ def test_export_without_a_root_removes_a_stale_root_file(tmp_path):
     embedding.load_model(out)
 
 
-def test_root_only_training_changes_nothing_but_the_root(tmp_path):
-  config = tiny_config(tmp_path, lr=1e-2, root="pretrained", trainable="root")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_root_only_training_changes_nothing_but_the_root(tmp_path, family):
+  config = tiny_config(tmp_path, family, lr=1e-2, root="pretrained", trainable="root")
   model_dir = tiny_model(config, str(tmp_path / "m"))
   step_losses, start, final, _ = run_steps(config, model_dir, jax.devices()[:1], 4,
                                            same_batch=True)
-  start_root = encode_one_by_one(model_dir, start, [""])[0]
+  start_root = direct_text_features(model_dir, [""], start)[0]
   np.testing.assert_allclose(start["root"], start_root, atol=1e-6, rtol=0)
   assert np.abs(final["root"] - start["root"]).max() > 1e-3
   assert_trees_equal({k: v for k, v in final.items() if k != "root"},
@@ -97,34 +93,36 @@ def test_root_only_training_changes_nothing_but_the_root(tmp_path):
 
 
 def write_images(folder, names, size=32, seed=0):
-  """Distinct random RGB images under `folder`."""
+  """Distinct random RGB images under `folder`: each a random colour with noise."""
   rng = np.random.default_rng(seed)
   os.makedirs(folder, exist_ok=True)
   for name in names:
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(
-        os.path.join(folder, name))
+    pixels = rng.integers(0, 256, 3) + rng.normal(0, 30, (size, size, 3))
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(os.path.join(folder, name))
 
 
-def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path):
-  config = tiny_config(tmp_path, loss="clip", lr=3e-3, train_images_dir=str(tmp_path / "img"))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path, family):
+  config = tiny_config(tmp_path, family, loss="clip", lr=3e-3,
+                       train_images_dir=str(tmp_path / "img"))
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
   write_images(config.train_images_dir, sorted(set(data.images)))
   model_dir = tiny_model(config, str(tmp_path / "m"))
   step_losses, start, final, _ = run_steps(config, model_dir, jax.devices()[:1], 6,
                                            same_batch=True)
   # Step 0's loss from its definition: the rows of step 0, the text drawn for each, the
-  # image of each by the frozen image tower, the checkpoint's logit scale.
-  tok = tokenizer_lib.load_tokenizer(model_dir)
-  batches = train_batches.TrainBatches(data, tok, 8, 0)
-  rows = batches.row_indices(0)
+  # image of each by the frozen image tower, the checkpoint's logit scale (ALIGN: 1 / T).
+  rows = step_rows(model_dir, data)
   drawn = np.random.default_rng([0, 0, 1]).choice(np.arange(4), 8)
-  text = encode_one_by_one(model_dir, start, [data.positives[r][t] for r, t in zip(rows, drawn)])
+  text = direct_text_features(model_dir, [data.positives[r][t] for r, t in zip(rows, drawn)],
+                              start)
   embedder = embedding.Embedder.from_path(model_dir)
   image = embedder.images([os.path.join(config.train_images_dir, data.images[r]) for r in rows])
-  want = losses.clip_contrastive(text, image, start["logit_scale"])
+  fam = models.family_of(model_dir)
+  want = losses.clip_contrastive(text, image, fam.log_logit_scale(start))
   assert step_losses[0] == pytest.approx(float(want), rel=1e-5)  # L_p is 0 at the start
   assert step_losses[-1] < step_losses[0] - 0.05
-  for key in FROZEN:
+  for key in fam.image_groups + ("logit_scale" if family == "clip" else "temperature",):
     assert_trees_equal(final[key], start[key])
 
 

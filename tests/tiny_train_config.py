@@ -1,13 +1,26 @@
-"""configs/demo.py shrunk for tests: tiny random CLIP, bundled sample rows, a few steps."""
+"""configs/demo.py shrunk for tests: a tiny random model, bundled sample rows, a few steps.
+
+  --config tests/tiny_train_config.py        a tiny CLIP
+  --config tests/tiny_train_config.py:align  a tiny ALIGN (BERT + EfficientNet)
+"""
+import ml_collections
+
 from configs import demo
+from hierre_jax.models.align import random_init as align_random_init
 
 
-def get_config():
+def get_config(family="clip"):
   config = demo.get_config()
-  config.random_init.text.update(hidden_size=32, intermediate_size=64, num_attention_heads=4)
-  config.random_init.vision.update(hidden_size=32, intermediate_size=64, image_size=32,
-                                   patch_size=16)
-  config.random_init.projection_dim = 16
+  if family == "align":
+    config.random_init = ml_collections.ConfigDict(dict(
+        family="align", text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=37, max_position_embeddings=64),
+        vision=align_random_init.TINY_VISION, projection_dim=40, seed=0))
+  else:
+    config.random_init.text.update(hidden_size=32, intermediate_size=64, num_attention_heads=4)
+    config.random_init.vision.update(hidden_size=32, intermediate_size=64, image_size=32,
+                                     patch_size=16)
+    config.random_init.projection_dim = 16
   config.train_csv = demo.BUNDLED_SAMPLE
   config.workdir = "/tmp/hierre_jax_tiny"
   config.total_steps = 6

@@ -34,7 +34,7 @@ def plot_dendrogram(tree, node_names, compatible, out_path, title=""):
       ax.annotate(node_names[node], (x[node], tree.heights[node]), fontsize=6,
                   ha="center", va="bottom", rotation=30)
   ax.set_ylabel("merge height")
-  ax.set_title(title + f"  (green: clade compatible with the ontology; red: not)", fontsize=9)
+  ax.set_title(title + "  (green: clade compatible with the ontology; red: not)", fontsize=9)
   fig.tight_layout()
   fig.savefig(out_path, dpi=130)
   plt.close(fig)

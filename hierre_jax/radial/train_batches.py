@@ -5,8 +5,7 @@ import numpy as np
 
 from hierre_jax.data import packing
 from hierre_jax.errors import DataError
-from hierre_jax.models.clip import modeling
-from hierre_jax.models.clip import tokenizer as tokenizer_lib
+from hierre_jax.data import text
 from hierre_jax.data.hierarcaps_csv import Hierarchies, NUM_TIERS
 
 
@@ -31,12 +30,11 @@ class TrainBatches:
   several to a row (`packed_batch`), which leaves almost no padding.
   """
 
-  def __init__(self, data: Hierarchies, tokenizer, batch_size, seed, length_multiple=8,
-               length_groups=((0, 1, 2, 3),), pool_index=None,
-               max_length=tokenizer_lib.MAX_LENGTH):
+  def __init__(self, data: Hierarchies, tokenizer, batch_size, seed, pool_index, max_length,
+               length_multiple=8, length_groups=((0, 1, 2, 3),)):
     """`pool_index`: [..., T] ids -> the index of the token each text is pooled at (the
-    model family's rule, `Family.pool_index`); default CLIP's end of text by the
-    tokenizer's eos id. Texts are truncated and padded to `max_length` tokens."""
+    model family's rule, `Family.pool_index`). Texts are truncated and padded to
+    `max_length` tokens (the family's)."""
     if data.negatives is None:
       raise DataError("training needs the positive,negative,image_url format")
     if batch_size > len(data):
@@ -50,14 +48,13 @@ class TrainBatches:
     self.images = list(dict.fromkeys(data.images))
     where = {name: i for i, name in enumerate(self.images)}
     self.image_index = np.array([where[name] for name in data.images], np.int32)
-    flat = tokenizer_lib.tokenize(tokenizer, [t for row in texts for t in row], max_length)
+    flat = text.tokenize(tokenizer, [t for row in texts for t in row], max_length)
     self.lengths = np.array([len(ids) for ids in flat], np.int32).reshape(-1, 2 * NUM_TIERS)
-    self.ids = tokenizer_lib.pad(flat, max_length, tokenizer.pad_token_id)
+    self.ids = text.pad(flat, max_length, tokenizer.pad_token_id)
     self.ids = self.ids.reshape(len(data), 2 * NUM_TIERS, max_length)
-    self.pool_index = pool_index or (
-        lambda ids: modeling.end_of_text_position(ids, tokenizer.eos_token_id))
+    self.pool_index, self.max_length = pool_index, max_length
     self.ends = np.asarray(self.pool_index(self.ids), np.int32)
-    self.root = np.asarray(tokenizer_lib.tokenize(tokenizer, [""], max_length)[0], np.int32)
+    self.root = np.asarray(text.tokenize(tokenizer, [""], max_length)[0], np.int32)
     self.pad_id = tokenizer.pad_token_id
     self.batch_size, self.seed, self.length_multiple = batch_size, seed, length_multiple
     self.columns = group_columns(length_groups)
@@ -79,7 +76,8 @@ class TrainBatches:
     ids, lengths = self.ids[rows], self.lengths[rows]
     out = []
     for cols in self.columns:
-      length = tokenizer_lib.bucket_length(int(lengths[:, cols].max()), self.length_multiple)
+      length = text.bucket_length(int(lengths[:, cols].max()), self.length_multiple,
+                                  self.max_length)
       out.append(ids[:, cols, :length])
     return tuple(out)
 
@@ -104,8 +102,8 @@ class TrainBatches:
     `length_multiple`; [B, 1] their index in `texts`; [B] the row's index in `images`)."""
     rows = self.row_indices(step)
     drawn = np.random.default_rng([self.seed, step, 1]).choice(np.asarray(tiers), len(rows))
-    length = tokenizer_lib.bucket_length(int(self.lengths[rows, drawn].max()),
-                                         self.length_multiple)
+    length = text.bucket_length(int(self.lengths[rows, drawn].max()), self.length_multiple,
+                                self.max_length)
     return (self.ids[rows, drawn, :length], self.text_index[rows, drawn][:, None],
             self.image_index[rows])
 

@@ -1,10 +1,12 @@
 """Random-weight ALIGN checkpoints in Hugging Face format, built without torch or a download.
 
-Flax's default initialisers leave EfficientNet's pooled features ~1e-12 (and identical
-for every image): the weights are re-drawn so that features carry signal, as ALIGN_SPEC
-section 6 measured (convolutions He-scaled, BatchNorm scales, biases and running
-statistics random; each block's output BatchNorm scaled down so that the activations
-stay bounded through 55 blocks), and the temperature is not 1.
+Every variable is drawn in numpy from the model's shapes (no initialisation to compile),
+so that features carry signal, as ALIGN_SPEC section 6 measured: convolutions He-scaled,
+BatchNorm scales, biases and running statistics random, each residual block's output
+BatchNorm scaled down so that the activations stay bounded through 55 blocks; the BERT
+tower LeCun-scaled (N(0, 0.02) as transformers draws it leaves every text's features
+within 1e-4 of each other), with non-trivial LayerNorms and biases, so that a mis-mapped
+parameter shows; and a temperature that is not 1.
 """
 import jax
 import numpy as np
@@ -12,6 +14,7 @@ import transformers
 
 from hierre_jax.models.align import convert
 from hierre_jax.models.align import modeling
+from hierre_jax.models.align import preprocessing
 from hierre_jax.models.align import tokenizer
 
 # A tiny configuration that runs every code path of the towers (ALIGN_SPEC section 6):
@@ -28,40 +31,52 @@ def hf_config(text, vision, projection_dim):
                                   projection_dim=projection_dim)
 
 
-def redraw(variables, config, seed):
-  """Variables with signal: He-scaled convolution kernels, N(0, 0.1) convolution biases,
-  BatchNorm scale U(0.5, 1.5) (U(0.05, 0.15) at the end of residual blocks), bias and mean
-  N(0, 0.1), var U(0.5, 1.5); temperature 0.05."""
+def draw(shapes, config, seed):
+  """numpy variables of `shapes` (`modeling.variable_shapes`), one parameter tree with
+  `batch_stats` beside the groups: convolution kernels He-scaled, dense kernels and
+  embeddings N(0, 1 / fan-in); BatchNorm scale U(0.5, 1.5) (U(0.05, 0.15) at the end of residual
+  blocks), LayerNorm scale 1 + N(0, 0.1); biases, BatchNorm mean N(0, 0.1), var
+  U(0.5, 1.5); temperature 0.05."""
   residual = {f"blocks_{b}" for b, block in enumerate(config.vision.blocks()) if block[5]}
   rng = np.random.default_rng(seed)
-  def draw(path, x):
+  def leaf(path, x):
     names = [k.key for k in path]
-    x = np.asarray(x)
     if names[0] == "batch_stats":
-      return (rng.normal(0, 0.1, x.shape) if names[-1] == "mean"
-              else rng.uniform(0.5, 1.5, x.shape)).astype(np.float32)
-    if names[0] == "vision_model" and names[-1] == "kernel":
-      return rng.normal(0, np.sqrt(2 / np.prod(x.shape[:-1])), x.shape).astype(np.float32)
-    if names[0] == "vision_model" and names[-1] == "scale":
+      value = (rng.normal(0, 0.1, x.shape) if names[-1] == "mean"
+               else rng.uniform(0.5, 1.5, x.shape))
+    elif names == ["temperature"]:
+      value = np.full(x.shape, 0.05)
+    elif names[-1] == "bias":
+      value = rng.normal(0, 0.1, x.shape)
+    elif names[0] == "vision_model" and names[-1] == "kernel" and len(x.shape) == 4:
+      value = rng.normal(0, np.sqrt(2 / np.prod(x.shape[:-1])), x.shape)
+    elif names[0] == "vision_model" and names[-1] == "scale":
       # Residual branches small, as in trained networks: otherwise the activations grow
       # about 10x per stage (8.7e9 after EfficientNet-B7's 55 blocks), and fp32 roundoff,
       # not the port, decides the features.
       low = 0.05 if names[-2] == "project_bn" and names[-4] in residual else 0.5
-      return rng.uniform(low, 3 * low, x.shape).astype(np.float32)
-    if names[0] == "vision_model" and names[-1] == "bias":
-      return rng.normal(0, 0.1, x.shape).astype(np.float32)
-    if names == ["temperature"]:
-      return np.float32(0.05)
-    return x
-  tree = {**variables["params"], "batch_stats": variables["batch_stats"]}
-  return jax.tree_util.tree_map_with_path(draw, tree)
+      value = rng.uniform(low, 3 * low, x.shape)
+    elif names[-1] == "scale":
+      value = 1 + rng.normal(0, 0.1, x.shape)
+    elif names[-1] == "embedding":
+      value = rng.normal(0, 1 / np.sqrt(x.shape[-1]), x.shape)
+    else:  # dense kernels [in, out]
+      value = rng.normal(0, 1 / np.sqrt(np.prod(x.shape[:-1])), x.shape)
+    return value.astype(np.float32)
+  tree = {**shapes["params"], "batch_stats": shapes["batch_stats"]}
+  return jax.tree_util.tree_map_with_path(leaf, tree)
 
 
-def write_random_align(out_dir, text, vision, projection_dim, seed=0, words=()):
-  """Writes a random AlignModel (config, safetensors, a WordPiece vocabulary of `words`) to
-  `out_dir`; text["vocab_size"] is set to the vocabulary's size."""
+def write_random_align(out_dir, text, vision, projection_dim, seed=0, words=None):
+  """Writes a random AlignModel (config, safetensors, a WordPiece vocabulary of `words`
+  (default: those of the bundled HierarCaps sample, `tokenizer.write_vocab`),
+  and align-base's preprocessing scaled to vision["image_size"]: resize to 346/289 of it,
+  centre crop to it) to `out_dir`; text["vocab_size"] is set to the vocabulary's size."""
   size = tokenizer.write_vocab(out_dir, words)
+  crop = vision.get("image_size", 289)
+  resize = round(crop * 346 / 289)
+  preprocessing.Preprocessing(height=resize, width=resize, crop=crop).write_hf_config(out_dir)
   config = hf_config({**text, "vocab_size": size}, vision, projection_dim)
   flax_config = modeling.AlignConfig.from_hf(config)
-  variables = modeling.init_variables(flax_config, jax.random.key(seed))
-  return convert.export_align(redraw(variables, flax_config, seed), config, out_dir)
+  params = draw(modeling.variable_shapes(flax_config), flax_config, seed)
+  return convert.export_align(params, config, out_dir)

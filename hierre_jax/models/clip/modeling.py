@@ -13,13 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS = {
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-}
+from hierre_jax.models import activations
 
 # Hugging Face's legacy OpenAI configs say eos_token_id == 2; the end-of-text
 # position is then the argmax of the ids (49407 is the largest id).
@@ -56,11 +50,8 @@ class ClipConfig:
   @classmethod
   def from_hf(cls, hf_config, scan_layers=True):
     """From a `transformers.CLIPConfig` (defaults already applied by transformers)."""
+    activations.check(hf_config)
     t, v = hf_config.text_config, hf_config.vision_config
-    for tower, act in (("text_config", t.hidden_act), ("vision_config", v.hidden_act)):
-      if act not in ACTIVATIONS:
-        raise ValueError(f"config {tower}.hidden_act={act!r} is not supported; "
-                         f"known: {sorted(ACTIVATIONS)}")
     text = TowerConfig(
         hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
         num_layers=t.num_hidden_layers, num_heads=t.num_attention_heads,
@@ -96,7 +87,7 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = nn.Dense(self.config.intermediate_size, name="fc1")(x)
-    x = ACTIVATIONS[self.config.hidden_act](x)
+    x = activations.ACTIVATIONS[self.config.hidden_act](x)
     return nn.Dense(self.config.hidden_size, name="fc2")(x)
 
 

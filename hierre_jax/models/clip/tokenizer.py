@@ -9,7 +9,6 @@ import gzip
 import json
 import os
 
-import numpy as np
 import transformers
 
 MAX_LENGTH = 77
@@ -58,30 +57,3 @@ def load_tokenizer(model_dir):
         "hierre_jax.models.clip.tokenizer.write_clip_vocab(dir) writes the OpenAI CLIP "
         "vocabulary.")
   return transformers.CLIPTokenizer.from_pretrained(model_dir)
-
-
-def tokenize(tokenizer, texts, max_length=MAX_LENGTH):
-  """List of strings -> list of id lists, with start/end tokens, truncated to `max_length`."""
-  return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def bucket_length(n, multiple=8, max_length=MAX_LENGTH):
-  """Smallest multiple of `multiple` >= n, capped at `max_length` (limits recompiles)."""
-  return min(-(-n // multiple) * multiple, max_length)
-
-
-def pad(id_lists, length, pad_id):
-  """List of id lists -> [N, length] int32 array, right-padded with `pad_id`."""
-  out = np.full((len(id_lists), length), pad_id, np.int32)
-  for i, ids in enumerate(id_lists):
-    if len(ids) > length:
-      raise ValueError(f"text {i} has {len(ids)} tokens, more than the padded length {length}")
-    out[i, :len(ids)] = ids
-  return out
-
-
-def encode_padded(tokenizer, texts, multiple=8, max_length=MAX_LENGTH):
-  """Strings -> [N, L] int32 ids, L the bucketed length of the longest text."""
-  ids = tokenize(tokenizer, texts, max_length)
-  length = bucket_length(max(map(len, ids)), multiple, max_length)
-  return pad(ids, length, tokenizer.pad_token_id)

@@ -1,0 +1,160 @@
+"""The training loop every objective shares: the train state and its masked optimizer,
+resuming from the newest verified checkpoint, then step, check for divergence, log,
+checkpoint and evaluate, with progress. What a step computes is the caller's."""
+import json
+import os
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from hierre_jax import errors
+from hierre_jax import sharding
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+
+
+def make_optimizer(config, total_steps, trained):
+  """AdamW (config.lr, schedule, b1, b2, eps, weight_decay, grad_clip_norm) on the top-level
+  parameter groups `trained`; zero updates for the rest (optax masking)."""
+  if config.schedule == "constant":
+    lr = config.lr
+  elif config.schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, config.warmup_steps,
+                                            max(total_steps, config.warmup_steps + 1))
+  else:
+    raise ValueError(f"config.schedule={config.schedule!r}: use 'constant' or 'warmup_cosine'")
+  adamw = optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps,
+                      weight_decay=config.weight_decay)
+  if config.grad_clip_norm:
+    adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
+  labels = lambda params: {k: ("train" if k in trained else "freeze") for k in params}
+  return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
+
+
+def create_train_state(params, tx, mesh):
+  """-> (TrainState at step 0 placed on the mesh, its sharding tree)."""
+  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  state_sharding = sharding.param_sharding(state, mesh)
+  return jax.device_put(state, state_sharding), state_sharding
+
+
+def restore_or_start(manager, state, allow_config_change, workdir, record):
+  """-> (the train state of the newest checkpoint that verifies, or `state` when there is
+  none; the names of the leaves that start afresh, or None when nothing was restored).
+
+  Without `allow_config_change` a saved state of another layout is refused
+  (`checkpointing.CheckpointMismatch`); with it, leaves are restored where both layouts
+  have them and the others, recorded in workdir/config_changes.jsonl, keep `state`'s.
+  """
+  if not allow_config_change:
+    restored, step = manager.restore_latest(jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                                         state))
+    left_fresh = []
+  else:
+    restored, step, left_fresh = manager.restore_latest_partial(state)
+  if restored is None:
+    return state, None
+  logging.info("resumed from step %d", step)
+  if left_fresh:
+    logging.warning("restored step %d partially (--allow_config_change): %d leaves of the train "
+                    "state start afresh, e.g. %s", step, len(left_fresh), left_fresh[:3])
+    if record:
+      with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+        f.write(json.dumps({"resumed_at_step": step, "state_leaves_started_afresh": left_fresh})
+                + "\n")
+  return restored, left_fresh
+
+
+class DivergedError(errors.NonFiniteError):
+  """A train step produced a non-finite loss, gradient or update."""
+
+
+def check_finite(rows, first_step, manager):
+  """Raises DivergedError at the first of `rows` (host metrics of steps first_step + 1, ...)
+  holding a non-finite value: nothing of that step or later is logged, checkpointed,
+  evaluated or exported, and the checkpoints on disk stay as they are."""
+  for i, row in enumerate(rows):
+    bad = sorted(k for k, v in row.items() if not np.isfinite(v))
+    if bad:
+      manager.wait_until_finished()
+      good = manager.latest_step()
+      raise DivergedError(
+          f"training diverged at step {first_step + i + 1}: {', '.join(bad)} not finite "
+          f"({format_metrics(row)}); stopped before saving it. The last good checkpoint is "
+          + (f"step {good} in {manager.directory}" if good is not None else "none (no step "
+             "was saved)") + "; lower config.lr, set config.grad_clip_norm, or check the data")
+
+
+def format_metrics(metrics):
+  return "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(metrics.items()))
+
+
+def write_json(path, value):
+  with open(path, "w") as f:
+    json.dump(value, f, indent=1)
+
+
+def apply_runtime_options(config):
+  """fp32 matmul precision and the persistent compilation cache of `config`."""
+  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+  if config.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.expanduser(config.compilation_cache_dir))
+
+
+def run(config, state, train_step, batch_at, total_steps, manager, writer, evaluate=None):
+  """Steps from `state.step` to `total_steps` -> the final state.
+
+  train_step: jitted (state, batch) -> (state, metrics); batch_at: step -> the step's global
+  batch (already placed on the mesh). Every config.log_every steps the metrics' means go
+  to `writer` (None on processes other than 0), every config.checkpoint_every steps (and
+  at the end) the state to `manager`; `evaluate(step, state)`, when given, runs at step 0
+  (config.eval.at_start), every config.eval.every_steps and at the end (at_end). Metrics
+  are checked before any of these (`check_finite`).
+  """
+  start, every = int(state.step), config.eval.every_steps
+  if evaluate and config.eval.at_start and start == 0:
+    evaluate(0, state)
+  pending, compiled_shapes = [], set()
+  for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
+                          disable=writer is None):
+    batch = batch_at(step)
+    shapes = tuple(x.shape for x in jax.tree.leaves(batch))
+    if shapes not in compiled_shapes and writer is not None:
+      compiled_shapes.add(shapes)
+      tqdm.tqdm.write(f"step {step}: compiling the train step for input shapes {shapes} "
+                      "(first call of a new shape)")
+    state, metrics = train_step(state, batch)
+    pending.append(metrics)
+    done = step + 1
+    logs = done % config.log_every == 0 or done == total_steps
+    saves = done % config.checkpoint_every == 0 or done == total_steps
+    evaluates = evaluate and every and done % every == 0 and done < total_steps
+    if logs or saves or evaluates:  # the steps since the last log, checked before any use
+      pending = jax.device_get(pending)
+      check_finite(pending, done - len(pending), manager)
+    if logs:
+      means = {k: np.mean([r[k] for r in pending]) for k in pending[0]}
+      pending = []
+      if writer is not None:
+        writer.write(done, means)
+        tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
+    if saves:
+      manager.save(done, state)
+    if evaluates:
+      evaluate(done, state)
+  manager.wait_until_finished()
+  if evaluate and config.eval.at_end:
+    evaluate(total_steps, state)
+  return state
