@@ -9,9 +9,14 @@ HyperLex + COCO 1K as `python -m hierre_jax.evaluate` runs it: one model, whose 
 features are kept per path, so COCO reuses the HierarCaps test images' features.
 
   python -m benchmarks.suite_time [--data_dir ../shared]
+  python -m benchmarks.suite_time --baseline_repo DIR   # DIR: a checkout of an earlier
+      commit (git worktree add DIR REV): its suite, then today's, each in a fresh process
+
 """
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -55,7 +60,11 @@ def timed_run(evaluator, embedder):
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--data_dir", default=os.path.join(common.SHARED, ".."))
+  parser.add_argument("--baseline_repo", default="", help="compare with this checkout")
   args = parser.parse_args()
+  if args.baseline_repo:
+    compare(args)
+    return
   paths = suite.default_paths(args.data_dir)
   paths["coco_images"] = paths["hierarcaps_images"]  # the COCO 1K subset
 
@@ -84,6 +93,24 @@ def main():
                f"{scoring:.2f}", f"{texts + images + scoring:.1f}")
   common.row("suite: HierarCaps + HyperLex + COCO 1K", "", *(f"{s:.1f}" for s in sums),
              f"{sum(sums):.1f}")
+
+
+def compare(args):
+  """Runs this benchmark in the baseline checkout, then here, each in a fresh process."""
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  totals = {}
+  for name, repo in (("baseline", args.baseline_repo), ("today", here)):
+    commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    run = subprocess.run([sys.executable, "-m", "benchmarks.suite_time", "--data_dir",
+                          os.path.abspath(args.data_dir)], cwd=repo, capture_output=True,
+                         text=True)
+    if run.returncode:
+      sys.exit(f"{name} ({repo}) failed:\n{run.stderr[-3000:]}")
+    print(f"{name}: {repo} at {commit}\n{run.stdout}")
+    totals[name] = float(run.stdout.strip().splitlines()[-1].split()[-1])
+  print(f"suite total: baseline {totals['baseline']:.1f} s, today {totals['today']:.1f} s "
+        f"({totals['today'] / totals['baseline']:.2f}x the time)")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,16 @@ def get_config():
   config.num_epochs = 1
   config.total_steps = -1  # > 0 overrides num_epochs
   config.seed = 0
-  # Texts of the train step packed several to a row of 77 tokens, each attending only to
-  # itself (hierre_jax.data.packing): almost no padding, the same losses; 2x the padded step
-  # on CPU (benchmarks/RESULTS.md). The packed row count varies a little from batch to
-  # batch; it is rounded up to a multiple of pack_rows_multiple so that few shapes are
-  # compiled (on GPU/TPU each costs seconds to a minute; 4 at batch 8 on one device:
-  # mostly one shape). False: pad instead, per length group (below).
+  # Texts packed several to a row of 77 tokens, each attending only to itself
+  # (hierre_jax.data.packing): almost no padding, the same losses and features; 2x the
+  # padded step on CPU (benchmarks/RESULTS.md); eval.pack_texts does the same for the
+  # embedding outside the step. The packed row count varies a little from batch to batch;
+  # it is rounded up to a multiple of pack_rows_multiple so that few shapes are compiled
+  # (on GPU/TPU each costs seconds to a minute; 4 at batch 8 on one device: mostly one
+  # shape). False: pad instead, per length group (below).
   config.pack_texts = True
   config.pack_rows_multiple = 4
-  # Padding, without packing (and for the contrastive ablation and evaluation): to a
+  # Padding, without packing (and for the contrastive ablation): to a
   # multiple of length_multiple, each group of tiers apart. 77: one static shape.
   config.length_multiple = 77
   config.length_groups = ((0, 1, 2, 3),)  # tier groups (0-based) padded separately
@@ -66,6 +67,10 @@ def get_config():
   # fp32 matmul precision on GPU/TPU: "highest" matches PyTorch fp32 to 1e-5; "default"
   # lets XLA use TF32 (GPU) or bf16 passes (TPU): faster, features off by ~1e-3.
   config.matmul_precision = "highest"
+  # The towers' compute dtype in training and evaluation: "float32", or "bfloat16" (mixed
+  # precision: parameters, gradients and optimizer state stay float32, the towers compute
+  # in bfloat16; measured in docs/mixed_precision.md).
+  config.compute_dtype = "float32"
   config.compilation_cache_dir = "~/.cache/hierre_jax/xla"  # reused across runs; "" disables
 
   # In-run evaluation (big_vision style), at the start, every `every_steps` steps (0: only
@@ -74,6 +79,11 @@ def get_config():
   # images are the test images, for the mean positive/negative angles. `suite`: other
   # evaluations of hierre_jax.evaluators.suite, comma-separated (e.g. "hyperlex,coco"),
   # read from data_dir (a root laid out like ../shared; `paths` overrides single files).
+  # How texts and images are embedded outside the train step (evaluations, the pull-back
+  # cache, the mean root): pack_texts (several to a row, as the step; False: padded to a
+  # multiple of length_multiple), image_workers threads decoding images ahead of the device
+  # (0: one per CPU; 1: one at a time), keep_image_features (each image embedded once per
+  # run by the frozen image tower; False: at every evaluation).
   config.eval = ml_collections.ConfigDict(dict(
       test_csv="../shared/hierarcaps/hierarcaps_test.csv",
       images_dir="../shared/hierarcaps/test_images",
@@ -81,7 +91,8 @@ def get_config():
       suite="", data_dir="../shared", paths=suite.in_run_path_keys(),
       allow_missing_images=False,  # retrieval on the images present (e.g. the COCO 1K subset)
       min_images=100,  # ... but never on fewer than this many
-      at_start=True, at_end=True, every_steps=0, text_batch_size=256, image_batch_size=64))
+      at_start=True, at_end=True, every_steps=0, text_batch_size=256, image_batch_size=64,
+      pack_texts=True, image_workers=0, keep_image_features=True))
 
   config.log_every = 50
   config.checkpoint_every = 500

@@ -5,6 +5,7 @@ import hashlib
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -12,6 +13,7 @@ from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
+from hierre_jax.data import packing
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
 from hierre_jax.radial import geometry
@@ -23,21 +25,38 @@ def text_params(config, params):
   return {k: params[k] for k in models.family_of_config(config).text_params}
 
 
-def text_encoder(config, remat=False):
-  """-> fn(params, ids [N, L]) -> unit-normalised text features [N, P]."""
-  encode = models.family_of_config(config).encoders(config, remat).text
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def in_compute_dtype(encode, dtype):
+  """fn(params, x) of a family's encoder -> the same computed in `dtype`: "float32" as it
+  is; "bfloat16" (mixed precision) with floating parameters and inputs cast to it inside
+  the function (the parameters and their gradients stay float32), the output float32."""
+  if dtype == "float32":
+    return encode
+  if dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute dtype {dtype!r}: use one of {', '.join(COMPUTE_DTYPES)}")
+  cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+  return lambda params, x: encode(jax.tree.map(cast, params),
+                                  jax.tree.map(cast, x)).astype(jnp.float32)
+
+
+def text_encoder(config, remat=False, dtype="float32"):
+  """-> fn(params, ids [N, L]) -> unit-normalised text features [N, P], computed in `dtype`."""
+  encode = in_compute_dtype(models.family_of_config(config).encoders(config, remat).text, dtype)
   return lambda params, ids: geometry.normalize(encode(params, ids))
 
 
-def packed_text_encoder(config, remat=False):
+def packed_text_encoder(config, remat=False, dtype="float32"):
   """-> fn(params, `packing.Packed` of S shards, N texts each) -> unit features [S, N, P]."""
-  encode = models.family_of_config(config).encoders(config, remat).packed_text
+  encode = in_compute_dtype(models.family_of_config(config).encoders(config, remat).packed_text,
+                            dtype)
   return lambda params, packed: geometry.normalize(encode(params, packed))
 
 
-def image_encoder(config):
+def image_encoder(config, dtype="float32"):
   """-> fn(params, pixels [N, H, W, C]) -> unit-normalised image features [N, P]."""
-  encode = models.family_of_config(config).encoders(config).image
+  encode = in_compute_dtype(models.family_of_config(config).encoders(config).image, dtype)
   return lambda params, pixels: geometry.normalize(encode(params, pixels))
 
 
@@ -48,9 +67,10 @@ def root_ids(tokenizer, length=2):
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted(make_encoder, config, mesh):
-  """One jitted encoder per (tower, config, mesh): later calls reuse its compilations."""
-  return jax.jit(make_encoder(config), out_shardings=sharding.replicated(mesh))
+def _jitted(make_encoder, config, mesh, dtype):
+  """One jitted encoder per (tower, config, mesh, compute dtype): later calls reuse its
+  compilations."""
+  return jax.jit(make_encoder(config, dtype=dtype), out_shardings=sharding.replicated(mesh))
 
 
 def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
@@ -68,34 +88,68 @@ def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
   return np.concatenate(out)
 
 
-def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, length_multiple=8):
-  """Strings -> [N, P] float32 unit features.
+def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, length_multiple=8,
+                pack=True, dtype="float32"):
+  """Strings -> [N, P] float32 unit features, computed in `dtype` (`in_compute_dtype`).
 
-  Texts are sorted by length and each batch padded to a multiple of `length_multiple`
-  (77: one static shape, one compilation; the better choice on GPU/TPU).
+  pack: `batch_size` texts per call packed several to a row of the family's maximum length,
+  as the train step packs them (each text attends only within itself, positions restart
+  per text: its features are those it has alone); every call padded to the same row count
+  (one compiled shape). Else sorted by length, each batch padded to a multiple of
+  `length_multiple` (77: one static shape, one compilation).
   """
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  max_length = models.family_of_config(config).max_length
-  ids = text_ids.tokenize(tokenizer, texts, max_length)
+  family = models.family_of_config(config)
+  ids = text_ids.tokenize(tokenizer, texts, family.max_length)
+  if pack:
+    return _embed_packed(config, params, tokenizer, ids, batch_size, mesh, dtype)
   order = np.argsort([len(t) for t in ids], kind="stable")
   batches = []
   for start in range(0, len(order), batch_size):
     chunk = [ids[i] for i in order[start:start + batch_size]]
-    length = text_ids.bucket_length(max(map(len, chunk)), length_multiple, max_length)
+    length = text_ids.bucket_length(max(map(len, chunk)), length_multiple, family.max_length)
     batches.append(text_ids.pad(chunk, length, tokenizer.pad_token_id))
-  feats = _run_batched(_jitted(text_encoder, config, mesh), text_params(config, params),
+  feats = _run_batched(_jitted(text_encoder, config, mesh, dtype), text_params(config, params),
                        batches, len(batches), batch_size, mesh, "texts")
   out = np.empty_like(feats)
   out[order] = feats
   return out
 
 
-def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=None):
-  """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features."""
+def _embed_packed(config, params, tokenizer, ids, batch_size, mesh, dtype):
+  """Token id lists -> [N, P] unit features, packed (`embed_texts`)."""
+  family = models.family_of_config(config)
+  shards = mesh.devices.size
+  per_shard = batch_size // shards
+  texts = [(np.asarray(t, np.int32), int(family.pool_index(config, np.asarray(t))))
+           for t in ids]
+  calls = []
+  for start in range(0, len(texts), batch_size):
+    chunk = texts[start:start + batch_size]
+    chunk += [chunk[0]] * (batch_size - len(chunk))  # the last call filled with a repeat
+    calls.append(packing.pack([chunk[s * per_shard:(s + 1) * per_shard]
+                               for s in range(shards)], family.max_length,
+                              tokenizer.pad_token_id))
+  rows = max((c.ids.shape[1] for c in calls), default=0)
+  encode = _jitted(packed_text_encoder, config, mesh, dtype)
+  text = text_params(config, params)
+  out = [np.zeros((0, config.projection_dim), np.float32)]
+  for packed in tqdm.tqdm(calls, desc="texts", leave=False, disable=len(calls) < 2):
+    packed = packing.pad_rows(packed, rows, tokenizer.pad_token_id)
+    out.append(np.asarray(encode(text, sharding.put_global_batch(packed, mesh))).reshape(
+        batch_size, -1))
+  return np.concatenate(out)[:len(texts)]
+
+
+def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=None,
+                 dtype="float32"):
+  """Iterable of [n <= batch_size, H, W, C] pixel arrays -> [N, P] float32 unit features,
+  computed in `dtype`."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  return _run_batched(_jitted(image_encoder, config, mesh), params, pixel_batches, num_batches,
+  return _run_batched(_jitted(image_encoder, config, mesh, dtype), params, pixel_batches,
+                      num_batches,
                       batch_size, mesh, "images")
 
 
@@ -148,10 +202,15 @@ class Embedder:
   multi-process run pass the global mesh: every process then calls the same methods.
   `image_features`: a {path: [P] features} dict to read and fill, shared with Embedders of
   the same image tower and preprocessing (see `image_tower_fingerprint`).
+  `pack_texts`: texts packed several to a row (`embed_texts`), else padded per batch to a
+  multiple of `length_multiple`. `image_workers`: threads decoding images ahead of the
+  device (`data.images.load_batches`; 0: one per CPU). `compute_dtype`: "float32" or
+  "bfloat16" (`in_compute_dtype`).
   """
 
   def __init__(self, config, params, model_dir, text_batch_size=256, image_batch_size=64,
-               length_multiple=8, mesh=None, image_features=None):
+               length_multiple=8, mesh=None, image_features=None, pack_texts=True,
+               image_workers=0, compute_dtype="float32"):
     self.mesh = mesh or sharding.make_mesh(jax.local_devices())
     self.config, self.model_dir = config, model_dir
     params = dict(params)
@@ -162,25 +221,29 @@ class Embedder:
     family = models.family_of_config(config)
     self.tokenizer = family.load_tokenizer(model_dir)
     self.text_batch_size, self.image_batch_size = text_batch_size, image_batch_size
-    self.length_multiple = length_multiple
+    self.length_multiple, self.pack_texts = length_multiple, pack_texts
+    self.image_workers, self.compute_dtype = image_workers, compute_dtype
     self.preprocessing = family.preprocessing(model_dir, config)
     self.checkpoint_step = None  # set by from_path for a train workdir
     self._image_features = {} if image_features is None else image_features  # path -> [P]
 
   @classmethod
-  def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8):
+  def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8,
+                pack_texts=True, image_workers=0, compute_dtype="float32"):
     """An Embedder of a Hugging Face directory or hub id, or of a train workdir's newest
     verified checkpoint (its step in `checkpoint_step`)."""
     config, params, model_dir, step = load_model(model_path)
-    embedder = cls(config, params, model_dir, text_batch_size, image_batch_size, length_multiple)
+    embedder = cls(config, params, model_dir, text_batch_size, image_batch_size, length_multiple,
+                   pack_texts=pack_texts, image_workers=image_workers,
+                   compute_dtype=compute_dtype)
     embedder.checkpoint_step = step
     return embedder
 
   def texts(self, texts):
     """-> ([N, P] unit text features, [P] root: the model's own or the empty string's)."""
     texts = list(texts) + ([""] if self.root is None else [])
-    feats = (embed_texts(self.config, self.params, self.tokenizer, texts,
-                                   self.text_batch_size, self.mesh, self.length_multiple)
+    feats = (embed_texts(self.config, self.params, self.tokenizer, texts, self.text_batch_size,
+                         self.mesh, self.length_multiple, self.pack_texts, self.compute_dtype)
              if texts else np.zeros((0, self.config.projection_dim), np.float32))
     errors.require_finite(feats, f"{self.model_dir}: the text features (root included) of "
                           f"{len(texts)} texts")
@@ -204,8 +267,9 @@ class Embedder:
     return np.stack([self._image_features[p] for p in images])
 
   def _embed_images(self, images):
-    batches = image_data.load_batches(images, self.preprocessing, self.image_batch_size)
+    batches = image_data.load_batches(images, self.preprocessing, self.image_batch_size,
+                                      self.image_workers or None)
     feats = embed_images(self.config, self.params, batches, self.image_batch_size,
-                                   -(-len(images) // self.image_batch_size), self.mesh)
+                         -(-len(images) // self.image_batch_size), self.mesh, self.compute_dtype)
     return errors.require_finite(feats, f"{self.model_dir}: the image features of "
                                  f"{len(images)} images")

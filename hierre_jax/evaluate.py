@@ -50,9 +50,16 @@ flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with
                     "in <data_dir>/hierarcaps/reference_qualitative_predictions.json (e.g. "
                     "clip_vit_b32_re_finetuned), a regression check for real weights.")
 flags.DEFINE_integer("text_batch_size", 256, "Texts per batch.")
-flags.DEFINE_integer("text_length_multiple", 8, "Pad text batches to a multiple of this; 77 "
-                     "gives one static shape (one compilation), best on GPU/TPU.")
+flags.DEFINE_bool("pack_texts", True, "Embed texts packed several to a row, as the train "
+                  "step does (no work on padding, one compiled shape); --nopack_texts pads "
+                  "each batch (--text_length_multiple).")
+flags.DEFINE_integer("text_length_multiple", 8, "With --nopack_texts: pad text batches to a "
+                     "multiple of this; 77 gives one static shape (one compilation).")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "The towers' compute "
+                  "dtype: bfloat16 is mixed precision (float32 parameters).")
+flags.DEFINE_integer("image_workers", 0, "Threads decoding images ahead of the device "
+                     "(0: one per CPU; 1: one at a time).")
 flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
                   "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
                   "allows TF32 / bf16 passes.")
@@ -75,7 +82,8 @@ def output_dir(models):
 
 def embedder_of(model):
   return embedding.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
-                                       FLAGS.text_length_multiple)
+                                       FLAGS.text_length_multiple, FLAGS.pack_texts,
+                                       FLAGS.image_workers, FLAGS.compute_dtype)
 
 
 def run_suite(paths):

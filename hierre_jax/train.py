@@ -78,8 +78,9 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
   of every training text looked up by the text index) and "images" (config.loss ==
   "clip": the frozen features of every training image, looked up by the image index).
   """
-  encode = embedding.text_encoder(model_config, config.remat)
-  encode_packed = embedding.packed_text_encoder(model_config, config.remat)
+  encode = embedding.text_encoder(model_config, config.remat, config.compute_dtype)
+  encode_packed = embedding.packed_text_encoder(model_config, config.remat,
+                                                config.compute_dtype)
   family = models.family_of_config(model_config)
   trained = trained_groups(config, family)
   lambda_p = config.lambda_p if pulls_back(config) else 0.0
@@ -176,18 +177,24 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
     table[used] = embedding.embed_texts(model_config, frozen, tokenizer,
                                         [batches.texts[i] for i in used],
                                         config.eval.text_batch_size, mesh,
-                                        config.length_multiple)
+                                        config.length_multiple, config.eval.pack_texts,
+                                        config.compute_dtype)
   return jax.device_put(table, sharding.replicated(mesh))
 
 
-def step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh, steps):
+def step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh, steps,
+                image_features=None):
   """The step's constant inputs: {"pullback": `pullback_targets`, "images": None, or for
   config.loss == "clip" the [I, P] features of `batches.images` (files under
-  config.train_images_dir) by the frozen image tower}."""
+  config.train_images_dir) by the frozen image tower, read from and added to
+  `image_features` ({path: features}, `embedding.Embedder`)}."""
   images = None
   if config.loss == "clip":
     embedder = embedding.Embedder(model_config, params, model_dir, mesh=mesh,
-                                   image_batch_size=config.eval.image_batch_size)
+                                   image_batch_size=config.eval.image_batch_size,
+                                   image_features=image_features,
+                                   image_workers=config.eval.image_workers,
+                                   compute_dtype=config.compute_dtype)
     paths = [os.path.join(config.train_images_dir, name) for name in batches.images]
     images = jax.device_put(embedder.images(paths), sharding.replicated(mesh))
   return {"pullback": pullback_targets(config, model_config, params, tokenizer, batches, mesh,
@@ -208,8 +215,9 @@ def initial_root(config, model_config, params, tokenizer, batches, mesh):
     return np.zeros(model_config.projection_dim, np.float32)
   texts = [""] if config.root == "pretrained" else batches.texts
   feats = embedding.embed_texts(model_config, embedding.text_params(model_config, params),
-                                tokenizer, texts,
-                                config.eval.text_batch_size, mesh, config.length_multiple)
+                                tokenizer, texts, config.eval.text_batch_size, mesh,
+                                config.length_multiple, config.eval.pack_texts,
+                                config.compute_dtype)
   if config.root == "pretrained":
     return feats[0]
   mean = np.bincount(batches.text_index.ravel(), minlength=len(texts)) @ feats.astype(np.float64)
@@ -238,16 +246,21 @@ def save_model_info(family, hf_config, model_dir, workdir):
   hf_io.copy_files(model_dir, info, family.model_files)
 
 
-def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, evaluators):
+def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, evaluators,
+                 image_features):
   """HierarCaps P/R/tau_d (+ held-out angles) and the in-run suite `evaluators` of the
   current params -> eval_step_N.json, metrics.
 
   Every process takes part (the embeddings are sharded over the whole mesh: no process
-  waits alone); process 0 (`writer` not None) writes the results.
+  waits alone); process 0 (`writer` not None) writes the results. `image_features`
+  ({path: features}) holds the frozen image tower's features from the run's earlier
+  evaluations: each image is embedded once per run.
   """
   e = config.eval
   embedder = embedding.Embedder(model_config, params, model_dir, e.text_batch_size,
-                                 e.image_batch_size, config.length_multiple, mesh)
+                                 e.image_batch_size, config.length_multiple, mesh,
+                                 image_features if e.keep_image_features else None,
+                                 e.pack_texts, e.image_workers, config.compute_dtype)
   result = {}
   if e.test_csv:
     result = hierarcaps.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
@@ -293,17 +306,20 @@ def train_and_export(config, allow_config_change=False):
   where both have the same leaves (the rest starts afresh, recorded in
   config_changes.jsonl).
   """
+  watch = loop.Stopwatch()
   data = check_inputs(config)
   evaluators = suite.from_config(config.eval)  # reads their files: a bad path fails here
+  watch.lap("read_data")
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   is_main = jax.process_index() == 0  # one process writes files; every process computes
   with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
-    return train_locked(config, data, evaluators, mesh, allow_config_change, is_main)
+    return train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch)
 
 
-def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
-  """train_and_export once the inputs are checked and the workdir is held."""
+def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch):
+  """train_and_export once the inputs are checked and the workdir is held; `watch` (a
+  `loop.Stopwatch`) gets the seconds of each phase (train_summary.json "seconds")."""
   loop.apply_runtime_options(config)
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
@@ -325,11 +341,13 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
   if is_main:
     save_model_info(family, hf_config, model_dir, config.workdir)
   tokenizer = family.load_tokenizer(model_dir)
+  watch.lap("load_model")
 
   batches = train_batches.TrainBatches(
       data, tokenizer, config.batch_size, config.seed,
       functools.partial(family.pool_index, model_config), family.max_length,
       config.length_multiple, config.length_groups)
+  watch.lap("tokenize")
   total_steps = (config.total_steps if config.total_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
@@ -349,11 +367,16 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
       state = state.replace(params={**state.params, "root": jax.device_put(
           root, state_sharding.params["root"])})
     start = int(state.step)
+    watch.lap("restore_or_start")
+    # Text-tower (or root) training never changes the image tower: each image's features
+    # are computed once per run, for the contrastive objective and every evaluation.
+    image_features = {}
     # The pull-back table over every step's texts, not only the remaining ones: its values
     # (batching, roundoff) are then the same wherever the run starts, and a resumed run
     # ends bit-identical to an uninterrupted one.
     tables = step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh,
-                         range(total_steps))
+                         range(total_steps), image_features)
+    watch.lap("pullback_cache" if config.loss != "clip" else "pullback_cache_and_images")
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
     train_step = make_train_step(model_config, config, tx,
                                  embedding.root_ids(tokenizer, family.max_length), mesh,
@@ -361,12 +384,13 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
     evaluate = None
     if config.eval.test_csv or evaluators:
       evaluate = lambda step, state: evaluate_now(config, model_config, state.params, model_dir,
-                                                  step, writer, mesh, evaluators)
+                                                  step, writer, mesh, evaluators, image_features)
     state = loop.run(
         config, state, lambda state, batch: train_step(state, tables, batch),
         lambda step: sharding.put_global_batch(
             host_batch(config, batches, step, mesh.devices.size), mesh),
-        total_steps, manager, writer, evaluate)
+        total_steps, manager, writer, evaluate, watch)
+    watch.lap()  # counted by phase inside loop.run
   finally:
     manager.close()  # finishes (or fails) a pending write before the program ends
   if not is_main:
@@ -376,9 +400,11 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main):
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
   family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
+  watch.lap("export")
   loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
       "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
-      "rows": len(data), "rows_skipped": data.num_skipped})
+      "rows": len(data), "rows_skipped": data.num_skipped, "seconds": dict(watch.seconds)})
+  print(f"wall time: {watch.summary()}")
   print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: tensorboard "
         f"--logdir {os.path.join(config.workdir, 'tensorboard')}); curves: "
         f"{os.path.join(config.workdir, curves.CURVES_FILE)}; Hugging Face export: {export_dir}")

@@ -40,15 +40,18 @@ def direct_image_features(model_dir, paths):
   return np.stack([np.asarray(encode(params, pre.preprocess(p)[None]))[0] for p in paths])
 
 
-def test_bucketed_text_embedding_equals_one_by_one(family_dir):
-  embedder = embedding.Embedder.from_path(family_dir, text_batch_size=8)
+def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir):
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
-  feats, root = embedder.texts(texts)
-  np.testing.assert_allclose(feats, direct_text_features(family_dir, texts), atol=1e-5)
+  want = direct_text_features(family_dir, texts)
+  packed = embedding.Embedder.from_path(family_dir, text_batch_size=8)  # 2 calls, 1 shape
+  feats, root = packed.texts(texts)
+  np.testing.assert_allclose(feats, want, atol=1e-5)
   np.testing.assert_allclose(root, feats[0], atol=1e-6)
-  static = embedding.Embedder.from_path(family_dir, text_batch_size=8, length_multiple=77)
-  np.testing.assert_allclose(static.texts(texts)[0], feats, atol=1e-5)  # one shape, same result
+  for multiple in (8, 77):  # padded per length bucket, or to one static shape
+    padded = embedding.Embedder.from_path(family_dir, text_batch_size=8, length_multiple=multiple,
+                                          pack_texts=False)
+    np.testing.assert_allclose(padded.texts(texts)[0], want, atol=1e-5)
 
 
 def test_hierarcaps_evaluation_equals_slow_loop(family_dir):

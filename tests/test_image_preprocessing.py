@@ -57,3 +57,22 @@ def test_transparency_is_composited_onto_white_like_transformers(rng, tmp_path):
   palette.info["transparency"] = 0
   np.testing.assert_allclose(ip.preprocess(palette, ip.Preprocessing(32, 32)),
                              reference(palette, 32, 32), atol=1e-5)
+
+
+def test_threaded_batches_keep_order_and_name_a_bad_file(tmp_path):
+  rng = np.random.default_rng(1)
+  paths = []
+  for i in range(23):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), np.uint8)).save(paths[-1])
+  pre = ip.Preprocessing(16, 16)
+  want = np.stack([ip.preprocess(p, pre) for p in paths])
+  for workers, prefetch in ((1, 0), (4, 2), (8, 5)):
+    batches = list(images.load_batches(paths, pre, 5, workers, prefetch))
+    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
+    np.testing.assert_array_equal(np.concatenate(batches), want)
+  (tmp_path / "13.png").write_bytes(b"not an image")
+  batches = images.load_batches(paths, pre, 5, 4, 2)
+  assert len(next(batches)) == 5 and len(next(batches)) == 5  # images 0-9 still read
+  with pytest.raises(images.ImageError, match=r"13.png: cannot read this image"):
+    next(batches)

@@ -161,6 +161,8 @@ def test_keys_that_do_not_change_the_computation():
     ("loss", "clip", r"config.loss='clip' needs config.train_images_dir"),
     ("root", "median", r"config.root='median': use one of"),
     ("trainable", "root", r"config.trainable='root' with config.root='empty_string'"),
+    ("compute_dtype", "float16", r"config.compute_dtype='float16': use one of \('float32', "
+                                 r"'bfloat16'\)"),
 ])
 def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
                                                                       message):
@@ -338,6 +340,30 @@ def test_resume_keeps_every_metrics_row(tmp_path):
   assert metric_writer.read_metrics(str(tmp_path)) == rows[:2]
   superseded = [json.loads(line) for line in (tmp_path / "metrics_superseded.jsonl").open()]
   assert superseded == [{**r, "resumed_at": 2} for r in rows[2:]]
+
+
+def tensorboard_scalars(logdir):
+  """{(step, tag): value} of every scalar in the TensorBoard event files under `logdir`,
+  read as TFRecords (length, CRC, Event proto, CRC)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = {}
+  for path in glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    data = open(path, "rb").read()
+    while data:
+      (length,) = struct.unpack("<Q", data[:8])
+      event = event_pb2.Event.FromString(data[12:12 + length])
+      data = data[16 + length:]
+      out.update({(event.step, v.tag): v.simple_value for v in event.summary.value})
+  return out
+
+
+def test_tensorboard_shows_the_names_of_metrics_jsonl(tmp_path):
+  writer = metric_writer.MetricWriter(str(tmp_path))
+  writer.write(3, {"loss": 0.5, "eval/coco/i2t_r@1": 0.25, "eval/breeds/mean/r@5": 0.75})
+  writer.close()
+  assert tensorboard_scalars(str(tmp_path / "tensorboard")) == {
+      (3, "loss"): 0.5, (3, "eval/coco/i2t_r@1"): 0.25, (3, "eval/breeds/mean/r@5"): 0.75}
 
 
 def test_a_second_run_in_a_held_workdir_is_refused_in_one_line(tmp_path):

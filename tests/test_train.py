@@ -65,9 +65,24 @@ def test_only_text_tower_and_projection_change(tmp_path):
     assert result["tau_d"] == pytest.approx(evals[step]["eval/tau_d"])
     assert result["heldout"]["num_rows"] == 23479 - 18770  # expanded rows of the test images
   assert evals[0]["eval/angle_pos_mean"] != evals[3]["eval/angle_pos_mean"]
+  seconds = json.loads((tmp_path / "train_summary.json").read_text())["seconds"]
+  assert set(seconds) == {"read_data", "load_model", "tokenize", "restore_or_start",
+                          "pullback_cache", "compile", "steps", "checkpoints", "eval_step_0",
+                          "eval_step_3", "export"}
+  assert all(v >= 0 for v in seconds.values()) and seconds["eval_step_0"] > 0.1
 
 
-def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path):
+def count_embedded_images(monkeypatch):
+  """-> a list that every image `embedding.embed_images` embeds from now on adds 1 to."""
+  embedded, embed_images = [], embedding.embed_images
+  def counted(config, params, batches, *args):
+    return embed_images(config, params, (embedded.extend([1] * len(b)) or b for b in batches),
+                        *args)
+  monkeypatch.setattr(embedding, "embed_images", counted)
+  return embedded
+
+
+def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path, monkeypatch):
   hyperlex = os.path.join(SHARED_ROOT, "hyperlex", "hyperlex-all.txt")
   coco = os.path.join(SHARED_ROOT, "coco", "captions_val2017.json")
   if not (os.path.exists(hyperlex) and os.path.exists(coco)):
@@ -76,7 +91,9 @@ def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path
   config.eval.update(suite="hyperlex, coco", data_dir=SHARED_ROOT, every_steps=2,
                      allow_missing_images=True)
   config.eval.paths.coco_images = shared_file("test_images")  # the COCO 1K subset
+  embedded = count_embedded_images(monkeypatch)
   train.train_and_export(config)
+  assert len(embedded) == 1000  # three evaluations, each image embedded once in the run
   rows = [r for r in metric_writer.read_metrics(config.workdir) if "eval/hyperlex/rho_all" in r]
   assert [r["step"] for r in rows] == [0, 2, 4]
   assert "eval/coco/t2i_r@5" in rows[0] and "eval/coco/num_images" not in rows[0]
@@ -220,6 +237,21 @@ def step_rows(model_dir, data, step=0):
   return train_batches.TrainBatches(data, family.load_tokenizer(model_dir), 8, 0,
                                     functools.partial(family.pool_index, config),
                                     family.max_length).row_indices(step)
+
+
+def test_bfloat16_compute_keeps_float32_state_and_follows_float32(tmp_path):
+  config = tiny_config(tmp_path, lr=1e-4)
+  model_dir = tiny_model(config, str(tmp_path / "m"))
+  fp32 = run_steps(config, model_dir, jax.devices()[:1], 2, perturb=0.01)
+  config.compute_dtype = "bfloat16"
+  bf16 = run_steps(config, model_dir, jax.devices()[:1], 2, perturb=0.01)
+  np.testing.assert_allclose(bf16[0], fp32[0], rtol=3e-2)
+  assert bf16[0] != fp32[0]  # computed in bfloat16 indeed
+  assert {x.dtype for x in jax.tree.leaves(bf16[2])} == {np.dtype(np.float32)}
+  embedder = embedding.Embedder.from_path(model_dir, compute_dtype="bfloat16")
+  texts = ["a dog on the grass", "a cat", ""]
+  low, high = embedder.texts(texts)[0], embedding.Embedder.from_path(model_dir).texts(texts)[0]
+  assert low.dtype == np.float32 and 0 < np.abs(low - high).max() < 3e-2
 
 
 def test_pullback_cache_gives_the_same_step(tmp_path):

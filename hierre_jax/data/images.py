@@ -1,5 +1,9 @@
 """Images as every family reads them: RGB as transformers converts them, and batches of a
 family's preprocessing over paths or PIL images."""
+import collections
+import concurrent.futures
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -31,9 +35,29 @@ def open_rgb(image):
     raise ImageError(f"{image}: cannot read this image ({e})") from e
 
 
-def load_batches(images, preprocessing, batch_size):
-  """Yields [n <= batch_size, H, W, 3] float32 batches of paths or PIL images, each through
-  `preprocessing.preprocess` (a family's image preprocessing)."""
-  for start in range(0, len(images), batch_size):
-    yield np.stack([preprocessing.preprocess(image)
-                    for image in images[start:start + batch_size]])
+def load_batches(images, preprocessing, batch_size, workers=None, prefetch=2):
+  """Yields [n <= batch_size, H, W, 3] float32 batches of paths or PIL images, in order,
+  each image through `preprocessing.preprocess` (a family's image preprocessing).
+
+  Images are decoded and preprocessed by `workers` threads (default: one per CPU; PIL
+  releases the GIL while it decodes and resizes), up to `prefetch` batches ahead of the
+  consumer, so that the device embeds one batch while the next ones are read. A file that
+  cannot be read raises its ImageError when its batch is reached.
+  """
+  starts = iter(range(0, len(images), batch_size))
+  pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
+  pending = collections.deque()
+  def submit():
+    start = next(starts, None)
+    if start is not None:
+      pending.append([pool.submit(preprocessing.preprocess, image)
+                      for image in images[start:start + batch_size]])
+  try:
+    for _ in range(prefetch + 1):
+      submit()
+    while pending:
+      batch = pending.popleft()
+      submit()
+      yield np.stack([future.result() for future in batch])
+  finally:  # an error or an early stop leaves no work queued
+    pool.shutdown(wait=True, cancel_futures=True)

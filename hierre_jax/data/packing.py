@@ -66,3 +66,13 @@ def pack(shards, length, pad_id, rows_multiple=1):
       out.segments[s, row, cols] = in_row[row]
       out.ends[s, i] = row * length + start + end
   return out
+
+
+def pad_rows(packed, rows, pad_id):
+  """`Packed` with `rows` rows per shard (>= its own), the added rows all padding."""
+  extra = rows - packed.ids.shape[1]
+  if not extra:
+    return packed
+  grow = lambda x, value: np.pad(x, ((0, 0), (0, extra), (0, 0)), constant_values=value)
+  return Packed(grow(packed.ids, pad_id), grow(packed.positions, 0),
+                grow(packed.segments, 0), packed.ends)

@@ -4,9 +4,13 @@ Candidates are distinct texts (string identity), their embeddings `E` [N, D],
 radii `R` [N] from the root. For every image and every level t, the prediction
 is the candidate of highest similarity among those with R <= t. All images and
 all levels are computed at once: candidates are sorted by radius, so each
-level's admissible set is a prefix, and a running (max, argmax) scan over the
-sorted similarities answers all levels with one gather.
+level's admissible set is a prefix, the union of the segments of texts that enter at
+each level; the best (similarity, index) of each segment, then a running best over the
+50 segments answers every level (a scan over 50 values, not over the N candidates:
+about a quarter of the compile time).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,14 +34,19 @@ def _better(a, b):
   return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
 
 
-@jax.jit
-def _retrieve_chunk(images, sorted_emb, sorted_index, prefix_ends):
-  """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level."""
+@functools.partial(jax.jit, static_argnums=4)
+def _retrieve_chunk(images, sorted_emb, sorted_index, segment, num_levels):
+  """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level.
+  segment: [N] the first level whose admissible set holds each sorted text."""
   # Full fp32 even where the default is TF32/bf16 passes (GPU, TPU): near-ties decide levels.
   sims = jnp.matmul(images, sorted_emb.T, precision=jax.lax.Precision.HIGHEST)  # [m, N]
-  index = jnp.broadcast_to(sorted_index, sims.shape)
-  _, best = jax.lax.associative_scan(_better, (sims, index), axis=1)
-  return best[:, prefix_ends]
+  per_image = lambda reduce: jax.vmap(lambda x: reduce(x, segment, num_levels))
+  best_sim = per_image(jax.ops.segment_max)(sims)  # [m, L]; -inf for an empty segment
+  is_best = sims == best_sim[:, segment]
+  lowest = per_image(jax.ops.segment_min)(jnp.where(is_best, sorted_index,
+                                                    jnp.iinfo(jnp.int32).max))
+  _, best = jax.lax.associative_scan(_better, (best_sim, lowest), axis=1)
+  return best
 
 
 def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256):
@@ -47,9 +56,12 @@ def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256):
   """
   order = np.argsort(radii, kind="stable")
   levels = radius_levels(radii, num_levels)
-  # Last sorted position with R <= t, per level (>= 0: the smallest radius is a level).
+  # Last sorted position with R <= t, per level (>= 0: the smallest radius is a level; the
+  # largest is the last level, so every text has a segment).
   prefix_ends = np.searchsorted(radii[order], levels, side="right") - 1
-  args = (jnp.asarray(text_emb[order]), jnp.asarray(order, jnp.int32), jnp.asarray(prefix_ends))
+  segment = np.searchsorted(prefix_ends, np.arange(len(order)), side="left")
+  args = (jnp.asarray(text_emb[order]), jnp.asarray(order, jnp.int32),
+          jnp.asarray(segment, jnp.int32), num_levels)
   chunks = range(0, len(image_emb), chunk)
   out = [np.asarray(_retrieve_chunk(jnp.asarray(image_emb[s:s + chunk]), *args))
          for s in tqdm.tqdm(chunks, desc="retrieval", leave=False, disable=len(chunks) < 2)]

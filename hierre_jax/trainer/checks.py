@@ -12,6 +12,7 @@ import json
 import math
 import os
 
+from hierre_jax import embedding
 from hierre_jax import errors
 
 # Keys (dotted; a prefix ending in '.' covers a sub-config) that do not change what is
@@ -25,7 +26,8 @@ NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
 # Keys added after runs were started, with the value such a run had: a stored config.json
 # without the key is read with this value (a run of unrolled layers resumes only with
 # scan_layers=False: its checkpoints hold that layout).
-ADDED_KEYS = {"scan_layers": False, "pullback_cache": False, "tiers": [0, 1, 2, 3],
+ADDED_KEYS = {"compute_dtype": "float32", "scan_layers": False, "pullback_cache": False,
+              "tiers": [0, 1, 2, 3],
               "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1,
               "root": "empty_string", "trainable": "text_tower", "train_images_dir": "",
               "pack_texts": False, "pack_rows_multiple": 1}
@@ -85,6 +87,7 @@ def check_values(config):
   for key in ("batch_size", "log_every", "checkpoint_every", "length_multiple",
               "pack_rows_multiple", "eval.text_batch_size", "eval.image_batch_size"):
     number(config, key, 0, low_open=True, integer=True)
+  number(config, "eval.image_workers", 0, integer=True)
   if number(config, "eval.every_steps", integer=True) < 0:
     raise ConfigError(f"config.eval.every_steps={config.eval.every_steps!r}: must be an "
                       "integer >= 0 (0: evaluate only at the start and the end)")
@@ -104,7 +107,8 @@ def check_values(config):
     raise ConfigError(f"config.tiers={config.tiers!r}: two or more of the tiers 0, 1, 2, 3 "
                       "(0-based), increasing")
   for key, allowed in (("root", ROOT_MODES), ("trainable", TRAINABLE), ("loss", LOSSES),
-                       ("schedule", SCHEDULES), ("matmul_precision", MATMUL_PRECISIONS)):
+                       ("schedule", SCHEDULES), ("matmul_precision", MATMUL_PRECISIONS),
+                       ("compute_dtype", embedding.COMPUTE_DTYPES)):
     if config[key] not in allowed:
       raise ConfigError(f"config.{key}={config[key]!r}: use one of {allowed}")
   if config.trainable == "root" and (config.root == "empty_string" or config.loss == "clip"):

@@ -1,8 +1,11 @@
 """The training loop every objective shares: the train state and its masked optimizer,
 resuming from the newest verified checkpoint, then step, check for divergence, log,
 checkpoint and evaluate, with progress. What a step computes is the caller's."""
+import collections
+import contextlib
 import json
 import os
+import time
 
 from absl import logging
 import flax
@@ -105,6 +108,33 @@ def write_json(path, value):
     json.dump(value, f, indent=1)
 
 
+class Stopwatch:
+  """Wall seconds per phase of a run, summed over the phase's occurrences: `phase(name)`
+  around a block, or `lap(name)`: the seconds since the previous lap (or the start)."""
+
+  def __init__(self):
+    self.seconds = collections.defaultdict(float)
+    self._last = time.perf_counter()
+
+  def lap(self, name=None):
+    """Adds the seconds since the last lap to `name` (None: not counted)."""
+    now = time.perf_counter()
+    if name:
+      self.seconds[name] += now - self._last
+    self._last = now
+
+  @contextlib.contextmanager
+  def phase(self, name):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.seconds[name] += time.perf_counter() - start
+
+  def summary(self):
+    return "  ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+
+
 def apply_runtime_options(config):
   """fp32 matmul precision and the persistent compilation cache of `config`."""
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
@@ -113,7 +143,8 @@ def apply_runtime_options(config):
                       os.path.expanduser(config.compilation_cache_dir))
 
 
-def run(config, state, train_step, batch_at, total_steps, manager, writer, evaluate=None):
+def run(config, state, train_step, batch_at, total_steps, manager, writer, evaluate=None,
+        stopwatch=None):
   """Steps from `state.step` to `total_steps` -> the final state.
 
   train_step: jitted (state, batch) -> (state, metrics); batch_at: step -> the step's global
@@ -121,28 +152,40 @@ def run(config, state, train_step, batch_at, total_steps, manager, writer, evalu
   to `writer` (None on processes other than 0), every config.checkpoint_every steps (and
   at the end) the state to `manager`; `evaluate(step, state)`, when given, runs at step 0
   (config.eval.at_start), every config.eval.every_steps and at the end (at_end). Metrics
-  are checked before any of these (`check_finite`).
+  are checked before any of these (`check_finite`). `stopwatch` gets the seconds of
+  "compile" (the first call of each input shape, its step included), "steps" (the
+  others), "checkpoints" and each evaluation ("eval_step_N").
   """
+  watch = stopwatch or Stopwatch()
   start, every = int(state.step), config.eval.every_steps
+  def evaluate_at(step):
+    with watch.phase(f"eval_step_{step}"):
+      evaluate(step, state)
   if evaluate and config.eval.at_start and start == 0:
-    evaluate(0, state)
+    evaluate_at(0)
   pending, compiled_shapes = [], set()
   for step in tqdm.trange(start, total_steps, initial=start, total=total_steps, desc="train",
                           disable=writer is None):
     batch = batch_at(step)
     shapes = tuple(x.shape for x in jax.tree.leaves(batch))
-    if shapes not in compiled_shapes and writer is not None:
+    if shapes not in compiled_shapes:
       compiled_shapes.add(shapes)
-      tqdm.tqdm.write(f"step {step}: compiling the train step for input shapes {shapes} "
-                      "(first call of a new shape)")
-    state, metrics = train_step(state, batch)
+      if writer is not None:
+        tqdm.tqdm.write(f"step {step}: compiling the train step for input shapes {shapes} "
+                        "(first call of a new shape)")
+      with watch.phase("compile"):
+        state, metrics = jax.block_until_ready(train_step(state, batch))
+    else:
+      with watch.phase("steps"):
+        state, metrics = train_step(state, batch)
     pending.append(metrics)
     done = step + 1
     logs = done % config.log_every == 0 or done == total_steps
     saves = done % config.checkpoint_every == 0 or done == total_steps
     evaluates = evaluate and every and done % every == 0 and done < total_steps
     if logs or saves or evaluates:  # the steps since the last log, checked before any use
-      pending = jax.device_get(pending)
+      with watch.phase("steps"):  # dispatch is asynchronous: here the host waits for them
+        pending = jax.device_get(pending)
       check_finite(pending, done - len(pending), manager)
     if logs:
       means = {k: np.mean([r[k] for r in pending]) for k in pending[0]}
@@ -151,10 +194,12 @@ def run(config, state, train_step, batch_at, total_steps, manager, writer, evalu
         writer.write(done, means)
         tqdm.tqdm.write(f"step {done}: {format_metrics(means)}")
     if saves:
-      manager.save(done, state)
+      with watch.phase("checkpoints"):
+        manager.save(done, state)
     if evaluates:
-      evaluate(done, state)
-  manager.wait_until_finished()
+      evaluate_at(done)
+  with watch.phase("checkpoints"):
+    manager.wait_until_finished()
   if evaluate and config.eval.at_end:
-    evaluate(total_steps, state)
+    evaluate_at(total_steps)
   return state

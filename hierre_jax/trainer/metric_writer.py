@@ -3,6 +3,7 @@ import json
 import os
 
 import tensorboardX
+from tensorboardX.proto import summary_pb2
 
 
 SUPERSEDED_FILE = "metrics_superseded.jsonl"
@@ -35,9 +36,11 @@ class MetricWriter:
     row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
-    for k, v in row.items():
-      if k != "step":
-        self.tensorboard.add_scalar(k, v, step)
+    # Scalar summaries written as they are, so that TensorBoard's tags are metrics.jsonl's
+    # names: `add_scalar` would rewrite the '@' of 'eval/coco/i2t_r@1' to '_'.
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
+                                         for k, v in row.items() if k != "step"])
+    self.tensorboard._get_file_writer().add_summary(summary, step)  # pylint: disable=protected-access
 
   def close(self):
     self.tensorboard.close()
