@@ -14,10 +14,18 @@ from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
+from ml_collections import config_flags
 
 from hierre_jax import errors
 
 USER_ERRORS = (errors.UserError, FileNotFoundError, NotADirectoryError)
+
+
+def define_train_flags(what):
+  """--config (`what`: which config files) and --allow_config_change of a train entry point."""
+  config_flags.DEFINE_config_file("config", None, f"Path to {what}.", lock_config=True)
+  flags.DEFINE_bool("allow_config_change", False, "Resume a run whose stored config differs "
+                    "in keys that change the computation (they are recorded).")
 
 
 def disk_full(error):
@@ -69,10 +77,10 @@ def load_config_files(argv):
   """Loads every ml_collections config flag now (config_flags defers a file's errors to its
   first use, as a multi-line traceback) -> one line naming the argument, or None."""
   for name, flag in flags.FLAGS.__flags.items():  # pylint: disable=protected-access
-    if not hasattr(flag, "config_filename"):
+    if not flag.present or not hasattr(flag, "config_filename"):  # (absent: unparsed)
       continue
     arg = config_argument(argv, name)
-    path = flag.config_filename if flag.present else None
+    path = flag.config_filename
     if path and not os.path.exists(path.split(":", 1)[0]):
       return f"{arg}: no such config file"
     try:

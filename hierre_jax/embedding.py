@@ -73,7 +73,7 @@ def _jitted(make_encoder, config, mesh, dtype):
   return jax.jit(make_encoder(config, dtype=dtype), out_shardings=sharding.replicated(mesh))
 
 
-def _run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
+def run_batched(fn, params, batches, num_batches, batch_size, mesh, desc):
   """Applies jitted `fn` over an iterable of numpy batches -> concatenated numpy.
 
   Batches are split over the mesh (over every process of a multi-process mesh, each
@@ -110,7 +110,7 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, len
     chunk = [ids[i] for i in order[start:start + batch_size]]
     length = text_ids.bucket_length(max(map(len, chunk)), length_multiple, family.max_length)
     batches.append(text_ids.pad(chunk, length, tokenizer.pad_token_id))
-  feats = _run_batched(_jitted(text_encoder, config, mesh, dtype), text_params(config, params),
+  feats = run_batched(_jitted(text_encoder, config, mesh, dtype), text_params(config, params),
                        batches, len(batches), batch_size, mesh, "texts")
   out = np.empty_like(feats)
   out[order] = feats
@@ -148,7 +148,7 @@ def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=No
   computed in `dtype`."""
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  return _run_batched(_jitted(image_encoder, config, mesh, dtype), params, pixel_batches,
+  return run_batched(_jitted(image_encoder, config, mesh, dtype), params, pixel_batches,
                       num_batches,
                       batch_size, mesh, "images")
 

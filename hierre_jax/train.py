@@ -16,7 +16,6 @@ from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 import optax
 import tqdm
@@ -29,14 +28,13 @@ from hierre_jax import sharding
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
-from hierre_jax.models import hf_io
 from hierre_jax.radial import losses
 from hierre_jax.radial import train_batches
-from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import curves
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import metric_writer
+from hierre_jax.trainer import model_dir as model_dir_lib
 from hierre_jax.trainer import workdir_lock
 
 
@@ -224,28 +222,6 @@ def initial_root(config, model_config, params, tokenizer, batches, mesh):
   return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
-def prepare_model_dir(config, is_main):
-  """The checkpoint to start from: config.model, or a random CLIP written to the workdir
-  (by process 0; the others wait for it)."""
-  if not config.get("random_init"):
-    return config.model
-  r = config.random_init
-  out = os.path.join(config.workdir, "random_init")
-  if is_main and not os.path.exists(os.path.join(out, "model.safetensors")):
-    models.FAMILIES[r.get("family", "clip")].write_random(
-        out, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
-  sharding.barrier("random_init written")
-  return out
-
-
-def save_model_info(family, hf_config, model_dir, workdir):
-  """config.json + tokenizer files in workdir/model_info: enough to read our checkpoints."""
-  info = os.path.join(workdir, "model_info")
-  os.makedirs(info, exist_ok=True)
-  hf_config.save_pretrained(info)
-  hf_io.copy_files(model_dir, info, family.model_files)
-
-
 def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, evaluators,
                  image_features):
   """HierarCaps P/R/tau_d (+ held-out angles) and the in-run suite `evaluators` of the
@@ -324,22 +300,17 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
 
-  manager = checkpointing.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
-                                           config.keep_checkpoints)
-  if manager.latest_step() is not None:
-    checks.check_resume(config.workdir, config, manager.latest_step(),
-                              allow_config_change, record=is_main)
+  manager = loop.open_run(config, allow_config_change, is_main)
   if is_main:
-    loop.write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
     if data.skipped:
       loop.write_json(os.path.join(config.workdir, "skipped_rows.json"),
                  {"file": config.train_csv, "rows": [
                      {"row": row, "reason": reason} for row, reason in data.skipped]})
-  model_dir = prepare_model_dir(config, is_main)
+  model_dir = model_dir_lib.prepare_model_dir(config, is_main)
   family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
   hf_config = family.load_hf_config(model_dir)
   if is_main:
-    save_model_info(family, hf_config, model_dir, config.workdir)
+    model_dir_lib.save_model_info(family, hf_config, model_dir, config.workdir)
   tokenizer = family.load_tokenizer(model_dir)
   watch.lap("load_model")
 
@@ -395,8 +366,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
     manager.close()  # finishes (or fails) a pending write before the program ends
   if not is_main:
     return state
-  writer.close()
-  curves.plot_training_curves(config.workdir)
+  loop.close_metrics(writer, config.workdir)
 
   export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
   family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
@@ -422,10 +392,7 @@ def main(argv):
 FLAGS = flags.FLAGS
 
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.",
-                                  lock_config=True)
-  flags.DEFINE_bool("allow_config_change", False, "Resume a run whose stored config differs "
-                    "in keys that change the computation (they are recorded).")
+  cli.define_train_flags("a configs/*.py file")
   flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() "
                     "(Cloud TPU, SLURM and Open MPI need nothing else).")
   flags.DEFINE_string("coordinator_address", None, "With --distributed elsewhere: host:port of "

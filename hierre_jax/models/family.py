@@ -11,6 +11,9 @@ class Encoders:
   text: Callable         # (params, ids [N, T] int32) -> [N, P]
   packed_text: Callable  # (params, `packing.Packed` of S shards, N texts each) -> [S, N, P]
   image: Callable        # (params, pixels [N, H, W, C] float32) -> [N, P]
+  # Every token's projected feature (DCSM); None where a family has no such features.
+  text_tokens: Callable | None = None   # (params, ids [N, T], mask [N, T]) -> [N, T, P]
+  image_tokens: Callable | None = None  # (params, pixels [N, H, W, C]) -> [N, 1 + HW, P]
 
 
 @dataclasses.dataclass(frozen=True)

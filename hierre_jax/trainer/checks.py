@@ -160,8 +160,10 @@ def config_json(config):
   return json.loads(config.to_json_best_effort())
 
 
-def check_resume(workdir, config, resume_step, allow_change=False, record=True):
-  """Compares `config` with the workdir's config.json of a run resumed at `resume_step`.
+def check_resume(workdir, config, resume_step, allow_change=False, record=True,
+                 added_keys=None):
+  """Compares `config` with the workdir's config.json of a run resumed at `resume_step`
+  (a stored config without a key of `added_keys`, default ADDED_KEYS, has its value).
 
   Raises ConfigError listing the keys that change the computation (unless
   `allow_change`); with `record` (process 0) appends every change to config_changes.jsonl.
@@ -170,7 +172,7 @@ def check_resume(workdir, config, resume_step, allow_change=False, record=True):
   if not os.path.exists(path):
     return
   with open(path) as f:
-    stored = {**ADDED_KEYS, **json.load(f)}
+    stored = {**(ADDED_KEYS if added_keys is None else added_keys), **json.load(f)}
   changes = changed_keys(stored, config_json(config))
   if not changes:
     return

@@ -17,12 +17,13 @@ PANELS = (("loss", ("loss", "loss_re", "loss_minimax", "loss_pullback")),
 CURVES_FILE = "curves.png"
 
 
-def plot_training_curves(workdir, out=None):
-  """Writes the loss, angle and tau_d curves of `workdir` to `out` (default workdir/curves.png)."""
+def plot_training_curves(workdir, out=None, panels=PANELS):
+  """Writes the curves of `workdir`'s metrics to `out` (default workdir/curves.png): one
+  plot per (title, metric names) of `panels` (default RE's loss, angles and tau_d)."""
   rows = metric_writer.read_metrics(workdir)
   out = out or os.path.join(workdir, CURVES_FILE)
-  fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
-  for ax, (title, keys) in zip(axes, PANELS):
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+  for ax, (title, keys) in zip(axes, panels):
     for key in keys:
       points = [(r["step"], r[key]) for r in rows if key in r]
       if points:

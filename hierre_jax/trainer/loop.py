@@ -18,6 +18,10 @@ import tqdm
 
 from hierre_jax import errors
 from hierre_jax import sharding
+from hierre_jax.trainer import checkpointing
+from hierre_jax.trainer import checks
+from hierre_jax.trainer import curves
+from hierre_jax.trainer import metric_writer
 
 
 @flax.struct.dataclass
@@ -52,6 +56,20 @@ def create_train_state(params, tx, mesh):
   return jax.device_put(state, state_sharding), state_sharding
 
 
+def open_run(config, allow_config_change, is_main, added_keys=None):
+  """-> the checkpoints of config.workdir (`checkpointing.RunCheckpoints`). A workdir that
+  holds checkpoints must hold the same computational config (`checks.check_resume`, with
+  `added_keys`); process 0 then writes workdir/config.json."""
+  manager = checkpointing.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
+                                         config.keep_checkpoints)
+  if manager.latest_step() is not None:
+    checks.check_resume(config.workdir, config, manager.latest_step(), allow_config_change,
+                        record=is_main, added_keys=added_keys)
+  if is_main:
+    write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
+  return manager
+
+
 def restore_or_start(manager, state, allow_config_change, workdir, record):
   """-> (the train state of the newest checkpoint that verifies, or `state` when there is
   none; the names of the leaves that start afresh, or None when nothing was restored).
@@ -77,6 +95,30 @@ def restore_or_start(manager, state, allow_config_change, workdir, record):
         f.write(json.dumps({"resumed_at_step": step, "state_leaves_started_afresh": left_fresh})
                 + "\n")
   return restored, left_fresh
+
+
+def total_steps(config, steps_per_epoch):
+  """config.total_steps when > 0, else config.num_epochs epochs of `steps_per_epoch`."""
+  return (config.total_steps if config.total_steps > 0
+          else config.num_epochs * steps_per_epoch)
+
+
+def start(config, params, trained, steps, manager, mesh, allow_config_change, is_main):
+  """The train state of `params` with `make_optimizer` on `trained`, restored from the newest
+  verified checkpoint of `manager` when there is one -> (state, its sharding, the optimizer,
+  the metric writer of process 0 or None)."""
+  tx = make_optimizer(config, steps, trained)
+  state, state_sharding = create_train_state(params, tx, mesh)
+  state, _ = restore_or_start(manager, state, allow_config_change, config.workdir, is_main)
+  writer = (metric_writer.MetricWriter(config.workdir, resume_step=int(state.step))
+            if is_main else None)
+  return state, state_sharding, tx, writer
+
+
+def close_metrics(writer, workdir, panels=curves.PANELS):
+  """Closes process 0's metric writer and plots workdir/curves.png (`panels`)."""
+  writer.close()
+  curves.plot_training_curves(workdir, panels=panels)
 
 
 class DivergedError(errors.NonFiniteError):

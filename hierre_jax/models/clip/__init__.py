@@ -9,10 +9,12 @@ from hierre_jax.models.clip import tokenizer
 
 def encoders(config, remat=False):
   model = modeling.CLIP(config, remat)
-  apply = lambda method: lambda params, x: model.apply({"params": params}, x, method=method)
+  apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
   return family.Encoders(text=apply(modeling.CLIP.encode_text),
                          packed_text=apply(modeling.CLIP.encode_packed_text),
-                         image=apply(modeling.CLIP.encode_image))
+                         image=apply(modeling.CLIP.encode_image),
+                         text_tokens=apply(modeling.CLIP.encode_text_tokens),
+                         image_tokens=apply(modeling.CLIP.encode_image_tokens))
 
 
 FAMILY = family.Family(

@@ -154,16 +154,16 @@ class TextTransformer(nn.Module):
   scan: bool = True
 
   @nn.compact
-  def __call__(self, ids, positions=None, segments=None):
-    """ids [B, T] -> pooled [B, D] at each row's end-of-text token; or packed texts
-    (`hierre_jax.data.packing`: [B, T] positions and segments) -> every token's [B, T, D]."""
+  def __call__(self, ids, positions=None, mask=None, pool=True):
+    """ids [B, T] -> pooled [B, D] at each row's end-of-text token, or with `pool=False`
+    every token's [B, T, D] after the final LayerNorm. `positions` [B, T] (packed texts,
+    `hierre_jax.data.packing`); `mask` None or [B, 1, T, T] bool: which keys each query
+    may attend to, on top of the causal mask."""
     c = self.config
     x = TextEmbeddings(c, name="embeddings")(ids, positions)
-    mask = None if segments is None else (segments[:, None, :, None]
-                                          == segments[:, None, None, :])
     x = Encoder(c, causal=True, remat=self.remat, scan=self.scan, name="encoder")(x, mask)
     x = nn.LayerNorm(c.layer_norm_eps, name="final_layer_norm")(x)
-    if segments is not None:
+    if not pool:
       return x
     return x[jnp.arange(ids.shape[0]), end_of_text_position(ids, c.eos_token_id)]
 
@@ -191,12 +191,14 @@ class VisionTransformer(nn.Module):
   scan: bool = True
 
   @nn.compact
-  def __call__(self, pixels):  # [B, H, W, C] -> pooled class token [B, D]
+  def __call__(self, pixels, pool=True):
+    """[B, H, W, C] -> the class token [B, D] after the post-LayerNorm, or with
+    `pool=False` every token's [B, 1 + patches, D] through it (DCSM_SPEC section 2)."""
     c = self.config
     x = VisionEmbeddings(c, name="embeddings")(pixels)
     x = nn.LayerNorm(c.layer_norm_eps, name="pre_layrnorm")(x)  # sic, as in HF
     x = Encoder(c, causal=False, remat=self.remat, scan=self.scan, name="encoder")(x)
-    return nn.LayerNorm(c.layer_norm_eps, name="post_layernorm")(x[:, 0])
+    return nn.LayerNorm(c.layer_norm_eps, name="post_layernorm")(x[:, 0] if pool else x)
 
 
 class CLIP(nn.Module):
@@ -218,12 +220,23 @@ class CLIP(nn.Module):
   def encode_packed_text(self, packed):  # `packing.Packed` of S shards, N texts each -> [S, N, P]
     s, r, t = packed.ids.shape
     flat = lambda x: x.reshape(s * r, t)
-    x = self.text_model(flat(packed.ids), flat(packed.positions), flat(packed.segments))
+    segments = flat(packed.segments)
+    same_text = segments[:, None, :, None] == segments[:, None, None, :]
+    x = self.text_model(flat(packed.ids), flat(packed.positions), same_text, pool=False)
     x = jnp.take_along_axis(x.reshape(s, r * t, -1), packed.ends[..., None], axis=1)
     return self.text_projection(x)
 
   def encode_image(self, pixels):  # [B, H, W, C] float -> [B, P]
     return self.visual_projection(self.vision_model(pixels))
+
+  def encode_text_tokens(self, ids, attention_mask):
+    """[B, T] ids and their [B, T] mask (1: a token, 0: padding) -> every position's
+    projected feature [B, T, P]; padding positions attend to the texts' tokens only."""
+    keys = attention_mask.astype(bool)[:, None, None, :]
+    return self.text_projection(self.text_model(ids, mask=keys, pool=False))
+
+  def encode_image_tokens(self, pixels):  # [B, H, W, C] -> [B, 1 + patches, P]
+    return self.visual_projection(self.vision_model(pixels, pool=False))
 
   def __call__(self, ids, pixels):
     return self.encode_text(ids), self.encode_image(pixels), self.logit_scale

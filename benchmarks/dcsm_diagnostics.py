@@ -1,0 +1,81 @@
+"""Diagnostics of the offline DCSM study (docs/dcsm.md) for one seed of
+`launch/dcsm_shapes.sh`:
+
+- hard-negative pairs in the training format: each anchor image against its own caption and
+  its opposite's (and each opposite image the other way round), accuracy of the global cosine
+  and of DCSM on the first 150 pairs of each training set and of the validation sets;
+- localisation: whether the backbone's patch tokens point at the shape a word names. One
+  shape drawn in a known cell of the 3 x 3 grid, caption "A picture of a {shape}": the mean
+  cosine between the shape's word token and the patches inside its cell vs elsewhere.
+
+  python -m benchmarks.dcsm_diagnostics --seed 0
+"""
+import argparse
+import json
+
+import numpy as np
+
+from hierre_jax import embedding
+from hierre_jax.dcsm import benchmarks
+from hierre_jax.dcsm import checkpoint
+from hierre_jax.dcsm import maps
+from hierre_jax.dcsm import procedural
+from hierre_jax.dcsm import scoring
+from hierre_jax.evaluators import multiple_choice
+
+
+def hard_negative_pairs(data, scorers, pairs_per_set=150):
+  out = {}
+  for split in ("train", "val"):
+    for name, pairs in procedural.read_pairs(data, split).items():
+      pairs = pairs[:pairs_per_set]
+      items = ([benchmarks.Item(p.image, p.captions[0]) for p in pairs]
+               + [benchmarks.Item(p.opposite, p.captions[0][::-1]) for p in pairs])
+      for label, scorer in scorers.items():
+        out[f"{split}/{name}/{label}"] = multiple_choice.evaluate(scorer, items)["accuracy"]
+  return out
+
+
+def localisation(features, images=80, seed=0):
+  """-> (mean cosine of the word with the patches of its shape's cell, elsewhere, share of
+  images where inside > elsewhere)."""
+  rng = np.random.default_rng(seed)
+  canvas = procedural.Canvas(features.config.vision.image_size, rng)
+  grid = features.config.vision.image_size // features.config.vision.patch_size
+  scenes, captions, cells = [], [], []
+  for k in range(images):
+    shape, colour = procedural.SHAPES[k % 8], list(procedural.COLOURS)[k % 8]
+    cell = tuple(int(v) for v in rng.integers(0, 3, 2))
+    scenes.append(canvas.render([(shape, colour, cell, 1.0, (0, 0))], canvas.background()))
+    captions.append(f"A picture of a {shape}")  # the shape's token is column 5
+    cells.append(cell)
+  dense = maps.dense_maps(features, scenes, captions, functional_rows=False)
+  inside, outside = [], []
+  for i, (col, row) in enumerate(cells):
+    word = dense[i, i, 1:, 5].reshape(grid, grid)
+    mask = np.zeros((grid, grid), bool)
+    mask[row * grid // 3:-(-(row + 1) * grid // 3), col * grid // 3:-(-(col + 1) * grid // 3)] = 1
+    inside.append(word[mask].mean())
+    outside.append(word[~mask].mean())
+  inside, outside = np.asarray(inside), np.asarray(outside)
+  return float(inside.mean()), float(outside.mean()), float(np.mean(inside > outside))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+  data = f"workdirs/shapes_data_{args.seed}"
+  clip = f"workdirs/shapes_clip_{args.seed}/hf_export"
+  params, table, _ = checkpoint.load(f"workdirs/shapes_dcsm_{args.seed}/scorer")
+  features = maps.TokenFeatures(clip)
+  scorers = {"global_cosine": multiple_choice.GlobalCosine(embedding.Embedder.from_path(clip)),
+             "dcsm": scoring.DenseScorer(features, params, table, maps.MapOptions())}
+  result = {"hard_negative_pairs": hard_negative_pairs(data, scorers)}
+  result["localisation"] = dict(zip(("inside", "elsewhere", "inside_higher"),
+                                    localisation(features)))
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,224 @@
+"""CLIP's contrastive objective on both towers (and the logit scale), from a checkpoint or
+from scratch, on a CSV of (image, caption) pairs: small-scale experiments such as the
+frozen backbone of the offline DCSM study (docs/dcsm.md).
+
+  python -m hierre_jax.contrastive --config configs/contrastive/shapes.py [--config.key=value]
+
+The CSV has the columns image (a path, relative to the CSV's folder) and caption; an image
+may appear in several rows. Every image is decoded and preprocessed once, before the first
+step (the data must fit in host memory). Rows of a batch whose captions are the same text
+are positives of each other (the target spreads over them), not negatives. The same
+verified checkpoints, resume, config-drift refusal, metrics and progress as RE training
+(`trainer/loop.py`); the result is exported as a Hugging Face model directory.
+"""
+import contextlib
+import csv
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from hierre_jax import cli
+from hierre_jax import embedding
+from hierre_jax import errors
+from hierre_jax import models
+from hierre_jax import sharding
+from hierre_jax.data import images as image_data
+from hierre_jax.data import text as text_ids
+from hierre_jax.radial import geometry
+from hierre_jax.trainer import checks
+from hierre_jax.trainer import loop
+from hierre_jax.trainer import model_dir as model_dir_lib
+from hierre_jax.trainer import workdir_lock
+
+MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
+
+
+def read_pairs(path):
+  """CSV (image, caption) -> (image paths, captions); DataError naming a bad row."""
+  errors.require_file(path, "pairs CSV")
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    if not {"image", "caption"} <= set(reader.fieldnames or []):
+      raise errors.DataError(f"{path}: needs the columns image and caption "
+                             f"(has {reader.fieldnames})")
+    rows = list(reader)
+  folder = os.path.dirname(os.path.abspath(path))
+  images, captions = [], []
+  for i, row in enumerate(rows, start=2):  # line numbers as an editor shows them
+    if not row["image"] or not row["caption"]:
+      raise errors.DataError(f"{path}: row {i}: empty image or caption")
+    image = os.path.join(folder, row["image"])
+    if not os.path.isfile(image):
+      raise errors.DataError(f"{path}: row {i}: no image file {image}")
+    images.append(image)
+    captions.append(row["caption"])
+  if not images:
+    raise errors.DataError(f"{path}: no rows")
+  return images, captions
+
+
+class PairData:
+  """Preprocessed pixels of every distinct image, token ids of every distinct caption, and
+  the rows as (image index, caption index)."""
+
+  def __init__(self, path, tokenizer, preprocessing, max_length, workers=None):
+    images, captions = read_pairs(path)
+    self.image_paths = list(dict.fromkeys(images))
+    self.captions = list(dict.fromkeys(captions))
+    image_index = {p: i for i, p in enumerate(self.image_paths)}
+    caption_index = {c: i for i, c in enumerate(self.captions)}
+    self.rows = np.asarray([[image_index[p], caption_index[c]] for p, c in zip(images, captions)],
+                           np.int32)
+    ids = text_ids.tokenize(tokenizer, self.captions, max_length)
+    self.ids = text_ids.pad(ids, text_ids.bucket_length(max(map(len, ids)), 8, max_length),
+                            tokenizer.pad_token_id)
+    self.pixels = np.concatenate(list(tqdm.tqdm(
+        image_data.load_batches(self.image_paths, preprocessing, 64, workers),
+        total=-(-len(self.image_paths) // 64), desc=f"images of {os.path.basename(path)}",
+        leave=False)))
+
+  def batch(self, step, batch_size, seed):
+    """The rows of `step`: a permutation per epoch from (seed, epoch), partial batches left
+    out -> {pixels, ids, caption: [B] caption index}."""
+    per_epoch = len(self.rows) // batch_size
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
+    rows = self.rows[order[k * batch_size:(k + 1) * batch_size]]
+    return {"pixels": self.pixels[rows[:, 0]], "ids": self.ids[rows[:, 1]],
+            "caption": rows[:, 1]}
+
+
+def contrastive_loss(image, text, log_scale, caption):
+  """Unit features [B, P] of B rows, the log logit scale, [B] caption index -> symmetric
+  cross-entropy of exp(log_scale) * <v_i, t_j>, rows of the same caption all positives."""
+  logits = jnp.exp(log_scale) * image @ text.T
+  same = (caption[:, None] == caption[None, :]).astype(logits.dtype)
+  target = same / same.sum(axis=1, keepdims=True)  # symmetric: the same for both directions
+  return (optax.softmax_cross_entropy(logits, target).mean()
+          + optax.softmax_cross_entropy(logits.T, target).mean()) / 2
+
+
+def make_train_step(family, model_config, tx):
+  encoders = family.encoders(model_config)
+
+  def loss_fn(params, batch):
+    image = geometry.normalize(encoders.image(params, batch["pixels"]))
+    text = geometry.normalize(encoders.text(params, batch["ids"]))
+    log_scale = family.log_logit_scale(params)
+    loss = contrastive_loss(image, text, log_scale, batch["caption"])
+    hits = (image @ text.T).argmax(axis=1)
+    accuracy = (batch["caption"][hits] == batch["caption"]).mean()
+    return loss, {"loss": loss, "batch_i2t_accuracy": accuracy, "logit_scale": jnp.exp(log_scale)}
+
+  def step(state, batch):
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    params = {**params, "logit_scale": jnp.minimum(params["logit_scale"], MAX_LOG_SCALE)}
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return step
+
+
+def evaluate_now(config, model_config, params, model_dir, data, step, writer, mesh):
+  """Image -> caption top-1 accuracy over the distinct captions of config.eval.csv (a row
+  is right when its image's best caption is one of that image's captions)."""
+  embedder = embedding.Embedder(model_config, params, model_dir, mesh=mesh,
+                                image_batch_size=config.eval.image_batch_size)
+  images = embedder.images(data.image_paths)
+  texts, _ = embedder.texts(data.captions)
+  best = (images @ texts.T).argmax(axis=1)
+  right = {(i, c) for i, c in data.rows}
+  accuracy = float(np.mean([(i, best[i]) in right for i in range(len(images))]))
+  if writer is not None:
+    writer.write(step, {"eval/i2t_accuracy": accuracy})
+    tqdm.tqdm.write(f"step {step} evaluation: i2t_accuracy={accuracy:.4f} "
+                    f"({len(data.captions)} captions)")
+
+
+def train(config, allow_config_change=False):
+  """Trains (or resumes) in config.workdir -> the final TrainState; exports the model to
+  config.export_dir (default workdir/hf_export)."""
+  for key in ("batch_size", "log_every", "checkpoint_every"):
+    checks.number(config, key, 1, integer=True)
+  checks.number(config, "lr", 0, low_open=True)
+  errors.require_writable_dir(config.workdir, "workdir")
+  read_pairs(config.train_csv)  # a bad row fails before anything is written
+  if config.eval.csv:
+    read_pairs(config.eval.csv)
+  watch = loop.Stopwatch()
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  is_main = jax.process_index() == 0
+  with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
+    loop.apply_runtime_options(config)
+    manager = loop.open_run(config, allow_config_change, is_main, added_keys={})
+    model_dir = model_dir_lib.prepare_model_dir(config, is_main)
+    family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
+    if family.name != "clip":
+      raise errors.UserError(f"{model_dir}: contrastive training of both towers is built for "
+                             f"CLIP; {family.name}'s image tower would need its BatchNorm "
+                             "statistics trained")
+    hf_config = family.load_hf_config(model_dir)
+    if is_main:
+      model_dir_lib.save_model_info(family, hf_config, model_dir, config.workdir)
+    tokenizer = family.load_tokenizer(model_dir)
+    preprocessing = family.preprocessing(model_dir, model_config)
+    data = PairData(config.train_csv, tokenizer, preprocessing, family.max_length)
+    eval_data = (PairData(config.eval.csv, tokenizer, preprocessing, family.max_length)
+                 if config.eval.csv else None)
+    if config.batch_size > len(data.rows):
+      raise checks.ConfigError(f"config.batch_size={config.batch_size}: more than the "
+                               f"{len(data.rows)} rows of {config.train_csv}")
+    watch.lap("load")
+    total_steps = loop.total_steps(config, len(data.rows) // config.batch_size)
+    try:
+      state, state_sharding, tx, writer = loop.start(config, params, tuple(params), total_steps,
+                                                     manager, mesh, allow_config_change, is_main)
+      start = int(state.step)
+      step = jax.jit(make_train_step(family, model_config, tx),
+                     in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                     out_shardings=(state_sharding, sharding.replicated(mesh)),
+                     donate_argnums=0)
+      run_eval = None
+      if eval_data is not None:
+        run_eval = lambda s, st: evaluate_now(config, model_config, st.params, model_dir,
+                                              eval_data, s, writer, mesh)
+      state = loop.run(config, state, step, lambda s: sharding.put_global_batch(
+          data.batch(s, config.batch_size, config.seed), mesh), total_steps, manager, writer,
+                       run_eval, watch)
+    finally:
+      manager.close()
+    watch.lap()
+    if not is_main:
+      return state
+    loop.close_metrics(writer, config.workdir, (
+        ("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
+        ("logit scale", ("logit_scale",))))
+    export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
+    family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
+    watch.lap("export")
+    loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
+        "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
+        "rows": len(data.rows), "seconds": dict(watch.seconds)})
+    print(f"wall time: {watch.summary()}\nHugging Face export: {export_dir}")
+    return state
+
+
+def main(argv):
+  del argv
+  train(FLAGS.config, FLAGS.allow_config_change)
+
+
+FLAGS = flags.FLAGS
+
+if __name__ == "__main__":
+  cli.define_train_flags("a configs/contrastive/*.py file")
+  flags.mark_flags_as_required(["config"])
+  cli.run(main)

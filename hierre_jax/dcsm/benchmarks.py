@@ -1,0 +1,282 @@
+"""Readers of the compositional multiple-choice benchmarks (DCSM_SPEC section 7) and of the
+procedural test sets, in their upstream formats and the release's file locations.
+
+Every benchmark is a list of `Item`s: one image, K candidate captions, the index of the true
+one (the first in the release's files, unless a format has an answer column). A reader never
+renames or moves a user's files: an image named differently by the release (WhatsUp's
+"on" -> "above", "under" -> "below") is looked up under both names. A malformed record
+raises DataError naming the file and the record index.
+"""
+import csv
+import dataclasses
+import json
+import os
+import re
+
+from hierre_jax import errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  image: str              # path ("" when no candidate file exists)
+  captions: tuple         # K strings
+  answer: int = 0         # index of the true caption
+  box: tuple = None       # (x, y, w, h) crop of the image (VG-Attribution), or None
+  looked_for: str = ""    # the path named by the record (for a missing image)
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+  name: str
+  source: str             # the annotation file read
+  items: list
+  prefix: str = ""        # the release's caption prefix for this benchmark
+  on_under: bool = False  # the release's WhatsUp " on" / " under" rewrites apply
+
+  @property
+  def missing(self):
+    return [item for item in self.items if not item.image]
+
+
+def _data_error(path, index, why):
+  return errors.DataError(f"{path}: record {index}: {why}")
+
+
+def _find(data_dir, candidates, what):
+  """The first of `candidates` (paths relative to data_dir) that exists; UserError listing
+  them all when none does."""
+  for rel in candidates:
+    path = os.path.join(data_dir, rel)
+    if os.path.exists(path):
+      return path
+  raise errors.UserError(f"{data_dir}: no {what} (looked for {', '.join(candidates)})")
+
+
+def _image(roots, rel, renames=()):
+  """-> (the existing file among roots x (rel and its renamed forms), or "", rel)."""
+  names = [rel] + [re.sub(a, b, rel) for a, b in renames if re.search(a, rel)]
+  for root in roots:
+    for name in names:
+      path = os.path.join(root, name)
+      if os.path.isfile(path):
+        return path, rel
+  return "", rel
+
+
+def _captions(path, index, values, k):
+  if len(values) != k or not all(isinstance(c, str) and c for c in values):
+    raise _data_error(path, index, f"expected {k} non-empty captions, found {values!r}")
+  return tuple(values)
+
+
+def _read_json(path):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except ValueError as e:
+    raise errors.DataError(f"{path}: not valid JSON ({e})") from None
+
+
+def _read_csv(path, columns):
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+      raise errors.DataError(f"{path}: missing columns {missing} (has {reader.fieldnames})")
+    return list(reader)
+
+
+# The release renames WhatsUp images on disk; we look for both names.
+WHATSUP_RENAMES = ((r"_on_", "_above_"), (r"_under_", "_below_"))
+
+
+def whatsup(data_dir, subset):
+  """WhatsUp A ("images") or B ("clevr"): [{image_path, caption_options[4]}]."""
+  name = {"a": "controlled_images_dataset.json", "b": "controlled_clevr_dataset.json"}[subset]
+  path = _find(data_dir, [name, os.path.join("data", name), os.path.join("whatsup", name)],
+               f"WhatsUp {subset.upper()} file")
+  roots = [data_dir, os.path.dirname(path), os.path.join(data_dir, "data")]
+  items = []
+  for i, record in enumerate(_read_json(path)):
+    if not isinstance(record, dict) or "image_path" not in record:
+      raise _data_error(path, i, "expected an object with image_path and caption_options")
+    captions = _captions(path, i, record.get("caption_options"), 4)
+    image, rel = _image(roots, record["image_path"], WHATSUP_RENAMES)
+    items.append(Item(image, captions, looked_for=rel))
+  return Benchmark(f"whatsup_{subset}", path, items, prefix="An image of ", on_under=True)
+
+
+def spatial_pairs(data_dir, source, objects):
+  """COCO-spatial ("coco") or VG-spatial ("vg"), one or two objects:
+  [[image_id, true caption, false caption]]."""
+  name = f"{source}_qa_{'one' if objects == 1 else 'two'}_obj.json"
+  path = _find(data_dir, [name, os.path.join("data", name)], f"{source} spatial file")
+  if source == "coco":
+    rel_of = lambda image_id: os.path.join("val2017", f"{int(image_id):012d}.jpg")
+  else:
+    rel_of = lambda image_id: os.path.join("vg_images", f"{image_id}.jpg")
+  roots = [data_dir, os.path.dirname(path), os.path.join(data_dir, "data")]
+  items = []
+  for i, record in enumerate(_read_json(path)):
+    if not isinstance(record, list) or len(record) != 3:
+      raise _data_error(path, i, f"expected [image_id, true caption, false caption], "
+                        f"found {record!r}")
+    try:
+      rel = rel_of(record[0])
+    except (TypeError, ValueError):
+      raise _data_error(path, i, f"image id {record[0]!r} is not a number") from None
+    image, _ = _image(roots, rel)
+    items.append(Item(image, _captions(path, i, record[1:], 2), looked_for=rel))
+  return Benchmark(f"{source}_spatial_{objects}", path, items)
+
+
+def clevr_bind(data_dir, split):
+  """CLEVR-bind two-object CSV {train,val,gen}.csv: file_name, pos, neg_0..neg_3."""
+  path = _find(data_dir, [f"{split}.csv", os.path.join("clevr_bind", f"{split}.csv")],
+               f"CLEVR-bind {split}.csv")
+  columns = ["file_name", "pos", "neg_0", "neg_1", "neg_2", "neg_3"]
+  roots = [os.path.join(os.path.dirname(path), "images"), os.path.dirname(path),
+           os.path.join(data_dir, "images"), data_dir]
+  items = []
+  for i, row in enumerate(_read_csv(path, columns)):
+    image, rel = _image(roots, row["file_name"])
+    items.append(Item(image, _captions(path, i, [row[c] for c in columns[1:]], 5),
+                      looked_for=rel))
+  return Benchmark(f"clevr_bind_{split}", path, items, prefix="An image of a ")
+
+
+def vg_attribution(data_dir, true_first=False):
+  """ARO VG-Attribution: [{image_path, bbox_x/y/w/h, true_caption, false_caption}]; the
+  upstream order puts the false caption first (answer 1), the release the true one."""
+  name = "visual_genome_attribution.json"
+  path = _find(data_dir, [name, os.path.join("data", name)], "VG-Attribution file")
+  roots = [os.path.join(data_dir, "VG_100K"), os.path.join(data_dir, "images"), data_dir]
+  items = []
+  for i, r in enumerate(_read_json(path)):
+    try:
+      box = tuple(float(r[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
+      captions = _captions(path, i, [r["true_caption"], r["false_caption"]], 2)
+      rel = r["image_path"]
+    except (KeyError, TypeError, ValueError) as e:
+      raise _data_error(path, i, f"expected image_path, bbox_x/y/w/h, true_caption and "
+                        f"false_caption ({e!r})") from None
+    image, _ = _image(roots, rel)
+    if true_first:
+      items.append(Item(image, captions, 0, box, rel))
+    else:
+      items.append(Item(image, captions[::-1], 1, box, rel))
+  return Benchmark("vg_attribution", path, items, prefix="An image of ")
+
+
+def negbench(data_dir, source):
+  """NegBench MCQ CSV (COCO or VOC): image_path, correct_answer (index), caption_0..3."""
+  name = {"coco": "COCO_val_mcq_llama3.1_rephrased.csv",
+          "voc": "VOC2007_mcq_llama3.1_rephrased.csv"}[source]
+  path = _find(data_dir, [name, os.path.join("images", name), os.path.join("negbench", name)],
+               f"NegBench {source} file")
+  columns = ["image_path", "correct_answer", "caption_0", "caption_1", "caption_2",
+             "caption_3"]
+  roots = [os.path.dirname(path), data_dir]
+  items = []
+  for i, row in enumerate(_read_csv(path, columns)):
+    try:
+      answer = int(row["correct_answer"])
+    except ValueError:
+      raise _data_error(path, i, f"correct_answer {row['correct_answer']!r} is not an "
+                        "index") from None
+    if not 0 <= answer < 4:
+      raise _data_error(path, i, f"correct_answer {answer} is not in 0..3")
+    image, rel = _image(roots, row["image_path"])
+    items.append(Item(image, _captions(path, i, [row[f"caption_{k}"] for k in range(4)], 4),
+                      answer, looked_for=rel))
+  return Benchmark(f"negbench_{source}", path, items)
+
+
+NCD_NAME = re.compile(r"^([a-z]+)_([a-z]+)_([a-z]+)_([a-z]+)\.png$")
+
+
+def ncd(data_dir, subset):
+  """NCD composites: no annotation file; `{c1}_{A}_{c2}_{B}.png` in data_dir/<subset>, the
+  wrong caption swaps the colours."""
+  folder = os.path.join(data_dir, subset)
+  if not os.path.isdir(folder):
+    raise errors.UserError(f"{folder}: no NCD folder")
+  items = []
+  for name in sorted(os.listdir(folder)):
+    match = NCD_NAME.match(name)
+    if not match:
+      continue
+    c1, a, c2, b = match.groups()
+    items.append(Item(os.path.join(folder, name), (f"A {c1} {a} and a {c2} {b}",
+                                                   f"A {c2} {a} and a {c1} {b}"),
+                      looked_for=name))
+  if not items:
+    raise errors.UserError(f"{folder}: no {{c1}}_{{A}}_{{c2}}_{{B}}.png images")
+  return Benchmark(f"ncd_{subset}", folder, items)
+
+
+# name -> (reader, the files' folder under --data_dir, category for the procedural summary)
+READERS = {
+    "whatsup_a": lambda d: whatsup(d, "a"),
+    "whatsup_b": lambda d: whatsup(d, "b"),
+    "coco_spatial_1": lambda d: spatial_pairs(d, "coco", 1),
+    "coco_spatial_2": lambda d: spatial_pairs(d, "coco", 2),
+    "vg_spatial_1": lambda d: spatial_pairs(d, "vg", 1),
+    "vg_spatial_2": lambda d: spatial_pairs(d, "vg", 2),
+    "clevr_bind_train": lambda d: clevr_bind(d, "train"),
+    "clevr_bind_val": lambda d: clevr_bind(d, "val"),
+    "clevr_bind_gen": lambda d: clevr_bind(d, "gen"),
+    "vg_attribution": vg_attribution,
+    "negbench_coco": lambda d: negbench(d, "coco"),
+    "negbench_voc": lambda d: negbench(d, "voc"),
+    "ncd_1": lambda d: ncd(d, "1"),
+    "ncd_2": lambda d: ncd(d, "2"),
+}
+
+# The procedural test sets (`procedural.Generator.write_test`), read by the same readers.
+PROCEDURAL = {
+    "procedural_spatial": lambda d: _renamed(whatsup(os.path.join(d, "test", "whatsup"), "a"),
+                                             "procedural_spatial"),
+    "procedural_spatial_unseen": lambda d: _renamed(
+        whatsup(os.path.join(d, "test", "whatsup_gen"), "a"), "procedural_spatial_unseen"),
+    "procedural_spatial_swap": lambda d: _renamed(
+        spatial_pairs(os.path.join(d, "test", "coco_spatial"), "coco", 2),
+        "procedural_spatial_swap"),
+    "procedural_colour": lambda d: _renamed(clevr_bind(os.path.join(d, "test", "clevr_bind"),
+                                                       "val"), "procedural_colour"),
+    "procedural_colour_unseen": lambda d: _renamed(
+        clevr_bind(os.path.join(d, "test", "clevr_bind"), "gen"), "procedural_colour_unseen"),
+    "procedural_negation": lambda d: _renamed(negbench(os.path.join(d, "test", "negbench"),
+                                                       "coco"), "procedural_negation"),
+}
+
+
+# The release's DCSM-only caption rewrites (substring replacements, in this order).
+DCSM_REWRITES = ((" behind ", " above "), (" in front of ", " below "), (" bottom", " below"),
+                 (" top", " above"))
+
+
+def rewrite(benchmark, caption, release=True, dcsm=False):
+  """A caption as the release scores it: with `release` WhatsUp's " on" -> " above" and
+  " under" -> " below" and the benchmark's prefix (every scorer); with `dcsm` also
+  DCSM_REWRITES (the DCSM path only). Replacements are the release's plain substring ones."""
+  if release:
+    if benchmark.on_under:
+      caption = caption.replace(" on", " above").replace(" under", " below")
+    caption = benchmark.prefix + caption
+  if dcsm:
+    for old, new in DCSM_REWRITES:
+      caption = caption.replace(old, new)
+  return caption
+
+
+def _renamed(benchmark, name):
+  return dataclasses.replace(benchmark, name=name)
+
+
+def read(name, data_dir):
+  """The benchmark `name` (READERS or PROCEDURAL) from data_dir."""
+  readers = {**READERS, **PROCEDURAL}
+  if name not in readers:
+    raise errors.UserError(f"unknown benchmark {name!r}; known: {', '.join(readers)}")
+  return readers[name](data_dir)

@@ -1,0 +1,137 @@
+"""Scorer files: a folder with `scorer.safetensors` (the CNN in the release's PyTorch
+`model_state_dict` layout, so that a PyTorch twin of the CNN loads it with
+`load_state_dict`, plus `functional_table` [11, rows]) and `dcsm.json` (map size, map
+options, backbone, provenance); and the import of the released PyTorch checkpoint
+(`dcsm_obja_ckpt.pt`), whose `clip_state_dict` becomes a CLIP model directory."""
+import json
+import os
+
+import numpy as np
+import safetensors.numpy
+import transformers
+
+from hierre_jax import errors
+from hierre_jax.dcsm import maps
+from hierre_jax.dcsm import scorer
+from hierre_jax.models.clip import convert
+from hierre_jax.models.clip import modeling
+from hierre_jax.models.clip import tokenizer as clip_tokenizer
+
+SCORER_FILE = "scorer.safetensors"
+INFO_FILE = "dcsm.json"
+TABLE_KEY = "functional_table"
+HEAD_DIM = 64  # every OpenAI CLIP tower's attention head width (heads are not in a state dict)
+
+
+def save(out_dir, params, table, info):
+  """Writes the scorer folder: params (Flax), table [11, rows], info (a JSON dict that
+  holds at least "rows" and "columns")."""
+  os.makedirs(out_dir, exist_ok=True)
+  tensors = scorer.to_state_dict(params, info["rows"], info["columns"])
+  tensors[TABLE_KEY] = np.asarray(table, np.float32)
+  safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                              os.path.join(out_dir, SCORER_FILE), metadata={"format": "pt"})
+  with open(os.path.join(out_dir, INFO_FILE), "w") as f:
+    json.dump(info, f, indent=1)
+  return out_dir
+
+
+def load(path):
+  """A scorer folder (or the released .pt checkpoint) -> (params, table [11, rows], info)."""
+  if os.path.isfile(path):
+    return read_release(path)[:3]
+  errors.require_file(os.path.join(path, SCORER_FILE), "DCSM scorer file")
+  tensors = safetensors.numpy.load_file(os.path.join(path, SCORER_FILE))
+  table = tensors.pop(TABLE_KEY, None)
+  params, rows, cols = scorer.from_state_dict(tensors, os.path.join(path, SCORER_FILE))
+  info_path = os.path.join(path, INFO_FILE)
+  info = {}
+  if os.path.exists(info_path):
+    with open(info_path) as f:
+      info = json.load(f)
+  if table is None or table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
+    raise errors.UserError(f"{path}/{SCORER_FILE}: {TABLE_KEY} missing or not "
+                           f"[{len(maps.FUNCTIONAL_WORDS)}, {rows}]")
+  return params, table, {**info, "rows": rows, "columns": cols}
+
+
+def _torch_load(path):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise errors.UserError(f"{path}: reading a PyTorch checkpoint needs torch "
+                           "(pip install torch)") from None
+  try:  # a zip pickle of modules and a tokenizer, tensors saved on CUDA
+    return torch.load(path, map_location="cpu", weights_only=False)
+  except Exception as e:  # pylint: disable=broad-except  torch raises many kinds
+    raise errors.UserError(f"{path}: cannot read this PyTorch checkpoint ({e})") from e
+
+
+def read_release(path):
+  """The released checkpoint -> (params, table, info, clip_state_dict or None, tokenizer
+  or None). `external_logic_token_embeddings` is a pickled nn.Embedding(11, rows)."""
+  ckpt = _torch_load(path)
+  if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
+    raise errors.UserError(f"{path}: no model_state_dict: not a DCSM release checkpoint")
+  params, rows, cols = scorer.from_state_dict(ckpt["model_state_dict"],
+                                              f"{path}: model_state_dict")
+  embedding = ckpt.get("external_logic_token_embeddings")
+  weight = getattr(embedding, "weight", embedding)
+  if weight is None:
+    raise errors.UserError(f"{path}: no external_logic_token_embeddings (the functional rows)")
+  table = np.asarray(weight.detach().cpu().numpy() if hasattr(weight, "detach") else weight,
+                     np.float32)
+  if table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
+    raise errors.UserError(f"{path}: external_logic_token_embeddings has shape {table.shape}, "
+                           f"expected ({len(maps.FUNCTIONAL_WORDS)}, {rows})")
+  info = {"rows": rows, "columns": cols, "column_rule": "release", "functional_rows": True,
+          "per_map": False, "source": os.path.abspath(path), "epoch": ckpt.get("epoch")}
+  return params, table, info, ckpt.get("clip_state_dict"), ckpt.get("clip_text_tokenizer")
+
+
+def clip_config_from_state_dict(state_dict):
+  """transformers.CLIPConfig of an HF CLIPModel state dict: sizes from the shapes, heads of
+  HEAD_DIM, OpenAI's quick_gelu and legacy end-of-text id."""
+  shape = lambda k: tuple(state_dict[k].shape)
+  layers = lambda tower: len({k.split(".")[3] for k in state_dict
+                              if k.startswith(f"{tower}.encoder.layers.")})
+  vocab, text_width = shape("text_model.embeddings.token_embedding.weight")
+  vision_width, _, patch, _ = shape("vision_model.embeddings.patch_embedding.weight")
+  grid = int(round((shape("vision_model.embeddings.position_embedding.weight")[0] - 1) ** 0.5))
+  return transformers.CLIPConfig(
+      text_config=dict(
+          hidden_size=text_width, num_hidden_layers=layers("text_model"),
+          intermediate_size=shape("text_model.encoder.layers.0.mlp.fc1.weight")[0],
+          num_attention_heads=text_width // HEAD_DIM, vocab_size=vocab,
+          max_position_embeddings=shape("text_model.embeddings.position_embedding.weight")[0],
+          hidden_act="quick_gelu", eos_token_id=modeling.LEGACY_EOS_TOKEN_ID, bos_token_id=0,
+          pad_token_id=1),
+      vision_config=dict(
+          hidden_size=vision_width, num_hidden_layers=layers("vision_model"),
+          intermediate_size=shape("vision_model.encoder.layers.0.mlp.fc1.weight")[0],
+          num_attention_heads=vision_width // HEAD_DIM, patch_size=patch,
+          image_size=grid * patch, hidden_act="quick_gelu"),
+      projection_dim=shape("text_projection.weight")[0])
+
+
+def import_release(path, out_dir):
+  """Writes out_dir/scorer (a scorer folder) and out_dir/clip (the checkpoint's CLIP as a
+  Hugging Face directory; its tokenizer, else the OpenAI vocabulary) -> (scorer dir, clip
+  dir or None when the checkpoint holds no clip_state_dict)."""
+  params, table, info, clip_state, tokenizer = read_release(path)
+  clip_dir = None
+  if clip_state is not None:
+    clip_dir = os.path.join(out_dir, "clip")
+    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
+                           np.float32) for k, v in clip_state.items()}
+    hf_config = clip_config_from_state_dict(state)
+    params_clip = convert.state_dict_to_params(
+        {k: v for k, v in state.items() if k not in convert.IGNORED_KEYS},
+        modeling.ClipConfig.from_hf(hf_config), source=f"{path}: clip_state_dict")
+    convert.export_clip(params_clip, hf_config, clip_dir)
+    if tokenizer is not None:
+      tokenizer.save_pretrained(clip_dir)
+    else:
+      clip_tokenizer.write_clip_vocab(clip_dir)
+    info["backbone"] = os.path.abspath(clip_dir)
+  return save(os.path.join(out_dir, "scorer"), params, table, info), clip_dir

@@ -1,0 +1,382 @@
+"""Procedural stand-in for the DCSM training and test data (DCSM_SPEC section 6, a CHOICE:
+the release's training images are not public): filled 2-D shapes with single-token names on
+square canvases, written with the release's file names and caption templates, and
+multiple-choice test sets in the formats of the real benchmarks (`dcsm.benchmarks`).
+
+  python -m hierre_jax.dcsm make-data --out DIR --seed S
+
+Layout of DIR:
+  train/spatial/NNNNN/{A}_{rel}_{B}.png and CUTMIX_{A}_{rel}_{B}.png (A and B swapped in place)
+  train/binding/NNNNN/{c1}_{A}_{c2}_{B}.png and MIRROR_... (colours exchanged); sizes as
+      small_{A}_big_{B}.png and MIRROR_...
+  train/negation.json ([{image, opposite, o1, o2}]: image holds o1 and no o2, opposite o2
+      and no o1, paths relative to DIR) with images in train/negation/
+  train/captions.csv (image, caption): every image with each of its captions
+  val/: the same for validation
+  test/whatsup/controlled_images_dataset.json, test/coco_spatial/coco_qa_two_obj.json (+
+      val2017/), test/clevr_bind/{val,gen}.csv, test/negbench/COCO_val_mcq_llama3.1_rephrased.csv,
+      test/whatsup_gen/controlled_images_dataset.json
+"gen" sets hold only object-colour and object-pair combinations that training never shows.
+"""
+import csv
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+import tqdm
+
+from hierre_jax import errors
+
+SHAPES = ("circle", "square", "triangle", "star", "heart", "cross", "diamond", "ring")
+COLOURS = {"red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
+           "yellow": (255, 238, 51), "purple": (129, 38, 192), "cyan": (41, 208, 208),
+           "brown": (129, 74, 25), "gray": (87, 87, 87)}  # the CLEVR palette
+RELATIONS = {"above": "above", "below": "below", "right": "to the right of",
+             "left": "to the left of"}
+CONVERSE = {"above": "below", "below": "above", "right": "left", "left": "right"}
+NEGATIONS = ("and not", "but no", "without")
+STEP = {"above": (0, -1), "below": (0, 1), "right": (1, 0), "left": (-1, 0)}
+DATASETS = ("spatial", "binding", "negation")
+VERSIONS = 2  # caption phrasings per pair
+
+
+def held_out(seed):
+  """-> (colour per shape never drawn on it in training, shape pairs never placed in one
+  training scene), fixed by `seed`."""
+  rng = np.random.default_rng([seed, 1])
+  colours = list(COLOURS)
+  unseen_colour = {s: colours[(i + int(rng.integers(len(colours)))) % len(colours)]
+                   for i, s in enumerate(SHAPES)}
+  order = rng.permutation(len(SHAPES))
+  unseen_pairs = {frozenset((SHAPES[order[i]], SHAPES[order[i + 1]])) for i in (0, 2)}
+  return unseen_colour, unseen_pairs
+
+
+def draw_shape(draw, shape, centre, radius, fill):
+  """Draws a filled `shape` of `radius` pixels at `centre` on a PIL ImageDraw."""
+  x, y = centre
+  r = radius
+  box = (x - r, y - r, x + r, y + r)
+  polygon = lambda angles, radii: [(x + rr * np.sin(a), y - rr * np.cos(a))
+                                   for a, rr in zip(angles, radii)]
+  if shape == "circle":
+    draw.ellipse(box, fill=fill)
+  elif shape == "ring":
+    draw.ellipse(box, outline=fill, width=max(2, int(r / 3)))
+  elif shape == "square":
+    draw.rectangle((x - 0.8 * r, y - 0.8 * r, x + 0.8 * r, y + 0.8 * r), fill=fill)
+  elif shape == "triangle":
+    draw.polygon(polygon(np.arange(3) * 2 * np.pi / 3, [r] * 3), fill=fill)
+  elif shape == "diamond":
+    draw.polygon(polygon(np.arange(4) * np.pi / 2, [r, 0.6 * r] * 2), fill=fill)
+  elif shape == "star":
+    draw.polygon(polygon(np.arange(10) * np.pi / 5, [r, 0.4 * r] * 5), fill=fill)
+  elif shape == "cross":
+    w = 0.3 * r
+    draw.rectangle((x - w, y - r, x + w, y + r), fill=fill)
+    draw.rectangle((x - r, y - w, x + r, y + w), fill=fill)
+  elif shape == "heart":
+    h = r / 2
+    draw.ellipse((x - r, y - r, x, y), fill=fill)
+    draw.ellipse((x, y - r, x + r, y), fill=fill)
+    draw.polygon([(x - r + 1, y - h + 2), (x + r - 1, y - h + 2), (x, y + r)], fill=fill)
+  else:
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+class Canvas:
+  """Scenes on a size x size canvas with a light random background and a 3 x 3 grid."""
+
+  def __init__(self, size, rng):
+    self.size, self.rng = size, rng
+
+  def background(self):
+    return tuple(int(v) for v in self.rng.integers(205, 256, 3))
+
+  def render(self, objects, background):
+    """objects: [(shape, colour name, cell (col, row), scale)] -> RGB PIL image."""
+    image = Image.new("RGB", (self.size, self.size), background)
+    draw = ImageDraw.Draw(image)
+    cell = self.size / 3
+    for shape, colour, (col, row), scale, jitter in objects:
+      centre = ((col + 0.5) * cell + jitter[0], (row + 0.5) * cell + jitter[1])
+      draw_shape(draw, shape, centre, scale * cell * 0.42, COLOURS[colour])
+    return image
+
+  def jitter(self):
+    return tuple(self.rng.uniform(-0.08, 0.08, 2) * self.size / 3)
+
+  def pair_cells(self, rel):
+    """Grid cells (of A, of B) with A `rel` B."""
+    dx, dy = STEP[rel]
+    while True:
+      a = tuple(int(v) for v in self.rng.integers(0, 3, 2))
+      b = (a[0] - dx, a[1] - dy)
+      if 0 <= b[0] < 3 and 0 <= b[1] < 3:
+        return a, b
+
+
+def spatial_caption(a, rel, b, version=0):
+  """The release's spatial template; version 1 states the converse relation."""
+  if version:
+    return f"A picture of a {b} {RELATIONS[CONVERSE[rel]]} a {a}"
+  return f"A picture of a {a} {RELATIONS[rel]} a {b}"
+
+
+def binding_caption(c1, a, c2, b, version=0):
+  """Colour (or small/big) binding; version 1 names the second object first."""
+  if version:
+    return f"A picture of a {c2} {b} and a {c1} {a}"
+  return f"A picture of a {c1} {a} and a {c2} {b}"
+
+
+def negation_caption(o1, o2, connective):
+  return f"An image of a {o1} {connective} a {o2}"
+
+
+class Generator:
+  """Draws every file of the procedural data from one seed."""
+
+  def __init__(self, out, seed=0, size=64):
+    self.out, self.seed = out, seed
+    self.rng = np.random.default_rng(seed)
+    self.canvas = Canvas(size, self.rng)
+    self.unseen_colour, self.unseen_pairs = held_out(seed)
+
+  def path(self, *parts):
+    path = os.path.join(self.out, *parts)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+  def save(self, image, *parts):
+    image.save(self.path(*parts))
+    return os.path.join(*parts)
+
+  def shape_pair(self, unseen=False):
+    while True:
+      a, b = (str(s) for s in self.rng.choice(SHAPES, 2, replace=False))
+      if (frozenset((a, b)) in self.unseen_pairs) == unseen:
+        return a, b
+
+  def colour_for(self, shape, unseen=False, avoid=()):
+    if unseen:
+      return self.unseen_colour[shape]
+    options = [c for c in COLOURS if c != self.unseen_colour[shape] and c not in avoid]
+    return str(self.rng.choice(options))
+
+  def spatial_scene(self, unseen=False):
+    """-> (A, rel, B, image, swapped image)."""
+    a, b = self.shape_pair(unseen)
+    rel = str(self.rng.choice(list(RELATIONS)))
+    ca, cb = self.colour_for(a), self.colour_for(b)
+    cell_a, cell_b = self.canvas.pair_cells(rel)
+    bg, ja, jb = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
+    scene = [(a, ca, cell_a, 1.0, ja), (b, cb, cell_b, 1.0, jb)]
+    swapped = [(b, cb, cell_a, 1.0, ja), (a, ca, cell_b, 1.0, jb)]
+    return a, rel, b, self.canvas.render(scene, bg), self.canvas.render(swapped, bg)
+
+  def binding_scene(self, sizes=False, unseen=False):
+    """-> (attr1, A, attr2, B, image, mirrored image): colours (or small/big) exchanged."""
+    a, b = self.shape_pair()
+    rel = str(self.rng.choice(["left", "right"]))
+    cell_a, cell_b = self.canvas.pair_cells(rel)
+    bg, ja, jb = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
+    if sizes:
+      c1, c2 = "small", "big"
+      colour_a, colour_b = self.colour_for(a), self.colour_for(b)
+      make = lambda s1, s2: [(a, colour_a, cell_a, s1, ja), (b, colour_b, cell_b, s2, jb)]
+      return c1, a, c2, b, *(self.canvas.render(make(*s), bg) for s in ((0.5, 1.1),
+                                                                          (1.1, 0.5)))
+    c1 = self.colour_for(a, unseen)
+    c2 = self.colour_for(b, unseen, avoid=(c1,))
+    if c2 == c1:  # two unseen colours that coincide: pick another pair
+      return self.binding_scene(sizes, unseen)
+    if not unseen and (self.unseen_colour[a] == c2 or self.unseen_colour[b] == c1):
+      return self.binding_scene(sizes, unseen)  # the mirror would show an unseen combination
+    make = lambda x, y: [(a, x, cell_a, 1.0, ja), (b, y, cell_b, 1.0, jb)]
+    return c1, a, c2, b, self.canvas.render(make(c1, c2), bg), self.canvas.render(
+        make(c2, c1), bg)
+
+  def negation_scene(self):
+    """-> (o1, o2, image with o1 and a third shape, opposite with o2 and the same third)."""
+    o1, o2 = self.shape_pair()
+    third = str(self.rng.choice([s for s in SHAPES if s not in (o1, o2)]))
+    rel = str(self.rng.choice(list(RELATIONS)))
+    cells = self.canvas.pair_cells(rel)
+    bg, j1, j2 = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
+    c1, c3 = self.colour_for(o1), self.colour_for(third)
+    make = lambda o, c: [(o, c, cells[0], 1.0, j1), (third, c3, cells[1], 1.0, j2)]
+    return o1, o2, self.canvas.render(make(o1, c1), bg), self.canvas.render(
+        make(o2, self.colour_for(o2)), bg)
+
+  def write_pairs(self, pairs, split):
+    """The three paired sets of `split` (train, val), and split/captions.csv: every image
+    with each of its captions (`read_pairs`), for contrastive training of a backbone."""
+    for k in tqdm.trange(pairs, desc=f"{split}/spatial", leave=False):
+      a, rel, b, image, swapped = self.spatial_scene()
+      self.save(image, split, "spatial", f"{k:05d}", f"{a}_{rel}_{b}.png")
+      self.save(swapped, split, "spatial", f"{k:05d}", f"CUTMIX_{a}_{rel}_{b}.png")
+    for k in tqdm.trange(pairs, desc=f"{split}/binding", leave=False):
+      c1, a, c2, b, image, mirror = self.binding_scene(sizes=k % 4 == 3)
+      self.save(image, split, "binding", f"{k:05d}", f"{c1}_{a}_{c2}_{b}.png")
+      self.save(mirror, split, "binding", f"{k:05d}", f"MIRROR_{c1}_{a}_{c2}_{b}.png")
+    records = []
+    for k in tqdm.trange(pairs, desc=f"{split}/negation", leave=False):
+      o1, o2, image, opposite = self.negation_scene()
+      records.append({"image": self.save(image, split, "negation", f"{k:05d}_a.png"),
+                      "opposite": self.save(opposite, split, "negation", f"{k:05d}_b.png"),
+                      "o1": o1, "o2": o2})
+    with open(self.path(split, "negation.json"), "w") as f:
+      json.dump(records, f, indent=1)
+    with open(self.path(split, "captions.csv"), "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["image", "caption"])
+      for pair in (p for ps in read_pairs(self.out, split).values() for p in ps):
+        for version in pair.captions:
+          for image, caption in zip((pair.image, pair.opposite), version):
+            writer.writerow([os.path.relpath(image, os.path.join(self.out, split)), caption])
+
+  def write_whatsup(self, items, folder, unseen=False):
+    """WhatsUp A/B format: [{image_path, caption_options[4]}], the true caption first."""
+    records = []
+    for k in range(items):
+      a, rel, b, image, _ = self.spatial_scene(unseen)
+      options = [f"a {a} {RELATIONS[r]} a {b}" for r in
+                 [rel] + [r for r in RELATIONS if r != rel]]
+      name = f"{a}_{rel}_{b}_{k:04d}.png"
+      self.save(image, "test", folder, "images", name)
+      records.append({"image_path": f"images/{name}", "caption_options": options})
+    with open(self.path("test", folder, "controlled_images_dataset.json"), "w") as f:
+      json.dump(records, f, indent=1)
+
+  def write_coco_spatial(self, items):
+    """COCO-spatial two-object format: [[image_id, true caption, false caption]]."""
+    records = []
+    for k in range(items):
+      a, rel, b, image, _ = self.spatial_scene()
+      image.convert("RGB").save(self.path("test", "coco_spatial", "val2017", f"{k + 1:012d}.jpg"),
+                                quality=95)
+      records.append([k + 1, f"a {a} {RELATIONS[rel]} a {b}", f"a {b} {RELATIONS[rel]} a {a}"])
+    with open(self.path("test", "coco_spatial", "coco_qa_two_obj.json"), "w") as f:
+      json.dump(records, f)
+
+  def write_clevr_bind(self, items, split, unseen):
+    """CLEVR-bind format: file_name, pos, neg_0..neg_3 (the release prefixes "An image of a ")."""
+    with open(self.path("test", "clevr_bind", f"{split}.csv"), "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["file_name", "pos", "neg_0", "neg_1", "neg_2", "neg_3"])
+      for k in range(items):
+        c1, a, c2, b, image, _ = self.binding_scene(unseen=unseen)
+        others = [c for c in COLOURS if c not in (c1, c2)]
+        o1, o2 = (str(c) for c in self.rng.choice(others, 2, replace=False))
+        name = self.save(image, "test", "clevr_bind", "images", f"{split}_{k:04d}.png")
+        writer.writerow([os.path.basename(name), f"{c1} {a} and a {c2} {b}",
+                         f"{c2} {a} and a {c1} {b}", f"{o1} {a} and a {c2} {b}",
+                         f"{c1} {a} and a {o2} {b}", f"{c2} {b} and a {c1} {a}"])
+
+  def write_negbench(self, items):
+    """NegBench MCQ format: image_path, correct_answer (an index), caption_0..3,
+    correct_answer_template; the true caption at a random index."""
+    with open(self.path("test", "negbench", "COCO_val_mcq_llama3.1_rephrased.csv"), "w",
+              newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["image_path", "correct_answer", "caption_0", "caption_1", "caption_2",
+                       "caption_3", "correct_answer_template"])
+      for k in range(items):
+        o1, o2, image, _ = self.negation_scene()
+        conn = NEGATIONS[k % len(NEGATIONS)]
+        wrong = [negation_caption(o2, o1, conn), f"An image of a {o2}",
+                 f"An image of a {o1} and a {o2}"]
+        captions = [negation_caption(o1, o2, conn)] + wrong
+        order = self.rng.permutation(4)
+        self.save(image, "test", "negbench", "images", f"{k:05d}.png")
+        writer.writerow([f"images/{k:05d}.png", int(np.argmin(order))]
+                        + [captions[i] for i in order] + ["negative"])
+
+  def write_test(self, items):
+    self.write_whatsup(items, "whatsup")
+    self.write_whatsup(items, "whatsup_gen", unseen=True)
+    self.write_coco_spatial(items)
+    self.write_clevr_bind(items, "val", unseen=False)
+    self.write_clevr_bind(items, "gen", unseen=True)
+    self.write_negbench(items)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """An anchor image and its opposite, with (anchor caption, opposite caption) per version."""
+  image: str
+  opposite: str
+  captions: tuple  # VERSIONS x (anchor caption, opposite caption)
+
+
+SPATIAL_NAME = re.compile(r"^([a-z]+)_(above|below|left|right)_([a-z]+)\.png$")
+BINDING_NAME = re.compile(r"^([a-z]+)_([a-z]+)_([a-z]+)_([a-z]+)\.png$")
+
+
+def _paired_files(folder, pattern, prefix, what):
+  """(match, anchor path, opposite path) of every anchor file of folder's sub-folders."""
+  if not os.path.isdir(folder):
+    raise errors.UserError(f"{folder}: no {what} training folder")
+  out = []
+  for sub in sorted(os.listdir(folder)):
+    for name in sorted(os.listdir(os.path.join(folder, sub))):
+      if name.startswith(prefix):
+        continue
+      path = os.path.join(folder, sub, name)
+      match = pattern.match(name)
+      if not match:
+        raise errors.DataError(f"{path}: not a {what} file name ({pattern.pattern})")
+      opposite = os.path.join(folder, sub, prefix + name)
+      errors.require_file(opposite, f"{what} opposite image")
+      out.append((match.groups(), path, opposite))
+  return out
+
+
+def read_pairs(data_dir, split="train"):
+  """The three paired sets of a split of this layout -> {dataset: [Pair]}."""
+  train = os.path.join(data_dir, split)
+  spatial = [Pair(image, opposite, tuple(
+      (spatial_caption(a, rel, b, v), spatial_caption(b, rel, a, v))
+      for v in range(VERSIONS)))
+             for (a, rel, b), image, opposite in _paired_files(
+                 os.path.join(train, "spatial"), SPATIAL_NAME, "CUTMIX_", "spatial")]
+  binding = [Pair(image, opposite, tuple(
+      (binding_caption(c1, a, c2, b, v), binding_caption(c2, a, c1, b, v))
+      for v in range(VERSIONS)))
+             for (c1, a, c2, b), image, opposite in _paired_files(
+                 os.path.join(train, "binding"), BINDING_NAME, "MIRROR_", "binding")]
+  path = errors.require_file(os.path.join(train, "negation.json"), "negation pairs file")
+  with open(path) as f:
+    records = json.load(f)
+  negation = []
+  for i, r in enumerate(records):
+    if not isinstance(r, dict) or not {"image", "opposite", "o1", "o2"} <= set(r):
+      raise errors.DataError(f"{path}: record {i}: expected image, opposite, o1 and o2")
+    connectives = [NEGATIONS[(i + v) % len(NEGATIONS)]
+                   for v in range(VERSIONS)]
+    image, opposite = (os.path.join(data_dir, r[k]) for k in ("image", "opposite"))
+    for p in (image, opposite):
+      errors.require_file(p, f"negation image of record {i} of {path}")
+    negation.append(Pair(image, opposite, tuple(
+        (negation_caption(r["o1"], r["o2"], c),
+         negation_caption(r["o2"], r["o1"], c)) for c in connectives)))
+  return {"spatial": spatial, "binding": binding, "negation": negation}
+
+
+def make_data(out, seed=0, size=64, train_pairs=600, test_items=200):
+  """Writes the procedural training, validation and test data to `out` (see the module
+  doc); the validation sets have a sixth of the training pairs."""
+  generator = Generator(out, seed, size)
+  generator.write_pairs(train_pairs, "train")
+  generator.write_pairs(max(1, train_pairs // 6), "val")
+  generator.write_test(test_items)
+  with open(os.path.join(out, "procedural.json"), "w") as f:
+    json.dump({"seed": seed, "size": size, "train_pairs": train_pairs, "test_items": test_items,
+               "unseen_colour": generator.unseen_colour,
+               "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}, f, indent=1)
+  return out

@@ -1,0 +1,64 @@
+"""Multiple-choice accuracy of any pair scorer: each item is one image with K candidate
+captions, the prediction the caption of highest score.
+
+A pair scorer has `score(images, captions) -> [N, K]` (N images as paths or PIL images,
+N tuples of K captions). `GlobalCosine` scores with a model's single-vector cosine (any
+family's `Embedder`); `hierre_jax.dcsm.scoring.DenseScorer` with DCSM.
+
+Ties are reported apart: `accuracy` counts an item right only when the true caption scores
+strictly above every other; `accuracy_ties_as_correct` counts a tie at the top as right (the
+DCSM release's argmax does).
+"""
+import numpy as np
+import tqdm
+
+from hierre_jax.data import images as image_data
+
+
+class GlobalCosine:
+  """Cosine of the unit image and caption features of an `embedding.Embedder`."""
+
+  def __init__(self, embedder):
+    self.embedder = embedder
+
+  def score(self, images, captions):
+    image_features = self.embedder.images(images)
+    unique = list(dict.fromkeys(c for options in captions for c in options))
+    text_features, _ = self.embedder.texts(unique)
+    index = {c: i for i, c in enumerate(unique)}
+    rows = np.asarray([[index[c] for c in options] for options in captions])
+    return np.einsum("np,nkp->nk", image_features, text_features[rows])
+
+
+def item_image(item):
+  """An item's image: its path, or the PIL crop of its box (x, y, w, h)."""
+  if item.box is None:
+    return item.image
+  x, y, w, h = item.box
+  return image_data.open_rgb(item.image).crop((int(x), int(y), int(x + w), int(y + h)))
+
+
+def evaluate(scorer, items, rewrite=lambda caption: caption, chunk=256, desc=None):
+  """Items (with `image`, `captions`, `answer`, `box`) -> {accuracy, accuracy_ties_as_correct,
+  ties, items, k, chance} ; `rewrite` maps each caption before scoring."""
+  if not items:
+    raise ValueError("no items to evaluate")
+  scores = []
+  for start in tqdm.trange(0, len(items), chunk, desc=desc, leave=False,
+                           disable=len(items) <= chunk):
+    batch = items[start:start + chunk]
+    scores.append(np.asarray(scorer.score(
+        [item_image(item) for item in batch],
+        [tuple(rewrite(c) for c in item.captions) for item in batch]), np.float64))
+  return accuracy(np.concatenate(scores), np.asarray([item.answer for item in items]))
+
+
+def accuracy(scores, answers):
+  """scores [N, K], answers [N] -> the accuracies with ties apart (see the module doc)."""
+  n, k = scores.shape
+  true = scores[np.arange(n), answers]
+  others = np.where(np.arange(k)[None] == answers[:, None], -np.inf, scores)
+  best_other = others.max(axis=1)
+  right, tied = int((true > best_other).sum()), int((true == best_other).sum())
+  return {"accuracy": right / n, "accuracy_ties_as_correct": (right + tied) / n,
+          "ties": tied, "items": n, "k": k, "chance": 1 / k}

@@ -1,0 +1,530 @@
+"""DCSM: per-token features and maps against Hugging Face PyTorch, functional rows by hand,
+z-scoring, the scorer CNN against a PyTorch twin, the released checkpoint's import, the
+loss, training (loss falls, resume is exact, 8 devices == 1), the benchmark readers and the
+multiple-choice harness."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import save_torch_clip
+from hierre_jax import errors
+from hierre_jax.dcsm import benchmarks
+from hierre_jax.dcsm import checkpoint
+from hierre_jax.dcsm import evaluate
+from hierre_jax.dcsm import maps
+from hierre_jax.dcsm import procedural
+from hierre_jax.dcsm import scorer
+from hierre_jax.dcsm import scoring
+from hierre_jax.dcsm import training
+from hierre_jax.evaluators import multiple_choice
+from hierre_jax.trainer import metric_writer
+
+torch = pytest.importorskip("torch")
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+CAPTIONS = ["A picture of a circle above a star", "", "a cyan circle above a star without a",
+            "no dog is not here " * 6, "x"]
+
+
+@pytest.fixture(scope="module")
+def features(tiny_clip_dir):
+  return maps.TokenFeatures(tiny_clip_dir, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def pictures():
+  rng = np.random.default_rng(0)
+  return [Image.fromarray(rng.integers(0, 255, (40, 52, 3), dtype=np.uint8)) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+  return procedural.make_data(str(tmp_path_factory.mktemp("shapes")), seed=1, size=32,
+                              train_pairs=12, test_items=6)
+
+
+def unit(x):
+  return x / x.norm(dim=-1, keepdim=True)
+
+
+def test_token_features_and_maps_equal_hugging_face(tiny_clip_dir, features, pictures):
+  import transformers
+  model = transformers.CLIPModel.from_pretrained(tiny_clip_dir).eval()
+  ids, mask = features.tokenize(CAPTIONS)
+  assert ids.shape == (len(CAPTIONS), maps.COLUMNS) and mask[1].sum() == 2
+  pixels = torch.tensor(np.stack([features.preprocessing.preprocess(p) for p in pictures])
+                        ).permute(0, 3, 1, 2)
+  with torch.no_grad():
+    text = model.text_model(input_ids=torch.tensor(ids, dtype=torch.long),
+                            attention_mask=torch.tensor(mask)).last_hidden_state
+    want_text = unit(model.text_projection(text)).numpy()
+    vision = model.vision_model(pixel_values=pixels).last_hidden_state
+    want_image = unit(model.visual_projection(model.vision_model.post_layernorm(vision))).numpy()
+    cosine = (unit(model.get_image_features(pixel_values=pixels).pooler_output) @ unit(
+        model.get_text_features(input_ids=torch.tensor(ids, dtype=torch.long),
+                                attention_mask=torch.tensor(mask)).pooler_output).T).numpy()
+  np.testing.assert_allclose(features.texts(CAPTIONS), want_text, atol=1e-5)  # pads included
+  np.testing.assert_allclose(features.images(pictures), want_image, atol=1e-5)
+  dense = maps.dense_maps(features, pictures, CAPTIONS, functional_rows=False)
+  assert dense.shape == (3, len(CAPTIONS), features.rows, maps.COLUMNS) == (3, 5, 17, 30)
+  np.testing.assert_allclose(dense, np.einsum("irp,ctp->icrt", want_image, want_text), atol=1e-5)
+  eos = ids.argmax(axis=1)  # the first end-of-text token (also the pad token)
+  np.testing.assert_allclose(dense[:, np.arange(len(CAPTIONS)), 0, eos], cosine, atol=1e-5)
+
+
+def test_dense_maps_reads_paths_and_applies_functional_rows(tiny_clip_dir, tmp_path, pictures):
+  paths = []
+  for i, picture in enumerate(pictures[:2]):
+    paths.append(str(tmp_path / f"{i}.png"))
+    picture.save(paths[-1])
+  plain = maps.dense_maps(tiny_clip_dir, paths, CAPTIONS[:1], functional_rows=False)
+  table = maps.functional_table(17)
+  edited = maps.dense_maps(tiny_clip_dir, paths, CAPTIONS[:1])
+  np.testing.assert_allclose(edited[:, 0, :, 5], np.broadcast_to(table[0], (2, 17)))  # "above"
+  keep = [c for c in range(maps.COLUMNS) if c != 5]
+  np.testing.assert_allclose(edited[..., keep], plain[..., keep], atol=1e-6)
+  z = maps.dense_maps(tiny_clip_dir, paths, CAPTIONS[:1], standardize=True)
+  assert abs(z.mean()) < 1e-5 and abs(z.std(ddof=1) - 1) < 1e-5
+  with pytest.raises(errors.UserError, match="column_rule"):
+    maps.dense_maps(tiny_clip_dir, paths, CAPTIONS[:1], column_rule="words")
+
+
+def test_functional_table_rows():
+  table = maps.functional_table(197)
+  assert table.shape == (11, 197)
+  np.testing.assert_allclose(np.linalg.norm(3 * table - 1, axis=1), 1, rtol=1e-6)
+  assert abs(table.mean() - 1 / 3) < 0.01 and table.std() < 0.05
+
+
+def test_column_sources_by_hand(tok):
+  caption = "a cyan circle above a star"  # cyan is two BPE tokens: cy an
+  ident = list(range(maps.COLUMNS))
+  # release: column 3 = the WORD index of "above" (here the token "an", not "above")
+  assert list(maps.column_sources(caption, tok, "release")) == ident[:3] + [-1] + ident[4:]
+  # token: columns start token, a, cy, an, circle, above -> column 5
+  assert list(maps.column_sources(caption, tok, "token")) == ident[:5] + [-1] + ident[6:]
+  # insert: a column at word index 3, the rest shifted right, the last dropped
+  assert list(maps.column_sources(caption, tok, "insert")) == ident[:3] + [-1] + ident[3:29]
+  # several words act in list order, each at its first occurrence; "no" is word 7 (-8)
+  two = "a circle but not a star not no"
+  assert list(maps.column_sources(two, tok, "release"))[:8] == [0, 1, -10, -7, 4, 5, 6, -8]
+  # insert: "not" at 3, then "no" at 7, then "but" at 2, each into the columns so far
+  assert list(maps.column_sources(two, tok, "insert"))[:9] == [0, 1, -10, 2, -7, 3, 4, 5, -8]
+  # case-sensitive, punctuation attached prevents a match, words past 30 columns ignored
+  for caption in ("Above the line", "a star above, a circle", "x " * 40 + "above"):
+    assert list(maps.column_sources(caption, tok, "release")) == ident
+  with pytest.raises(ValueError, match="column_rule"):
+    maps.column_sources(caption, tok, "nope")
+
+
+def test_with_functional_rows_and_standardize():
+  rng = np.random.default_rng(0)
+  block = rng.normal(size=(2, 3, 4, 6)).astype(np.float32)
+  table = rng.normal(size=(11, 4)).astype(np.float32)
+  sources = np.tile(np.arange(6), (3, 1))
+  sources[1, 2] = -3  # caption 1, column 2 <- table row 2
+  sources[2] = [0, -1, 1, 2, 3, 4]  # inserted at 1
+  out = np.asarray(maps.with_functional_rows(block, sources[None], table))
+  np.testing.assert_array_equal(out[:, 0], block[:, 0])
+  np.testing.assert_array_equal(out[:, 1, :, 2], np.broadcast_to(table[2], (2, 4)))
+  np.testing.assert_array_equal(out[:, 2, :, 2:], block[:, 2, :, 1:5])
+  z = np.asarray(maps.standardize(block))
+  np.testing.assert_allclose(z, (block - block.mean()) / block.std(ddof=1), rtol=1e-5)
+  per = np.asarray(maps.standardize(block, per_map=True))
+  np.testing.assert_allclose(per.mean(axis=(-2, -1)), 0, atol=1e-6)
+  np.testing.assert_allclose(per.std(axis=(-2, -1), ddof=1), 1, rtol=1e-5)
+
+
+class TorchTwin(torch.nn.Module):
+  """The release's CNN, written from DCSM_SPEC section 5."""
+
+  def __init__(self, rows, cols=30, p=0.1):
+    super().__init__()
+    self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+    self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+    self.fc1 = torch.nn.Linear(4 * rows * cols, 128)
+    self.fc2 = torch.nn.Linear(128, 1)
+    self.drop2d, self.drop = torch.nn.Dropout2d(p), torch.nn.Dropout(p)
+
+  def forward(self, x):  # [N, rows, cols]
+    x = self.drop2d(torch.relu(self.conv1(x[:, None])))
+    x = self.drop2d(torch.relu(self.conv2(x)))
+    x = self.drop(torch.relu(self.fc1(x.flatten(1))))
+    return self.drop(self.fc2(x))[:, 0]
+
+
+def test_scorer_size_and_pytorch_twin(tmp_path):
+  assert scorer.num_params(scorer.init_params(197, 30)) == 3_026_365  # the release's size
+  rows = 17
+  params = scorer.init_params(rows, 30, seed=1)
+  table = maps.functional_table(rows)
+  out = checkpoint.save(str(tmp_path / "s"), params, table, {"rows": rows, "columns": 30})
+  import safetensors.torch
+  state = safetensors.torch.load_file(os.path.join(out, checkpoint.SCORER_FILE))
+  np.testing.assert_array_equal(state.pop(checkpoint.TABLE_KEY).numpy(), table)
+  twin = TorchTwin(rows).eval()
+  twin.load_state_dict(state)  # strict: every key and shape
+  x = np.random.default_rng(0).normal(size=(5, rows, 30)).astype(np.float32)
+  with torch.no_grad():
+    want = twin(torch.tensor(x)).numpy()
+  got = scorer.Scorer().apply({"params": params}, x)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  loaded, loaded_table, info = checkpoint.load(out)
+  np.testing.assert_array_equal(scorer.Scorer().apply({"params": loaded}, x), got)
+  assert info["rows"] == rows and loaded_table.shape == (11, rows)
+  # dropout in training mode drops whole channels of the conv layers
+  drops = scorer.Scorer(0.5).apply({"params": params}, x, train=True,
+                                   rngs={"dropout": jax.random.key(0)})
+  assert not np.allclose(drops, got)
+  del state["fc2.bias"]
+  with pytest.raises(errors.UserError, match="fc2.bias: missing"):
+    scorer.from_state_dict(state)
+
+
+def test_release_checkpoint_import(tmp_path):
+  import transformers
+  clip_dir = str(tmp_path / "b16like")  # heads of 64 dims, as every OpenAI tower
+  model = save_torch_clip(clip_dir, dict(hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                                         num_attention_heads=1, eos_token_id=2),
+                          dict(hidden_size=64, intermediate_size=96, num_hidden_layers=1,
+                               num_attention_heads=1, image_size=32, patch_size=8), 16)
+  twin = TorchTwin(17)
+  torch.manual_seed(0)
+  logic = torch.nn.Embedding(11, 17)
+  ckpt = {"model_state_dict": twin.state_dict(), "external_logic_token_embeddings": logic,
+          "clip_state_dict": model.state_dict(),
+          "clip_text_tokenizer": transformers.CLIPTokenizer.from_pretrained(clip_dir),
+          "optimizer_state_dict": {}, "epoch": 25, "learned_lookup": None}
+  path = str(tmp_path / "dcsm_obja_ckpt.pt")
+  torch.save(ckpt, path)
+  scorer_dir, imported = checkpoint.import_release(path, str(tmp_path / "out"))
+  params, table, info = checkpoint.load(scorer_dir)
+  np.testing.assert_array_equal(table, logic.weight.detach().numpy())
+  assert info["column_rule"] == "release" and info["epoch"] == 25
+  x = np.random.default_rng(1).normal(size=(3, 17, 30)).astype(np.float32)
+  with torch.no_grad():
+    want = twin.eval()(torch.tensor(x)).numpy()
+  np.testing.assert_allclose(scorer.Scorer().apply({"params": params}, x), want, atol=1e-5)
+  np.testing.assert_array_equal(checkpoint.load(path)[1], table)  # the .pt read directly
+  features = maps.TokenFeatures(imported)
+  ids, mask = features.tokenize(["a star"])
+  with torch.no_grad():
+    want = unit(model.text_projection(model.text_model(
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(mask)).last_hidden_state)).numpy()
+  np.testing.assert_allclose(features.texts(["a star"]), want, atol=1e-5)
+
+
+def test_reading_a_torch_checkpoint_without_torch_says_so(tmp_path, monkeypatch):
+  path = tmp_path / "dcsm_obja_ckpt.pt"
+  path.write_bytes(b"PK")
+  monkeypatch.setitem(sys.modules, "torch", None)
+  with pytest.raises(errors.UserError, match="dcsm_obja_ckpt.pt: reading a PyTorch checkpoint "
+                     "needs torch"):
+    checkpoint.load(str(path))
+
+
+def test_block_loss_symmetric_and_exact():
+  rng = np.random.default_rng(0)
+  scores = rng.normal(size=(6, 6))
+  slots_i, slots_c = rng.permutation(6), rng.permutation(6)
+  target = slots_i[:, None] == slots_c[None, :]
+  log_softmax = lambda s: s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+  want = -(log_softmax(scores)[target].mean() + log_softmax(scores.T)[target.T].mean())
+  np.testing.assert_allclose(training.block_loss(scores, slots_i, slots_c), want, rtol=1e-6)
+  p = rng.permutation(6)  # the same pairs in another order: the same loss
+  np.testing.assert_allclose(training.block_loss(scores[p][:, p], slots_i[p], slots_c[p]), want,
+                             rtol=1e-6)
+  # images and captions exchanged: the same loss
+  np.testing.assert_allclose(training.block_loss(scores.T, slots_c, slots_i), want, rtol=1e-6)
+
+
+def dcsm_config(model_dir, data_dir, workdir, steps):
+  from configs.dcsm import base
+  config = base.get_config()
+  config.model, config.data_dir, config.workdir = model_dir, data_dir, str(workdir)
+  config.batch_size, config.total_steps = 4, steps
+  config.log_every, config.checkpoint_every = 2, 4
+  config.feature_batch_size = 8
+  config.eval.benchmarks = ("procedural_spatial", "procedural_negation")
+  config.eval.data_dir = data_dir
+  return config
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(tiny_clip_dir, shapes_data, tmp_path,
+                                                      monkeypatch):
+  config = dcsm_config(tiny_clip_dir, shapes_data, tmp_path / "straight", 12)
+  straight = training.train(config)
+  rows = [r for r in metric_writer.read_metrics(str(tmp_path / "straight")) if "loss" in r]
+  assert rows[-1]["loss"] < rows[0]["loss"]
+  block_losses = [k for k in rows[0] if k.startswith("loss/")]
+  assert len(block_losses) == 6
+  np.testing.assert_allclose(rows[0]["loss"], sum(rows[0][k] for k in block_losses) / 3,
+                             rtol=1e-5)
+  result = json.loads((tmp_path / "straight" / "eval_step_12.json").read_text())
+  assert result["procedural_spatial"]["items"] == 6
+  # a run stopped after its step-8 checkpoint, then started again, ends bit-identical
+  config.workdir = str(tmp_path / "stopped")
+  at = training.Blocks.at
+  def stop_at_9(self, step):
+    if step == 9:
+      raise KeyboardInterrupt
+    return at(self, step)
+  monkeypatch.setattr(training.Blocks, "at", stop_at_9)
+  with pytest.raises(KeyboardInterrupt):
+    training.train(config)
+  monkeypatch.setattr(training.Blocks, "at", at)
+  resumed = training.train(config)
+  assert json.loads((tmp_path / "stopped" / "train_summary.json").read_text())[
+      "resumed_from"] == 8
+  for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  params, _, info = checkpoint.load(str(tmp_path / "stopped" / "scorer"))
+  assert info["column_rule"] == "release" and info["backbone"] == tiny_clip_dir
+  # the stored config refuses a changed computational key
+  config.lr = 5e-4
+  with pytest.raises(errors.UserError, match="lr: 0.001 -> 0.0005"):
+    training.train(config)
+
+
+EIGHT_DEVICES = """
+import sys, json
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
+import jax
+from test_dcsm import dcsm_config
+from hierre_jax.dcsm import training
+from hierre_jax.trainer import metric_writer
+config = dcsm_config(sys.argv[2], sys.argv[3], sys.argv[4], 4)
+config.eval.benchmarks = ()
+training.train(config)
+print("LOSSES", json.dumps([r["loss"] for r in metric_writer.read_metrics(sys.argv[4])]))
+"""
+
+
+def test_training_on_eight_devices_matches_one(tiny_clip_dir, shapes_data, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  out = subprocess.run([sys.executable, "-c", EIGHT_DEVICES, ROOT, tiny_clip_dir, shapes_data,
+                        str(tmp_path / "eight")], env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert "LOSSES" in out.stdout, out.stderr[-3000:]
+  config = dcsm_config(tiny_clip_dir, shapes_data, tmp_path / "one", 4)
+  config.eval.benchmarks = ()
+  assert len(jax.devices()) == 1
+  training.train(config)
+  one = [r["loss"] for r in metric_writer.read_metrics(str(tmp_path / "one"))]
+  np.testing.assert_allclose(json.loads(out.stdout.split("LOSSES", 1)[1]), one, rtol=1e-4)
+
+
+def test_procedural_data_conventions(shapes_data):
+  info = json.loads(open(os.path.join(shapes_data, "procedural.json")).read())
+  unseen = {(c, s) for s, c in info["unseen_colour"].items()}
+  pairs = procedural.read_pairs(shapes_data)
+  assert {k: len(v) for k, v in pairs.items()} == {"spatial": 12, "binding": 12, "negation": 12}
+  with open(os.path.join(shapes_data, "train", "captions.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 3 * 12 * 2 * 2  # sets x pairs x (image, opposite) x versions
+  assert rows[0] == {"image": os.path.relpath(pairs["spatial"][0].image,
+                                              os.path.join(shapes_data, "train")),
+                     "caption": pairs["spatial"][0].captions[0][0]}
+  spatial = pairs["spatial"][0]
+  a, rel, b = os.path.basename(spatial.image)[:-4].split("_")
+  assert os.path.basename(spatial.opposite) == f"CUTMIX_{a}_{rel}_{b}.png"
+  assert spatial.captions[0] == (procedural.spatial_caption(a, rel, b),
+                                 procedural.spatial_caption(b, rel, a))
+  assert spatial.captions[1][0] == (f"A picture of a {b} "
+                                    f"{procedural.RELATIONS[procedural.CONVERSE[rel]]} a {a}")
+  for pair in pairs["binding"]:  # training never shows an unseen object-colour combination
+    c1, s1, c2, s2 = os.path.basename(pair.image)[:-4].split("_")
+    assert not {(c1, s1), (c2, s2), (c2, s1), (c1, s2)} & unseen
+  for pair in pairs["spatial"] + pairs["binding"]:
+    names = os.path.basename(pair.image)[:-4].split("_")
+    assert sorted((names[0], names[2]) if len(names) == 3 else (names[1], names[3])) not in \
+        info["unseen_pairs"]
+  gen = benchmarks.read("procedural_colour_unseen", shapes_data)
+  for item in gen.items:
+    words = item.captions[0].split()  # "{c1} {A} and a {c2} {B}"
+    assert {(words[0], words[1]), (words[4], words[5])} <= unseen
+  negation = benchmarks.read("procedural_negation", shapes_data)
+  assert len(negation.items) == 6 and not negation.missing
+  assert {i.answer for i in negation.items} <= {0, 1, 2, 3}
+  assert all(" and not a " in i.captions[i.answer] or " but no a " in i.captions[i.answer]
+             or " without a " in i.captions[i.answer] for i in negation.items)
+
+
+def write_json(path, value):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(value, f)
+
+
+def touch_image(path):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.new("RGB", (20, 10), "red").save(path)
+
+
+def test_benchmark_readers_on_their_formats(tmp_path):
+  d = str(tmp_path)
+  # WhatsUp: the release renamed *_on_* images to *_above_*: found under either name
+  write_json(f"{d}/data/controlled_images_dataset.json", [
+      {"image_path": "data/controlled_images/mug_on_table.jpeg",
+       "caption_options": ["A mug on a table", "A mug under a table", "A mug left of a table",
+                           "A mug right of a table"]}])
+  touch_image(f"{d}/data/controlled_images/mug_above_table.jpeg")
+  whatsup = benchmarks.read("whatsup_a", d)
+  assert whatsup.items[0].image.endswith("mug_above_table.jpeg")
+  assert benchmarks.rewrite(whatsup, whatsup.items[0].captions[1]) == \
+      "An image of A mug below a table"
+  assert benchmarks.rewrite(whatsup, "A cup in front of a box", release=False, dcsm=True) == \
+      "A cup below a box"
+  # COCO-spatial: [image_id, true, false], images val2017/<12 digits>.jpg
+  write_json(f"{d}/coco_qa_two_obj.json", [[42, "a dog left of a cat", "a cat left of a dog"]])
+  touch_image(f"{d}/val2017/000000000042.jpg")
+  coco = benchmarks.read("coco_spatial_2", d)
+  assert coco.items[0].captions == ("a dog left of a cat", "a cat left of a dog")
+  write_json(f"{d}/vg_qa_one_obj.json", [[7, "a dog on the left", "a dog on the right"]])
+  touch_image(f"{d}/vg_images/7.jpg")
+  assert benchmarks.read("vg_spatial_1", d).items[0].image.endswith("vg_images/7.jpg")
+  # CLEVR-bind CSV
+  os.makedirs(f"{d}/clevr_bind/images")
+  with open(f"{d}/clevr_bind/gen.csv", "w", newline="") as f:
+    csv.writer(f).writerows([["file_name", "pos", "neg_0", "neg_1", "neg_2", "neg_3"],
+                             ["0.png", "red cube and a blue sphere", "b", "c", "d", "e"]])
+  touch_image(f"{d}/clevr_bind/images/0.png")
+  bind = benchmarks.read("clevr_bind_gen", d)
+  assert len(bind.items[0].captions) == 5 and bind.prefix == "An image of a "
+  # VG-Attribution: upstream order (false caption first) unless the release's
+  write_json(f"{d}/visual_genome_attribution.json", [
+      {"image_path": "1.jpg", "bbox_x": 2, "bbox_y": 1, "bbox_w": 10, "bbox_h": 5,
+       "true_caption": "the red door", "false_caption": "the door red"}])
+  touch_image(f"{d}/images/1.jpg")
+  vga = benchmarks.read("vg_attribution", d).items[0]
+  assert vga.answer == 1 and vga.captions[1] == "the red door"
+  assert multiple_choice.item_image(vga).size == (10, 5)
+  # NegBench: the answer column is honoured
+  with open(f"{d}/VOC2007_mcq_llama3.1_rephrased.csv", "w", newline="") as f:
+    csv.writer(f).writerows([["image_path", "correct_answer", "caption_0", "caption_1",
+                              "caption_2", "caption_3", "correct_answer_template"],
+                             ["voc/1.jpg", "2", "a", "b", "c", "d", "negative"],
+                             ["voc/2.jpg", "0", "a", "b", "c", "d", "affirmation"]])
+  touch_image(f"{d}/voc/1.jpg")
+  neg = benchmarks.read("negbench_voc", d)
+  assert [i.answer for i in neg.items] == [2, 0] and len(neg.missing) == 1
+  with pytest.raises(errors.UserError, match=r"1 of 2 images not found, e.g. 'voc/2.jpg'"):
+    evaluate.usable_items(neg, allow_missing_images=False)
+  assert len(evaluate.usable_items(neg, allow_missing_images=True)) == 1
+  # NCD: captions from file names
+  touch_image(f"{d}/1/red_cube_blue_ball.png")
+  assert benchmarks.read("ncd_1", d).items[0].captions == ("A red cube and a blue ball",
+                                                           "A blue cube and a red ball")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("coco_qa_one_obj.json", [[1, "a", "b"], [2, "a"]], "coco_qa_one_obj.json: record 1"),
+    ("controlled_clevr_dataset.json", [{"image_path": "x", "caption_options": ["a"]}],
+     "record 0: expected 4 non-empty captions"),
+    ("vg_qa_two_obj.json", "not json", "not valid JSON"),
+])
+def test_malformed_records_name_file_and_record(tmp_path, name, content, message):
+  path = tmp_path / name
+  path.write_text(content if isinstance(content, str) else json.dumps(content))
+  bench = {"coco_qa_one_obj.json": "coco_spatial_1", "vg_qa_two_obj.json": "vg_spatial_2",
+           "controlled_clevr_dataset.json": "whatsup_b"}[name]
+  with pytest.raises(errors.DataError, match=message):
+    benchmarks.read(bench, str(tmp_path))
+
+
+def test_multiple_choice_accuracy_reports_ties_apart():
+  scores = np.array([[3.0, 1.0], [1.0, 1.0], [0.0, 2.0], [5.0, 5.0]])
+  r = multiple_choice.accuracy(scores, np.array([0, 0, 0, 1]))
+  assert (r["accuracy"], r["accuracy_ties_as_correct"], r["ties"]) == (0.25, 0.75, 2)
+  assert r["chance"] == 0.5 and r["items"] == 4
+
+
+def test_evaluate_writes_both_scorers_side_by_side(tiny_clip_dir, shapes_data, tmp_path):
+  out = str(tmp_path / "eval")
+  params = scorer.init_params(17, 30)
+  scorer_dir = checkpoint.save(str(tmp_path / "scorer"), params, maps.functional_table(17),
+                               {"rows": 17, "columns": 30, "column_rule": "token"})
+  result = evaluate.evaluate(tiny_clip_dir, scorer_dir, ["procedural_spatial_swap",
+                                                         "procedural_colour"], shapes_data, out)
+  row = result["benchmarks"]["procedural_colour"]
+  assert row["items_used"] == 6 and row["dcsm"]["k"] == 5 and row["global_cosine"]["chance"] == 0.2
+  assert result["choices"]["column_rule"] == "token"
+  saved = json.loads(open(os.path.join(out, "results.json")).read())
+  assert saved["benchmarks"]["procedural_spatial_swap"]["dcsm"] == \
+      result["benchmarks"]["procedural_spatial_swap"]["dcsm"]
+  assert "| procedural_colour | 6 | 0 | 20.0 |" in open(os.path.join(out, "results.md")).read()
+  # the harness's DCSM scores are the CNN on each item's z-scored maps
+  features = maps.TokenFeatures(tiny_clip_dir)
+  bench = benchmarks.read("procedural_colour", shapes_data)
+  item = bench.items[0]
+  captions = [benchmarks.rewrite(bench, c, True, True) for c in item.captions]
+  dense = scoring.DenseScorer(features, params, maps.functional_table(17),
+                              maps.MapOptions("token"))
+  got = dense.score([item.image], [tuple(captions)])[0]
+  block = maps.dense_maps(features, [item.image], captions, column_rule="token",
+                          standardize=True)
+  want = scorer.Scorer().apply({"params": params}, block[0])
+  np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_command_line(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "hierre_jax.dcsm", "make-data", "--out",
+                        str(tmp_path / "d"), "--train_pairs=2", "--test_items=2", "--size=16"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert os.path.exists(tmp_path / "d" / "test" / "clevr_bind" / "gen.csv")
+  out = subprocess.run([sys.executable, "-m", "hierre_jax.dcsm", "evaluate", "--model=x"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      "error: --benchmarks and --data_dir and --output_dir required")
+
+
+def test_augmentation_is_the_release_s_and_deterministic(tiny_clip_dir, shapes_data, tmp_path):
+  from hierre_jax.dcsm import augment
+  start = [(0, 0), (31, 0), (31, 31), (0, 31)]
+  end = [(1, 0), (30, 1), (31, 30), (0, 31)]
+  c = augment.perspective_coefficients(start, end)
+  for (x, y), (u, v) in zip(end, start):  # PIL maps each output corner to its input corner
+    d = c[6] * x + c[7] * y + 1
+    np.testing.assert_allclose([(c[0] * x + c[1] * y + c[2]) / d,
+                                (c[3] * x + c[4] * y + c[5]) / d], [u, v], atol=1e-9)
+  image = Image.new("RGB", (100, 100), (128, 128, 128))
+  noisy = np.array(augment.salt_and_pepper(image, np.random.default_rng(0)))
+  assert 0.015 < (noisy == 255).all(axis=2).mean() < 0.025
+  assert 0.015 < (noisy == 0).all(axis=2).mean() < 0.025
+  once = np.array(augment.augment(image, np.random.default_rng(3)))
+  np.testing.assert_array_equal(once, np.array(augment.augment(image, np.random.default_rng(3))))
+  # training with augmentation: each step's images drawn from (seed, step), embedded in the step
+  config = dcsm_config(tiny_clip_dir, shapes_data, tmp_path / "augmented", 2)
+  config.augment, config.eval.benchmarks = True, ()
+  state = training.train(config)
+  assert int(state.step) == 2
+  features = maps.TokenFeatures(tiny_clip_dir)
+  batches = training.AugmentedBatches(training.Blocks(procedural.read_pairs(shapes_data), 4, 0),
+                                      features.preprocessing, 0)
+  first = batches(1)
+  assert first["pixels"].shape == (8, 6, 32, 32, 3)
+  np.testing.assert_array_equal(first["pixels"], batches(1)["pixels"])
+  assert not np.array_equal(first["pixels"], batches(2)["pixels"])
+
+
+def test_global_cosine_harness_works_for_every_family(family_dir, shapes_data, tmp_path):
+  result = evaluate.evaluate(family_dir, "", ["procedural_negation"], shapes_data,
+                             str(tmp_path / "out"))
+  row = result["benchmarks"]["procedural_negation"]
+  assert "dcsm" not in row and row["items_used"] == 6
+  from hierre_jax import embedding
+  embedder = embedding.Embedder.from_path(family_dir)
+  bench = benchmarks.read("procedural_negation", shapes_data)
+  scores = np.stack([embedder.images([i.image])[0] @ embedder.texts(list(i.captions))[0].T
+                     for i in bench.items])
+  want = multiple_choice.accuracy(scores, np.array([i.answer for i in bench.items]))
+  assert row["global_cosine"] == want
