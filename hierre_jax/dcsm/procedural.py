@@ -371,6 +371,7 @@ def read_pairs(data_dir, split="train"):
 def make_data(out, seed=0, size=64, train_pairs=600, test_items=200):
   """Writes the procedural training, validation and test data to `out` (see the module
   doc); the validation sets have a sixth of the training pairs."""
+  errors.require_writable_dir(out)
   generator = Generator(out, seed, size)
   generator.write_pairs(train_pairs, "train")
   generator.write_pairs(max(1, train_pairs // 6), "val")
