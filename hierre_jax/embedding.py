@@ -111,7 +111,7 @@ def embed_texts(config, params, tokenizer, texts, batch_size=256, mesh=None, len
     length = text_ids.bucket_length(max(map(len, chunk)), length_multiple, family.max_length)
     batches.append(text_ids.pad(chunk, length, tokenizer.pad_token_id))
   feats = run_batched(_jitted(text_encoder, config, mesh, dtype), text_params(config, params),
-                       batches, len(batches), batch_size, mesh, "texts")
+                      batches, len(batches), batch_size, mesh, "texts")
   out = np.empty_like(feats)
   out[order] = feats
   return out
@@ -149,8 +149,7 @@ def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=No
   mesh = mesh or sharding.make_mesh()
   sharding.check_batch_size(batch_size, mesh)
   return run_batched(_jitted(image_encoder, config, mesh, dtype), params, pixel_batches,
-                      num_batches,
-                      batch_size, mesh, "images")
+                     num_batches, batch_size, mesh, "images")
 
 
 def is_train_workdir(path):

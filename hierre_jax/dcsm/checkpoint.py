@@ -79,8 +79,7 @@ def read_release(path):
   weight = getattr(embedding, "weight", embedding)
   if weight is None:
     raise errors.UserError(f"{path}: no external_logic_token_embeddings (the functional rows)")
-  table = np.asarray(weight.detach().cpu().numpy() if hasattr(weight, "detach") else weight,
-                     np.float32)
+  table = scorer.float32_array(weight)
   if table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
     raise errors.UserError(f"{path}: external_logic_token_embeddings has shape {table.shape}, "
                            f"expected ({len(maps.FUNCTIONAL_WORDS)}, {rows})")
@@ -122,8 +121,7 @@ def import_release(path, out_dir):
   clip_dir = None
   if clip_state is not None:
     clip_dir = os.path.join(out_dir, "clip")
-    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
-                           np.float32) for k, v in clip_state.items()}
+    state = {k: scorer.float32_array(v) for k, v in clip_state.items()}
     hf_config = clip_config_from_state_dict(state)
     params_clip = convert.state_dict_to_params(
         {k: v for k, v in state.items() if k not in convert.IGNORED_KEYS},

@@ -67,11 +67,16 @@ def to_state_dict(params, rows, cols):
           "fc2.bias": np.asarray(params["fc2"]["bias"])}
 
 
+def float32_array(value):
+  """A numpy array or a torch tensor (on any device) -> float32 numpy."""
+  return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value,
+                    np.float32)
+
+
 def from_state_dict(state_dict, source="state dict"):
   """The release's `model_state_dict` (numpy or torch tensors) -> (Flax params, rows, cols);
   rows from fc1's size at 30 columns. UserError naming `source` and the key at fault."""
-  sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, np.float32)
-        for k, v in state_dict.items()}
+  sd = {k: float32_array(v) for k, v in state_dict.items()}
   if "fc1.weight" not in sd:
     raise errors.UserError(f"{source}: no fc1.weight: not a DCSM scorer state dict "
                            f"(keys: {sorted(sd)[:8]})")

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax.data import indexing
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer as scorer_lib
 
@@ -40,9 +41,7 @@ class DenseScorer:
 
   def score(self, images, captions):
     image_tokens = self.features.images(images)
-    unique = list(dict.fromkeys(c for options in captions for c in options))
-    index = {c: i for i, c in enumerate(unique)}
-    rows = np.asarray([[index[c] for c in options] for options in captions])
+    unique, rows = indexing.index_rows(captions)
     text_tokens = self.features.texts(unique)
     sources = np.stack([maps.column_sources(c, self.features.tokenizer,
                                             self.options.column_rule) for c in unique])

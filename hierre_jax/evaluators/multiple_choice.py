@@ -13,6 +13,7 @@ import numpy as np
 import tqdm
 
 from hierre_jax.data import images as image_data
+from hierre_jax.data import indexing
 
 
 class GlobalCosine:
@@ -23,10 +24,8 @@ class GlobalCosine:
 
   def score(self, images, captions):
     image_features = self.embedder.images(images)
-    unique = list(dict.fromkeys(c for options in captions for c in options))
+    unique, rows = indexing.index_rows(captions)
     text_features, _ = self.embedder.texts(unique)
-    index = {c: i for i, c in enumerate(unique)}
-    rows = np.asarray([[index[c] for c in options] for options in captions])
     return np.einsum("np,nkp->nk", image_features, text_features[rows])
 
 
