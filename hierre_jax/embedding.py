@@ -124,22 +124,28 @@ def _embed_packed(config, params, tokenizer, ids, batch_size, mesh, dtype):
   per_shard = batch_size // shards
   texts = [(np.asarray(t, np.int32), int(family.pool_index(config, np.asarray(t))))
            for t in ids]
+  # Texts dealt to the calls shortest first, round robin: every call gets the same mix of
+  # lengths, so all need about the same rows and little padding comes from the longest.
+  num_calls = -(-len(texts) // batch_size)
+  by_length = np.argsort([len(t) for t in ids], kind="stable")
+  dealt = [by_length[c::num_calls] for c in range(num_calls)]
   calls = []
-  for start in range(0, len(texts), batch_size):
-    chunk = texts[start:start + batch_size]
-    chunk += [chunk[0]] * (batch_size - len(chunk))  # the last call filled with a repeat
+  for call in dealt:
+    chunk = [texts[i] for i in call]
+    chunk += [chunk[0]] * (batch_size - len(chunk))  # filled with its shortest text
     calls.append(packing.pack([chunk[s * per_shard:(s + 1) * per_shard]
                                for s in range(shards)], family.max_length,
                               tokenizer.pad_token_id))
   rows = max((c.ids.shape[1] for c in calls), default=0)
   encode = _jitted(packed_text_encoder, config, mesh, dtype)
   text = text_params(config, params)
-  out = [np.zeros((0, config.projection_dim), np.float32)]
-  for packed in tqdm.tqdm(calls, desc="texts", leave=False, disable=len(calls) < 2):
+  out = np.zeros((len(texts), config.projection_dim), np.float32)
+  for call, packed in tqdm.tqdm(zip(dealt, calls), desc="texts", total=num_calls, leave=False,
+                                disable=num_calls < 2):
     packed = packing.pad_rows(packed, rows, tokenizer.pad_token_id)
-    out.append(np.asarray(encode(text, sharding.put_global_batch(packed, mesh))).reshape(
-        batch_size, -1))
-  return np.concatenate(out)[:len(texts)]
+    feats = np.asarray(encode(text, sharding.put_global_batch(packed, mesh)))
+    out[call] = feats.reshape(batch_size, -1)[:len(call)]
+  return out
 
 
 def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=None,
@@ -225,6 +231,7 @@ class Embedder:
     self.preprocessing = family.preprocessing(model_dir, config)
     self.checkpoint_step = None  # set by from_path for a train workdir
     self._image_features = {} if image_features is None else image_features  # path -> [P]
+    self._text_features = {}  # string -> [P]
 
   @classmethod
   def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8,
@@ -239,13 +246,22 @@ class Embedder:
     return embedder
 
   def texts(self, texts):
-    """-> ([N, P] unit text features, [P] root: the model's own or the empty string's)."""
+    """-> ([N, P] unit text features, [P] root: the model's own or the empty string's).
+
+    Features are kept per string for the Embedder's life (its parameters never change), so
+    a text is embedded once however many evaluations ask for it (the HierarCaps test
+    captions are also COCO captions) and repeats within a call cost nothing.
+    """
     texts = list(texts) + ([""] if self.root is None else [])
-    feats = (embed_texts(self.config, self.params, self.tokenizer, texts, self.text_batch_size,
-                         self.mesh, self.length_multiple, self.pack_texts, self.compute_dtype)
-             if texts else np.zeros((0, self.config.projection_dim), np.float32))
-    errors.require_finite(feats, f"{self.model_dir}: the text features (root included) of "
-                          f"{len(texts)} texts")
+    new = [t for t in dict.fromkeys(texts) if t not in self._text_features]
+    if new:
+      feats = embed_texts(self.config, self.params, self.tokenizer, new, self.text_batch_size,
+                          self.mesh, self.length_multiple, self.pack_texts, self.compute_dtype)
+      errors.require_finite(feats, f"{self.model_dir}: the text features (root included) of "
+                            f"{len(new)} texts")
+      self._text_features.update(zip(new, feats))
+    feats = np.stack([self._text_features[t] for t in texts]) if texts else np.zeros(
+        (0, self.config.projection_dim), np.float32)
     return (feats[:-1], feats[-1]) if self.root is None else (feats, self.root)
 
   def images(self, images):

@@ -40,14 +40,28 @@ def direct_image_features(model_dir, paths):
   return np.stack([np.asarray(encode(params, pre.preprocess(p)[None]))[0] for p in paths])
 
 
-def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir):
+def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir, monkeypatch):
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
   want = direct_text_features(family_dir, texts)
   packed = embedding.Embedder.from_path(family_dir, text_batch_size=8)  # 2 calls, 1 shape
+  embedded = []
+  def counted(config, params, tokenizer, texts, *args):
+    embedded.append(list(texts))
+    return embed_texts(config, params, tokenizer, texts, *args)
+  embed_texts = embedding.embed_texts
+  monkeypatch.setattr(embedding, "embed_texts", counted)
   feats, root = packed.texts(texts)
   np.testing.assert_allclose(feats, want, atol=1e-5)
   np.testing.assert_allclose(root, feats[0], atol=1e-6)
+  # Kept per string: repeats and later calls embed only texts not seen before.
+  again, root_again = packed.texts(["sky", "dog", "sky", "a new text"])
+  assert embedded == [texts, ["a new text"]]
+  np.testing.assert_array_equal(again[:3], feats[[7, 1, 7]])
+  np.testing.assert_array_equal(root_again, root)
+  np.testing.assert_allclose(again[3], direct_text_features(family_dir, ["a new text"])[0],
+                             atol=1e-5)
+  monkeypatch.undo()
   for multiple in (8, 77):  # padded per length bucket, or to one static shape
     padded = embedding.Embedder.from_path(family_dir, text_batch_size=8, length_multiple=multiple,
                                           pack_texts=False)
