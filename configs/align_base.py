@@ -10,5 +10,4 @@ def get_config():
   config.model = "kakaobrain/align-base"  # hub id or local AlignModel directory
   config.workdir = "workdirs/align_base"
   config.length_multiple = 64  # one static text shape on accelerators
-  config.scan_layers = False  # ALIGN's towers are unrolled
   return config

@@ -17,5 +17,4 @@ def get_config():
                 num_attention_heads=4, max_position_embeddings=64),
       vision=random_init.TINY_VISION, projection_dim=40, seed=0))
   config.workdir = "workdirs/align_demo"
-  config.scan_layers = False
   return config

@@ -14,7 +14,6 @@ from hierre_jax import models
 from hierre_jax.data import packing
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
-from hierre_jax.models.clip import convert
 from hierre_jax.models.clip import random_init
 
 torch = pytest.importorskip("torch")
@@ -131,16 +130,20 @@ def test_vit_b32_config_parity(tmp_path):
   assert_parity(str(tmp_path))
 
 
-def test_clip_convert_between_scanned_and_unrolled_layers(tmp_path, tiny_clip_dir):
-  _, params, _ = convert.load_clip(tiny_clip_dir)
-  _, unrolled, _ = convert.load_clip(tiny_clip_dir, scan_layers=False)
-  assert "layers_1" in unrolled["vision_model"]["encoder"]
-  assert params["vision_model"]["encoder"]["layers"]["mlp"]["fc1"]["kernel"].shape[0] == 2
-  jax.tree.map(np.testing.assert_array_equal, hf_io.stack_layers(unrolled), params)
-  jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params), unrolled)
+def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
+  family = models.family_of(family_dir)
+  name = {"clip": "layers", "align": "layer"}[family.name]  # the text tower's layers
+  _, params, _ = family.load(family_dir)
+  _, unrolled, _ = family.load(family_dir, scan_layers=False)
+  assert f"{name}_1" in unrolled["text_model"]["encoder"] and family.has_stacked_layers(params)
+  assert not family.has_stacked_layers(unrolled)
+  depth = {len(x) for x in jax.tree.leaves(params["text_model"]["encoder"][name])}
+  assert depth == {sum(1 for k in unrolled["text_model"]["encoder"] if k.startswith(f"{name}_"))}
+  jax.tree.map(np.testing.assert_array_equal, hf_io.stack_layers(unrolled, name), params)
+  jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params, name), unrolled)
   # Both layouts export the same file.
-  for name, tree in (("scanned", params), ("unrolled", unrolled)):
-    convert.export_clip(tree, convert.load_hf_config(tiny_clip_dir), str(tmp_path / name))
+  for layout, tree in (("scanned", params), ("unrolled", unrolled)):
+    family.export(tree, family.load_hf_config(family_dir), str(tmp_path / layout), family_dir)
   assert (open(tmp_path / "scanned" / "model.safetensors", "rb").read()
           == open(tmp_path / "unrolled" / "model.safetensors", "rb").read())
 

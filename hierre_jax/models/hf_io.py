@@ -161,29 +161,30 @@ def to_hf_array(leaf, value):
   return value
 
 
-def stack_layers(tree):
-  """Unrolled `layers_0 ... layers_{L-1}` subtrees (of each encoder) -> one `layers`
+def stack_layers(tree, name="layers"):
+  """Unrolled `{name}_0 ... {name}_{L-1}` subtrees (of each encoder) -> one `name`
   subtree, every leaf stacked on a new leading [L] axis (the scanned layout)."""
   if not isinstance(tree, dict):
     return tree
-  count = sum(1 for k in tree if re.fullmatch(r"layers_\d+", k))
+  unrolled = re.compile(rf"{name}_\d+")
+  count = sum(1 for k in tree if unrolled.fullmatch(k))
   if not count:
-    return {k: stack_layers(v) for k, v in tree.items()}
-  layers = [tree[f"layers_{i}"] for i in range(count)]
-  rest = {k: v for k, v in tree.items() if not re.fullmatch(r"layers_\d+", k)}
-  return {**rest, "layers": jax.tree.map(lambda *xs: np.stack(xs), *layers)}
+    return {k: stack_layers(v, name) for k, v in tree.items()}
+  layers = [tree[f"{name}_{i}"] for i in range(count)]
+  rest = {k: v for k, v in tree.items() if not unrolled.fullmatch(k)}
+  return {**rest, name: jax.tree.map(lambda *xs: np.stack(xs), *layers)}
 
 
-def unstack_layers(tree):
+def unstack_layers(tree, name="layers"):
   """Inverse of `stack_layers`; a tree without stacked layers is returned as it is."""
   if not isinstance(tree, dict):
     return tree
-  if "layers" not in tree:
-    return {k: unstack_layers(v) for k, v in tree.items()}
-  stacked = jax.tree.map(np.asarray, tree["layers"])
+  if name not in tree:
+    return {k: unstack_layers(v, name) for k, v in tree.items()}
+  stacked = jax.tree.map(np.asarray, tree[name])
   count = len(jax.tree.leaves(stacked)[0])
-  rest = {k: v for k, v in tree.items() if k != "layers"}
-  return {**rest, **{f"layers_{i}": jax.tree.map(lambda x, i=i: x[i], stacked)
+  rest = {k: v for k, v in tree.items() if k != name}
+  return {**rest, **{f"{name}_{i}": jax.tree.map(lambda x, i=i: x[i], stacked)
                      for i in range(count)}}
 
 

@@ -33,10 +33,10 @@ FAMILY = family.Family(
     model_files=convert.MODEL_FILES, max_length=tokenizer.MAX_LENGTH,
     load=convert.load_align, load_hf_config=convert.load_hf_config,
     read_config=lambda model_dir, scan_layers: modeling.AlignConfig.from_hf(
-        convert.load_hf_config(model_dir)),
+        convert.load_hf_config(model_dir), scan_layers),
     export=convert.export_align, write_random=random_init.write_random_align,
     load_tokenizer=tokenizer.load_tokenizer,
     preprocessing=lambda model_dir, config: preprocessing.Preprocessing.from_model_dir(model_dir),
-    encoders=encoders, has_stacked_layers=lambda params: False,
+    encoders=encoders, has_stacked_layers=convert.has_stacked_layers,
     pool_index=lambda config, ids: np.zeros(ids.shape[:-1], np.int32),  # [CLS]
     log_logit_scale=lambda params: -jnp.log(params["temperature"]))  # logits = cos / T

@@ -1,11 +1,13 @@
 """Hugging Face `AlignModel` checkpoints <-> Flax variables, both directions.
 
 The Flax tree mirrors the state-dict keys (`encoder.layer.N` <-> `layer_N`,
-`encoder.blocks.N` <-> `blocks_N`); BatchNorm running statistics go to a top-level
+`encoder.blocks.N` <-> `blocks_N`), BERT's layers stacked into `layer` for the scanned
+layout (`hf_io.stack_layers`); BatchNorm running statistics go to a top-level
 `batch_stats` entry of the parameter tree (at the same paths, leaves `mean`/`var`), which
 the family's encoders hand to Flax as its own collection. `num_batches_tracked` buffers
 are dropped on reading and written as 0 on export; the unused BERT pooler round-trips.
 """
+import dataclasses
 import os
 import re
 
@@ -23,6 +25,7 @@ TRACKED = "num_batches_tracked"
 MODEL_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "preprocessor_config.json", "processor_config.json")
 STATS = {"running_mean": "mean", "running_var": "var"}
+LAYER = "layer"  # BERT's encoder layers: layer_N unrolled, layer stacked
 
 
 def hf_key_to_path(key, ndim):
@@ -50,23 +53,29 @@ def path_to_hf_key(path):
 
 def expected_shapes(config):
   """{HF key: Flax-layout shape} of every variable of `config`."""
-  shapes = modeling.variable_shapes(config)
+  shapes = modeling.variable_shapes(dataclasses.replace(config, scan_layers=False))
   tree = {**shapes["params"], "batch_stats": shapes["batch_stats"]}
   return {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def state_dict_to_params(state_dict, config, source="checkpoint"):
-  """HF state dict (without `num_batches_tracked`) -> the parameter tree, checked key by key."""
-  return hf_io.tree_from_state_dict(state_dict, expected_shapes(config), hf_key_to_path,
-                                    source, "an AlignModel")
+  """HF state dict (without `num_batches_tracked`) -> the parameter tree of `config`'s layout,
+  checked key by key."""
+  params = hf_io.tree_from_state_dict(state_dict, expected_shapes(config), hf_key_to_path,
+                                      source, "an AlignModel")
+  return hf_io.stack_layers(params, LAYER) if config.scan_layers else params
+
+
+def has_stacked_layers(params):
+  return LAYER in params["text_model"]["encoder"]
 
 
 def params_to_state_dict(params):
-  """Parameter tree -> HF state dict (float32, C-contiguous), with an int64 0
+  """Parameter tree (either layout) -> HF state dict (float32, C-contiguous), with an int64 0
   `num_batches_tracked` beside each BatchNorm's statistics."""
   out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+  for path, leaf in jax.tree_util.tree_leaves_with_path(hf_io.unstack_layers(params, LAYER)):
     names = tuple(k.key for k in path)
     key = path_to_hf_key(names)
     out[key] = np.array(hf_io.to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
@@ -79,12 +88,11 @@ def load_hf_config(model_dir):
   return hf_io.load_hf_config(model_dir, transformers.AlignConfig)
 
 
-def load_align(path_or_id, scan_layers=False):
+def load_align(path_or_id, scan_layers=True):
   """-> (AlignConfig, parameter tree with `batch_stats`, model_dir) of a Hugging Face
-  AlignModel checkpoint (`scan_layers` is ignored: ALIGN's layers are unrolled)."""
-  del scan_layers
+  AlignModel checkpoint, BERT's layers stacked for scanning or unrolled (`scan_layers`)."""
   model_dir = hf_io.resolve_model_dir(path_or_id)
-  config = modeling.AlignConfig.from_hf(load_hf_config(model_dir))
+  config = modeling.AlignConfig.from_hf(load_hf_config(model_dir), scan_layers)
   tensors = {k: v for k, v in hf_io.read_state_dict(model_dir, IGNORED_KEYS).items()
              if not k.endswith(TRACKED)}
   params = state_dict_to_params(tensors, config, source=model_dir)

@@ -4,7 +4,9 @@ statistics, no image projection) and a temperature (logits = cosine / temperatur
 
 Module and parameter names mirror the Hugging Face state dict (`text_model/encoder/layer_3/
 attention/self/query/kernel` <-> `text_model.encoder.layer.3.attention.self.query.weight`,
-`vision_model/encoder/blocks_7/...` <-> `vision_model.encoder.blocks.7...`); BatchNorm running
+`vision_model/encoder/blocks_7/...` <-> `vision_model.encoder.blocks.7...`); with scanned
+BERT layers (the default) `text_model/encoder/layer/...` stacks the layer_i on a leading
+axis (EfficientNet's blocks differ in shape and stay unrolled). BatchNorm running
 statistics are the `batch_stats` collection at the same paths (`convert` maps them). The
 facts this follows are in ALIGN_SPEC.md (sections 2 to 4) of the project notes.
 """
@@ -80,11 +82,11 @@ class AlignConfig:
   text: BertConfig
   vision: EfficientNetConfig
   projection_dim: int
-  scan_layers: bool = False  # ALIGN's towers are unrolled (EfficientNet stages differ)
+  scan_layers: bool = True  # BERT's layers: one stacked, scanned layer, or unrolled layer_i
   family = "align"  # the models.FAMILIES entry (a class attribute, not a field)
 
   @classmethod
-  def from_hf(cls, hf_config):
+  def from_hf(cls, hf_config, scan_layers=True):
     """From a `transformers.AlignConfig` (defaults already applied by transformers)."""
     activations.check(hf_config)
     t, v = hf_config.text_config, hf_config.vision_config
@@ -97,7 +99,7 @@ class AlignConfig:
         tuple(v.expand_ratios), tuple(v.depthwise_padding), v.depth_divisor,
         v.squeeze_expansion_ratio, v.hidden_act, v.hidden_dim, v.pooling_type,
         v.batch_norm_eps, v.num_channels, v.image_size)
-    return cls(text, vision, hf_config.projection_dim)
+    return cls(text, vision, hf_config.projection_dim, scan_layers)
 
 
 class SelfAttention(nn.Module):
@@ -152,13 +154,24 @@ class BertLayer(nn.Module):
         Intermediate(c, name="intermediate")(x), x)
 
 
+def _layer_step(layer, x, mask):
+  return layer(x, mask), None
+
+
 class BertEncoder(nn.Module):
+  """BERT's layers: one scanned layer whose parameters carry a leading [num_layers] axis
+  (`layer/...`: XLA compiles the layer once), or `layer_0 ... layer_{L-1}` unrolled."""
   config: BertConfig
   remat: bool = False
+  scan: bool = True
 
   @nn.compact
   def __call__(self, x, mask):
     layer = nn.remat(BertLayer) if self.remat else BertLayer
+    if self.scan:
+      stack = nn.scan(_layer_step, variable_axes={"params": 0}, split_rngs={"params": True},
+                      in_axes=nn.broadcast, length=self.config.num_layers)
+      return stack(layer(self.config, name="layer"), x, mask)[0]
     for i in range(self.config.num_layers):
       x = layer(self.config, name=f"layer_{i}")(x, mask)
     return x
@@ -188,6 +201,7 @@ class Pooler(nn.Module):
 class BertModel(nn.Module):
   config: BertConfig
   remat: bool = False
+  scan: bool = True
 
   @nn.compact
   def __call__(self, ids, positions, segments):
@@ -198,7 +212,7 @@ class BertModel(nn.Module):
     x = BertEmbeddings(c, name="embeddings")(ids, positions)
     mask = ((segments[:, None, :, None] == segments[:, None, None, :])
             & (segments[:, None, None, :] > 0))
-    x = BertEncoder(c, self.remat, name="encoder")(x, mask)
+    x = BertEncoder(c, self.remat, self.scan, name="encoder")(x, mask)
     Pooler(c.hidden_size, name="pooler")(x)  # unused by ALIGN's features; jit drops it
     return x
 
@@ -361,7 +375,7 @@ class ALIGN(nn.Module):
 
   def setup(self):
     c = self.config
-    self.text_model = BertModel(c.text, self.remat)
+    self.text_model = BertModel(c.text, self.remat, c.scan_layers)
     self.vision_model = EfficientNet(c.vision)
     self.text_projection = nn.Dense(c.projection_dim)
     self.temperature = self.param("temperature", nn.initializers.constant(1.0), ())

@@ -77,6 +77,6 @@ def write_random_align(out_dir, text, vision, projection_dim, seed=0, words=None
   resize = round(crop * 346 / 289)
   preprocessing.Preprocessing(height=resize, width=resize, crop=crop).write_hf_config(out_dir)
   config = hf_config({**text, "vocab_size": size}, vision, projection_dim)
-  flax_config = modeling.AlignConfig.from_hf(config)
+  flax_config = modeling.AlignConfig.from_hf(config, scan_layers=False)  # one draw per layer
   params = draw(modeling.variable_shapes(flax_config), flax_config, seed)
   return convert.export_align(params, config, out_dir)
