@@ -65,8 +65,7 @@ def test_align_bad_inputs_are_named(align_dir, tmp_path):
 
 def test_align_packed_step_equals_padded_step_and_keeps_the_image_tower(align_dir, tmp_path):
   from test_train import assert_same_updates, run_steps, tiny_config
-  config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),), pack_texts=False,
-                       scan_layers=False)
+  config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),), pack_texts=False)
   padded = run_steps(config, align_dir, jax.devices()[:1], 2)
   config.pack_texts = True
   packed = run_steps(config, align_dir, jax.devices()[:1], 2)
