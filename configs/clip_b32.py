@@ -83,7 +83,9 @@ def get_config():
   # cache, the mean root): pack_texts (several to a row, as the step; False: padded to a
   # multiple of length_multiple), image_workers threads decoding images ahead of the device
   # (0: one per CPU; 1: one at a time), keep_image_features (each image embedded once per
-  # run by the frozen image tower; False: at every evaluation).
+  # run by the frozen image tower; False: at every evaluation), store_image_features (and
+  # kept on disk in workdir/image_features: resumptions and `hierre_jax.evaluate` of the
+  # workdir reuse them).
   config.eval = ml_collections.ConfigDict(dict(
       test_csv="../shared/hierarcaps/hierarcaps_test.csv",
       images_dir="../shared/hierarcaps/test_images",
@@ -92,7 +94,7 @@ def get_config():
       allow_missing_images=False,  # retrieval on the images present (e.g. the COCO 1K subset)
       min_images=100,  # ... but never on fewer than this many
       at_start=True, at_end=True, every_steps=0, text_batch_size=256, image_batch_size=64,
-      pack_texts=True, image_workers=0, keep_image_features=True))
+      pack_texts=True, image_workers=0, keep_image_features=True, store_image_features=True))
 
   config.log_every = 50
   config.checkpoint_every = 500

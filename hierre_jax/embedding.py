@@ -2,6 +2,7 @@
 data-parallel batches."""
 import functools
 import hashlib
+import json
 import os
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 import tqdm
 
 from hierre_jax import errors
+from hierre_jax import image_store
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
@@ -158,6 +160,9 @@ def embed_images(config, params, pixel_batches, batch_size, num_batches, mesh=No
                      num_batches, batch_size, mesh, "images")
 
 
+IMAGE_FEATURES = "image_features"  # a train workdir's image feature store (`image_store`)
+
+
 def is_train_workdir(path):
   return (os.path.isdir(os.path.join(path, "checkpoints"))
           and os.path.isdir(os.path.join(path, "model_info")))
@@ -197,6 +202,22 @@ def image_tower_fingerprint(config, params):
   return digest.hexdigest()
 
 
+def image_store_key(config, params, preprocessing, dtype):
+  """Names the features of one image tower (`image_tower_fingerprint`), preprocessing and
+  arithmetic (compute dtype, JAX's default matmul precision and backend): 16 hex digits."""
+  text = json.dumps([config.family, image_tower_fingerprint(config, params), repr(preprocessing),
+                     dtype, str(jax.config.jax_default_matmul_precision), jax.default_backend()])
+  return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def open_image_store(folder, config, params, preprocessing, dtype="float32"):
+  """The `image_store.ImageFeatureStore` of this image tower in `folder` (process 0 writes
+  it; every process reads it once, now, and then keeps the same features)."""
+  return image_store.ImageFeatureStore(
+      folder, image_store_key(config, params, preprocessing, dtype),
+      writable=jax.process_index() == 0)
+
+
 class Embedder:
   """Embeds texts (with the root) and images with one model's parameters.
 
@@ -206,7 +227,8 @@ class Embedder:
   `mesh`: the devices to split batches over; default this process's devices. Inside a
   multi-process run pass the global mesh: every process then calls the same methods.
   `image_features`: a {path: [P] features} dict to read and fill, shared with Embedders of
-  the same image tower and preprocessing (see `image_tower_fingerprint`).
+  the same image tower and preprocessing (see `image_tower_fingerprint`), or an
+  `image_store.ImageFeatureStore` (`open_image_store`) that keeps them on disk.
   `pack_texts`: texts packed several to a row (`embed_texts`), else padded per batch to a
   multiple of `length_multiple`. `image_workers`: threads decoding images ahead of the
   device (`data.images.load_batches`; 0: one per CPU). `compute_dtype`: "float32" or
@@ -235,12 +257,23 @@ class Embedder:
 
   @classmethod
   def from_path(cls, model_path, text_batch_size=256, image_batch_size=64, length_multiple=8,
-                pack_texts=True, image_workers=0, compute_dtype="float32"):
+                pack_texts=True, image_workers=0, compute_dtype="float32",
+                image_features_dir=None):
     """An Embedder of a Hugging Face directory or hub id, or of a train workdir's newest
-    verified checkpoint (its step in `checkpoint_step`)."""
+    verified checkpoint (its step in `checkpoint_step`). Image features are kept on disk in
+    `image_features_dir` (None: a train workdir's own store, whose frozen image tower its
+    training and evaluations already embedded; "": in memory only)."""
     config, params, model_dir, step = load_model(model_path)
+    if image_features_dir is None:
+      image_features_dir = (os.path.join(model_path, IMAGE_FEATURES)
+                            if is_train_workdir(model_path) else "")
+    store = None
+    if image_features_dir:
+      store = open_image_store(image_features_dir, config, params,
+                               models.family_of_config(config).preprocessing(model_dir, config),
+                               compute_dtype)
     embedder = cls(config, params, model_dir, text_batch_size, image_batch_size, length_multiple,
-                   pack_texts=pack_texts, image_workers=image_workers,
+                   image_features=store, pack_texts=pack_texts, image_workers=image_workers,
                    compute_dtype=compute_dtype)
     embedder.checkpoint_step = step
     return embedder
@@ -273,10 +306,11 @@ class Embedder:
     """
     if not all(isinstance(p, str) for p in images):
       return self._embed_images(images)
-    new = [p for p in dict.fromkeys(images) if p not in self._image_features]
-    missing = [p for p in new if not os.path.exists(p)]
+    distinct = list(dict.fromkeys(images))
+    missing = [p for p in distinct if not os.path.exists(p)]
     if missing:
       raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[:3]}")
+    new = [p for p in distinct if p not in self._image_features]
     if new:
       self._image_features.update(zip(new, self._embed_images(new)))
     return np.stack([self._image_features[p] for p in images])

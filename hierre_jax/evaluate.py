@@ -10,7 +10,8 @@ project's ../shared; a flag per file overrides it. The suite writes OUT/results.
 (one object per model) and OUT/results.md (a Table-1-shaped table). By default OUT is
 <workdir>/evaluations for one train workdir, else eval_results/<model> (or
 eval_results/ for several models) under the current directory: never inside a model
-directory, which may be uploaded as it is.
+directory, which may be uploaded as it is. A train workdir's image features are read from
+and added to its store (<workdir>/image_features; --image_features_dir).
 """
 import json
 import os
@@ -64,6 +65,11 @@ flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
                   "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
                   "allows TF32 / bf16 passes.")
 flags.DEFINE_string("output_dir", "", "Where results go (see the module docstring).")
+flags.DEFINE_string("image_features_dir", None, "Keep image features on disk here, keyed by "
+                    "image tower, preprocessing and arithmetic, so that later evaluations embed "
+                    "each image once. Default: a train workdir's own store (its training "
+                    "embedded the frozen tower's images there); none for other models. '': "
+                    "none.")
 
 
 def output_dir(models):
@@ -83,7 +89,8 @@ def output_dir(models):
 def embedder_of(model):
   return embedding.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
                                        FLAGS.text_length_multiple, FLAGS.pack_texts,
-                                       FLAGS.image_workers, FLAGS.compute_dtype)
+                                       FLAGS.image_workers, FLAGS.compute_dtype,
+                                       FLAGS.image_features_dir)
 
 
 def run_suite(paths):

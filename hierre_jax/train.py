@@ -340,8 +340,13 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
     start = int(state.step)
     watch.lap("restore_or_start")
     # Text-tower (or root) training never changes the image tower: each image's features
-    # are computed once per run, for the contrastive objective and every evaluation.
+    # are computed once per run, for the contrastive objective and every evaluation, and
+    # kept in the workdir for resumptions and later evaluations of the run.
     image_features = {}
+    if config.eval.keep_image_features and config.eval.get("store_image_features", True):
+      image_features = embedding.open_image_store(
+          os.path.join(config.workdir, embedding.IMAGE_FEATURES), model_config, params,
+          family.preprocessing(model_dir, model_config), config.compute_dtype)
     # The pull-back table over every step's texts, not only the remaining ones: its values
     # (batching, roundoff) are then the same wherever the run starts, and a resumed run
     # ends bit-identical to an uninterrupted one.

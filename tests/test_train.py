@@ -105,6 +105,11 @@ def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path
                        suite.from_config(config.eval))
   for key in ("hyperlex/rho_all", "hyperlex/rho_nouns", "coco/t2i_r@1", "coco/i2t_r@10"):
     assert rows[-1]["eval/" + key] == pytest.approx(offline[key], abs=1e-6), key
+  # Evaluating the workdir reads the run's image features from its store: none embedded.
+  assert len(embedded) == 2000  # the export has no store: its 1000 images embedded
+  workdir, = suite.run({"workdir": embedding.Embedder.from_path(config.workdir)},
+                       suite.from_config(config.eval))
+  assert len(embedded) == 2000 and workdir["coco/i2t_r@10"] == offline["coco/i2t_r@10"]
 
 
 @pytest.mark.parametrize("names, message", [
