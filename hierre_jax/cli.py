@@ -28,6 +28,14 @@ def define_train_flags(what):
                     "in keys that change the computation (they are recorded).")
 
 
+def define_image_features_flag():
+  """--image_features_dir of the entry points that embed images (`embedding.Embedder.from_path`)."""
+  flags.DEFINE_string("image_features_dir", None, "Keep image features on disk here, keyed by "
+                      "image tower, preprocessing and arithmetic, so that later runs embed each "
+                      "image once. Default: a train workdir's own store (its training embedded "
+                      "the frozen tower's images there); none for other models. '': none.")
+
+
 def disk_full(error):
   """-> 'PATH (detail)' of a 'No space left on device' error anywhere in `error`'s chain
   (orbax and TensorStore wrap it in other types), '' when no path is known, None if the

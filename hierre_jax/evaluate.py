@@ -65,11 +65,7 @@ flags.DEFINE_enum("matmul_precision", "highest", ["highest", "high", "default"],
                   "fp32 matmul precision on GPU/TPU: highest matches PyTorch fp32; default "
                   "allows TF32 / bf16 passes.")
 flags.DEFINE_string("output_dir", "", "Where results go (see the module docstring).")
-flags.DEFINE_string("image_features_dir", None, "Keep image features on disk here, keyed by "
-                    "image tower, preprocessing and arithmetic, so that later evaluations embed "
-                    "each image once. Default: a train workdir's own store (its training "
-                    "embedded the frozen tower's images there); none for other models. '': "
-                    "none.")
+cli.define_image_features_flag()
 
 
 def output_dir(models):

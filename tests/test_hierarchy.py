@@ -254,7 +254,7 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn, famil
        f"--classes={tmp_path / 'classes.json'}", "--modality=image", "--ontology=wordnet,breeds",
        f"--images={tmp_path / 'fit'}", f"--eval_images={tmp_path / 'eval'}",
        f"--output_dir={out}", f"--data_dir={SHARED_ROOT}", "--chance_permutations=5",
-       "--align_betas=0.1,1", "--align_steps=20"],
+       "--align_betas=0.1,1", "--align_steps=20", f"--image_features_dir={tmp_path / 'store'}"],
       capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -271,6 +271,9 @@ def test_entry_point_writes_the_hierarchy_and_its_dendrogram(tmp_path, wn, famil
   assert 0 <= saved["named_edge_consistency"] <= 1
   traversal = saved["traversal"]
   assert traversal["num_images"] == 18 and len(traversal["curve"]) == 21
+  store, = os.listdir(tmp_path / "store")  # the 36 images' features kept for a later probe
+  with np.load(tmp_path / "store" / store) as kept:
+    assert kept["features"].shape[0] == 36
   assert traversal["curve"][0]["mean_specificity"] == 0.0  # threshold 0: stop at the root
   first = traversal["explanations"][0]
   assert len(traversal["explanations"]) == 18 and first["label"] == "dog"

@@ -43,6 +43,7 @@ flags.DEFINE_string("images", "", "Image folder <images>/<wnid or class>/* for t
 flags.DEFINE_string("eval_images", "", "Image folder for the traversal ('tfds': CIFAR-100's "
                     "test split; empty: no traversal).")
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory.")
+cli.define_image_features_flag()
 flags.DEFINE_enum("linkage", "ward", list(trees.LINKAGES), "CHOICE: agglomerative linkage.")
 flags.DEFINE_enum("naming", "embedding", list(naming.MODES), "CHOICE: node naming.")
 flags.DEFINE_bool("unique_names", False, "CHOICE: each concept names one node at most.")
@@ -76,7 +77,7 @@ def main(argv):
                           align_steps=FLAGS.align_steps)
   images = images_of(class_set, FLAGS.images, "train") if FLAGS.modality == "image" else None
   eval_images = images_of(class_set, FLAGS.eval_images, "test") if FLAGS.eval_images else None
-  embedder = embedding.Embedder.from_path(FLAGS.model)
+  embedder = embedding.Embedder.from_path(FLAGS.model, image_features_dir=FLAGS.image_features_dir)
   result, tree = probe.probe(embedder, class_set, FLAGS.modality, FLAGS.ontology, choices,
                              images, eval_images)
   result = {"model": FLAGS.model, "checkpoint_step": embedder.checkpoint_step, **result}
