@@ -267,14 +267,12 @@ class Embedder:
     if image_features_dir is None:
       image_features_dir = (os.path.join(model_path, IMAGE_FEATURES)
                             if is_train_workdir(model_path) else "")
-    store = None
-    if image_features_dir:
-      store = open_image_store(image_features_dir, config, params,
-                               models.family_of_config(config).preprocessing(model_dir, config),
-                               compute_dtype)
     embedder = cls(config, params, model_dir, text_batch_size, image_batch_size, length_multiple,
-                   image_features=store, pack_texts=pack_texts, image_workers=image_workers,
+                   pack_texts=pack_texts, image_workers=image_workers,
                    compute_dtype=compute_dtype)
+    if image_features_dir:  # keyed by the embedder's own preprocessing, read once
+      embedder._image_features = open_image_store(image_features_dir, config, params,
+                                                  embedder.preprocessing, compute_dtype)
     embedder.checkpoint_step = step
     return embedder
 
