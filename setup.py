@@ -19,6 +19,8 @@ setuptools.setup(
         # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
         "torch": ["torch>=2.1"],
         "tfds": ["tensorflow-datasets>=4.9", "array-record"],
+        # Viewing the metrics each run writes under <workdir>/tensorboard.
+        "tensorboard": ["tensorboard>=2.14"],
         # Centroid hierarchies (hierre_jax.hierarchy): WordNet, clustering measures, UMAP.
         "hierarchy": ["nltk>=3.8", "scikit-learn>=1.3", "umap-learn>=0.5"],
         "test": ["pytest>=8", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",

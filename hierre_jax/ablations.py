@@ -21,12 +21,15 @@ import json
 import os
 
 from absl import flags
+from absl import logging
 import jax
 
 from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax import models
+from hierre_jax import sealed
 from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.trainer import checks
@@ -158,19 +161,26 @@ def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_
   return evaluators, left_out
 
 
+EVAL_FILE, EVAL_SEAL = "ablation_eval.json", "ablation_eval.sealed.json"
+
+
 def evaluate_variant(workdir, evaluators, image_caches):
   """Suite metrics of a trained variant's final checkpoint, kept in ablation_eval.json.
 
   `image_caches`: {(image tower fingerprint, preprocessing): {path: features}}, shared
   across variants (their image towers are frozen: one embedding per image per grid).
   """
-  path = os.path.join(workdir, "ablation_eval.json")
+  path = os.path.join(workdir, EVAL_FILE)
   names = [e.name for e in evaluators]
   if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-    if stored["evaluations"] == names:
-      return stored
+    try:
+      sealed.verify(workdir, EVAL_SEAL)
+      with open(path) as f:
+        stored = json.load(f)
+      if stored["evaluations"] == names:
+        return stored
+    except sealed.DamagedError as e:
+      logging.warning("%s; evaluating %s again", str(e).splitlines()[0], workdir)
   config, params, model_dir, step = embedding.load_model(workdir)
   key = (embedding.image_tower_fingerprint(config, params),
          models.family_of_config(config).preprocessing(model_dir, config))
@@ -180,6 +190,7 @@ def evaluate_variant(workdir, evaluators, image_caches):
             **suite.evaluate(embedder, evaluators)}
   loop.write_json(path + ".tmp", result)
   os.replace(path + ".tmp", path)  # a kill never leaves half a file
+  sealed.seal(workdir, [EVAL_FILE], manifest=EVAL_SEAL)
   return result
 
 
@@ -228,6 +239,9 @@ def run(grids, workdir, config_dir, evaluators, left_out, base_config="", overri
     if not done:
       train.train_and_export(config)
     result = evaluate_variant(config.workdir, evaluators, image_caches)
+    print(f"[{i}/{len(jobs)}] {grid} {variant}: evaluated at step {result['checkpoint_step']}: "
+          + loop.format_metrics({k: v for k, v in result.items()
+                                 if isinstance(v, float) and "/num_" not in k}), flush=True)
     rows.append({"grid": grid, "variant": variant, "changes": changes(config, base),
                  **{k: v for k, v in result.items() if k != "evaluations"}})
   table = {"grids": list(grids), "evaluations": [e.name for e in evaluators],
@@ -246,7 +260,11 @@ def main(argv):
     raise checks.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
   jax.config.update("jax_default_matmul_precision", "highest")
   errors.require_writable_dir(FLAGS.workdir, "grid workdir")
-  evaluators, left_out = available_evaluators(FLAGS.evals, suite.paths_from_flags(),
+  paths = suite.paths_from_flags()
+  data = [("--data_dir", FLAGS.data_dir)] + [(f"--{k}", v) for k, v in paths.items()
+                                             if FLAGS[k].present]
+  locations.check_apart([("--workdir", FLAGS.workdir)], data)
+  evaluators, left_out = available_evaluators(FLAGS.evals, paths,
                                               FLAGS.allow_missing_images, FLAGS.tfds_data_dir,
                                               FLAGS.min_images)
   for name, why in left_out.items():

@@ -152,14 +152,17 @@ def train(config, allow_config_change=False):
   read_pairs(config.train_csv)  # a bad row fails before anything is written
   if config.eval.csv:
     read_pairs(config.eval.csv)
+  model_dir_lib.check_locations(config, [("config.train_csv", config.train_csv),
+                                         ("config.eval.csv", config.eval.csv)])
   watch = loop.Stopwatch()
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   is_main = jax.process_index() == 0
   with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
     loop.apply_runtime_options(config)
-    manager = loop.open_run(config, allow_config_change, is_main, added_keys={})
-    model_dir = model_dir_lib.prepare_model_dir(config, is_main)
+    manager = loop.open_run(config, allow_config_change, is_main, added_keys={},
+                            inputs=[("train_csv", config.train_csv)])
+    model_dir = model_dir_lib.prepare_model_dir(config, is_main, allow_config_change)
     family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
     if family.name != "clip":
       raise errors.UserError(f"{model_dir}: contrastive training of both towers is built for "
@@ -201,8 +204,8 @@ def train(config, allow_config_change=False):
     loop.close_metrics(writer, config.workdir, (
         ("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
         ("logit scale", ("logit_scale",))))
-    export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
-    family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
+    export_dir = model_dir_lib.export(family, jax.device_get(state.params), hf_config,
+                                      model_dir, config)
     watch.lap("export")
     loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
         "steps": total_steps, "resumed_from": start, "export_dir": export_dir,

@@ -13,6 +13,7 @@ import tqdm
 from hierre_jax import errors
 from hierre_jax import image_store
 from hierre_jax import models
+from hierre_jax import sealed
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.data import packing
@@ -187,6 +188,8 @@ def load_model(path):
     raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
   hf_io.check_finite_params(params, f"{path}/checkpoints/{step}")
   info = os.path.join(path, "model_info")
+  if os.path.exists(os.path.join(info, sealed.MANIFEST)):  # workdirs since 2026-12-03
+    sealed.verify(info)
   family = models.family_of(info)
   config = family.read_config(info, family.has_stacked_layers(params))
   return config, params, info, step
@@ -214,7 +217,7 @@ def open_image_store(folder, config, params, preprocessing, dtype="float32"):
   """The `image_store.ImageFeatureStore` of this image tower in `folder` (process 0 writes
   it; every process reads it once, now, and then keeps the same features)."""
   return image_store.ImageFeatureStore(
-      folder, image_store_key(config, params, preprocessing, dtype),
+      folder, image_store_key(config, params, preprocessing, dtype), config.projection_dim,
       writable=jax.process_index() == 0)
 
 

@@ -9,9 +9,10 @@ A model is a Hugging Face CLIP directory (or hub id), or a `hierre_jax.train` wo
 project's ../shared; a flag per file overrides it. The suite writes OUT/results.json
 (one object per model) and OUT/results.md (a Table-1-shaped table). By default OUT is
 <workdir>/evaluations for one train workdir, else eval_results/<model> (or
-eval_results/ for several models) under the current directory: never inside a model
-directory, which may be uploaded as it is. A train workdir's image features are read from
-and added to its store (<workdir>/image_features; --image_features_dir).
+eval_results/<model A>__vs__<model B> for several) under the current directory: never inside
+a model directory, which may be uploaded as it is, nor on any input, nor in a folder holding
+another evaluation's files (refused before any compute). A train workdir's image features
+are read from and added to its store (<workdir>/image_features; --image_features_dir).
 """
 import json
 import os
@@ -22,6 +23,7 @@ import jax
 from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
@@ -68,18 +70,32 @@ flags.DEFINE_string("output_dir", "", "Where results go (see the module docstrin
 cli.define_image_features_flag()
 
 
-def output_dir(models):
-  """Where results go (the module docstring), checked to be writable before any compute."""
+def output_dir(models, paths):
+  """Where results go (the module docstring), checked before any compute: writable, apart
+  from every input (a train workdir's own evaluations/ apart), and new, empty or an earlier
+  evaluation of the same models (`locations.claim`)."""
+  name = lambda m: os.path.normpath(m).strip("./").replace("/", "__") or "model"
+  workdirs = [m for m in models if embedding.is_train_workdir(m)]
   if FLAGS.output_dir:
     out = FLAGS.output_dir
-  elif len(models) > 1:
-    out = "eval_results"
-  elif embedding.is_train_workdir(models[0]):
+  elif len(models) == 1 and workdirs:
     out = os.path.join(models[0], "evaluations")
   else:
-    out = os.path.join("eval_results",
-                       os.path.normpath(models[0]).strip("./").replace("/", "__") or "model")
-  return errors.require_writable_dir(out, "output folder")
+    out = os.path.join("eval_results", "__vs__".join(name(m) for m in models))
+  inputs = [("--model", m) for m in models] + [(f"--{k}", v) for k, v in paths.items()
+                                               if k in FLAGS and FLAGS[k].present]
+  inputs.append(("--data_dir", FLAGS.data_dir))
+  errors.require_writable_dir(out, "output folder")
+  locations.check_apart([("--output_dir", out)], inputs,
+                        allowed=[os.path.join(w, "evaluations") for w in workdirs])
+  locations.check_claimable(out, owner(models), "--output_dir")
+  return out
+
+
+def owner(models):
+  """The owner record of an evaluation's output folder (`locations.claim`)."""
+  return {"writer": "hierre_jax.evaluate",
+          "models": [locations.real(m) if os.path.exists(m) else m for m in models]}
 
 
 def embedder_of(model):
@@ -90,18 +106,19 @@ def embedder_of(model):
 
 
 def run_suite(paths):
-  out = output_dir(FLAGS.model)
+  out = output_dir(FLAGS.model, paths)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
                            FLAGS.tfds_data_dir, FLAGS.min_images)
   results = suite.run({m: embedder_of(m) for m in FLAGS.model}, evaluators)
-  json_path, md_path = suite.write(results, out, FLAGS.reference)
+  json_path, md_path = suite.write(results, locations.claim(out, owner(FLAGS.model),
+                                                            "--output_dir"), FLAGS.reference)
   print(open(md_path).read())
   print(f"wrote {json_path} and {md_path}")
 
 
 def run_qualitative(paths):
   model = FLAGS.model[0]
-  out_dir = output_dir([model])
+  out_dir = output_dir([model], paths)
   embedder = embedder_of(model)
   step = embedder.checkpoint_step
   images_dir = paths["hierarcaps_images"]
@@ -112,7 +129,7 @@ def run_qualitative(paths):
       embedder, FLAGS.candidates_csv or os.path.join(hierarcaps_dir,
                                                      "hierarcaps_test_expanded.csv.gz"),
       images_dir, names, radius=FLAGS.qualitative_radius)
-  os.makedirs(out_dir, exist_ok=True)
+  locations.claim(out_dir, owner([model]), "--output_dir")
   out = os.path.join(out_dir, "qualitative" + ("" if step is None else f"_step_{step}"))
   report.write_all(chains, images_dir, out,
                    title=model + ("" if step is None else f" (checkpoint step {step})"))

@@ -5,15 +5,40 @@ A store is a folder with one file per key, `<key>.npz`: the key names the image 
 parameters, the preprocessing and the arithmetic (see `embedding.image_store_key`), and the
 file holds the features [N, P] float32 and, as JSON, each image's real path, size and
 modification time. An image whose file changed since it was embedded (size or time) is
-embedded again. The file is replaced whole (written beside it, then renamed), so a killed
-process leaves the previous version, never half of one.
+embedded again. The file is replaced whole (written beside it, then renamed) and sealed
+(`sealed`: `<key>.sealed.json` holds its digest, which covers the paths it holds, and the
+feature width). A file that fails its seal, cannot be read, or holds features of another
+width or not finite is never used: its images are embedded again, with one line saying so.
+A folder that cannot be written keeps the features in memory only, said before any work.
 """
 import json
 import os
+import zipfile
+import zlib
 
+from absl import logging
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax import sealed
+
+
+# What reading a damaged .npz raises (its seal catches most damage first).
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _can_write(folder):
+  """Whether files can be created in `folder` (made if missing); says so in one line if not."""
+  try:
+    os.makedirs(folder, exist_ok=True)
+    probe = os.path.join(folder, f".write_probe.{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+    return True
+  except OSError as e:
+    logging.warning("image feature store %s cannot be written (%s): features are kept in memory "
+                    "for this run only", folder, e.strerror or e)
+    return False
 
 
 def _identity(path):
@@ -30,25 +55,32 @@ class ImageFeatureStore:
   multi-process run only process 0 writes, and every process keeps the same features).
   """
 
-  def __init__(self, folder, key, writable=True):
+  def __init__(self, folder, key, width, writable=True):
     self.path = os.path.join(folder, f"{key}.npz")
-    self.writable = writable
+    self.manifest = f"{key}.sealed.json"
+    self.width = width
+    self.writable = writable and _can_write(folder)
     self._index = {}  # real path -> (row, [size, mtime])
     self._features = None  # [N, P]
     if os.path.exists(self.path):
-      self._read()
+      try:
+        self._read()
+      except (sealed.DamagedError, *READ_ERRORS) as e:
+        logging.warning("%s: not used, its images are embedded again: %s", self.path,
+                        str(e).splitlines()[0])
 
   def _read(self):
-    try:
-      with np.load(self.path, allow_pickle=False) as f:
-        features, index = f["features"], json.loads(str(f["index"]))
-      rows = {path: (row, stamp) for row, (path, stamp) in enumerate(index)}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-      raise errors.DataError(f"{self.path}: unreadable image feature store ({e}); delete it to "
-                             "embed its images again") from e
-    if len(rows) != len(features) or features.ndim != 2:
-      raise errors.DataError(f"{self.path}: {len(features)} feature rows for {len(rows)} "
-                             "images; delete it to embed its images again")
+    """Reads the sealed file; raises DamagedError (or a reading error) when it is not usable."""
+    record = sealed.verify(os.path.dirname(self.path), self.manifest)
+    with np.load(self.path, allow_pickle=False) as f:
+      features, index = f["features"], json.loads(str(f["index"]))
+    rows = {path: (row, stamp) for row, (path, stamp) in enumerate(index)}
+    if (features.ndim != 2 or len(rows) != len(features) or features.shape[1] != self.width
+        or record != {"width": self.width, "images": len(rows)}):
+      raise sealed.DamagedError(f"{features.shape} features for {len(rows)} images, sealed as "
+                                f"{record}; the model's width is {self.width}")
+    if not np.isfinite(features).all():
+      raise sealed.DamagedError("features that are not finite")
     self._features, self._index = features.astype(np.float32), rows
 
   def __len__(self):
@@ -88,3 +120,5 @@ class ImageFeatureStore:
     tmp = f"{self.path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, features=self._features, index=np.array(index))
     os.replace(tmp, self.path)
+    sealed.seal(os.path.dirname(self.path), [os.path.basename(self.path)],
+                {"width": self.width, "images": len(paths)}, self.manifest)

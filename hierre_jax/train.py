@@ -10,6 +10,7 @@ compute on every process and write files from process 0.
 """
 import contextlib
 import functools
+import importlib.util
 import os
 
 from absl import flags
@@ -269,7 +270,19 @@ def check_inputs(config):
         f"{config.train_csv}; use at most {len(data)}")
   if config.loss == "clip":
     hierarcaps_csv.image_paths(data, config.train_images_dir, config.train_csv)
+  model_dir_lib.check_locations(config, data_inputs(config))
   return data
+
+
+def data_inputs(config):
+  """(what, path) of every file or folder the run reads data from."""
+  e = config.eval
+  return [("config.train_csv", config.train_csv), ("config.train_images_dir",
+                                                   config.train_images_dir),
+          ("config.eval.test_csv", e.test_csv), ("config.eval.heldout_csv", e.get("heldout_csv")),
+          ("config.eval.images_dir", e.get("images_dir")),
+          ("config.eval.data_dir", e.data_dir if e.suite.strip() else "")] + [
+              (f"config.eval.paths.{k}", v) for k, v in e.paths.items()]
 
 
 def train_and_export(config, allow_config_change=False):
@@ -289,25 +302,30 @@ def train_and_export(config, allow_config_change=False):
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   is_main = jax.process_index() == 0  # one process writes files; every process computes
+  # A damaged or missing config.model is refused before anything is written.
+  source = None if config.get("random_init") else models.load(config.model, config.scan_layers)
   with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
-    return train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch)
+    return train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch,
+                        source)
 
 
-def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch):
+def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, watch, source):
   """train_and_export once the inputs are checked and the workdir is held; `watch` (a
-  `loop.Stopwatch`) gets the seconds of each phase (train_summary.json "seconds")."""
+  `loop.Stopwatch`) gets the seconds of each phase (train_summary.json "seconds"); `source`:
+  `models.load` of config.model, None for a random model."""
   loop.apply_runtime_options(config)
   for row, reason in data.skipped[:5]:
     logging.warning("%s: skipped row %d: %s", config.train_csv, row, reason)
 
-  manager = loop.open_run(config, allow_config_change, is_main)
+  manager = loop.open_run(config, allow_config_change, is_main,
+                          inputs=[("train_csv", config.train_csv)])
   if is_main:
     if data.skipped:
       loop.write_json(os.path.join(config.workdir, "skipped_rows.json"),
                  {"file": config.train_csv, "rows": [
                      {"row": row, "reason": reason} for row, reason in data.skipped]})
-  model_dir = model_dir_lib.prepare_model_dir(config, is_main)
-  family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
+  family, model_config, params, model_dir = source or models.load(
+      model_dir_lib.prepare_model_dir(config, is_main, allow_config_change), config.scan_layers)
   hf_config = family.load_hf_config(model_dir)
   if is_main:
     model_dir_lib.save_model_info(family, hf_config, model_dir, config.workdir)
@@ -373,16 +391,19 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
     return state
   loop.close_metrics(writer, config.workdir)
 
-  export_dir = config.export_dir or os.path.join(config.workdir, "hf_export")
-  family.export(jax.device_get(state.params), hf_config, export_dir, model_dir)
+  export_dir = model_dir_lib.export(family, jax.device_get(state.params), hf_config, model_dir,
+                                    config)
   watch.lap("export")
   loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
       "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
       "rows": len(data), "rows_skipped": data.num_skipped, "seconds": dict(watch.seconds)})
   print(f"wall time: {watch.summary()}")
-  print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: tensorboard "
-        f"--logdir {os.path.join(config.workdir, 'tensorboard')}); curves: "
-        f"{os.path.join(config.workdir, curves.CURVES_FILE)}; Hugging Face export: {export_dir}")
+  logs = os.path.join(config.workdir, "tensorboard")
+  viewer = (f"tensorboard --logdir {logs}" if importlib.util.find_spec("tensorboard")
+            else f"{logs}; pip install -e '.[tensorboard]' to view it")
+  print(f"metrics: {os.path.join(config.workdir, 'metrics.jsonl')} (TensorBoard: {viewer}); "
+        f"curves: {os.path.join(config.workdir, curves.CURVES_FILE)}; Hugging Face export: "
+        f"{export_dir}")
   return state
 
 

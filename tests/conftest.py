@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import pytest
 
+import tolerances
+
 # Parity is asserted at true fp32: on GPU/TPU the default would allow TF32 / bf16 passes.
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -22,6 +24,11 @@ TINY_VISION = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
 # kernel shows) and the EfficientNet of ALIGN_SPEC section 6 (every block kind), 45 px.
 ALIGN_TINY_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                        intermediate_size=37, max_position_embeddings=64)
+# Roundings along the longer tiny text tower (`tolerances.tower_terms`): the reordering
+# tolerance of tests that compare two batchings of the tiny models' texts.
+TINY_TOWER_TERMS = max(
+    tolerances.tower_terms(t["hidden_size"], t["intermediate_size"], t["num_hidden_layers"],
+                           t["max_position_embeddings"], 40) for t in (TINY_TEXT, ALIGN_TINY_TEXT))
 
 
 def write_tiny_model(family, out_dir, seed=0):

@@ -36,6 +36,9 @@ def cases(tmp_path_factory):
   tensors["text_projection.weight"] = np.full_like(tensors["text_projection.weight"], np.nan)
   safetensors.numpy.save_file(tensors, os.path.join(nan, "model.safetensors"))
   (tmp / "no_templates.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+  theirs = tmp / "theirs"  # a folder of someone else's files
+  theirs.mkdir()
+  (theirs / "results.json").write_text("{}")
   work = str(tmp / "w")
   train = lambda *args: ("hierre_jax.train", ["--config", TINY_CONFIG,
                                               f"--config.workdir={work}", *args])
@@ -94,6 +97,24 @@ def cases(tmp_path_factory):
        f"{a_file}: cannot be used as the output folder: it is a file", None),
       ("unknown grid", "hierre_jax.ablations", ["--grid=table9", f"--workdir={tmp / 'g'}"],
        "--grid: unknown ['table9']", str(tmp / "g")),
+      # No output on an input, nor in another run's folder.
+      ("evaluation into the model", "hierre_jax.evaluate", [f"--model={good}",
+                                                            f"--output_dir={good}/results"],
+       f"--output_dir={good}/results lies inside the input --model={good}",
+       os.path.join(good, "results")),
+      ("evaluation into another run's folder", "hierre_jax.evaluate",
+       [f"--model={good}", f"--output_dir={theirs}"],
+       f"--output_dir={theirs} holds files not written by this command", None),
+      ("hierarchy into another run's folder", *hierarchy(f"--output_dir={theirs}"),
+       f"--output_dir={theirs} holds files not written by this command", None),
+      ("hierarchy into the data", *hierarchy(f"--output_dir={SHARED_ROOT}/hierarcaps/out"),
+       f"lies inside the input --data_dir={SHARED_ROOT}", None),
+      ("export over the workdir", *train(f"--config.export_dir={work}"),
+       f"config.export_dir={work}: the workdir's own files are there", work),
+      ("export into another run's folder", *train(f"--config.export_dir={theirs}"),
+       f"config.export_dir={theirs} holds files not written by this command", work),
+      ("make-data into a full folder", "hierre_jax.dcsm", ["make-data", f"--out={theirs}"],
+       f"{theirs}: not empty; make-data writes a whole new set (--overwrite", None),
   ]
   if os.path.exists(os.path.join(SHARED_ROOT, "coco", "captions_val2017.json")):
     two = tmp / "two_images"
@@ -104,6 +125,14 @@ def cases(tmp_path_factory):
     out.append(("near-empty image set", *evaluate(
         f"--data_dir={SHARED_ROOT}", "--evals=coco", f"--coco_images={two}",
         "--allow_missing_images"), "only 2 of the 5000 images of the annotations are present",
+                str(tmp / "eval")))
+    out.append(("no minimum of images", *evaluate(
+        f"--data_dir={SHARED_ROOT}", "--evals=coco", f"--coco_images={two}",
+        "--allow_missing_images", "--min_images=0"),
+                "min_images=0: a retrieval needs at least 1 image", str(tmp / "eval")))
+    out.append(("COCO images not under the data root", *evaluate(
+        f"--data_dir={SHARED_ROOT}", "--evals=coco"),
+                f"{SHARED_ROOT}/coco/val2017: no such image folder for coco; pass --coco_images",
                 str(tmp / "eval")))
   return out
 

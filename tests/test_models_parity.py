@@ -93,6 +93,7 @@ def assert_parity(model_dir, image_size=None):
       break  # a family of one layout
 
 
+@pytest.mark.reordering
 def test_parity_with_transformers(family_dir):
   assert_parity(family_dir)
 
@@ -117,6 +118,7 @@ def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
+@pytest.mark.reordering
 @pytest.mark.parametrize("eos_token_id,act", [(2, "quick_gelu"), (49407, "gelu")])
 def test_clip_parity_with_either_eos_id_and_activation(tmp_path, eos_token_id, act):
   text = dict(TINY_TEXT, eos_token_id=eos_token_id, hidden_act=act)
@@ -124,6 +126,7 @@ def test_clip_parity_with_either_eos_id_and_activation(tmp_path, eos_token_id, a
   assert_parity(str(tmp_path))
 
 
+@pytest.mark.reordering
 def test_vit_b32_config_parity(tmp_path):
   save_torch_clip(str(tmp_path), random_init.VIT_B32["text_config"],
                   random_init.VIT_B32["vision_config"], 512)
@@ -148,6 +151,7 @@ def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
           == open(tmp_path / "unrolled" / "model.safetensors", "rb").read())
 
 
+@pytest.mark.reordering
 def test_remat_gives_the_same_features_and_gradients(family_dir):
   from hierre_jax import embedding
   family, config, params, _ = models.load(family_dir)

@@ -108,9 +108,9 @@ def test_changed_config_is_refused_or_recorded(tmp_path):
   config = tiny_config(tmp_path, total_steps=2)
   train.train_and_export(config)
   stored = (tmp_path / "config.json").read_text()
-  changed = tiny_config(tmp_path, total_steps=2, lr=5e-4, batch_size=4)
+  changed = tiny_config(tmp_path, total_steps=3, lr=5e-4, batch_size=4)
   with pytest.raises(checks.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
-                     r"lr: 0.001 -> 0.0005\. .*--allow_config_change"):
+                     r"lr: 0.001 -> 0.0005; total_steps: 2 -> 3\. .*--allow_config_change"):
     train.train_and_export(changed)
   assert (tmp_path / "config.json").read_text() == stored  # untouched by the refused run
   train.train_and_export(tiny_config(tmp_path, total_steps=2, log_every=2))  # logging only
@@ -118,8 +118,35 @@ def test_changed_config_is_refused_or_recorded(tmp_path):
   records = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").open()]
   assert [r["accepted_computational_change"] for r in records] == [False, True]
   assert records[0]["changes"] == {"log_every": {"old": 1, "new": 2}}
-  assert set(records[1]["changes"]) == {"lr", "batch_size", "log_every"}
-  assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4
+  # (the logging-only run saved no step: the record it is compared with is the first run's)
+  assert set(records[1]["changes"]) == {"lr", "batch_size", "total_steps"}
+  assert json.loads((tmp_path / "config.json").read_text())["lr"] == 5e-4  # step 3 saved
+
+
+def test_the_stored_config_is_the_one_the_saved_steps_were_trained_with(tmp_path):
+  config = tiny_config(tmp_path, total_steps=2)
+  train.train_and_export(config)
+  # A changed run that saves no step (here: none left to train) leaves the record as it was,
+  # so the original config resumes without a word, and a later refusal names the truth.
+  train.train_and_export(tiny_config(tmp_path, total_steps=2, lr=1e10),
+                         allow_config_change=True)
+  assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-3
+  train.train_and_export(config)
+  with pytest.raises(checks.ConfigError, match=r"lr: 0.001 -> 0.0005"):
+    train.train_and_export(tiny_config(tmp_path, total_steps=2, lr=5e-4))
+
+
+def test_a_changed_training_file_is_refused_on_resume(tmp_path):
+  csv_path = tmp_path / "train.csv"
+  shutil.copy(tiny_config(tmp_path).train_csv, csv_path)
+  config = tiny_config(tmp_path / "w", total_steps=2, train_csv=str(csv_path))
+  train.train_and_export(config)
+  lines = csv_path.read_text().splitlines(keepends=True)
+  csv_path.write_text("".join(lines[:-1]))  # one row fewer
+  with pytest.raises(checks.ConfigError, match=rf"config.train_csv={csv_path}: its content "
+                     r"changed since step 2 was trained on it \(SHA-256 differs"):
+    train.train_and_export(config, allow_config_change=False)
+  train.train_and_export(config, allow_config_change=True)  # knowingly: goes on
 
 
 def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):

@@ -2,7 +2,7 @@
 
   train      --config configs/dcsm/<name>.py [--config.key=value]  the scorer on a frozen CLIP
   evaluate   --model=M [--scorer=S] --benchmarks=a,b --data_dir=D --output_dir=OUT
-  make-data  --out DIR [--seed S]  the procedural training and test sets
+  make-data  --out DIR [--seed S] [--overwrite]  the procedural training and test sets
   import     --checkpoint dcsm_obja_ckpt.pt --out DIR  the released checkpoint (needs torch)
 """
 from absl import flags
@@ -29,6 +29,8 @@ flags.DEFINE_string("data_dir", None, "evaluate: the folder holding the benchmar
 flags.DEFINE_string("output_dir", None, "evaluate: where results.json and results.md go.")
 flags.DEFINE_bool("allow_missing_images", False, "evaluate: score the items whose image "
                   "exists (the count of the others is recorded) instead of refusing.")
+flags.DEFINE_integer("min_images", evaluate.retrieval.MIN_IMAGES, "evaluate: with "
+                     "--allow_missing_images, refuse a benchmark left with fewer items.")
 flags.DEFINE_bool("release_rewrites", True, "evaluate: the release's caption rewrites for "
                   "every scorer (WhatsUp on/under, prefixes).")
 flags.DEFINE_bool("dcsm_rewrites", True, "evaluate: the release's DCSM-only rewrites "
@@ -38,6 +40,7 @@ flags.DEFINE_enum("column_rule", "", [""] + list(maps.COLUMN_RULES), "evaluate: 
 flags.DEFINE_integer("batch_size", 32, "evaluate: images per device batch.")
 flags.DEFINE_string("out", None, "make-data / import: the output folder.")
 flags.DEFINE_integer("seed", 0, "make-data: the seed of every drawing.")
+flags.DEFINE_bool("overwrite", False, "make-data: replace a non-empty --out whole.")
 flags.DEFINE_integer("size", 64, "make-data: canvas side in pixels.")
 flags.DEFINE_integer("train_pairs", 600, "make-data: pairs per training set.")
 flags.DEFINE_integer("test_items", 200, "make-data: items per test set.")
@@ -62,11 +65,12 @@ def main(argv):
     require("model", "benchmarks", "data_dir", "output_dir")
     evaluate.evaluate(FLAGS.model, FLAGS.scorer, FLAGS.benchmarks, FLAGS.data_dir,
                       FLAGS.output_dir, FLAGS.allow_missing_images, FLAGS.release_rewrites,
-                      FLAGS.dcsm_rewrites, FLAGS.column_rule, FLAGS.batch_size)
+                      FLAGS.dcsm_rewrites, FLAGS.column_rule, FLAGS.batch_size,
+                      FLAGS.min_images)
   elif command == "make-data":
     require("out")
     print(procedural.make_data(FLAGS.out, FLAGS.seed, FLAGS.size, FLAGS.train_pairs,
-                               FLAGS.test_items))
+                               FLAGS.test_items, FLAGS.overwrite))
   else:
     require("checkpoint", "out")
     scorer_dir, clip_dir = checkpoint.import_release(FLAGS.checkpoint, FLAGS.out)

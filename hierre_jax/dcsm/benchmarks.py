@@ -14,6 +14,7 @@ import os
 import re
 
 from hierre_jax import errors
+from hierre_jax.dcsm import procedural
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,4 +280,6 @@ def read(name, data_dir):
   readers = {**READERS, **PROCEDURAL}
   if name not in readers:
     raise errors.UserError(f"unknown benchmark {name!r}; known: {', '.join(readers)}")
+  if name in PROCEDURAL:
+    procedural.verify(data_dir)
   return readers[name](data_dir)

@@ -6,11 +6,13 @@ options, backbone, provenance); and the import of the released PyTorch checkpoin
 import json
 import os
 
+from absl import logging
 import numpy as np
 import safetensors.numpy
 import transformers
 
 from hierre_jax import errors
+from hierre_jax import sealed
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer
 from hierre_jax.models.clip import convert
@@ -33,6 +35,7 @@ def save(out_dir, params, table, info):
                               os.path.join(out_dir, SCORER_FILE), metadata={"format": "pt"})
   with open(os.path.join(out_dir, INFO_FILE), "w") as f:
     json.dump(info, f, indent=1)
+  sealed.seal(out_dir, [SCORER_FILE, INFO_FILE])
   return out_dir
 
 
@@ -41,6 +44,10 @@ def load(path):
   if os.path.isfile(path):
     return read_release(path)[:3]
   errors.require_file(os.path.join(path, SCORER_FILE), "DCSM scorer file")
+  if os.path.exists(os.path.join(path, sealed.MANIFEST)):
+    sealed.verify(path)  # a damaged scorer is refused, naming its file
+  else:
+    logging.warning("%s: not sealed (written before scorers were): read unverified", path)
   tensors = safetensors.numpy.load_file(os.path.join(path, SCORER_FILE))
   table = tensors.pop(TABLE_KEY, None)
   params, rows, cols = scorer.from_state_dict(tensors, os.path.join(path, SCORER_FILE))

@@ -5,11 +5,13 @@ import os
 
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scoring
 from hierre_jax.evaluators import multiple_choice
+from hierre_jax.evaluators import retrieval
 
 # DCSM_SPEC section 8 (accuracy %). The paper publishes one number (WhatsUp overall, how its
 # subsets were combined is not public); the rest is a third-party run of the released
@@ -31,25 +33,42 @@ PUBLISHED = {
 }
 
 
-def usable_items(bench, allow_missing_images):
+def usable_items(bench, allow_missing_images, min_images=retrieval.MIN_IMAGES):
   """The items whose image exists; UserError with the count and one example when some are
-  missing, unless allowed (the count is then recorded)."""
+  missing, unless allowed (the count is then recorded), and then when fewer than
+  `min_images` (>= 1) are left, as for retrieval."""
   missing = bench.missing
   if missing and not allow_missing_images:
     raise errors.UserError(
         f"{bench.source}: {len(missing)} of {len(bench.items)} images not found, e.g. "
         f"{missing[0].looked_for!r}; pass --allow_missing_images to score the others (the "
         "count is recorded)")
-  return [item for item in bench.items if item.image]
+  items = [item for item in bench.items if item.image]
+  if min_images < 1:
+    raise errors.UserError(f"--min_images={min_images}: score at least 1 item")
+  if missing and len(items) < min_images:
+    raise errors.UserError(
+        f"{bench.source}: only {len(items)} of {len(bench.items)} items have their image, fewer "
+        f"than --min_images={min_images} for a meaningful accuracy; add the images or lower "
+        "--min_images knowingly")
+  return items
 
 
 def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_images=False,
-             release_rewrites=True, dcsm_rewrites=True, column_rule="", batch_size=32):
+             release_rewrites=True, dcsm_rewrites=True, column_rule="", batch_size=32,
+             min_images=retrieval.MIN_IMAGES):
   """Scores every benchmark of `names` with the global cosine of `model` and, with a
-  `scorer_path`, DCSM -> the results dict (also written to output_dir)."""
+  `scorer_path`, DCSM -> the results dict (also written to output_dir: new, empty, or an
+  earlier evaluation of the same model and scorer; apart from every input)."""
+  owner = {"writer": "hierre_jax.dcsm evaluate", "model": locations.real(model)
+           if os.path.exists(model) else model, "scorer": scorer_path and locations.real(
+               scorer_path)}
   errors.require_writable_dir(output_dir, "output folder")
+  locations.check_apart([("--output_dir", output_dir)], [
+      ("--model", model), ("--scorer", scorer_path), ("--data_dir", data_dir)])
+  locations.check_claimable(output_dir, owner, "--output_dir")
   read = {name: benchmarks.read(name, data_dir) for name in names}  # bad files fail first
-  items = {name: usable_items(b, allow_missing_images) for name, b in read.items()}
+  items = {name: usable_items(b, allow_missing_images, min_images) for name, b in read.items()}
   embedder = embedding.Embedder.from_path(model, image_batch_size=batch_size)
   scorers = {"global_cosine": multiple_choice.GlobalCosine(embedder)}
   choices = {"release_rewrites": release_rewrites, "ties": "reported apart"}
@@ -76,11 +95,13 @@ def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_imag
     print(f"{name}: " + "  ".join(f"{label} {row[label]['accuracy']:.4f}" for label in scorers)
           + f"  (chance {row['global_cosine']['chance']:.3f}, {row['items_used']} items)")
   out = {"model": model, "choices": choices, "benchmarks": results}
-  os.makedirs(output_dir, exist_ok=True)
+  locations.claim(output_dir, owner, "--output_dir")
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write(markdown(out))
+  print(f"wrote {os.path.join(output_dir, 'results.json')} and "
+        f"{os.path.join(output_dir, 'results.md')}")
   return out
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -30,6 +31,7 @@ from PIL import ImageDraw
 import tqdm
 
 from hierre_jax import errors
+from hierre_jax import sealed
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross", "diamond", "ring")
 COLOURS = {"red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
@@ -338,7 +340,9 @@ def _paired_files(folder, pattern, prefix, what):
 
 
 def read_pairs(data_dir, split="train"):
-  """The three paired sets of a split of this layout -> {dataset: [Pair]}."""
+  """The three paired sets of a split of this layout -> {dataset: [Pair]} (a folder
+  `make_data` wrote is verified first)."""
+  verify(data_dir)
   train = os.path.join(data_dir, split)
   spatial = [Pair(image, opposite, tuple(
       (spatial_caption(a, rel, b, v), spatial_caption(b, rel, a, v))
@@ -368,16 +372,36 @@ def read_pairs(data_dir, split="train"):
   return {"spatial": spatial, "binding": binding, "negation": negation}
 
 
-def make_data(out, seed=0, size=64, train_pairs=600, test_items=200):
+def make_data(out, seed=0, size=64, train_pairs=600, test_items=200, overwrite=False):
   """Writes the procedural training, validation and test data to `out` (see the module
-  doc); the validation sets have a sixth of the training pairs."""
+  doc), a new or empty folder (`overwrite`: an existing one replaced whole); the validation
+  sets have a sixth of the training pairs. Written beside `out`, sealed (`verify`), then
+  renamed into place: a killed run leaves no half-written set."""
+  if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    raise errors.UserError(f"{out}: not empty; make-data writes a whole new set (--overwrite "
+                           "replaces the folder whole)")
   errors.require_writable_dir(out)
-  generator = Generator(out, seed, size)
+  tmp = f"{os.path.normpath(out)}.{os.getpid()}.tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  generator = Generator(tmp, seed, size)
   generator.write_pairs(train_pairs, "train")
   generator.write_pairs(max(1, train_pairs // 6), "val")
   generator.write_test(test_items)
-  with open(os.path.join(out, "procedural.json"), "w") as f:
-    json.dump({"seed": seed, "size": size, "train_pairs": train_pairs, "test_items": test_items,
-               "unseen_colour": generator.unseen_colour,
-               "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}, f, indent=1)
+  record = {"seed": seed, "size": size, "train_pairs": train_pairs, "test_items": test_items,
+            "unseen_colour": generator.unseen_colour,
+            "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}
+  with open(os.path.join(tmp, "procedural.json"), "w") as f:
+    json.dump(record, f, indent=1)
+  sealed.seal(tmp, sorted(os.path.relpath(os.path.join(d, n), tmp)
+                          for d, _, names in os.walk(tmp) for n in names), record)
+  if os.path.exists(out):
+    shutil.rmtree(out)
+  os.replace(tmp, out)
   return out
+
+
+def verify(data_dir):
+  """Refuses (`sealed.DamagedError`, naming the file) a folder `make_data` wrote whose files
+  changed since; folders of other origin (no procedural.json) are not checked."""
+  if os.path.exists(os.path.join(data_dir, "procedural.json")):
+    sealed.verify(data_dir)

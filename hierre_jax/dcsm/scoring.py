@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import errors
 from hierre_jax.data import indexing
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer as scorer_lib
@@ -34,8 +35,9 @@ class DenseScorer:
   def __init__(self, features, params, table, options):
     options.check()
     if table.shape[1] != features.rows:
-      raise ValueError(f"the scorer reads maps of {table.shape[1]} rows; the model gives "
-                       f"{features.rows} image tokens")
+      raise errors.UserError(f"the scorer reads maps of {table.shape[1]} rows; the model "
+                             f"gives {features.rows} image tokens: it was trained on another "
+                             "backbone (its dcsm.json names it)")
     self.features, self.params, self.options = features, params, options
     self.table = jnp.asarray(table)
 

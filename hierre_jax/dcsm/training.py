@@ -23,6 +23,7 @@ import optax
 import tqdm
 
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.dcsm import augment
@@ -206,6 +207,9 @@ def train(config, allow_config_change=False):
   """Trains (or resumes) the scorer in config.workdir -> the final TrainState; the scorer
   folder goes to workdir/scorer (`checkpoint.save`)."""
   check_config(config)
+  locations.check_apart([("config.workdir", config.workdir)], [
+      ("config.model", config.model), ("config.data_dir", config.data_dir),
+      ("config.eval.data_dir", config.eval.data_dir)])
   watch = loop.Stopwatch()
   pairs = procedural.read_pairs(config.data_dir)
   for name in config.eval.benchmarks:  # a bad benchmark or a missing image fails here

@@ -12,6 +12,8 @@ DCSM release's argmax does).
 import numpy as np
 import tqdm
 
+from hierre_jax import errors
+
 from hierre_jax.data import images as image_data
 from hierre_jax.data import indexing
 
@@ -41,7 +43,7 @@ def evaluate(scorer, items, rewrite=lambda caption: caption, chunk=256, desc=Non
   """Items (with `image`, `captions`, `answer`, `box`) -> {accuracy, accuracy_ties_as_correct,
   ties, items, k, chance} ; `rewrite` maps each caption before scoring."""
   if not items:
-    raise ValueError("no items to evaluate")
+    raise errors.UserError("no items to evaluate")
   scores = []
   for start in tqdm.trange(0, len(items), chunk, desc=desc, leave=False,
                            disable=len(items) <= chunk):

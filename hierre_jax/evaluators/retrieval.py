@@ -96,6 +96,13 @@ class Retrieval:
   def __init__(self, name, pairs, images_dir, allow_missing_images=False, min_images=MIN_IMAGES):
     self.name = name
     keys, captions = pairs
+    if min_images < 1:
+      raise DataError(f"min_images={min_images}: a retrieval needs at least 1 image")
+    if not os.path.isdir(images_dir):
+      subset = (" (../shared/hierarcaps/test_images holds a 1K subset of COCO)"
+                if name.startswith("coco") else "")
+      raise DataError(f"{images_dir}: no such image folder for {name}; pass --{name}_images"
+                      f"{subset}, with --allow_missing_images for a part of the images")
     if name.startswith("coco"):
       paths = find_coco_images(images_dir, keys)
     else:

@@ -205,9 +205,10 @@ COUNT_LEGEND = ("n: the items each number was computed over (HyperLex: word pair
 
 def markdown_table(results, published=()):
   """One row per model, then one per (name, metrics) pair of `published`; the columns of
-  TABLE that any row has. Our cells show the item count behind each number (`item_count`)."""
+  TABLE that any of our rows has (a published number of a benchmark not evaluated is left
+  out). Our cells show the item count behind each number (`item_count`)."""
   rows = [(r["model"], r) for r in results] + list(published)
-  columns = [(title, key) for title, key in TABLE if any(key in r for _, r in rows)]
+  columns = [(title, key) for title, key in TABLE if any(key in r for r in results)]
   def cell(r, key):
     if not isinstance(r.get(key), (int, float)):
       return ""

@@ -20,6 +20,7 @@ from absl import flags
 from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax.hierarchy import classes as classes_lib
 from hierre_jax.hierarchy import consistency
 from hierre_jax.hierarchy import naming
@@ -66,7 +67,15 @@ def images_of(class_set, folder, split):
 def main(argv):
   del argv
   wn = ontology.wordnet()
+  owner = {"writer": "hierre_jax.hierarchy", "model": locations.real(FLAGS.model)
+           if os.path.exists(FLAGS.model) else FLAGS.model, "classes": FLAGS.classes,
+           "modality": FLAGS.modality}
   errors.require_writable_dir(FLAGS.output_dir, "output folder")
+  locations.check_apart([("--output_dir", FLAGS.output_dir)], [
+      (f"--{k}", FLAGS[k].value) for k in ("model", "classes", "data_dir", "images",
+                                           "eval_images", "tfds_data_dir")
+      if FLAGS[k].value not in (None, "tfds")])
+  locations.check_claimable(FLAGS.output_dir, owner, "--output_dir")
   class_set = classes_lib.load(FLAGS.classes, FLAGS.data_dir, wn)
   for name in FLAGS.ontology:  # each available for this class set, before any compute
     probe.ontology_tree(name, class_set)
@@ -81,7 +90,7 @@ def main(argv):
   result, tree = probe.probe(embedder, class_set, FLAGS.modality, FLAGS.ontology, choices,
                              images, eval_images)
   result = {"model": FLAGS.model, "checkpoint_step": embedder.checkpoint_step, **result}
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  locations.claim(FLAGS.output_dir, owner, "--output_dir")
   with open(os.path.join(FLAGS.output_dir, "hierarchy.json"), "w") as f:
     json.dump(result, f, indent=1)
   first = FLAGS.ontology[0]

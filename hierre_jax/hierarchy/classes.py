@@ -52,9 +52,10 @@ def _read_json(path):
 
 def check(class_set, source):
   """ClassSetError naming the first entry of `class_set` that would make its measures
-  meaningless: a class given twice (the same WordNet id, or the same name where there are
-  no ids: its branch would count twice), a class name that is not a non-empty string, a
-  template without '{}' (every class would get the same prompt, hence the same centroid)."""
+  meaningless: a class given twice (the same WordNet id, or where there are no ids the same
+  name up to case and surrounding spaces: its branch would count twice), a class name that
+  is not a non-empty string, a template without '{}' (every class would get the same
+  prompt, hence the same centroid)."""
   if not isinstance(class_set.classes, list) or len(class_set.classes) < 3:
     raise ClassSetError(f"{source}: 'classes' must be a list of 3 or more names")
   for key in ("templates", "wnids"):
@@ -65,13 +66,15 @@ def check(class_set, source):
   for i, name in enumerate(class_set.classes):
     if not isinstance(name, str) or not name.strip():
       raise ClassSetError(f"{source}: class {i} is {name!r}; class names are non-empty strings")
+  # Without ids, names compare as a prompt reads them: "Dog", "dog " and "dog" are one class.
   keys, what = ((class_set.wnids, "WordNet id") if class_set.wnids
-                else (class_set.classes, "name"))
+                else ([n.strip().casefold() for n in class_set.classes], "name"))
   first = {}
   for i, key in enumerate(keys):
     if key in first:
       raise ClassSetError(f"{source}: class {i} ({class_set.classes[i]!r}) repeats the {what} "
-                          f"{key!r} of class {first[key]}; list each class once")
+                          f"{key!r} of class {first[key]} ({class_set.classes[first[key]]!r}); "
+                          "list each class once")
     first[key] = i
   for i, template in enumerate(class_set.templates):
     if template.count("{}") != 1:

@@ -117,6 +117,7 @@ class RunCheckpoints:
   def __init__(self, directory, max_to_keep=None, read_only=False):
     """`read_only` (evaluation): unusable steps are skipped but not moved."""
     self.directory, self.read_only = os.path.abspath(directory), read_only
+    self.before_next_save = None  # called once before the next save (`loop.open_run`)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only),
@@ -135,6 +136,9 @@ class RunCheckpoints:
     if free < need:
       raise OSError(errno.ENOSPC, f"checkpoint step {step} needs about {need / 1e6:.1f} MB, "
                     f"{free / 1e6:.1f} MB free", self.directory)
+    if self.before_next_save:
+      self.before_next_save()
+      self.before_next_save = None
     host = jax.device_get(state)
     digests = {"state": leaf_digests(host), "params": leaf_digests(params_of(host))}
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -17,11 +17,14 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from hierre_jax import errors
+from hierre_jax import sealed
 from hierre_jax import sharding
 from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import curves
 from hierre_jax.trainer import metric_writer
+
+INPUT_DIGESTS = "input_digests.json"  # open_run: the SHA-256 of each input file of the run
 
 
 @flax.struct.dataclass
@@ -56,17 +59,44 @@ def create_train_state(params, tx, mesh):
   return jax.device_put(state, state_sharding), state_sharding
 
 
-def open_run(config, allow_config_change, is_main, added_keys=None):
+def open_run(config, allow_config_change, is_main, added_keys=None, inputs=()):
   """-> the checkpoints of config.workdir (`checkpointing.RunCheckpoints`). A workdir that
   holds checkpoints must hold the same computational config (`checks.check_resume`, with
-  `added_keys`); process 0 then writes workdir/config.json."""
+  `added_keys`) and the same content of the `inputs` files ((config key, path) pairs:
+  their SHA-256 digests are kept in workdir/input_digests.json).
+
+  Process 0 writes workdir/config.json and the digests: now for a new run, else just before
+  this run's first checkpoint, so that they always describe the saved steps (a resumed run
+  that saves nothing, e.g. one that diverges at once, leaves them as they were).
+  """
   manager = checkpointing.RunCheckpoints(os.path.join(config.workdir, "checkpoints"),
                                          config.keep_checkpoints)
-  if manager.latest_step() is not None:
-    checks.check_resume(config.workdir, config, manager.latest_step(), allow_config_change,
+  latest = manager.latest_step()
+  digests = {key: {"path": path, "sha256": sealed.file_digest(path)} for key, path in inputs}
+  digests_path = os.path.join(config.workdir, INPUT_DIGESTS)
+  if latest is not None:
+    if 0 < config.get("total_steps", 0) < latest:
+      raise checks.ConfigError(f"config.total_steps={config.total_steps}: below step {latest}, "
+                               f"the newest checkpoint in {config.workdir}; train at least that "
+                               "far, or use another workdir")
+    checks.check_resume(config.workdir, config, latest, allow_config_change,
                         record=is_main, added_keys=added_keys)
+    stored = read_json(digests_path) or {}
+    changed = [key for key in digests if key in stored
+               and stored[key]["sha256"] != digests[key]["sha256"]]
+    if changed and not allow_config_change:
+      raise checks.ConfigError(
+          f"config.{changed[0]}={digests[changed[0]]['path']}: its content changed since step "
+          f"{latest} was trained on it (SHA-256 differs from {digests_path}); restore the file, "
+          "use another workdir, or pass --allow_config_change to go on with the new one")
   if is_main:
-    write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
+    def write_run_record():
+      write_json(os.path.join(config.workdir, "config.json"), checks.config_json(config))
+      write_json(digests_path, digests)
+    if latest is None:
+      write_run_record()
+    else:
+      manager.before_next_save = write_run_record
   return manager
 
 
@@ -148,6 +178,15 @@ def format_metrics(metrics):
 def write_json(path, value):
   with open(path, "w") as f:
     json.dump(value, f, indent=1)
+
+
+def read_json(path):
+  """The JSON value in `path`, None when there is no such file."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
 
 
 class Stopwatch:

@@ -1,28 +1,117 @@
-"""The model a run starts from, and what a workdir keeps of it to read its checkpoints."""
+"""The model a run starts from, where the run writes, and what a workdir keeps of the model
+to read its checkpoints."""
 import os
+import shutil
 
+from absl import logging
+
+from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax import models
+from hierre_jax import sealed
 from hierre_jax import sharding
 from hierre_jax.models import hf_io
 
+RANDOM_INIT = "random_init"
+DEFAULT_EXPORT = "hf_export"
 
-def prepare_model_dir(config, is_main):
-  """The checkpoint to start from: config.model, or a random CLIP written to the workdir
-  (by process 0; the others wait for it)."""
+
+def export_dir(config):
+  """Where the run exports: config.export_dir, or workdir/hf_export."""
+  return config.export_dir or os.path.join(config.workdir, DEFAULT_EXPORT)
+
+
+def export_owner(config):
+  """The owner record (`locations.claim`) of this run's export folder."""
+  return {"writer": "hierre_jax export", "workdir": locations.real(config.workdir)}
+
+
+def check_locations(config, data_inputs):
+  """Before anything is written: the workdir and the export folder apart from the model
+  directory and `data_inputs` ((what, path) pairs), the export folder neither the workdir nor
+  one of its own folders, and a config.export_dir outside it new, empty or this run's."""
+  inputs = list(data_inputs)
+  if not config.get("random_init"):
+    inputs.insert(0, ("config.model", config.model))
+  out = export_dir(config)
+  locations.check_apart([("config.workdir", config.workdir), ("config.export_dir", out)], inputs)
+  workdir = locations.real(config.workdir)
+  if locations.within(workdir, locations.real(out)) or (
+      locations.within(locations.real(out), workdir)
+      and locations.real(out) != os.path.join(workdir, DEFAULT_EXPORT)):
+    raise errors.UserError(f"config.export_dir={config.export_dir}: the workdir's own files are "
+                           f"there; export outside {config.workdir} or leave it empty "
+                           f"({DEFAULT_EXPORT}/ in the workdir)")
+  if config.export_dir:
+    locations.check_claimable(out, export_owner(config), "config.export_dir")
+
+
+def export(family, params, hf_config, model_dir, config):
+  """Writes the run's export (`export_dir`) -> its path; a config.export_dir is claimed for
+  this run first (`locations.claim`), so another run's folder is never overwritten."""
+  out = export_dir(config)
+  if config.export_dir:
+    locations.claim(out, export_owner(config), "config.export_dir")
+  family.export(params, hf_config, out, model_dir)
+  return out
+
+
+def random_init_record(config):
+  """What a workdir's random checkpoint was written for: config.random_init as a dict."""
+  return config.random_init.to_dict()
+
+
+def write_random_init(config, out):
+  """Writes the random checkpoint of config.random_init to `out` (beside it, then renamed
+  over it: never half a checkpoint), sealed with its record."""
+  r = config.random_init
+  tmp = f"{out}.{os.getpid()}.tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  models.FAMILIES[r.get("family", "clip")].write_random(
+      tmp, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
+  sealed.seal(tmp, sorted(os.listdir(tmp)), random_init_record(config))
+  if os.path.exists(out):
+    shutil.rmtree(out)
+  os.replace(tmp, out)
+
+
+def prepare_model_dir(config, is_main, allow_config_change=False):
+  """The checkpoint to start from: config.model, or the random checkpoint of
+  config.random_init in workdir/random_init (written by process 0; the others wait).
+
+  A random checkpoint there is used only if its seal verifies and it was written for this
+  config.random_init; written for another, it is refused naming the keys (with
+  `allow_config_change`, written anew); missing its seal or damaged, it is written anew (the
+  same config and seed write the same weights)."""
   if not config.get("random_init"):
     return config.model
-  r = config.random_init
-  out = os.path.join(config.workdir, "random_init")
-  if is_main and not os.path.exists(os.path.join(out, "model.safetensors")):
-    models.FAMILIES[r.get("family", "clip")].write_random(
-        out, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
+  out = os.path.join(config.workdir, RANDOM_INIT)
+  if is_main:
+    try:
+      stored = sealed.verify(out) if os.path.exists(out) else None
+    except sealed.DamagedError as e:
+      logging.warning("%s; writing the random checkpoint again", str(e).splitlines()[0])
+      stored = None
+    wanted = random_init_record(config)
+    if stored is not None and stored != wanted:
+      changes = "; ".join(sealed.record_differences(stored, wanted, "random_init."))
+      if not allow_config_change:
+        raise errors.UserError(f"{out} was written for another config.random_init ({changes}): "
+                               "use another workdir, or --allow_config_change to write the new "
+                               "one there")
+      logging.warning("%s: written anew for %s (--allow_config_change)", out, changes)
+      stored = None
+    if stored is None:
+      write_random_init(config, out)
   sharding.barrier("random_init written")
   return out
 
 
 def save_model_info(family, hf_config, model_dir, workdir):
-  """config.json + tokenizer files in workdir/model_info: enough to read our checkpoints."""
+  """config.json + tokenizer files in workdir/model_info, sealed (`sealed`; verified when
+  the workdir is read, `embedding.load_model`): enough to read our checkpoints."""
   info = os.path.join(workdir, "model_info")
   os.makedirs(info, exist_ok=True)
   hf_config.save_pretrained(info)
   hf_io.copy_files(model_dir, info, family.model_files)
+  sealed.seal(info, sorted(n for n in os.listdir(info) if n != sealed.MANIFEST))

@@ -1,0 +1,78 @@
+"""Files the library writes and later reads back (random checkpoints, image feature stores,
+DCSM scorers and generated data), sealed with their SHA-256 digests.
+
+`seal` writes a manifest beside the files: each file's digest and a record of what wrote
+them (a config, a feature width). `verify` reads the manifest, re-digests every file it
+lists and returns the record, or raises `DamagedError` naming the first file that is
+missing, changed or damaged, so that such a file is never used. Train checkpoints carry
+their own digests (`trainer.checkpointing`).
+"""
+import hashlib
+import json
+import os
+
+from hierre_jax import errors
+
+MANIFEST = "sealed.json"
+
+
+class DamagedError(errors.DataError):
+  """A sealed file that is missing, changed since it was sealed, or has no manifest."""
+
+
+def file_digest(path):
+  """SHA-256 hex digest of a file's bytes."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def seal(folder, names, record=None, manifest=MANIFEST):
+  """Writes folder/manifest: the digest of each of `names` (paths relative to folder) and
+  `record` (JSON). Written beside it and renamed over it: never half a manifest."""
+  body = {"files": {name: file_digest(os.path.join(folder, name)) for name in names},
+          "record": record}
+  path = os.path.join(folder, manifest)
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(body, f, indent=1)
+  os.replace(tmp, path)
+
+
+def verify(folder, manifest=MANIFEST):
+  """-> the record sealed with the files of folder/manifest, once every file listed there
+  has its sealed digest; else DamagedError naming the file at fault."""
+  path = os.path.join(folder, manifest)
+  try:
+    with open(path) as f:
+      body = json.load(f)
+    files = dict(body["files"])
+  except FileNotFoundError as e:
+    raise DamagedError(f"{path}: no manifest (not sealed, or written by an older version)") from e
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DamagedError(f"{path}: unreadable manifest ({e})") from e
+  for name, digest in files.items():
+    file = os.path.join(folder, name)
+    try:
+      found = file_digest(file)
+    except OSError as e:
+      raise DamagedError(f"{file}: sealed in {manifest} but unreadable ({e.strerror})") from e
+    if found != digest:
+      raise DamagedError(f"{file}: changed or damaged since it was written (SHA-256 differs "
+                         f"from {manifest})")
+  return body.get("record")
+
+
+def record_differences(stored, wanted, prefix=""):
+  """'key: stored -> wanted' for each dotted key whose value differs between two JSON-like
+  dicts (a key missing on one side reads None)."""
+  out = []
+  for key in sorted(set(stored) | set(wanted)):
+    a, b = stored.get(key), wanted.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += record_differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return out
