@@ -44,11 +44,11 @@ def get_config():
   # in the step, but enter no term).
   config.tiers = (0, 1, 2, 3)
   config.negatives = True  # False: the Q terms removed from L_e and L_m
-  # "ec": entailment-cone margin terms in place of P and -Q; "clip": CLIP's contrastive loss
+  # "ec": entailment-cone margin terms in place of P and -Q; "contrastive": CLIP's contrastive loss
   # between each row's image (frozen image tower) and one positive text drawn per row.
   config.loss = "re"
   config.ec_k, config.ec_margin = 0.1, 0.1  # loss="ec" only: psi's K and the margin m
-  config.train_images_dir = ""  # loss="clip" only: the folder of train_csv's images
+  config.train_images_dir = ""  # loss="contrastive" only: the folder of train_csv's images
   # The root: "empty_string" (the text tower's own, moving with it), or fixed at "mean" (of
   # the pretrained features of every training text), "origin" or "pretrained" (the
   # pretrained empty string). A root other than "empty_string" is saved with the

@@ -29,6 +29,7 @@ from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax import models
+from hierre_jax import published
 from hierre_jax import sealed
 from hierre_jax import train
 from hierre_jax.evaluators import suite
@@ -50,31 +51,6 @@ GRIDS = {
 }
 
 
-def _published(p, r, tau_d, rho_all=None, rho_nouns=None, b1=None, b5=None, c1=None, c5=None):
-  values = {"hierarcaps/precision": p, "hierarcaps/recall": r, "hierarcaps/tau_d": tau_d,
-            "hyperlex/rho_all": rho_all, "hyperlex/rho_nouns": rho_nouns,
-            "breeds/mean/r@1": b1, "breeds/mean/r@5": b5, "coco/t2i_r@1": c1, "coco/t2i_r@5": c5}
-  return {k: v for k, v in values.items() if v is not None}
-
-
-# The paper's rows (CLIP ViT-B/32; SPEC section 6): HierarCaps P/R/tau_d, HyperLex
-# rho_all/rho_nouns, BREEDS R@1/R@5, COCO T2I R@1/R@5. Table 5 gives HierarCaps only.
-PUBLISHED = {
-    "method": _published(0.15, 0.47, 0.99, 0.51, 0.55, 0.24, 0.55, 0.31, 0.56),
-    "root_mean": _published(0.16, 0.44, 0.98, 0.50, 0.55, 0.24, 0.54, 0.32, 0.56),
-    "root_origin": _published(0.21, 0.19, 0.54, 0.23, 0.23, 0.04, 0.09, 0.31, 0.55),
-    "root_pretrained": _published(0.14, 0.47, 0.98, 0.50, 0.55, 0.24, 0.54, 0.31, 0.55),
-    "root_only": _published(0.15, 0.37, 0.93, 0.47, 0.51, 0.24, 0.53, 0.29, 0.53),
-    "no_pullback": _published(0.15, 0.45, 0.99, 0.49, 0.53, 0.21, 0.52, 0.26, 0.49),
-    "three_tiers": _published(0.17, 0.50, 0.93, 0.40, 0.44, 0.17, 0.41, 0.30, 0.54),
-    "no_negatives": _published(0.16, 0.42, 0.99, 0.48, 0.52, 0.25, 0.54, 0.28, 0.52),
-    "clip_objective": _published(0.14, 0.28, 0.95, 0.43, 0.47, 0.22, 0.49, 0.32, 0.58),
-    "from_scratch": _published(0.00, 0.01, 0.93, 0.11, 0.12, 0.00, 0.00, 0.00, 0.00),
-    "ec_margin_1": _published(0.13, 0.30, 0.97),
-    "ec_margin_2": _published(0.14, 0.33, 0.97),
-    "ec_margin_3": _published(0.14, 0.35, 0.98),
-    "ec_margin_4": _published(0.17, 0.46, 0.99),
-}
 
 FLAGS = flags.FLAGS
 
@@ -206,8 +182,8 @@ def markdown(grids, rows):
   sections = []
   for grid in grids:
     ours = [dict(r, model=r["variant"]) for r in rows if r["grid"] == grid]
-    published = [(f"paper: {r['variant']}", PUBLISHED[r["variant"]]) for r in ours]
-    sections.append(f"## {grid}\n\n" + suite.markdown_table(ours, published))
+    papers = [(f"paper: {r['variant']}", published.ABLATIONS[r["variant"]]) for r in ours]
+    sections.append(f"## {grid}\n\n" + suite.markdown_table(ours, papers))
   return "\n".join(sections)
 
 
@@ -246,7 +222,7 @@ def run(grids, workdir, config_dir, evaluators, left_out, base_config="", overri
                  **{k: v for k, v in result.items() if k != "evaluations"}})
   table = {"grids": list(grids), "evaluations": [e.name for e in evaluators],
            "left_out_evaluations": left_out, "rows": rows,
-           "published": {r["variant"]: PUBLISHED[r["variant"]] for r in rows}}
+           "published": {r["variant"]: published.ABLATIONS[r["variant"]] for r in rows}}
   loop.write_json(os.path.join(workdir, "table.json"), table)
   with open(os.path.join(workdir, "table.md"), "w") as f:
     f.write(markdown(grids, rows))

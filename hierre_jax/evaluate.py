@@ -24,6 +24,7 @@ from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import locations
+from hierre_jax import published
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
@@ -40,8 +41,8 @@ suite.define_data_flags()
 flags.adopt_module_key_flags(suite)  # --help lists the data flags too
 flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
                   "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
-flags.DEFINE_enum("reference", "", ["", *suite.PUBLISHED], "Add the paper's published rows of "
-                  "this model to results.md.")
+flags.DEFINE_enum("reference", "", ["", *published.SUITE], "Add the paper's published "
+                  "rows of this model to results.md.")
 flags.DEFINE_string("candidates_csv", "", "Qualitative candidates. Default: "
                     "<data_dir>/hierarcaps/hierarcaps_test_expanded.csv.gz.")
 flags.DEFINE_list("images", [], "Qualitative: image file names (default: first --num_images "

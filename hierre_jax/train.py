@@ -56,8 +56,8 @@ def host_batch(config, batches, step, shards):
   """The step's inputs from `TrainBatches`: (texts, [B, 8] text index), the texts packed
   in rows of the model's maximum length in `shards` parts (config.pack_texts; with the
   root text when it is the tower's own) or padded per length group; for config.loss ==
-  "clip" (padded) `batches.contrastive_batch(step, config.tiers)`."""
-  if config.loss == "clip":
+  "contrastive" (padded) `batches.contrastive_batch(step, config.tiers)`."""
+  if config.loss == "contrastive":
     return batches.contrastive_batch(step, tuple(config.tiers))
   if config.pack_texts:
     texts = batches.packed_batch(step, shards, batches.ids.shape[-1],
@@ -75,7 +75,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
   carry it themselves (`host_batch`). `tables` is what
   `step_tables` returns: "pullback" (None, the frozen text params, or the frozen features
   of every training text looked up by the text index) and "images" (config.loss ==
-  "clip": the frozen features of every training image, looked up by the image index).
+  "contrastive": the frozen features of every training image, looked up by the image index).
   """
   encode = embedding.text_encoder(model_config, config.remat, config.compute_dtype)
   encode_packed = embedding.packed_text_encoder(model_config, config.remat,
@@ -124,7 +124,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
     """CLIP's objective between each row's image and one of its positive texts (+ L_p)."""
     ids, text_index, image_index = batch
     text = encode(params, ids)
-    loss = losses.clip_contrastive(text, tables["images"][image_index],
+    loss = losses.contrastive(text, tables["images"][image_index],
                                    jax.lax.stop_gradient(family.log_logit_scale(params)))
     metrics = {"loss_clip": loss}
     if lambda_p:
@@ -134,7 +134,7 @@ def make_train_step(model_config, config, tx, root_ids, mesh, state_sharding):
       loss = loss + lambda_p * metrics["loss_pullback"]
     return loss, dict(metrics, loss=loss)
 
-  loss_fn = contrastive_loss if config.loss == "clip" else hierarchy_loss
+  loss_fn = contrastive_loss if config.loss == "contrastive" else hierarchy_loss
 
   def step(state, tables, batch):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -184,11 +184,11 @@ def pullback_targets(config, model_config, params, tokenizer, batches, mesh, ste
 def step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh, steps,
                 image_features=None):
   """The step's constant inputs: {"pullback": `pullback_targets`, "images": None, or for
-  config.loss == "clip" the [I, P] features of `batches.images` (files under
+  config.loss == "contrastive" the [I, P] features of `batches.images` (files under
   config.train_images_dir) by the frozen image tower, read from and added to
   `image_features` ({path: features}, `embedding.Embedder`)}."""
   images = None
-  if config.loss == "clip":
+  if config.loss == "contrastive":
     embedder = embedding.Embedder(model_config, params, model_dir, mesh=mesh,
                                    image_batch_size=config.eval.image_batch_size,
                                    image_features=image_features,
@@ -257,7 +257,7 @@ def evaluate_now(config, model_config, params, model_dir, step, writer, mesh, ev
 
 
 def check_inputs(config):
-  """Checks the config values and reads the training file (and, for config.loss == "clip",
+  """Checks the config values and reads the training file (and, for config.loss == "contrastive",
   finds every training image) before anything is written -> the training rows."""
   checks.validate(config)
   errors.require_writable_dir(config.workdir, "workdir")
@@ -268,7 +268,7 @@ def check_inputs(config):
     raise checks.ConfigError(
         f"config.batch_size={config.batch_size}: more than the {len(data)} training rows of "
         f"{config.train_csv}; use at most {len(data)}")
-  if config.loss == "clip":
+  if config.loss == "contrastive":
     hierarcaps_csv.image_paths(data, config.train_images_dir, config.train_csv)
   model_dir_lib.check_locations(config, data_inputs(config))
   return data
@@ -370,7 +370,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
     # ends bit-identical to an uninterrupted one.
     tables = step_tables(config, model_config, params, model_dir, tokenizer, batches, mesh,
                          range(total_steps), image_features)
-    watch.lap("pullback_cache" if config.loss != "clip" else "pullback_cache_and_images")
+    watch.lap("pullback_cache" if config.loss != "contrastive" else "pullback_cache_and_images")
     writer = metric_writer.MetricWriter(config.workdir, resume_step=start) if is_main else None
     train_step = make_train_step(model_config, config, tx,
                                  embedding.root_ids(tokenizer, family.max_length), mesh,

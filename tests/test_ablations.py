@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from hierre_jax import ablations
+from hierre_jax import published
 from test_train import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
 
 CONFIG_DIR = os.path.join(ROOT, "configs", "ablations")
@@ -22,7 +23,7 @@ EXPECTED_CHANGES = {
     "no_pullback": {"lambda_p": 0.0},
     "three_tiers": {"tiers": [0, 2, 3]},
     "no_negatives": {"negatives": False},
-    "clip_objective": {"loss": "clip"},
+    "clip_objective": {"loss": "contrastive"},
     "ec_margin_1": {"loss": "ec", "ec_margin": 0.05},
     "ec_margin_2": {"loss": "ec", "ec_margin": 0.2},
     "ec_margin_3": {"loss": "ec", "ec_margin": 0.8},
@@ -46,7 +47,7 @@ def test_each_row_changes_only_what_it_says(variant):
                                                    if k.startswith("random_init.")}
   else:
     assert changes == EXPECTED_CHANGES[variant]
-  assert set(ablations.PUBLISHED[variant]) >= {"hierarcaps/precision", "hierarcaps/tau_d"}
+  assert set(published.ABLATIONS[variant]) >= {"hierarcaps/precision", "hierarcaps/tau_d"}
 
 
 def test_cpu_grids_hold_every_row_that_makes_sense_from_scratch():
@@ -106,5 +107,5 @@ def test_grid_checks_every_variant_before_training_any(tmp_path):
                     "--base_config=tests/tiny_train_config.py", "--variants=method,clip_objective",
                     "--evals=hyperlex", f"--data_dir={SHARED_ROOT}"], devices=1)
   assert out.returncode == 1
-  assert "error: config.loss='clip' needs config.train_images_dir" in out.stderr
+  assert "error: config.loss='contrastive' needs config.train_images_dir" in out.stderr
   assert not (tmp_path / "method").exists()

@@ -16,6 +16,7 @@ from conftest import shared_file
 from hierre_jax import embedding
 from hierre_jax import evaluate
 from hierre_jax import models
+from hierre_jax import published
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import indexing
 from hierre_jax.data import text as text_ids
@@ -112,7 +113,7 @@ def test_cli_suite_and_qualitative(family_dir, tmp_path):
   assert table[0].startswith("| model | HierarCaps P | R | tau_d | HyperLex rho_all | rho_nouns")
   assert table[2].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} (n=1000) |")
   assert f"| {result['hyperlex/rho_nouns']:.3f} (n=2163) |" in table[2]
-  (name, paper), = list(suite.PUBLISHED[reference].items())[:1]
+  (name, paper), = list(published.SUITE[reference].items())[:1]
   assert table[3].startswith(f"| {name} | {paper['hierarcaps/precision']:.3f} | "
                              f"{paper['hierarcaps/recall']:.3f} | {paper['hierarcaps/tau_d']:.3f}")
   names = ["COCO_val2014_000000000139.jpg", "COCO_val2014_000000000776.jpg"]

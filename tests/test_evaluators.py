@@ -300,3 +300,38 @@ def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
   (root / wnids[5] / f"ILSVRC2012_val_{5:08d}.JPEG").unlink()
   with pytest.raises(errors.DataError, match=f"no images for class {wnids[5]}"):
     breeds.Breeds(hierarchies, classnames, str(root), datasets=("living17",))
+
+
+def test_evaluators_are_registered_by_name_and_the_published_numbers_fit_the_table(monkeypatch):
+  from hierre_jax import published
+  from hierre_jax.evaluators import registry
+  from hierre_jax.evaluators import suite
+  with pytest.raises(errors.UserError, match=r"unknown evaluations \['coc'\]; available: "
+                     r"hierarcaps, hyperlex, breeds, coco, flickr30k, cifar10, cifar100"):
+    suite.build(["coc"], {})
+  # One entry is all a new evaluator needs: its files, its builder, its columns.
+  class Constant:
+    name = "constant"
+    def __init__(self, path):
+      self.path = path
+    def run(self, embedder):
+      return {"value": len(self.path), "embedder": embedder}
+  monkeypatch.setitem(registry.ENTRIES, "constant", registry.Entry(
+      "constant", files={"constant_file": ("x", "y.txt")},
+      build=lambda paths, options: Constant(paths["constant_file"]),
+      columns=(("Constant", "constant/value"),)))
+  paths = registry.default_paths("D")
+  assert paths["constant_file"] == os.path.join("D", "x", "y.txt")
+  assert paths["hyperlex"] == os.path.join("D", "hyperlex", "hyperlex-all.txt")
+  evaluator, = suite.build(["constant"], paths)
+  assert suite.evaluate("m", [evaluator]) == {"constant/value": len(paths["constant_file"]),
+                                              "constant/embedder": "m"}
+  # Every published number has its column, and every column its evaluator's metric prefix.
+  keys = {key for _, key in suite.TABLE}
+  for rows in published.SUITE.values():
+    for name, row in rows.items():
+      assert set(row) <= keys, name
+  for row in published.ABLATIONS.values():
+    assert set(row) <= keys
+  for name, entry in registry.ENTRIES.items():
+    assert all(key.startswith(f"{name}/") for _, key in entry.columns), name

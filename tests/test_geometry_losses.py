@@ -174,8 +174,8 @@ def test_clip_contrastive_matches_numpy(rng):
   targets = np.arange(5)
   want = -(log_softmax(logits, 1)[targets, targets].mean()
            + log_softmax(logits, 0)[targets, targets].mean()) / 2
-  got = losses.clip_contrastive(jnp.asarray(text, jnp.float32), jnp.asarray(image, jnp.float32),
+  got = losses.contrastive(jnp.asarray(text, jnp.float32), jnp.asarray(image, jnp.float32),
                                 jnp.float32(scale))
   assert float(got) == pytest.approx(want, rel=1e-5)
   # Matched pairs (image = its own text) score lower than shuffled ones.
-  assert float(losses.clip_contrastive(text, text, scale)) < float(got)
+  assert float(losses.contrastive(text, text, scale)) < float(got)

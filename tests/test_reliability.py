@@ -184,8 +184,8 @@ def test_keys_that_do_not_change_the_computation():
     ("keep_checkpoints", 0, r"keep at least 1"),
     ("tiers", (0, 2, 2), r"config.tiers=\(0, 2, 2\): two or more"),
     ("tiers", (3,), r"config.tiers"),
-    ("loss", "cone", r"config.loss='cone': use one of \('re', 'ec', 'clip'\)"),
-    ("loss", "clip", r"config.loss='clip' needs config.train_images_dir"),
+    ("loss", "cone", r"config.loss='cone': use one of \('re', 'ec', 'contrastive'\)"),
+    ("loss", "contrastive", r"config.loss='contrastive' needs config.train_images_dir"),
     ("root", "median", r"config.root='median': use one of"),
     ("trainable", "root", r"config.trainable='root' with config.root='empty_string'"),
     ("compute_dtype", "float16", r"config.compute_dtype='float16': use one of \('float32', "
@@ -411,3 +411,17 @@ def test_a_second_run_in_a_held_workdir_is_refused_in_one_line(tmp_path):
   state = train.train_and_export(tiny_config(tmp_path, total_steps=1))
   assert int(state.step) == 1
   assert (tmp_path / "run.lock").read_text() == ""  # released
+
+
+def test_a_run_of_a_renamed_value_resumes_and_the_old_name_is_pointed_to(tmp_path):
+  # A run started when the contrastive objective was named "clip" resumes under the new name.
+  resumed = tiny_config(tmp_path, loss="contrastive", train_images_dir="x")
+  stored = dict(checks.config_json(resumed), loss="clip")
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  checks.check_resume(str(tmp_path), resumed, 2, record=False)  # no change: not refused
+  with pytest.raises(checks.ConfigError, match=r"loss: 're' -> 'contrastive'"):
+    (tmp_path / "config.json").write_text(json.dumps(dict(stored, loss="re")))
+    checks.check_resume(str(tmp_path), resumed, 2, record=False)
+  with pytest.raises(checks.ConfigError, match=r"config.loss='clip': use one of \('re', 'ec', "
+                     r"'contrastive'\) \(renamed 'contrastive'\)"):
+    checks.validate(tiny_config(tmp_path, loss="clip"))

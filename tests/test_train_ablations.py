@@ -110,7 +110,7 @@ def write_images(folder, names, size=32, seed=0):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path, family):
-  config = tiny_config(tmp_path, family, loss="clip", lr=3e-3,
+  config = tiny_config(tmp_path, family, loss="contrastive", lr=3e-3,
                        train_images_dir=str(tmp_path / "img"))
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
   write_images(config.train_images_dir, sorted(set(data.images)))
@@ -126,7 +126,7 @@ def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path, f
   embedder = embedding.Embedder.from_path(model_dir)
   image = embedder.images([os.path.join(config.train_images_dir, data.images[r]) for r in rows])
   fam = models.family_of(model_dir)
-  want = losses.clip_contrastive(text, image, fam.log_logit_scale(start))
+  want = losses.contrastive(text, image, fam.log_logit_scale(start))
   assert step_losses[0] == pytest.approx(float(want), rel=1e-5)  # L_p is 0 at the start
   assert step_losses[-1] < step_losses[0] - 0.05
   for key in fam.image_groups + ("logit_scale" if family == "clip" else "temperature",):
@@ -134,7 +134,7 @@ def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path, f
 
 
 def test_contrastive_training_names_the_first_missing_image(tmp_path):
-  config = tiny_config(tmp_path / "w", loss="clip", train_images_dir=str(tmp_path / "img"))
+  config = tiny_config(tmp_path / "w", loss="contrastive", train_images_dir=str(tmp_path / "img"))
   names = sorted(set(hierarcaps_csv.read_hierarchies(config.train_csv).images))
   write_images(config.train_images_dir, names[2:])
   with pytest.raises(errors.DataError,

@@ -9,7 +9,7 @@ from configs.ablations import common
 
 
 def apply(config):
-  config.loss = "clip"
+  config.loss = "contrastive"
 
 
 def get_config(scale="full"):

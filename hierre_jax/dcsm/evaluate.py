@@ -6,6 +6,7 @@ import os
 from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import locations
+from hierre_jax import published
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import maps
@@ -13,24 +14,6 @@ from hierre_jax.dcsm import scoring
 from hierre_jax.evaluators import multiple_choice
 from hierre_jax.evaluators import retrieval
 
-# DCSM_SPEC section 8 (accuracy %). The paper publishes one number (WhatsUp overall, how its
-# subsets were combined is not public); the rest is a third-party run of the released
-# checkpoint, and NegBench's own OpenAI CLIP ViT-B/32 baseline.
-PUBLISHED = {
-    "whatsup_a": {"released_checkpoint_third_party": 44.66, "paper_whatsup_overall": 63.7},
-    "whatsup_b": {"released_checkpoint_third_party": 54.66, "paper_whatsup_overall": 63.7},
-    "coco_spatial_1": {"released_checkpoint_third_party": 58.30},
-    "coco_spatial_2": {"released_checkpoint_third_party": 76.36},
-    "vg_spatial_1": {"released_checkpoint_third_party": 62.41},
-    "vg_spatial_2": {"released_checkpoint_third_party": 67.01},
-    "ncd_1": {"released_checkpoint_third_party": 95.70},
-    "ncd_2": {"released_checkpoint_third_party": 94.79},
-    "clevr_bind_train": {"released_checkpoint_third_party": 40.33},
-    "clevr_bind_val": {"released_checkpoint_third_party": 33.38},
-    "clevr_bind_gen": {"released_checkpoint_third_party": 45.97},
-    "negbench_coco": {"released_checkpoint_third_party": 44.84, "clip_b32_negbench": 39.30},
-    "negbench_voc": {"released_checkpoint_third_party": 44.25, "clip_b32_negbench": 38.72},
-}
 
 
 def usable_items(bench, allow_missing_images, min_images=retrieval.MIN_IMAGES):
@@ -86,7 +69,7 @@ def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_imag
   results = {}
   for name, bench in read.items():
     row = {"source": bench.source, "items_used": len(items[name]),
-           "missing_images": len(bench.missing), "published": PUBLISHED.get(name, {})}
+           "missing_images": len(bench.missing), "published": published.DCSM.get(name, {})}
     for label, scorer in scorers.items():
       rewrite = lambda c, bench=bench, dcsm=label == "dcsm": benchmarks.rewrite(
           bench, c, release_rewrites, dcsm and dcsm_rewrites)

@@ -15,6 +15,7 @@ import numpy as np
 
 from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
+from hierre_jax.evaluators import registry
 from hierre_jax.evaluators.ranking import ranks_of_targets
 from hierre_jax.radial import geometry
 
@@ -139,3 +140,13 @@ class Breeds:
     for k in KS:
       out[f"mean/r@{k}"] = float(np.mean([out[n][f"r@{k}"] for n in self.datasets]))
     return out
+
+
+registry.register(registry.Entry(
+    "breeds",
+    files={"breeds_hierarchies": ("breeds", "breeds_hierarchies_full.json"),
+           "imagenet_classnames": ("classnames", "imagenet_classnames_openai.json"),
+           "imagenet_val": ("imagenet", "val")},
+    build=lambda paths, options: Breeds(paths["breeds_hierarchies"],
+                                        paths["imagenet_classnames"], paths["imagenet_val"]),
+    columns=(("BREEDS R@1", "breeds/mean/r@1"), ("R@5", "breeds/mean/r@5"))))

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from hierre_jax.data import hierarcaps_csv
+from hierre_jax.evaluators import registry
 from hierre_jax.radial import geometry
 from hierre_jax.radial import hierarchical_retrieval as hr
 from hierre_jax.radial import losses
@@ -113,3 +114,14 @@ class HierarCaps:
   def run(self, embedder):
     return evaluate_hierarcaps(embedder, self.test_csv, self.images_dir,
                                ties=self.ties)
+
+
+registry.register(registry.Entry(
+    "hierarcaps",
+    files={"hierarcaps_test_csv": ("hierarcaps", "hierarcaps_test.csv"),
+           "hierarcaps_images": ("hierarcaps", "test_images")},
+    build=lambda paths, options: HierarCaps(paths["hierarcaps_test_csv"],
+                                            paths["hierarcaps_images"], options.tau_d_ties),
+    columns=(("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
+             ("tau_d", "hierarcaps/tau_d")),
+    in_run=False))  # a training run evaluates HierarCaps from config.eval.test_csv

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.stats
 
 from hierre_jax.errors import DataError
+from hierre_jax.evaluators import registry
 from hierre_jax.radial import geometry
 
 PROMPT = "a picture of a {}"
@@ -83,3 +84,9 @@ class HyperLex:
             "rho_nouns": float(scipy.stats.spearmanr(scores[nouns], p.score[nouns]).statistic),
             "num_pairs": len(scores), "num_noun_pairs": int(nouns.sum()),
             "prompt": self.prompt}
+
+
+registry.register(registry.Entry(
+    "hyperlex", files={"hyperlex": ("hyperlex", "hyperlex-all.txt")},
+    build=lambda paths, options: HyperLex(paths["hyperlex"]),
+    columns=(("HyperLex rho_all", "hyperlex/rho_all"), ("rho_nouns", "hyperlex/rho_nouns"))))

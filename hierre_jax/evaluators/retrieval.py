@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from hierre_jax.evaluators import registry
 from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
 from hierre_jax.errors import DataError
 
@@ -131,3 +132,22 @@ class Retrieval:
     return {**recall_at_k(text_emb, self.caption_image, image_emb),
             "num_images": len(self.images), "num_captions": len(self.captions),
             "num_annotated_images": self.num_annotated_images}
+
+
+def _entry(name, title, files, pairs):
+  """The registry entry of one retrieval benchmark: `pairs(annotations path)` gives its
+  (image keys, captions); files: (annotations key, path parts), (images key, path parts)."""
+  (annotations, _), (images, _) = files
+  return registry.Entry(
+      name, files=dict(files),
+      build=lambda paths, options: Retrieval(name, pairs(paths[annotations]), paths[images],
+                                             options.allow_missing_images, options.min_images),
+      columns=tuple((f"{title} T2I R@{k}" if k == 1 else f"R@{k}", f"{name}/t2i_r@{k}")
+                    for k in KS))
+
+
+registry.register(_entry("coco", "COCO", (("coco_captions", ("coco", "captions_val2017.json")),
+                                          ("coco_images", ("coco", "val2017"))), coco_pairs))
+registry.register(_entry("flickr30k", "Flickr30K",
+                         (("flickr30k_json", ("flickr30k", "dataset_flickr30k.json")),
+                          ("flickr30k_images", ("flickr30k", "flickr30k-images"))), flickr_pairs))

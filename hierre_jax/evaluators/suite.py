@@ -8,72 +8,35 @@ import os
 
 from absl import flags
 
-from hierre_jax.evaluators import breeds
-from hierre_jax.evaluators import hierarcaps
-from hierre_jax.evaluators import hyperlex
+from hierre_jax import published
+from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
-from hierre_jax.evaluators import zero_shot
 from hierre_jax.trainer import checks
 
-NAMES = ("hierarcaps", "hyperlex", "breeds", "coco", "flickr30k", "cifar10", "cifar100")
+NAMES = tuple(registry.ENTRIES)
 
 
-def default_paths(data_dir):
-  """Where each benchmark's files are under a data root laid out like ../shared."""
-  return {
-      "hierarcaps_test_csv": os.path.join(data_dir, "hierarcaps", "hierarcaps_test.csv"),
-      "hierarcaps_images": os.path.join(data_dir, "hierarcaps", "test_images"),
-      "hyperlex": os.path.join(data_dir, "hyperlex", "hyperlex-all.txt"),
-      "coco_captions": os.path.join(data_dir, "coco", "captions_val2017.json"),
-      "coco_images": os.path.join(data_dir, "coco", "val2017"),
-      "flickr30k_json": os.path.join(data_dir, "flickr30k", "dataset_flickr30k.json"),
-      "flickr30k_images": os.path.join(data_dir, "flickr30k", "flickr30k-images"),
-      "cifar_classnames": os.path.join(data_dir, "classnames", "cifar_classnames_openai.json"),
-      "breeds_hierarchies": os.path.join(data_dir, "breeds", "breeds_hierarchies_full.json"),
-      "imagenet_classnames": os.path.join(data_dir, "classnames",
-                                          "imagenet_classnames_openai.json"),
-      "imagenet_val": os.path.join(data_dir, "imagenet", "val"),
-  }
+default_paths = registry.default_paths  # {path key: path under a data root like ../shared}
 
 
 def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None,
           min_images=retrieval.MIN_IMAGES):
-  """Evaluators for `names` (a subset of NAMES), reading `paths` (as default_paths); CIFAR
-  from tensorflow-datasets in `tfds_data_dir` (None: tfds' default); retrieval on fewer
-  than all images of its annotations (`allow_missing_images`) on `min_images` at least."""
-  unknown = sorted(set(names) - set(NAMES))
-  if unknown:
-    raise ValueError(f"unknown evaluations {unknown}; available: {', '.join(NAMES)}")
-  out = []
-  for name in names:
-    if name == "hierarcaps":
-      out.append(hierarcaps.HierarCaps(paths["hierarcaps_test_csv"], paths["hierarcaps_images"],
-                                       tau_d_ties))
-    elif name == "hyperlex":
-      out.append(hyperlex.HyperLex(paths["hyperlex"]))
-    elif name == "breeds":
-      out.append(breeds.Breeds(paths["breeds_hierarchies"], paths["imagenet_classnames"],
-                               paths["imagenet_val"]))
-    elif name == "coco":
-      out.append(retrieval.Retrieval("coco", retrieval.coco_pairs(paths["coco_captions"]),
-                                     paths["coco_images"], allow_missing_images, min_images))
-    elif name == "flickr30k":
-      out.append(retrieval.Retrieval(
-          "flickr30k", retrieval.flickr_pairs(paths["flickr30k_json"]),
-          paths["flickr30k_images"], allow_missing_images, min_images))
-    else:
-      out.append(zero_shot.ZeroShot.cifar(name, paths["cifar_classnames"], tfds_data_dir))
-  return out
+  """Evaluators for `names` (registered names; an unknown one refused in one line), reading
+  `paths` (as default_paths); CIFAR from tensorflow-datasets in `tfds_data_dir` (None:
+  tfds' default); retrieval on fewer than all images of its annotations
+  (`allow_missing_images`) on `min_images` at least."""
+  options = registry.Options(allow_missing_images, min_images, tau_d_ties, tfds_data_dir)
+  return [entry.build(paths, options) for entry in registry.lookup(names)]
 
 
 # Evaluations a training run can list in config.eval.suite (its HierarCaps evaluation is
 # config.eval.test_csv, with the held-out angles).
-IN_RUN = tuple(n for n in NAMES if n != "hierarcaps")
+IN_RUN = tuple(name for name, entry in registry.ENTRIES.items() if entry.in_run)
 
 
 def in_run_path_keys():
   """{file key: ''} of the IN_RUN evaluations: config.eval.paths ('': under data_dir)."""
-  return {k: "" for k in default_paths("") if not k.startswith("hierarcaps")}
+  return {key: "" for name in IN_RUN for key in registry.ENTRIES[name].files}
 
 
 def from_config(eval_config):
@@ -125,62 +88,9 @@ def run(embedders, evaluators):
            **evaluate(embedder, evaluators)} for model, embedder in embedders.items()]
 
 
-# (column title, metric key) of the Table-1-shaped summary.
-TABLE = (("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
-         ("tau_d", "hierarcaps/tau_d"), ("HyperLex rho_all", "hyperlex/rho_all"),
-         ("rho_nouns", "hyperlex/rho_nouns"), ("BREEDS R@1", "breeds/mean/r@1"),
-         ("R@5", "breeds/mean/r@5"), ("COCO T2I R@1", "coco/t2i_r@1"),
-         ("R@5", "coco/t2i_r@5"), ("R@10", "coco/t2i_r@10"),
-         ("Flickr30K T2I R@1", "flickr30k/t2i_r@1"), ("R@5", "flickr30k/t2i_r@5"),
-         ("R@10", "flickr30k/t2i_r@10"), ("CIFAR-10 top-1", "cifar10/top1"),
-         ("CIFAR-100 top-1", "cifar100/top1"))
+# (column title, metric key) of the Table-1-shaped summary, in registration order.
+TABLE = tuple(column for entry in registry.ENTRIES.values() for column in entry.columns)
 
-# The paper's published rows (SPEC sections 4 and 5); keys absent were not published.
-PUBLISHED = {
-    "clip_b32": {
-        "paper: CLIP ViT-B/32 zero-shot": {
-            "hierarcaps/precision": 0.14, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.89,
-            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.48, "breeds/mean/r@1": 0.22,
-            "breeds/mean/r@5": 0.50, "coco/t2i_r@1": 0.30,
-            "coco/t2i_r@5": 0.55, "coco/t2i_r@10": 0.66, "flickr30k/t2i_r@1": 0.59,
-            "flickr30k/t2i_r@5": 0.83, "flickr30k/t2i_r@10": 0.90, "cifar10/top1": 0.90,
-            "cifar100/top1": 0.66},
-        "paper: CLIP ViT-B/32 RE fine-tuned": {
-            "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.47, "hierarcaps/tau_d": 0.99,
-            "hyperlex/rho_all": 0.51, "hyperlex/rho_nouns": 0.55, "breeds/mean/r@1": 0.24,
-            "breeds/mean/r@5": 0.55, "coco/t2i_r@1": 0.31,
-            "coco/t2i_r@5": 0.56, "coco/t2i_r@10": 0.67, "flickr30k/t2i_r@1": 0.60,
-            "flickr30k/t2i_r@5": 0.84, "flickr30k/t2i_r@10": 0.91, "cifar10/top1": 0.90,
-            "cifar100/top1": 0.65}},
-    "clip_l14": {
-        "paper: CLIP ViT-L/14 zero-shot": {
-            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.37, "hierarcaps/tau_d": 0.88,
-            "hyperlex/rho_all": 0.42, "hyperlex/rho_nouns": 0.44, "breeds/mean/r@1": 0.29,
-            "breeds/mean/r@5": 0.61},
-        "paper: CLIP ViT-L/14 RE fine-tuned": {
-            "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.44, "hierarcaps/tau_d": 0.97,
-            "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54, "breeds/mean/r@1": 0.32,
-            "breeds/mean/r@5": 0.65}},
-    # Tables 1 and 4 (ALIGN_SPEC section 7): Table 4 repeats Table 1's COCO R@1, R@5 and
-    # CIFAR numbers and adds COCO R@10 and Flickr30K.
-    "align": {
-        "paper: ALIGN zero-shot": {
-            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.89,
-            "hyperlex/rho_all": 0.35, "hyperlex/rho_nouns": 0.37, "breeds/mean/r@1": 0.21,
-            "breeds/mean/r@5": 0.52, "coco/t2i_r@1": 0.42, "coco/t2i_r@5": 0.67,
-            "coco/t2i_r@10": 0.77, "flickr30k/t2i_r@1": 0.74, "flickr30k/t2i_r@5": 0.92,
-            "flickr30k/t2i_r@10": 0.96, "cifar10/top1": 0.78, "cifar100/top1": 0.53},
-        "paper: ALIGN RE fine-tuned": {
-            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.42, "hierarcaps/tau_d": 0.96,
-            "hyperlex/rho_all": 0.44, "hyperlex/rho_nouns": 0.47, "breeds/mean/r@1": 0.23,
-            "breeds/mean/r@5": 0.58, "coco/t2i_r@1": 0.42, "coco/t2i_r@5": 0.67,
-            "coco/t2i_r@10": 0.77, "flickr30k/t2i_r@1": 0.74, "flickr30k/t2i_r@5": 0.92,
-            "flickr30k/t2i_r@10": 0.96, "cifar10/top1": 0.78, "cifar100/top1": 0.53}},
-    "scratch": {
-        "paper: trained from scratch (CLIP-B shape)": {
-            "hierarcaps/precision": 0.00, "hierarcaps/recall": 0.01, "hierarcaps/tau_d": 0.93,
-            "hyperlex/rho_all": 0.11, "hyperlex/rho_nouns": 0.12}},
-}
 
 
 def item_count(result, key):
@@ -203,11 +113,11 @@ COUNT_LEGEND = ("n: the items each number was computed over (HyperLex: word pair
                 "images), 'of N' where only part of the benchmark's images were present")
 
 
-def markdown_table(results, published=()):
-  """One row per model, then one per (name, metrics) pair of `published`; the columns of
+def markdown_table(results, papers=()):
+  """One row per model, then one per (name, metrics) pair of `papers`; the columns of
   TABLE that any of our rows has (a published number of a benchmark not evaluated is left
   out). Our cells show the item count behind each number (`item_count`)."""
-  rows = [(r["model"], r) for r in results] + list(published)
+  rows = [(r["model"], r) for r in results] + list(papers)
   columns = [(title, key) for title, key in TABLE if any(key in r for r in results)]
   def cell(r, key):
     if not isinstance(r.get(key), (int, float)):
@@ -228,8 +138,8 @@ def write(results, output_dir, reference=""):
   md_path = os.path.join(output_dir, "results.md")
   with open(json_path, "w") as f:
     json.dump(results, f, indent=1)
-  if reference and reference not in PUBLISHED:
-    raise ValueError(f"reference {reference!r}: use one of {', '.join(PUBLISHED)}")
+  if reference and reference not in published.SUITE:
+    raise ValueError(f"reference {reference!r}: use one of {', '.join(published.SUITE)}")
   with open(md_path, "w") as f:
-    f.write(markdown_table(results, PUBLISHED[reference].items() if reference else ()))
+    f.write(markdown_table(results, published.SUITE[reference].items() if reference else ()))
   return json_path, md_path

@@ -6,6 +6,7 @@ from PIL import Image
 
 from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
+from hierre_jax.evaluators import registry
 from hierre_jax.evaluators.ranking import similarity_ranks
 
 
@@ -56,3 +57,16 @@ class ZeroShot:
     return {**top_k_accuracy(image_emb, label_emb, self.labels),
             "num_images": len(self.labels), "num_classes": len(self.classes),
             "num_templates": len(self.templates)}
+
+
+
+def _cifar_entry(name, title):
+  return registry.Entry(
+      name, files={"cifar_classnames": ("classnames", "cifar_classnames_openai.json")},
+      build=lambda paths, options: ZeroShot.cifar(name, paths["cifar_classnames"],
+                                                  options.tfds_data_dir),
+      columns=((f"{title} top-1", f"{name}/top1"),))
+
+
+registry.register(_cifar_entry("cifar10", "CIFAR-10"))
+registry.register(_cifar_entry("cifar100", "CIFAR-100"))

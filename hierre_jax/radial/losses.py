@@ -63,7 +63,7 @@ def pullback_loss(emb, emb_orig):
   return (1.0 - jnp.mean(jnp.sum(emb * emb_orig, axis=-1))) / 2.0
 
 
-def clip_contrastive(text, image, logit_scale):
+def contrastive(text, image, logit_scale):
   """CLIP's symmetric contrastive loss: [B, D] unit text and image features of B pairs,
   scalar log-scale -> mean of the text->image and image->text cross-entropies of
   exp(logit_scale) * <t_i, v_j> with the pair's own partner as the target."""

@@ -32,11 +32,15 @@ ADDED_KEYS = {"compute_dtype": "float32", "scan_layers": False, "pullback_cache"
               "root": "empty_string", "trainable": "text_tower", "train_images_dir": "",
               "pack_texts": False, "pack_rows_multiple": 1}
 
+# Values renamed since runs were started: a stored config.json holding the old value is read
+# with the new one (a run of loss="clip" resumes as loss="contrastive").
+RENAMED_VALUES = {"loss": {"clip": "contrastive"}}
+
 # config.root: the tower's own empty-string embedding (moves with the weights), or a fixed
 # root (SPEC section 6); config.trainable: what the optimizer updates.
 ROOT_MODES = ("empty_string", "mean", "origin", "pretrained")
 TRAINABLE = ("text_tower", "root")
-LOSSES = ("re", "ec", "clip")
+LOSSES = ("re", "ec", "contrastive")
 
 
 class ConfigError(errors.UserError):
@@ -110,15 +114,18 @@ def check_values(config):
                        ("schedule", SCHEDULES), ("matmul_precision", MATMUL_PRECISIONS),
                        ("compute_dtype", embedding.COMPUTE_DTYPES)):
     if config[key] not in allowed:
-      raise ConfigError(f"config.{key}={config[key]!r}: use one of {allowed}")
-  if config.trainable == "root" and (config.root == "empty_string" or config.loss == "clip"):
+      renamed = RENAMED_VALUES.get(key, {}).get(config[key])
+      raise ConfigError(f"config.{key}={config[key]!r}: use one of {allowed}"
+                        + (f" (renamed {renamed!r})" if renamed else ""))
+  if config.trainable == "root" and (config.root == "empty_string"
+                                     or config.loss == "contrastive"):
     raise ConfigError(
         f"config.trainable='root' with config.root={config.root!r}, config.loss="
         f"{config.loss!r}: a trained root starts from a fixed one (root='pretrained' for the "
         "paper's row) and only the RE or EC loss depends on it")
-  if config.loss == "clip" and not config.train_images_dir:
-    raise ConfigError("config.loss='clip' needs config.train_images_dir: the folder of the "
-                      "training rows' images (image_url file names)")
+  if config.loss == "contrastive" and not config.train_images_dir:
+    raise ConfigError("config.loss='contrastive' needs config.train_images_dir: the folder of "
+                      "the training rows' images (image_url file names)")
   if config.loss == "ec":
     number(config, "ec_k", 0, low_open=True)
     number(config, "ec_margin", 0)
@@ -173,6 +180,9 @@ def check_resume(workdir, config, resume_step, allow_change=False, record=True,
     return
   with open(path) as f:
     stored = {**(ADDED_KEYS if added_keys is None else added_keys), **json.load(f)}
+  for key, renames in RENAMED_VALUES.items():
+    if isinstance(stored.get(key), str) and stored[key] in renames:
+      stored[key] = renames[stored[key]]
   changes = changed_keys(stored, config_json(config))
   if not changes:
     return
