@@ -31,6 +31,11 @@ TINY_TOWER_TERMS = max(
                            t["max_position_embeddings"], 40) for t in (TINY_TEXT, ALIGN_TINY_TEXT))
 
 
+# Every model family the tests cover: a new family is one more name here and its tiny
+# checkpoint in `write_tiny_model` (and `tiny_train_config.get_config`).
+FAMILIES = ("clip", "align")
+
+
 def write_tiny_model(family, out_dir, seed=0):
   """A tiny random checkpoint of `family` ("clip" or "align") in out_dir -> out_dir."""
   if family == "clip":  # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
@@ -41,7 +46,7 @@ def write_tiny_model(family, out_dir, seed=0):
                                         seed=seed)
 
 
-@pytest.fixture(scope="session", params=["clip", "align"])
+@pytest.fixture(scope="session", params=FAMILIES)
 def family_dir(request, tmp_path_factory):
   """A tiny random checkpoint of each model family in turn (the family: models.family_of)."""
   return write_tiny_model(request.param, str(tmp_path_factory.mktemp(request.param)), seed=3)

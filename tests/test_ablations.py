@@ -9,7 +9,7 @@ import pytest
 
 from hierre_jax import ablations
 from hierre_jax import published
-from test_train import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
+from runs import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
 
 CONFIG_DIR = os.path.join(ROOT, "configs", "ablations")
 

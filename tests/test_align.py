@@ -16,7 +16,7 @@ from hierre_jax.models import hf_io
 from hierre_jax.models.align import convert
 from hierre_jax.models.align import modeling
 from hierre_jax.models.align import random_init
-from test_models_parity import assert_parity
+from references import assert_parity
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_align_bad_inputs_are_named(align_dir, tmp_path):
 
 @pytest.mark.reordering
 def test_align_packed_step_equals_padded_step_and_keeps_the_image_tower(align_dir, tmp_path):
-  from test_train import assert_packed_step_equals, run_steps, tiny_config
+  from tiny_training import assert_packed_step_equals, run_steps, tiny_config
   config = tiny_config(tmp_path, "align", lr=1e-4, length_groups=((0, 1, 2, 3),),
                        pack_texts=False)
   padded = run_steps(config, align_dir, jax.devices()[:1], 2)

@@ -20,7 +20,6 @@ from PIL import Image
 import tolerances
 from conftest import TINY_TOWER_TERMS
 from conftest import save_torch_clip
-from test_train import python_env
 from hierre_jax import errors
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
@@ -32,6 +31,8 @@ from hierre_jax.dcsm import scoring
 from hierre_jax.dcsm import training
 from hierre_jax.evaluators import multiple_choice
 from hierre_jax.trainer import metric_writer
+from runs import python_env
+from tiny_training import dcsm_config
 
 torch = pytest.importorskip("torch")
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -268,22 +269,10 @@ def test_block_loss_symmetric_and_exact():
                         "pairs matched to the wrong captions")
 
 
-def dcsm_config(model_dir, data_dir, workdir, steps):
-  from configs.dcsm import base
-  config = base.get_config()
-  config.model, config.data_dir, config.workdir = model_dir, data_dir, str(workdir)
-  config.batch_size, config.total_steps = 4, steps
-  config.log_every, config.checkpoint_every = 2, 4
-  config.feature_batch_size = 8
-  config.eval.benchmarks = ("procedural_spatial", "procedural_negation")
-  config.eval.data_dir = data_dir
-  return config
-
-
 EIGHT_DEVICES = """
 import sys, json
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
-from test_dcsm import dcsm_config
+from tiny_training import dcsm_config
 from hierre_jax.dcsm import training
 from hierre_jax.trainer import metric_writer
 config = dcsm_config(sys.argv[2], sys.argv[3], sys.argv[4], 4)

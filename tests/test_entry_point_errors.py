@@ -12,7 +12,7 @@ import pytest
 import safetensors.numpy
 
 from conftest import SHARED_NLTK_DATA, TINY_TEXT, TINY_VISION
-from test_train import ROOT, SHARED_ROOT
+from runs import ROOT, SHARED_ROOT
 
 TINY_CONFIG = "tests/tiny_train_config.py"
 

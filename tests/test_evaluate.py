@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,28 +18,8 @@ from hierre_jax import models
 from hierre_jax import published
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import indexing
-from hierre_jax.data import text as text_ids
 from hierre_jax.evaluators import hierarcaps
-from hierre_jax.evaluators import suite
-from test_hierarchical_retrieval import slow_reference
-
-
-def direct_text_features(model_dir, texts, params=None):
-  """One text at a time, unpadded: the obviously-correct embedding -> [N, P] unit features
-  (of `params`, default the checkpoint's)."""
-  family, config, checkpoint, _ = models.load(model_dir)
-  params = checkpoint if params is None else params
-  encode = jax.jit(embedding.text_encoder(config))
-  ids = text_ids.tokenize(family.load_tokenizer(model_dir), texts, family.max_length)
-  return np.stack([np.asarray(encode(params, np.asarray([t], np.int32)))[0] for t in ids])
-
-
-def direct_image_features(model_dir, paths):
-  """One image at a time, preprocessed by the family's rule -> [N, P] unit features."""
-  family, config, params, _ = models.load(model_dir)
-  encode = jax.jit(embedding.image_encoder(config))
-  pre = family.preprocessing(model_dir, config)
-  return np.stack([np.asarray(encode(params, pre.preprocess(p)[None]))[0] for p in paths])
+from references import direct_image_features, direct_text_features, slow_reference
 
 
 @pytest.mark.reordering

@@ -10,6 +10,7 @@ from hierre_jax.data import indexing
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.radial import hierarchical_retrieval as hr
 from hierre_jax.radial import report
+from references import slow_reference
 
 
 def test_levels_and_hand_worked_retrieval():
@@ -87,31 +88,6 @@ def test_grouping_rows_by_image():
   gt = hr.ground_truth_indices(table, np.array([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]))
   np.testing.assert_array_equal(gt[0, 1], [-1, -1, -1, -1])
   np.testing.assert_array_equal(gt[1, 1], [8, 9, 10, 11])
-
-
-def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
-  """SPEC section 4 transcribed with loops: strings compared, duplicates kept."""
-  scipy_stats = pytest.importorskip("scipy.stats")
-  texts = [t for row in rows for t in row]
-  e = np.stack([emb[t] for t in texts]).astype(np.float64)
-  radius = np.linalg.norm(e - root, axis=1)
-  levels = np.linspace(radius.min(), radius.max(), num_levels)
-  precisions, recalls = [], []
-  for image in sorted(set(row_images)):
-    s = e @ image_emb[image].astype(np.float64)
-    preds = []
-    for t in levels:
-      text = texts[int(np.argmax(np.where(radius <= t, s, -np.inf)))]
-      if not preds or preds[-1] != text:
-        preds.append(text)
-    its_rows = [row for row, name in zip(rows, row_images) if name == image]
-    gt = {t for row in its_rows for t in row}
-    precisions.append(len(set(preds) & gt) / max(1, len(set(preds))))
-    recalls.append(np.mean([any(row[k] in preds for row in its_rows) for k in range(4)]))
-  ranks = [np.argsort(np.argsort([np.linalg.norm(emb[t] - root) for t in row], kind="stable"))
-           for row in rows]  # the release ranks a row's radii with a stable sort
-  taus = [scipy_stats.kendalltau(r, [1, 2, 3, 4]).statistic for r in ranks]
-  return np.mean(precisions), np.mean(recalls), np.nanmean(taus)
 
 
 def test_batched_equals_slow_loop_on_the_real_test_set(rng):

@@ -11,8 +11,8 @@ from conftest import shared_file
 from hierre_jax import embedding
 from hierre_jax import image_store
 from hierre_jax import models
-from test_evaluate import direct_image_features
-from test_train import count_embedded_images
+from references import direct_image_features
+from tiny_training import count_embedded_images
 
 
 def test_image_features_are_kept_on_disk_per_tower_and_file(tiny_clip_dir, tmp_path,

@@ -11,86 +11,12 @@ import safetensors.numpy
 
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
 from hierre_jax import models
-from hierre_jax.data import packing
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import random_init
+from references import TEXTS, assert_parity
 
 torch = pytest.importorskip("torch")
-
-# The empty string (the RE root), short texts, and one longer than any family's maximum.
-TEXTS = ["", "a photo of a cat", "dog", "A man riding a horse on a beach at sunset, "
-         "with waves in the background and birds flying overhead", "x " * 90]
-
-
-def unit(x):
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def random_images(n, size, seed=1):
-  """[n, size, size, 3] float32 pixels, the scale of preprocessed images."""
-  return np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype(np.float32)
-
-
-def torch_reference(model_dir, ids, mask, pixels):
-  """transformers' model of the directory (AutoModel): unnormalised text features, image
-  features and logits_per_text, for padded ids with their attention mask."""
-  import transformers
-  model = transformers.AutoModel.from_pretrained(model_dir).eval()
-  ids, mask = torch.from_numpy(ids).long(), torch.from_numpy(mask).long()
-  nchw = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
-  with torch.no_grad():
-    text = model.get_text_features(input_ids=ids, attention_mask=mask)
-    image = model.get_image_features(pixel_values=nchw)
-    logits = model(input_ids=ids, attention_mask=mask, pixel_values=nchw).logits_per_text
-  pooled = lambda x: getattr(x, "pooler_output", x).numpy()
-  return pooled(text), pooled(image), logits.numpy()
-
-
-def assert_parity(model_dir, image_size=None):
-  """Text features (padded to the family's maximum length, and packed), image
-  features at `image_size` (default the preprocessing's) and logits, in both layer layouts,
-  against PyTorch."""
-  family, config, _, _ = models.load(model_dir)
-  tok = family.load_tokenizer(model_dir)
-  id_lists = text_ids.tokenize(tok, TEXTS, family.max_length)
-  assert max(map(len, id_lists)) == family.max_length  # the long text is truncated
-  ids = text_ids.pad(id_lists, family.max_length, tok.pad_token_id)
-  mask = np.zeros_like(ids)
-  for i, t in enumerate(id_lists):
-    mask[i, :len(t)] = 1
-  size = image_size or family.preprocessing(model_dir, config).crop
-  pixels = random_images(3, size)
-  want_text, want_image, want_logits = torch_reference(model_dir, ids, mask, pixels)
-  # Signal: distinct inputs give distinct features, so the comparison is not of noise.
-  for want in (want_text, want_image):
-    cosines = unit(want) @ unit(want).T
-    assert cosines[np.triu_indices(len(want), 1)].max() < 0.999
-  for scan_layers in (True, False):
-    config, params, _ = family.load(model_dir, scan_layers)
-    encoders = family.encoders(config)
-    text = np.asarray(jax.jit(encoders.text)(params, ids))
-    image = np.asarray(jax.jit(encoders.image)(params, pixels))
-    np.testing.assert_allclose(text, want_text, rtol=1e-5, atol=1e-5 * np.abs(want_text).max())
-    np.testing.assert_allclose(image, want_image, rtol=1e-5,
-                               atol=1e-5 * np.abs(want_image).max())
-    np.testing.assert_allclose(unit(text), unit(want_text), atol=1e-5)
-    np.testing.assert_allclose(unit(image), unit(want_image), atol=1e-5)
-    scale = float(np.exp(family.log_logit_scale(params)))
-    np.testing.assert_allclose(scale * unit(text) @ unit(image).T, want_logits,
-                               atol=1e-5 * scale)
-    # Packed several to a row in two shards (the train step's layout), each text pooled
-    # at its own token with its own positions and attention: its features alone.
-    texts = [(np.asarray(t, np.int32), int(family.pool_index(config, np.asarray(t))))
-             for t in id_lists + id_lists[::-1]]
-    packed = packing.pack([texts[:len(TEXTS)], texts[len(TEXTS):]], family.max_length,
-                          tok.pad_token_id)
-    assert packed.ids.shape[1] < len(TEXTS)  # several texts share a row
-    got = np.asarray(jax.jit(encoders.packed_text)(params, packed)).reshape(2 * len(TEXTS), -1)
-    np.testing.assert_allclose(unit(got), unit(np.concatenate([want_text, want_text[::-1]])),
-                               atol=1e-5)
-    if not family.has_stacked_layers(params):
-      break  # a family of one layout
 
 
 @pytest.mark.reordering

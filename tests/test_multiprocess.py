@@ -1,40 +1,20 @@
 """The train entry point as 2 real processes on 127.0.0.1 (Gloo CPU collectives), with
 in-run HierarCaps evaluation, against 1 process with the same global batch; and
 `hierre_jax.evaluate` on the resulting workdir."""
-import csv
-import gzip
 import json
 import os
 import socket
 import subprocess
 import sys
 
-import jax
-import numpy as np
 import pytest
 
 import tiny_train_config
 from conftest import shared_file
 from hierre_jax.models.clip import convert
 from hierre_jax.trainer import metric_writer
-from test_train import ROOT, assert_same_updates, python_env
-
-
-def small_eval_files(out_dir, num_rows=24):
-  """The first rows of the real test set, and the expanded rows of their images."""
-  with open(shared_file("hierarcaps_test.csv"), newline="") as f:
-    rows = list(csv.reader(f))[:num_rows + 1]
-  test_csv = os.path.join(out_dir, "test.csv")
-  with open(test_csv, "w", newline="") as f:
-    csv.writer(f).writerows(rows)
-  images = {r[2].rsplit("/", 1)[-1] for r in rows[1:]}
-  with gzip.open(shared_file("hierarcaps_test_expanded.csv.gz"), "rt", newline="") as f:
-    expanded = list(csv.reader(f))
-  heldout_csv = os.path.join(out_dir, "heldout.csv")
-  with open(heldout_csv, "w", newline="") as f:
-    csv.writer(f).writerows([expanded[0]] + [r for r in expanded[1:]
-                                             if r[2].rsplit("/", 1)[-1] in images])
-  return test_csv, heldout_csv
+from runs import ROOT, python_env, small_eval_files
+from tiny_training import assert_same_updates
 
 
 def free_port():

@@ -9,8 +9,7 @@ import pytest
 
 from conftest import TINY_TEXT, TINY_VISION, shared_file
 from hierre_jax.models.clip import random_init
-from test_multiprocess import small_eval_files
-from test_train import ROOT
+from runs import ROOT, small_eval_files
 
 NOTEBOOK = os.path.join(ROOT, "notebooks", "colab_tpu_quickstart.ipynb")
 

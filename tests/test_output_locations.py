@@ -13,9 +13,8 @@ from hierre_jax import models
 from hierre_jax import sealed
 from hierre_jax import train
 from hierre_jax.trainer import checks
-from test_train import SHARED_ROOT
-from test_train import tiny_config
-from test_train import tiny_model
+from runs import SHARED_ROOT
+from tiny_training import tiny_config, tiny_model
 
 
 def sha256(path):

@@ -21,7 +21,8 @@ from hierre_jax.trainer import loop
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import workdir_lock
-from test_train import ROOT, python_env, tiny_config
+from runs import ROOT, python_env
+from tiny_training import tiny_config
 
 
 def save_two_steps(directory):

@@ -1,11 +1,8 @@
 """Training: frozen towers stay bit-identical, 8 devices == 1 device, kill + resume == no kill."""
-import functools
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -14,26 +11,19 @@ import pytest
 import tiny_train_config
 import tolerances
 import wrong_inputs
-from conftest import shared_file
+from conftest import FAMILIES, shared_file
 from hierre_jax import embedding
 from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.models.clip import convert
 from hierre_jax.trainer import checks
-from hierre_jax.trainer import loop
 from hierre_jax.trainer import metric_writer
+from runs import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
+from tiny_training import (assert_packed_step_equals, assert_same_updates, count_embedded_images,
+                           run_steps, step_rows, step_terms, tiny_config, tiny_model)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_ROOT = os.path.join(ROOT, "..", "shared")
 FROZEN = ("vision_model", "visual_projection", "logit_scale")
-
-
-def tiny_config(workdir, family="clip", **overrides):
-  config = tiny_train_config.get_config(family)
-  config.workdir = str(workdir)
-  config.update(overrides)
-  return config
 
 
 def test_only_text_tower_and_projection_change(tmp_path):
@@ -72,16 +62,6 @@ def test_only_text_tower_and_projection_change(tmp_path):
                           "pullback_cache", "compile", "steps", "checkpoints", "eval_step_0",
                           "eval_step_3", "export"}
   assert all(v >= 0 for v in seconds.values()) and seconds["eval_step_0"] > 0.1
-
-
-def count_embedded_images(monkeypatch):
-  """-> a list that every image `embedding.embed_images` embeds from now on adds 1 to."""
-  embedded, embed_images = [], embedding.embed_images
-  def counted(config, params, batches, *args):
-    return embed_images(config, params, (embedded.extend([1] * len(b)) or b for b in batches),
-                        *args)
-  monkeypatch.setattr(embedding, "embed_images", counted)
-  return embedded
 
 
 def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path, monkeypatch):
@@ -134,76 +114,6 @@ def test_in_run_suite_missing_file_fails_before_anything_is_written(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=False,
-              edit_batch=None, edit_tables=None):
-  """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final
-  params, pull-back losses). `perturb` > 0 starts training from the checkpoint plus that much
-  noise, so the pull-back term starts away from its minimum; `same_batch`: every step on
-  the batch of step 0. `edit_batch(texts) -> texts` and `edit_tables(tables) -> tables`
-  change the step's inputs (the deliberately wrong variants of `wrong_inputs`)."""
-  from hierre_jax import embedding
-  from hierre_jax.data import hierarcaps_csv
-  from hierre_jax.radial import train_batches
-  from hierre_jax import sharding
-  family, model_config, params, _ = models.load(model_dir)
-  tok = family.load_tokenizer(model_dir)
-  batches = train_batches.TrainBatches(
-      hierarcaps_csv.read_hierarchies(config.train_csv), tok, 8, 0,
-      functools.partial(family.pool_index, model_config), family.max_length,
-      length_groups=config.length_groups)
-  mesh = sharding.make_mesh(devices)
-  tx = loop.make_optimizer(config, num_steps, train.trained_groups(config, family))
-  tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
-                             range(num_steps))
-  if edit_tables:
-    tables = edit_tables(tables)
-  root = train.initial_root(config, model_config, params, tok, batches, mesh)
-  rng = np.random.default_rng(1)
-  params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
-  if root is not None:
-    params["root"] = root
-  state, state_sharding = loop.create_train_state(jax.tree.map(np.array, params), tx, mesh)
-  step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
-                               state_sharding)
-  losses, pullback_losses = [], []
-  for s in range(num_steps):
-    batch = train.host_batch(config, batches, 0 if same_batch else s, len(devices))
-    if edit_batch:
-      batch = (edit_batch(batch[0]),) + tuple(batch[1:])
-    state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
-    losses.append(float(metrics["loss"]))
-    pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
-  kernel = max(jax.tree.leaves(state.params["text_model"]), key=lambda x: x.size)
-  assert len(kernel.sharding.device_set) == len(devices)
-  return losses, params, jax.device_get(state.params), pullback_losses
-
-
-def assert_same_updates(got, want, before, lr, steps):
-  """Two runs of `steps` Adam steps of rate `lr` from `before` made the same updates.
-
-  Adam divides each gradient by its own running size, so a parameter whose gradient is
-  near its float32 roundoff (a key bias, to which softmax is blind; a rare token's
-  embedding) may step differently by up to lr a step: no parameter may differ by more than
-  that bound, and the updates as a whole (key biases apart) must agree to 1% of their size.
-  """
-  diff, size = [], []
-  def compare(path, a, b, initial):
-    name = jax.tree_util.keystr(path)
-    assert np.abs(a - b).max() <= 2 * steps * lr, name
-    if not (("k_proj" in name or "['key']" in name) and "bias" in name):
-      diff.append(np.sum((a - b).astype(np.float64) ** 2))
-      size.append(np.sum((b - initial).astype(np.float64) ** 2))
-  jax.tree_util.tree_map_with_path(compare, got, want, before)
-  assert np.sqrt(sum(diff)) <= 1e-2 * np.sqrt(sum(size)), (np.sqrt(sum(diff)), np.sqrt(sum(size)))
-
-
-def tiny_model(config, out_dir):
-  """The random checkpoint of config.random_init (its family's writer) in out_dir."""
-  r = config.random_init
-  return models.FAMILIES[r.get("family", "clip")].write_random(
-      out_dir, r.text.to_dict(), r.vision.to_dict(), r.projection_dim)
-
-
 @pytest.mark.reordering
 def test_length_groups_and_packing_give_the_same_step(tmp_path):
   config = tiny_config(tmp_path, lr=1e-4, length_groups=((0, 1, 2, 3),), pack_texts=False)
@@ -221,28 +131,6 @@ def test_length_groups_and_packing_give_the_same_step(tmp_path):
   assert_packed_step_equals(config, model_dir, block)
 
 
-def step_terms(config):
-  """Roundings along the RE step's loss: the text tower of config.random_init, then the
-  mean over the batch's 8 texts a row."""
-  text = config.random_init.text
-  return tolerances.tower_terms(text.hidden_size, text.intermediate_size,
-                                text.num_hidden_layers, text.max_position_embeddings,
-                                config.random_init.projection_dim) + 8 * config.batch_size
-
-
-def assert_packed_step_equals(config, model_dir, padded):
-  """The packed step (config.pack_texts) gives the losses and updates of `padded` (a
-  `run_steps` result of 2 steps), and each of `wrong_inputs.PACKED` misses by far."""
-  packed = run_steps(config, model_dir, jax.devices()[:1], 2)
-  # Packed rows sum each text's attention and the batch in another order than padded ones.
-  atol = tolerances.assert_reordered_close(packed[0], padded[0], step_terms(config))
-  assert_same_updates(packed[2], padded[2], padded[1], config.lr, 2)
-  for wrong in wrong_inputs.PACKED:
-    losses = run_steps(config, model_dir, jax.devices()[:1], 2, edit_batch=wrong)[0]
-    tolerances.assert_far(losses, padded[0], atol, wrong.__doc__)
-  return packed
-
-
 @pytest.mark.parametrize("family,options", [
     ("clip", dict(pullback_cache=True)), ("clip", dict(pullback_cache=False)),
     ("clip", dict(pullback_cache=False, pack_texts=False)),
@@ -256,7 +144,7 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family
   from conftest import write_tiny_model
   from hierre_jax.data import hierarcaps_csv
   from hierre_jax.radial import losses
-  from test_evaluate import direct_text_features
+  from references import direct_text_features
   config = tiny_config(tmp_path, **options)
   model_dir = write_tiny_model(family, str(tmp_path / "m"))
   step_losses, start, _, step_pullback = run_steps(config, model_dir, jax.devices()[:1], 1,
@@ -273,15 +161,6 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family
   assert float(metrics["loss_pullback"]) > 1e-3
   np.testing.assert_allclose(step_pullback[0], metrics["loss_pullback"], rtol=1e-4)
   np.testing.assert_allclose(step_losses[0], loss, rtol=1e-5)
-
-
-def step_rows(model_dir, data, step=0):
-  """The training rows of `step` (batch 8, seed 0), as the train step draws them."""
-  from hierre_jax.radial import train_batches
-  family, config, _, _ = models.load(model_dir)
-  return train_batches.TrainBatches(data, family.load_tokenizer(model_dir), 8, 0,
-                                    functools.partial(family.pool_index, config),
-                                    family.max_length).row_indices(step)
 
 
 def test_bfloat16_compute_keeps_float32_state_and_follows_float32(tmp_path):
@@ -326,39 +205,27 @@ MULTI_DEVICE_SCRIPT = r"""
 import json, sys
 import jax, numpy as np
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import test_train, tolerances, wrong_inputs
+import tiny_training, tolerances, wrong_inputs
 assert jax.device_count() == 8, jax.devices()
-config = test_train.tiny_config(sys.argv[2], lr=1e-4)
-model_dir = test_train.tiny_model(config, sys.argv[2] + "/model")
+config = tiny_training.tiny_config(sys.argv[2], lr=1e-4)
+model_dir = tiny_training.tiny_model(config, sys.argv[2] + "/model")
 # Started away from the frozen tower: there the pull-back gradient of texts only it sees
 # (tier-4 negatives) is roundoff, which Adam turns into device-count-dependent steps.
-one = test_train.run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
-eight = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)  # 8 shards
+one = tiny_training.run_steps(config, model_dir, jax.devices()[:1], 3, perturb=0.01)
+eight = tiny_training.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)  # 8 shards
 # The batch's means summed per shard, then across shards: float32 reordering.
-terms = test_train.step_terms(config)
+terms = tiny_training.step_terms(config)
 tolerances.assert_reordered_close(eight[0], one[0], terms)
-test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
+tiny_training.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
 config.pack_texts = False  # padded per length group
-eight = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)
+eight = tiny_training.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01)
 atol = tolerances.assert_reordered_close(eight[0], one[0], terms)
-test_train.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
-wrong = test_train.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01,
+tiny_training.assert_same_updates(eight[2], one[2], one[1], config.lr, 3)
+wrong = tiny_training.run_steps(config, model_dir, jax.devices(), 3, perturb=0.01,
                              edit_batch=wrong_inputs.groups_misordered)
 tolerances.assert_far(wrong[0], one[0], atol, "texts merged into the wrong tiers")
 print("MULTI_DEVICE_OK", json.dumps(one[0]))
 """
-
-
-def python_env(devices):
-  """This environment (its XLA flags kept: tests/numeric_configurations.sh) on `devices`
-  simulated CPU devices."""
-  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
-      [os.environ.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={devices}"]))
-
-
-def run_python(args, devices=8):
-  return subprocess.run([sys.executable] + args, env=python_env(devices), cwd=ROOT,
-                        capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.reordering
@@ -375,19 +242,7 @@ def train_command(workdir, steps, family="clip"):
           "--config.checkpoint_every=5", "--config.log_every=5"]
 
 
-def kill_at_first_checkpoint(proc, checkpoints_dir, timeout=400):
-  """SIGKILLs `proc` as soon as a checkpoint step appears in `checkpoints_dir`."""
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    if checkpoints_dir.exists() and any(p.name.isdigit() for p in checkpoints_dir.iterdir()):
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.01)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-
-
-@pytest.mark.parametrize("family", ["clip", "align"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_killed_run_resumes_to_the_same_result(tmp_path, family):
   steps = 40  # the kill comes at the first checkpoint (step 5): 35 steps of margin
   straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import tolerances
+from conftest import FAMILIES
 from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import models
@@ -18,10 +19,9 @@ from hierre_jax.data import hierarcaps_csv
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import convert
 from hierre_jax.radial import losses
-from test_evaluate import direct_text_features
-from test_train import run_steps, step_rows, step_terms, tiny_config, tiny_model
+from references import direct_text_features
+from tiny_training import run_steps, step_rows, step_terms, tiny_config, tiny_model
 
-FAMILIES = ["clip", "align"]
 
 
 def assert_trees_equal(a, b):

@@ -1,0 +1,144 @@
+"""Tiny train configs of each trainer, and the RE train step run directly on a mesh of
+devices (with deliberately wrong inputs where a test asks), with the comparisons of two
+runs' losses and updates."""
+import functools
+
+import jax
+import numpy as np
+
+import tiny_train_config
+import tolerances
+import wrong_inputs
+from hierre_jax import embedding
+from hierre_jax import models
+from hierre_jax import train
+from hierre_jax.trainer import loop
+
+def tiny_config(workdir, family="clip", **overrides):
+  config = tiny_train_config.get_config(family)
+  config.workdir = str(workdir)
+  config.update(overrides)
+  return config
+
+
+def count_embedded_images(monkeypatch):
+  """-> a list that every image `embedding.embed_images` embeds from now on adds 1 to."""
+  embedded, embed_images = [], embedding.embed_images
+  def counted(config, params, batches, *args):
+    return embed_images(config, params, (embedded.extend([1] * len(b)) or b for b in batches),
+                        *args)
+  monkeypatch.setattr(embedding, "embed_images", counted)
+  return embedded
+
+
+def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=False,
+              edit_batch=None, edit_tables=None):
+  """Runs the jitted train step on a mesh of `devices` -> (losses, initial params, final
+  params, pull-back losses). `perturb` > 0 starts training from the checkpoint plus that much
+  noise, so the pull-back term starts away from its minimum; `same_batch`: every step on
+  the batch of step 0. `edit_batch(texts) -> texts` and `edit_tables(tables) -> tables`
+  change the step's inputs (the deliberately wrong variants of `wrong_inputs`)."""
+  from hierre_jax import embedding
+  from hierre_jax.data import hierarcaps_csv
+  from hierre_jax.radial import train_batches
+  from hierre_jax import sharding
+  family, model_config, params, _ = models.load(model_dir)
+  tok = family.load_tokenizer(model_dir)
+  batches = train_batches.TrainBatches(
+      hierarcaps_csv.read_hierarchies(config.train_csv), tok, 8, 0,
+      functools.partial(family.pool_index, model_config), family.max_length,
+      length_groups=config.length_groups)
+  mesh = sharding.make_mesh(devices)
+  tx = loop.make_optimizer(config, num_steps, train.trained_groups(config, family))
+  tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
+                             range(num_steps))
+  if edit_tables:
+    tables = edit_tables(tables)
+  root = train.initial_root(config, model_config, params, tok, batches, mesh)
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
+  if root is not None:
+    params["root"] = root
+  state, state_sharding = loop.create_train_state(jax.tree.map(np.array, params), tx, mesh)
+  step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
+                               state_sharding)
+  losses, pullback_losses = [], []
+  for s in range(num_steps):
+    batch = train.host_batch(config, batches, 0 if same_batch else s, len(devices))
+    if edit_batch:
+      batch = (edit_batch(batch[0]),) + tuple(batch[1:])
+    state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
+    losses.append(float(metrics["loss"]))
+    pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
+  kernel = max(jax.tree.leaves(state.params["text_model"]), key=lambda x: x.size)
+  assert len(kernel.sharding.device_set) == len(devices)
+  return losses, params, jax.device_get(state.params), pullback_losses
+
+
+def assert_same_updates(got, want, before, lr, steps):
+  """Two runs of `steps` Adam steps of rate `lr` from `before` made the same updates.
+
+  Adam divides each gradient by its own running size, so a parameter whose gradient is
+  near its float32 roundoff (a key bias, to which softmax is blind; a rare token's
+  embedding) may step differently by up to lr a step: no parameter may differ by more than
+  that bound, and the updates as a whole (key biases apart) must agree to 1% of their size.
+  """
+  diff, size = [], []
+  def compare(path, a, b, initial):
+    name = jax.tree_util.keystr(path)
+    assert np.abs(a - b).max() <= 2 * steps * lr, name
+    if not (("k_proj" in name or "['key']" in name) and "bias" in name):
+      diff.append(np.sum((a - b).astype(np.float64) ** 2))
+      size.append(np.sum((b - initial).astype(np.float64) ** 2))
+  jax.tree_util.tree_map_with_path(compare, got, want, before)
+  assert np.sqrt(sum(diff)) <= 1e-2 * np.sqrt(sum(size)), (np.sqrt(sum(diff)), np.sqrt(sum(size)))
+
+
+def tiny_model(config, out_dir):
+  """The random checkpoint of config.random_init (its family's writer) in out_dir."""
+  r = config.random_init
+  return models.FAMILIES[r.get("family", "clip")].write_random(
+      out_dir, r.text.to_dict(), r.vision.to_dict(), r.projection_dim)
+
+
+def step_terms(config):
+  """Roundings along the RE step's loss: the text tower of config.random_init, then the
+  mean over the batch's 8 texts a row."""
+  text = config.random_init.text
+  return tolerances.tower_terms(text.hidden_size, text.intermediate_size,
+                                text.num_hidden_layers, text.max_position_embeddings,
+                                config.random_init.projection_dim) + 8 * config.batch_size
+
+
+def assert_packed_step_equals(config, model_dir, padded):
+  """The packed step (config.pack_texts) gives the losses and updates of `padded` (a
+  `run_steps` result of 2 steps), and each of `wrong_inputs.PACKED` misses by far."""
+  packed = run_steps(config, model_dir, jax.devices()[:1], 2)
+  # Packed rows sum each text's attention and the batch in another order than padded ones.
+  atol = tolerances.assert_reordered_close(packed[0], padded[0], step_terms(config))
+  assert_same_updates(packed[2], padded[2], padded[1], config.lr, 2)
+  for wrong in wrong_inputs.PACKED:
+    losses = run_steps(config, model_dir, jax.devices()[:1], 2, edit_batch=wrong)[0]
+    tolerances.assert_far(losses, padded[0], atol, wrong.__doc__)
+  return packed
+
+
+def step_rows(model_dir, data, step=0):
+  """The training rows of `step` (batch 8, seed 0), as the train step draws them."""
+  from hierre_jax.radial import train_batches
+  family, config, _, _ = models.load(model_dir)
+  return train_batches.TrainBatches(data, family.load_tokenizer(model_dir), 8, 0,
+                                    functools.partial(family.pool_index, config),
+                                    family.max_length).row_indices(step)
+
+
+def dcsm_config(model_dir, data_dir, workdir, steps):
+  from configs.dcsm import base
+  config = base.get_config()
+  config.model, config.data_dir, config.workdir = model_dir, data_dir, str(workdir)
+  config.batch_size, config.total_steps = 4, steps
+  config.log_every, config.checkpoint_every = 2, 4
+  config.feature_batch_size = 8
+  config.eval.benchmarks = ("procedural_spatial", "procedural_negation")
+  config.eval.data_dir = data_dir
+  return config
