@@ -404,4 +404,8 @@ def verify(data_dir):
   """Refuses (`sealed.DamagedError`, naming the file) a folder `make_data` wrote whose files
   changed since; folders of other origin (no procedural.json) are not checked."""
   if os.path.exists(os.path.join(data_dir, "procedural.json")):
-    sealed.verify(data_dir)
+    try:
+      sealed.verify(data_dir)
+    except sealed.DamagedError as e:
+      raise sealed.DamagedError(f"{e}; write the set again: python -m hierre_jax.dcsm "
+                                f"make-data --out={data_dir} --overwrite") from e
