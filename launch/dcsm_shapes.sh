@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The offline DCSM study of docs/dcsm.md, end to end on a CPU (about 20 minutes on 2 cores):
+# The offline DCSM study of docs/dcsm.md, end to end on a CPU (about 10 minutes on 2 cores):
 # procedural data, a small CLIP trained from scratch (both towers, contrastive), the DCSM
 # scorer on its frozen features, then the global cosine vs DCSM on the held-out test sets.
 #   bash launch/dcsm_shapes.sh [SEED]
