@@ -337,8 +337,7 @@ def train_locked(config, data, evaluators, mesh, allow_config_change, is_main, w
       functools.partial(family.pool_index, model_config), family.max_length,
       config.length_multiple, config.length_groups)
   watch.lap("tokenize")
-  total_steps = (config.total_steps if config.total_steps > 0
-                 else config.num_epochs * batches.steps_per_epoch)
+  total_steps = loop.total_steps(config, batches.steps_per_epoch)
   logging.info("%d rows (%d skipped), %d steps/epoch (%d rows per epoch left out by the last "
                "partial batch), %d steps", len(data), data.num_skipped, batches.steps_per_epoch,
                batches.rows_left_out_per_epoch, total_steps)
