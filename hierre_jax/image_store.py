@@ -19,6 +19,7 @@ import zlib
 from absl import logging
 import numpy as np
 
+from hierre_jax import errors
 from hierre_jax import sealed
 
 
@@ -27,17 +28,14 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZi
 
 
 def _can_write(folder):
-  """Whether files can be created in `folder` (made if missing); says so in one line if not."""
+  """Whether files can be created in `folder` (`errors.require_writable_dir`); says so in one
+  line if not."""
   try:
-    os.makedirs(folder, exist_ok=True)
-    probe = os.path.join(folder, f".write_probe.{os.getpid()}")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
+    errors.require_writable_dir(folder, "image feature store")
     return True
-  except OSError as e:
+  except errors.UserError as e:
     logging.warning("image feature store %s cannot be written (%s): features are kept in memory "
-                    "for this run only", folder, e.strerror or e)
+                    "for this run only", folder, e)
     return False
 
 
