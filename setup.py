@@ -16,7 +16,8 @@ setuptools.setup(
         "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7", "scipy>=1.11",
     ],
     extras_require={
-        # PyTorch is only needed for parity tests, benchmarks and pytorch_model.bin files.
+        # PyTorch is only needed for parity tests, benchmarks, pytorch_model.bin files and MERU's
+        # .pth checkpoints.
         "torch": ["torch>=2.1"],
         "tfds": ["tensorflow-datasets>=4.9", "array-record"],
         # Viewing the metrics each run writes under <workdir>/tensorboard.
@@ -25,6 +26,8 @@ setuptools.setup(
         "hierarchy": ["nltk>=3.8", "scikit-learn>=1.3", "umap-learn>=0.5"],
         "test": ["pytest>=8", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
                  "tensorflow-datasets>=4.9", "array-record", "nltk>=3.8", "scikit-learn>=1.3",
-                 "umap-learn>=0.5"],
+                 "umap-learn>=0.5",
+                 # A second opinion on the Lorentz maths (tests/test_meru.py).
+                 "geoopt>=0.5"],
     },
 )

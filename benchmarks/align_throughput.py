@@ -60,13 +60,14 @@ def main():
                                              for t in row).lower())
   d = tempfile.mkdtemp()
   random_init.write_random_align(d, BASE_TEXT, BASE_VISION, 640, words=list(dict.fromkeys(words)))
-  family, config, params, _ = models.load(d)
+  model = models.load(d)
+  config, params = model.config, model.params
   torch_model = transformers.AlignModel.from_pretrained(d).eval().to(device)
   rng = np.random.default_rng(0)
   ids = rng.integers(104, config.text.vocab_size, (args.text_batch, 64)).astype(np.int32)
   ids[:, 0], ids[:, -1] = 101, 102
   pixels = rng.normal(size=(args.image_batch, 289, 289, 3)).astype(np.float32)
-  encoders = family.encoders(config)
+  encoders = model.encoders()
   text_fn, image_fn = jax.jit(encoders.text), jax.jit(encoders.image)
   params = jax.device_put(params)
   rows = []

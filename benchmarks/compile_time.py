@@ -44,17 +44,17 @@ def main():
   jax.config.update("jax_default_matmul_precision", "highest")
   d = random_init.write_random_clip(tempfile.mkdtemp(), random_init.VIT_B32["text_config"],
                                     random_init.VIT_B32["vision_config"], 512)
-  family, config, params, _ = models.load(d)
-  text = embedding.text_params(config, params)
+  model = models.load(d)
+  params, text = model.params, model.text_params()
   ids = lambda length: np.zeros((args.text_batch, length), np.int32)
-  bucketed = [compile_seconds(embedding.text_encoder(config), text, ids(n))
-              for n in range(8, 78, 8)] + [compile_seconds(embedding.text_encoder(config),
+  bucketed = [compile_seconds(embedding.text_encoder(model), text, ids(n))
+              for n in range(8, 78, 8)] + [compile_seconds(embedding.text_encoder(model),
                                                             text, ids(77))]
   # A packed call: text_batch texts of ~12 tokens in rows of 77 (what HierarCaps gives).
   texts = [(np.full(12, 320, np.int32), 11)] * args.text_batch
-  packed = packing.pack([texts], family.max_length, 0)
-  packed_s = compile_seconds(embedding.packed_text_encoder(config), text, packed)
-  image_s = compile_seconds(embedding.image_encoder(config), params,
+  packed = packing.pack([texts], model.max_length, 0)
+  packed_s = compile_seconds(embedding.packed_text_encoder(model), text, packed)
+  image_s = compile_seconds(embedding.image_encoder(model), params,
                             np.zeros((args.image_batch, 224, 224, 3), np.float32))
   print(f"Compile seconds, random ViT-B/32, {jax.devices()[0].platform}, text batch "
         f"{args.text_batch}, image batch {args.image_batch}")
@@ -80,10 +80,9 @@ def align_rows(text_batch, steps=3):
         f"RE train step of configs/align_base.py, batch 8")
   common.row("", "text tower s", "step compile s", "step rows/s")
   for scan in (True, False):
-    family, config, params, _ = models.load(d, scan)
-    packed = packing.pack([texts], family.max_length, 0)
-    text_s = compile_seconds(embedding.packed_text_encoder(config),
-                             embedding.text_params(config, params), packed)
+    model = models.load(d, scan)
+    packed = packing.pack([texts], model.max_length, 0)
+    text_s = compile_seconds(embedding.packed_text_encoder(model), model.text_params(), packed)
     step_config = align_base.get_config()
     step_config.scan_layers = scan
     rows_per_s, step_s, _, _, _ = re_step.time_jax_step(d, step_config, data, range(steps),

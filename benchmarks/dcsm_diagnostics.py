@@ -15,9 +15,10 @@ import json
 
 import numpy as np
 
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
+from hierre_jax.dcsm import drawing
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import scoring
@@ -40,11 +41,11 @@ def localisation(features, images=80, seed=0):
   """-> (mean cosine of the word with the patches of its shape's cell, elsewhere, share of
   images where inside > elsewhere)."""
   rng = np.random.default_rng(seed)
-  canvas = procedural.Canvas(features.config.vision.image_size, rng)
-  grid = features.config.vision.image_size // features.config.vision.patch_size
+  canvas = drawing.Canvas(features.model.config.vision.image_size, rng)
+  grid = features.model.config.vision.image_size // features.model.config.vision.patch_size
   scenes, captions, cells = [], [], []
   for k in range(images):
-    shape, colour = procedural.SHAPES[k % 8], list(procedural.COLOURS)[k % 8]
+    shape, colour = procedural.SHAPES[k % 8], list(drawing.COLOURS)[k % 8]
     cell = tuple(int(v) for v in rng.integers(0, 3, 2))
     scenes.append(canvas.render([(shape, colour, cell, 1.0, (0, 0))], canvas.background()))
     captions.append(f"A picture of a {shape}")  # the shape's token is column 5
@@ -69,7 +70,7 @@ def main():
   clip = f"workdirs/shapes_clip_{args.seed}/hf_export"
   params, table, _ = checkpoint.load(f"workdirs/shapes_dcsm_{args.seed}/scorer")
   features = maps.TokenFeatures(clip)
-  scorers = {"global_cosine": multiple_choice.GlobalCosine(embedding.Embedder.from_path(clip)),
+  scorers = {"global_cosine": multiple_choice.GlobalCosine(loading.embedder(clip)),
              "dcsm": scoring.DenseScorer(features, params, table, maps.MapOptions())}
   result = {"hard_negative_pairs": hard_negative_pairs(data, scorers)}
   result["localisation"] = dict(zip(("inside", "elsewhere", "inside_higher"),

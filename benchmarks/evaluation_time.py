@@ -11,12 +11,12 @@ import time
 import numpy as np
 
 from benchmarks import common
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import indexing
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.models.clip import random_init
-from hierre_jax.radial import geometry
+from hierre_jax.geometry import sphere
 from hierre_jax.radial import hierarchical_retrieval as hr
 
 
@@ -41,7 +41,7 @@ def main():
   d = tempfile.mkdtemp()
   v = random_init.VIT_B32
   random_init.write_random_clip(d, v["text_config"], v["vision_config"], v["projection_dim"])
-  embedder = embedding.Embedder.from_path(d, text_batch_size=256, image_batch_size=64)
+  embedder = loading.embedder(d, text_batch_size=256, image_batch_size=64)
   start = time.perf_counter()
   result = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
   total = time.perf_counter() - start
@@ -54,7 +54,7 @@ def main():
   rng = np.random.default_rng(0)
   image_emb = rng.normal(size=(len(set(data.images)), text_emb.shape[1])).astype(np.float32)
   image_emb /= np.linalg.norm(image_emb, axis=1, keepdims=True)
-  radii = np.asarray(geometry.radius(text_emb, root))
+  radii = np.asarray(sphere.radius(text_emb, root))
   batched = common.time_calls(lambda: hr.retrieve(text_emb, radii, image_emb), repeats=3)
   start = time.perf_counter()
   loop_preds = loop_retrieve(text_emb, radii, image_emb)

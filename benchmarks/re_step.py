@@ -1,10 +1,9 @@
 """The RE train step timed both ways, for any model family: hierre_jax's jitted step
-(`train.make_train_step`) and the straightforward PyTorch step a researcher would write
+(`radial.train_step.make_train_step`) and the straightforward PyTorch step a researcher would write
 with the family's transformers model (texts padded to the longest of the batch, with
 their attention mask, as the authors' release does). Same rows, loss (SPEC section 3)
 and optimizer (AdamW)."""
 import copy
-import functools
 import time
 
 import jax
@@ -12,39 +11,35 @@ import ml_collections
 import numpy as np
 import torch
 
-from hierre_jax import embedding
 from hierre_jax import models
 from hierre_jax import sharding
-from hierre_jax import train
 from hierre_jax.radial import train_batches
+from hierre_jax.radial import train_step
 from hierre_jax.trainer import loop
 
 
 def batches_of(model_dir, data, config):
   """`TrainBatches` of `data` for the checkpoint's family and config's batching."""
-  family, model_config, _, _ = models.load(model_dir)
+  model = models.load(model_dir)
   return train_batches.TrainBatches(
-      data, family.load_tokenizer(model_dir), config.batch_size, config.seed,
-      functools.partial(family.pool_index, model_config), family.max_length,
+      data, model.tokenizer, config.batch_size, config.seed, model.pool_index, model.max_length,
       config.length_multiple, config.length_groups)
 
 
 def time_jax_step(model_dir, config, data, steps, mesh):
   """hierre_jax's step on `steps` (every shape compiled first, timed apart) -> (rows/s,
   compile s per shape, number of shapes, pull-back cache build s, last loss)."""
-  family, model_config, params, _ = models.load(model_dir, config.scan_layers)
-  tok = family.load_tokenizer(model_dir)
+  model = models.load(model_dir, config.scan_layers)
   batches = batches_of(model_dir, data, config)
-  tx = loop.make_optimizer(config, len(steps), train.trained_groups(config, family))
+  tx = loop.make_optimizer(config, len(steps), train_step.trained_groups(config, model.family))
   start = time.perf_counter()
-  pullback = jax.block_until_ready({"pullback": train.pullback_targets(
-      config, model_config, params, tok, batches, mesh, steps), "images": None})
+  pullback = jax.block_until_ready({"pullback": train_step.pullback_targets(
+      config, model, batches, mesh, steps), "images": None})
   cache_seconds = time.perf_counter() - start if config.pullback_cache else 0.0
-  state, state_sharding = loop.create_train_state(params, tx, mesh)
-  step = train.make_train_step(model_config, config, tx,
-                               embedding.root_ids(tok, family.max_length), mesh, state_sharding)
-  inputs = [sharding.put_global_batch(train.host_batch(config, batches, s, mesh.devices.size),
-                                      mesh) for s in steps]
+  state, state_sharding = loop.create_train_state(model.params, tx, mesh)
+  step = train_step.make_train_step(model, config, tx, mesh, state_sharding)
+  inputs = [sharding.put_global_batch(
+      train_step.host_batch(config, batches, s, mesh.devices.size), mesh) for s in steps]
   shapes = lambda x: tuple(a.shape for a in jax.tree.leaves(x))
   compiled, compile_seconds = {}, []
   for x in inputs:  # compile every shape once, timed

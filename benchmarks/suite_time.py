@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from benchmarks import common
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax.evaluators import suite
 from hierre_jax.models.clip import random_init
 
@@ -72,7 +72,7 @@ def main():
   v = random_init.VIT_B32
   random_init.write_random_clip(model_dir, v["text_config"], v["vision_config"],
                                 v["projection_dim"])
-  new_embedder = lambda: TimedEmbedder(embedding.Embedder.from_path(model_dir))
+  new_embedder = lambda: TimedEmbedder(loading.embedder(model_dir))
   print("random ViT-B/32 on this machine; seconds include each shape's first compilation")
   common.row("evaluation", "items", "embed texts", "embed images", "scoring", "total")
 

@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import common
 from hierre_jax import embedding
-from hierre_jax.models.clip import convert
+from hierre_jax import models
 
 
 def main():
@@ -31,14 +31,14 @@ def main():
 
   with tempfile.TemporaryDirectory() as d:
     torch_model = common.vit_b32_torch_checkpoint(d)
-    config, params, _ = convert.load_clip(d)
+    model = models.load(d)
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch_model = torch_model.to(device)
   ids = np.random.default_rng(0).integers(1, 49406, (args.batch, args.length)).astype(np.int32)
   ids[:, 0], ids[:, -1] = 49406, 49407
 
-  text = jax.device_put(embedding.text_params(config, params))
-  encode = jax.jit(embedding.text_encoder(config))
+  text = jax.device_put(model.text_params())
+  encode = jax.jit(embedding.text_encoder(model))
   ids_jax = jax.device_put(ids)
   jax_s = common.time_calls(lambda: encode(text, ids_jax).block_until_ready(), args.repeats)
 

@@ -27,12 +27,13 @@ import jax
 from hierre_jax import cli
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import loading
 from hierre_jax import locations
-from hierre_jax import models
 from hierre_jax import published
 from hierre_jax import sealed
 from hierre_jax import train
 from hierre_jax.evaluators import suite
+from hierre_jax.radial import config as re_config
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import workdir_lock
@@ -90,7 +91,7 @@ def apply_overrides(config, overrides):
   for item in overrides:
     key, sep, text = item.partition("=")
     if not sep:
-      raise checks.ConfigError(f"--override={item!r}: expected key=value")
+      raise errors.ConfigError(f"--override={item!r}: expected key=value")
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -98,7 +99,7 @@ def apply_overrides(config, overrides):
     try:
       config.update_from_flattened_dict({key: value})
     except (KeyError, AttributeError) as e:
-      raise checks.ConfigError(f"--override={item!r}: no config key {key!r}") from e
+      raise errors.ConfigError(f"--override={item!r}: no config key {key!r}") from e
 
 
 def variant_config(variant, scale, workdir, config_dir, base_config="", overrides=()):
@@ -122,7 +123,8 @@ def check_config(config):
   summary = os.path.join(config.workdir, "train_summary.json")
   if os.path.exists(summary):  # a finished variant must have been trained with this config
     with open(summary) as f:
-      checks.check_resume(config.workdir, config, json.load(f)["steps"], record=False)
+      checks.check_resume(config.workdir, config, json.load(f)["steps"], re_config.RESUME_RULES,
+                          record=False)
 
 
 def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_images):
@@ -157,12 +159,10 @@ def evaluate_variant(workdir, evaluators, image_caches):
         return stored
     except sealed.DamagedError as e:
       logging.warning("%s; evaluating %s again", str(e).splitlines()[0], workdir)
-  config, params, model_dir, step = embedding.load_model(workdir)
-  key = (embedding.image_tower_fingerprint(config, params),
-         models.family_of_config(config).preprocessing(model_dir, config))
-  embedder = embedding.Embedder(config, params, model_dir,
-                                 image_features=image_caches.setdefault(key, {}))
-  result = {"evaluations": names, "checkpoint_step": step,
+  model = loading.load(workdir)
+  key = (embedding.image_tower_fingerprint(model), model.preprocessing)
+  embedder = embedding.Embedder(model, image_features=image_caches.setdefault(key, {}))
+  result = {"evaluations": names, "checkpoint_step": model.checkpoint_step,
             **suite.evaluate(embedder, evaluators)}
   loop.write_json(path + ".tmp", result)
   os.replace(path + ".tmp", path)  # a kill never leaves half a file
@@ -174,7 +174,7 @@ def changes(config, base):
   """{key: value} where a variant's config differs from its grid's base (where files go
   left out): what the row changes."""
   diff = checks.changed_keys(checks.config_json(base), checks.config_json(config))
-  return {k: new for k, (_, new) in diff.items() if checks.is_computational(k)}
+  return {k: new for k, (_, new) in diff.items() if re_config.RESUME_RULES.is_computational(k)}
 
 
 def markdown(grids, rows):
@@ -193,7 +193,7 @@ def run(grids, workdir, config_dir, evaluators, left_out, base_config="", overri
   is done -> table rows; writes workdir/table.md and workdir/table.json."""
   scales = {GRIDS[g][0] for g in grids}
   if len(scales) > 1:
-    raise checks.ConfigError(f"--grid={','.join(grids)} mixes scales {sorted(scales)}: "
+    raise errors.ConfigError(f"--grid={','.join(grids)} mixes scales {sorted(scales)}: "
                                    "the variants would share DIR/<variant>; use two workdirs")
   scale = scales.pop()
   jobs = [(g, v) for g in grids for v in GRIDS[g][1] if not only or v in only]
@@ -233,7 +233,7 @@ def main(argv):
   del argv
   unknown = [g for g in FLAGS.grid if g not in GRIDS]
   if unknown:
-    raise checks.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
+    raise errors.ConfigError(f"--grid: unknown {unknown}; use any of {', '.join(GRIDS)}")
   jax.config.update("jax_default_matmul_precision", "highest")
   errors.require_writable_dir(FLAGS.workdir, "grid workdir")
   paths = suite.paths_from_flags()

@@ -29,7 +29,7 @@ def define_train_flags(what):
 
 
 def define_image_features_flag():
-  """--image_features_dir of the entry points that embed images (`embedding.Embedder.from_path`)."""
+  """--image_features_dir of the entry points that embed images (`loading.embedder`)."""
   flags.DEFINE_string("image_features_dir", None, "Keep image features on disk here, keyed by "
                       "image tower, preprocessing and arithmetic, so that later runs embed each "
                       "image once. Default: a train workdir's own store (its training embedded "

@@ -1,4 +1,4 @@
-"""CLIP's contrastive objective on both towers (and the logit scale), from a checkpoint or
+"""The contrastive objective (CLIP's) on both towers (and the logit scale), from a checkpoint or
 from scratch, on a CSV of (image, caption) pairs: small-scale experiments such as the
 frozen backbone of the offline DCSM study (docs/dcsm.md).
 
@@ -11,7 +11,6 @@ are positives of each other (the target spreads over them), not negatives. The s
 verified checkpoints, resume, config-drift refusal, metrics and progress as RE training
 (`trainer/loop.py`); the result is exported as a Hugging Face model directory.
 """
-import contextlib
 import csv
 import os
 
@@ -23,17 +22,16 @@ import optax
 import tqdm
 
 from hierre_jax import cli
+from hierre_jax import config_values
 from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.data import text as text_ids
-from hierre_jax.radial import geometry
-from hierre_jax.trainer import checks
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import model_dir as model_dir_lib
-from hierre_jax.trainer import workdir_lock
+from hierre_jax.trainer import run
 
 MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
 
@@ -103,13 +101,13 @@ def contrastive_loss(image, text, log_scale, caption):
           + optax.softmax_cross_entropy(logits.T, target).mean()) / 2
 
 
-def make_train_step(family, model_config, tx):
-  encoders = family.encoders(model_config)
+def make_train_step(model, tx):
+  encoders, lift = model.encoders(), model.geometry.lift
 
   def loss_fn(params, batch):
-    image = geometry.normalize(encoders.image(params, batch["pixels"]))
-    text = geometry.normalize(encoders.text(params, batch["ids"]))
-    log_scale = family.log_logit_scale(params)
+    image = lift(encoders.image(params, batch["pixels"]))
+    text = lift(encoders.text(params, batch["ids"]))
+    log_scale = model.family.log_logit_scale(params)
     loss = contrastive_loss(image, text, log_scale, batch["caption"])
     hits = (image @ text.T).argmax(axis=1)
     accuracy = (batch["caption"][hits] == batch["caption"]).mean()
@@ -126,14 +124,14 @@ def make_train_step(family, model_config, tx):
   return step
 
 
-def evaluate_now(config, model_config, params, model_dir, data, step, writer, mesh):
+def evaluate_now(model, data, step, writer, mesh, image_batch_size):
   """Image -> caption top-1 accuracy over the distinct captions of config.eval.csv (a row
   is right when its image's best caption is one of that image's captions)."""
-  embedder = embedding.Embedder(model_config, params, model_dir, mesh=mesh,
-                                image_batch_size=config.eval.image_batch_size)
+  embedder = embedding.Embedder(model, embedding.EmbedOptions(image_batch_size=image_batch_size),
+                                mesh)
   images = embedder.images(data.image_paths)
   texts, _ = embedder.texts(data.captions)
-  best = (images @ texts.T).argmax(axis=1)
+  best = model.geometry.similarity(images, texts).argmax(axis=1)
   right = {(i, c) for i, c in data.rows}
   accuracy = float(np.mean([(i, best[i]) in right for i in range(len(images))]))
   if writer is not None:
@@ -142,76 +140,72 @@ def evaluate_now(config, model_config, params, model_dir, data, step, writer, me
                     f"({len(data.captions)} captions)")
 
 
+class Contrastive:
+  """The contrastive objective on both towers (`trainer.run.Objective`)."""
+
+  resume_rules = config_values.ResumeRules()
+  curve_panels = (("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
+                  ("logit scale", ("logit_scale",)))
+
+  def __init__(self, config):
+    self.config = config
+    self.rows_per_step = config.batch_size
+    self.inputs = [("train_csv", config.train_csv)]
+
+  def check(self, ctx):
+    config = self.config
+    for key in ("batch_size", "log_every", "checkpoint_every"):
+      config_values.number(config, key, 1, integer=True)
+    config_values.number(config, "lr", 0, low_open=True)
+    errors.require_writable_dir(config.workdir, "workdir")
+    read_pairs(config.train_csv)  # a bad row fails before anything is written
+    if config.eval.csv:
+      read_pairs(config.eval.csv)
+    model_dir_lib.check_locations(config, [("config.train_csv", config.train_csv),
+                                           ("config.eval.csv", config.eval.csv)])
+
+  def prepare(self, ctx):
+    config = self.config
+    model = self.model = models.load(
+        model_dir_lib.prepare_model_dir(config, ctx.is_main, ctx.allow_config_change),
+        config.scan_layers)
+    if model.family.name != "clip":
+      raise errors.UserError(f"{model.model_dir}: contrastive training of both towers is built "
+                             f"for CLIP; {model.family.name}'s image tower would need its "
+                             "BatchNorm statistics trained")
+    if ctx.is_main:
+      model_dir_lib.save_model_info(model, config.workdir)
+    pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length)
+    self.data = pairs(config.train_csv)
+    self.eval_data = pairs(config.eval.csv) if config.eval.csv else None
+    if config.batch_size > len(self.data.rows):
+      raise errors.ConfigError(f"config.batch_size={config.batch_size}: more than the "
+                               f"{len(self.data.rows)} rows of {config.train_csv}")
+    ctx.watch.lap("load")
+    return run.Plan(model.params, tuple(model.params),
+                    loop.total_steps(config, len(self.data.rows) // config.batch_size))
+
+  def begin(self, ctx, state, left_fresh, state_sharding, tx):
+    config, mesh = self.config, ctx.mesh
+    step = jax.jit(make_train_step(self.model, tx),
+                   in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+    evaluate = None
+    if self.eval_data is not None:
+      evaluate = lambda s, st: evaluate_now(self.model.with_params(st.params), self.eval_data, s,
+                                            ctx.writer, mesh, config.eval.image_batch_size)
+    return run.Steps(state, step, lambda s: self.data.batch(s, config.batch_size, config.seed),
+                     evaluate)
+
+  def finish(self, params):
+    export_dir = model_dir_lib.export(self.model, params, self.config)
+    return {"export_dir": export_dir, "rows": len(self.data.rows)}, f"export: {export_dir}"
+
+
 def train(config, allow_config_change=False):
-  """Trains (or resumes) in config.workdir -> the final TrainState; exports the model to
-  config.export_dir (default workdir/hf_export)."""
-  for key in ("batch_size", "log_every", "checkpoint_every"):
-    checks.number(config, key, 1, integer=True)
-  checks.number(config, "lr", 0, low_open=True)
-  errors.require_writable_dir(config.workdir, "workdir")
-  read_pairs(config.train_csv)  # a bad row fails before anything is written
-  if config.eval.csv:
-    read_pairs(config.eval.csv)
-  model_dir_lib.check_locations(config, [("config.train_csv", config.train_csv),
-                                         ("config.eval.csv", config.eval.csv)])
-  watch = loop.Stopwatch()
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  is_main = jax.process_index() == 0
-  with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
-    loop.apply_runtime_options(config)
-    manager = loop.open_run(config, allow_config_change, is_main, added_keys={},
-                            inputs=[("train_csv", config.train_csv)])
-    model_dir = model_dir_lib.prepare_model_dir(config, is_main, allow_config_change)
-    family, model_config, params, model_dir = models.load(model_dir, config.scan_layers)
-    if family.name != "clip":
-      raise errors.UserError(f"{model_dir}: contrastive training of both towers is built for "
-                             f"CLIP; {family.name}'s image tower would need its BatchNorm "
-                             "statistics trained")
-    hf_config = family.load_hf_config(model_dir)
-    if is_main:
-      model_dir_lib.save_model_info(family, hf_config, model_dir, config.workdir)
-    tokenizer = family.load_tokenizer(model_dir)
-    preprocessing = family.preprocessing(model_dir, model_config)
-    data = PairData(config.train_csv, tokenizer, preprocessing, family.max_length)
-    eval_data = (PairData(config.eval.csv, tokenizer, preprocessing, family.max_length)
-                 if config.eval.csv else None)
-    if config.batch_size > len(data.rows):
-      raise checks.ConfigError(f"config.batch_size={config.batch_size}: more than the "
-                               f"{len(data.rows)} rows of {config.train_csv}")
-    watch.lap("load")
-    total_steps = loop.total_steps(config, len(data.rows) // config.batch_size)
-    try:
-      state, state_sharding, tx, writer = loop.start(config, params, tuple(params), total_steps,
-                                                     manager, mesh, allow_config_change, is_main)
-      start = int(state.step)
-      step = jax.jit(make_train_step(family, model_config, tx),
-                     in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
-                     out_shardings=(state_sharding, sharding.replicated(mesh)),
-                     donate_argnums=0)
-      run_eval = None
-      if eval_data is not None:
-        run_eval = lambda s, st: evaluate_now(config, model_config, st.params, model_dir,
-                                              eval_data, s, writer, mesh)
-      state = loop.run(config, state, step, lambda s: sharding.put_global_batch(
-          data.batch(s, config.batch_size, config.seed), mesh), total_steps, manager, writer,
-                       run_eval, watch)
-    finally:
-      manager.close()
-    watch.lap()
-    if not is_main:
-      return state
-    loop.close_metrics(writer, config.workdir, (
-        ("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
-        ("logit scale", ("logit_scale",))))
-    export_dir = model_dir_lib.export(family, jax.device_get(state.params), hf_config,
-                                      model_dir, config)
-    watch.lap("export")
-    loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
-        "steps": total_steps, "resumed_from": start, "export_dir": export_dir,
-        "rows": len(data.rows), "seconds": dict(watch.seconds)})
-    print(f"wall time: {watch.summary()}\nHugging Face export: {export_dir}")
-    return state
+  """Trains (or resumes) in config.workdir (`trainer.run.train`) -> the final TrainState;
+  exports the model to config.export_dir (default workdir/hf_export)."""
+  return run.train(config, Contrastive(config), allow_config_change)
 
 
 def main(argv):

@@ -15,6 +15,10 @@ class UserError(ValueError):
   """A mistake in the user's input; the message is one line naming the thing at fault."""
 
 
+class ConfigError(UserError):
+  """A config value that cannot work, or a resumed run whose config changed."""
+
+
 class DataError(UserError):
   """A malformed row; the message names the file and row."""
 

@@ -4,7 +4,7 @@
       --data_dir=../shared --output_dir=OUT [--reference=clip_b32]
   python -m hierre_jax.evaluate --model=A --mode=qualitative --num_images=50
 
-A model is a Hugging Face CLIP directory (or hub id), or a `hierre_jax.train` workdir
+A model is a checkpoint directory of any family (or a hub id), or a `hierre_jax.train` workdir
 (its newest orbax checkpoint that verifies). --data_dir is a root laid out like the
 project's ../shared; a flag per file overrides it. The suite writes OUT/results.json
 (one object per model) and OUT/results.md (a Table-1-shaped table). By default OUT is
@@ -21,7 +21,7 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax import published
@@ -31,8 +31,8 @@ from hierre_jax.evaluators import suite
 from hierre_jax.radial import report
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("model", None, "HF CLIP directory or hub id, or a hierre_jax.train "
-                          "workdir; repeat for several models.")
+flags.DEFINE_multi_string("model", None, "A model directory of any family or hub id, or a "
+                          "hierre_jax.train workdir; repeat for several models.")
 flags.DEFINE_enum("mode", "suite", ["suite", "qualitative"], "What to run.")
 flags.DEFINE_list("evals", ["hierarcaps"], f"Suite evaluations, any of {', '.join(suite.NAMES)}.")
 flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
@@ -58,7 +58,8 @@ flags.DEFINE_bool("pack_texts", True, "Embed texts packed several to a row, as t
                   "step does (no work on padding, one compiled shape); --nopack_texts pads "
                   "each batch (--text_length_multiple).")
 flags.DEFINE_integer("text_length_multiple", 8, "With --nopack_texts: pad text batches to a "
-                     "multiple of this; 77 gives one static shape (one compilation).")
+                     "multiple of this; the family's maximum (77 for CLIP) gives one static "
+                     "shape (one compilation).")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "The towers' compute "
                   "dtype: bfloat16 is mixed precision (float32 parameters).")
@@ -76,7 +77,7 @@ def output_dir(models, paths):
   from every input (a train workdir's own evaluations/ apart), and new, empty or an earlier
   evaluation of the same models (`locations.claim`)."""
   name = lambda m: os.path.normpath(m).strip("./").replace("/", "__") or "model"
-  workdirs = [m for m in models if embedding.is_train_workdir(m)]
+  workdirs = [m for m in models if loading.is_train_workdir(m)]
   if FLAGS.output_dir:
     out = FLAGS.output_dir
   elif len(models) == 1 and workdirs:
@@ -100,10 +101,12 @@ def owner(models):
 
 
 def embedder_of(model):
-  return embedding.Embedder.from_path(model, FLAGS.text_batch_size, FLAGS.image_batch_size,
-                                       FLAGS.text_length_multiple, FLAGS.pack_texts,
-                                       FLAGS.image_workers, FLAGS.compute_dtype,
-                                       FLAGS.image_features_dir)
+  return loading.embedder(model, FLAGS.image_features_dir,
+                          text_batch_size=FLAGS.text_batch_size,
+                          image_batch_size=FLAGS.image_batch_size,
+                          length_multiple=FLAGS.text_length_multiple,
+                          pack_texts=FLAGS.pack_texts, image_workers=FLAGS.image_workers,
+                          compute_dtype=FLAGS.compute_dtype)
 
 
 def run_suite(paths):

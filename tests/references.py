@@ -13,19 +13,19 @@ from hierre_jax.data import text as text_ids
 def direct_text_features(model_dir, texts, params=None):
   """One text at a time, unpadded: the obviously-correct embedding -> [N, P] unit features
   (of `params`, default the checkpoint's)."""
-  family, config, checkpoint, _ = models.load(model_dir)
-  params = checkpoint if params is None else params
-  encode = jax.jit(embedding.text_encoder(config))
-  ids = text_ids.tokenize(family.load_tokenizer(model_dir), texts, family.max_length)
+  model = models.load(model_dir)
+  params = model.params if params is None else params
+  encode = jax.jit(embedding.text_encoder(model))
+  ids = text_ids.tokenize(model.tokenizer, texts, model.max_length)
   return np.stack([np.asarray(encode(params, np.asarray([t], np.int32)))[0] for t in ids])
 
 
 def direct_image_features(model_dir, paths):
   """One image at a time, preprocessed by the family's rule -> [N, P] unit features."""
-  family, config, params, _ = models.load(model_dir)
-  encode = jax.jit(embedding.image_encoder(config))
-  pre = family.preprocessing(model_dir, config)
-  return np.stack([np.asarray(encode(params, pre.preprocess(p)[None]))[0] for p in paths])
+  model = models.load(model_dir)
+  encode = jax.jit(embedding.image_encoder(model))
+  return np.stack([np.asarray(encode(model.params, model.preprocessing.preprocess(p)[None]))[0]
+                   for p in paths])
 
 
 def slow_reference(rows, row_images, emb, root, image_emb, num_levels=50):
@@ -87,15 +87,15 @@ def assert_parity(model_dir, image_size=None):
   """Text features (padded to the family's maximum length, and packed), image
   features at `image_size` (default the preprocessing's) and logits, in both layer layouts,
   against PyTorch."""
-  family, config, _, _ = models.load(model_dir)
-  tok = family.load_tokenizer(model_dir)
+  model = models.load(model_dir)
+  family, tok = model.family, model.tokenizer
   id_lists = text_ids.tokenize(tok, TEXTS, family.max_length)
   assert max(map(len, id_lists)) == family.max_length  # the long text is truncated
   ids = text_ids.pad(id_lists, family.max_length, tok.pad_token_id)
   mask = np.zeros_like(ids)
   for i, t in enumerate(id_lists):
     mask[i, :len(t)] = 1
-  size = image_size or family.preprocessing(model_dir, config).crop
+  size = image_size or model.preprocessing.crop
   pixels = random_images(3, size)
   want_text, want_image, want_logits = torch_reference(model_dir, ids, mask, pixels)
   # Signal: distinct inputs give distinct features, so the comparison is not of noise.
@@ -103,7 +103,7 @@ def assert_parity(model_dir, image_size=None):
     cosines = unit(want) @ unit(want).T
     assert cosines[np.triu_indices(len(want), 1)].max() < 0.999
   for scan_layers in (True, False):
-    config, params, _ = family.load(model_dir, scan_layers)
+    config, params = family.read_checkpoint(model_dir, scan_layers)
     encoders = family.encoders(config)
     text = np.asarray(jax.jit(encoders.text)(params, ids))
     image = np.asarray(jax.jit(encoders.image)(params, pixels))

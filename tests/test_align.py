@@ -9,7 +9,7 @@ import pytest
 import safetensors.numpy
 
 from conftest import ALIGN_TINY_TEXT, write_tiny_model
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax.models import hf_io
@@ -42,15 +42,15 @@ def test_align_base_has_the_published_parameter_count():
 
 def test_align_bad_inputs_are_named(align_dir, tmp_path):
   import shutil
-  family, config, params, _ = models.load(align_dir)
+  model = models.load(align_dir)
   with pytest.raises(errors.UserError, match=r"leave a \d+x\d+ EfficientNet feature map, larger "
                      r"than the pooling window hidden_dim=64"):
-    family.encoders(config).image(params, np.zeros((1, 1100, 1100, 3), np.float32))
+    model.encoders().image(model.params, np.zeros((1, 1100, 1100, 3), np.float32))
   no_tok = str(tmp_path / "no_tok")
   shutil.copytree(align_dir, no_tok)
   os.remove(os.path.join(no_tok, "vocab.txt"))
   with pytest.raises(FileNotFoundError, match="no ALIGN tokenizer files"):
-    embedding.Embedder.from_path(no_tok)
+    loading.embedder(no_tok)
   path = os.path.join(no_tok, "model.safetensors")
   tensors = safetensors.numpy.load_file(path)
   del tensors["text_projection.bias"]
@@ -90,13 +90,13 @@ def test_align_trains_exports_and_evaluates_like_clip(tmp_path):
   config.eval.test_csv = ""
   state = train.train_and_export(config)
   assert int(state.step) == 3
-  family, _, exported, _ = models.load(str(tmp_path / "hf_export"))
-  assert family.name == "align"
-  jax.tree.map(np.testing.assert_array_equal, exported, jax.device_get(state.params))
+  exported = models.load(str(tmp_path / "hf_export"))
+  assert exported.family.name == "align"
+  jax.tree.map(np.testing.assert_array_equal, exported.params, jax.device_get(state.params))
   _, info = transformers.AlignModel.from_pretrained(str(tmp_path / "hf_export"),
                                                     output_loading_info=True)
   assert not any(info.values()), info
-  embedder = embedding.Embedder.from_path(str(tmp_path))  # the train workdir
+  embedder = loading.embedder(str(tmp_path))  # the train workdir
   assert embedder.checkpoint_step == 3 and embedder.texts(["a dog"])[0].shape == (1, 40)
 
 
@@ -106,5 +106,5 @@ def test_align_base_shapes_parity(tmp_path):
   d = random_init.write_random_align(
       str(tmp_path), dict(ALIGN_TINY_TEXT, num_hidden_layers=1),
       dict(image_size=289, hidden_dim=640, depthwise_padding=[]), 640)
-  assert len(models.load(d)[1].vision.blocks()) == 55
+  assert len(models.load(d).config.vision.blocks()) == 55
   assert_parity(d, image_size=64)

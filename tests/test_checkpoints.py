@@ -178,8 +178,8 @@ def test_family_is_read_from_config_json(tmp_path):
   from hierre_jax import models
   d = tiny_checkpoint(tmp_path)
   assert models.family_of(d).name == "clip"
-  family, config, _, _ = models.load(d)
-  assert family is models.family_of_config(config)
+  model = models.load(d)
+  assert model.family is models.FAMILIES["clip"] and model.model_dir == d
   path = os.path.join(d, "config.json")
   hf_config = json.load(open(path))
   hf_config["architectures"] = ["BertModel"]

@@ -48,8 +48,8 @@ def test_training_moves_both_towers_and_exports(tmp_path):
                               test_items=2)
   config = shapes_config(data, tmp_path / "run", 6)
   state = contrastive.train(config)
-  _, _, start, _ = models.load(str(tmp_path / "run" / "random_init"))
-  _, _, exported, _ = models.load(str(tmp_path / "run" / "hf_export"))
+  start = models.load(str(tmp_path / "run" / "random_init")).params
+  exported = models.load(str(tmp_path / "run" / "hf_export")).params
   for group in ("text_model", "vision_model", "visual_projection", "text_projection"):
     assert not np.allclose(jax.tree.leaves(start[group])[0], jax.tree.leaves(exported[group])[0])
   np.testing.assert_array_equal(np.asarray(jax.tree.leaves(state.params["vision_model"])[0]),

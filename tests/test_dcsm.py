@@ -21,6 +21,7 @@ import tolerances
 from conftest import TINY_TOWER_TERMS
 from conftest import save_torch_clip
 from hierre_jax import errors
+from hierre_jax import loading
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import evaluate
@@ -527,8 +528,7 @@ def test_global_cosine_harness_works_for_every_family(family_dir, shapes_data, t
                              str(tmp_path / "out"))
   row = result["benchmarks"]["procedural_negation"]
   assert "dcsm" not in row and row["items_used"] == 6
-  from hierre_jax import embedding
-  embedder = embedding.Embedder.from_path(family_dir)
+  embedder = loading.embedder(family_dir)
   bench = benchmarks.read("procedural_negation", shapes_data)
   scores = np.stack([embedder.images([i.image])[0] @ embedder.texts(list(i.captions))[0].T
                      for i in bench.items])

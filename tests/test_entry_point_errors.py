@@ -36,6 +36,11 @@ def cases(tmp_path_factory):
   tensors["text_projection.weight"] = np.full_like(tensors["text_projection.weight"], np.nan)
   safetensors.numpy.save_file(tensors, os.path.join(nan, "model.safetensors"))
   (tmp / "no_templates.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+  not_meru = tmp / "garbage.pth"
+  not_meru.write_bytes(b"not a pickle")
+  from hierre_jax.models.meru import random_init as meru_random_init
+  meru_dir = meru_random_init.write_random_meru(str(tmp / "meru"), meru_random_init.TINY_TEXT,
+                                                meru_random_init.TINY_VISION, 64)
   theirs = tmp / "theirs"  # a folder of someone else's files
   theirs.mkdir()
   (theirs / "results.json").write_text("{}")
@@ -74,6 +79,14 @@ def cases(tmp_path_factory):
       ("model missing", "hierre_jax.evaluate", ["--model=./nosuch/model",
                                                 f"--output_dir={tmp / 'e1'}"],
        "./nosuch/model: no such checkpoint directory", str(tmp / "e1")),
+      ("not a MERU checkpoint", "hierre_jax.evaluate", [f"--model={not_meru}",
+                                                       f"--output_dir={tmp / 'eval'}"],
+       f"{not_meru}: not a torch checkpoint of tensors", None),
+      ("RE training of a hyperbolic model", "hierre_jax.train", [
+          "--config=configs/clip_b32.py", f"--config.model={meru_dir}", f"--config.workdir={work}",
+          "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv="],
+       "RE training is built for features on the sphere; this model's live in lorentz space",
+       work),
       ("truncated weights", "hierre_jax.evaluate", [f"--model={truncated}",
                                                     f"--output_dir={tmp / 'e2'}"],
        f"{weights}: cannot read this safetensors file (truncated or corrupt?", None),

@@ -13,6 +13,7 @@ import tolerances
 from conftest import TINY_TOWER_TERMS
 from conftest import shared_file
 from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import evaluate
 from hierre_jax import models
 from hierre_jax import published
@@ -27,11 +28,11 @@ def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir, monkeyp
   texts = ["", "dog", "a dog on the grass", "A brown dog running across a green lawn " * 3,
            "x", "two cats", "a man riding a wave on top of a surfboard", "sky", "tree", "b c"]
   want = direct_text_features(family_dir, texts)
-  packed = embedding.Embedder.from_path(family_dir, text_batch_size=8)  # 2 calls, 1 shape
+  packed = loading.embedder(family_dir, text_batch_size=8)  # 2 calls, 1 shape
   embedded = []
-  def counted(config, params, tokenizer, texts, *args):
+  def counted(model, params, texts, *args):
     embedded.append(list(texts))
-    return embed_texts(config, params, tokenizer, texts, *args)
+    return embed_texts(model, params, texts, *args)
   embed_texts = embedding.embed_texts
   monkeypatch.setattr(embedding, "embed_texts", counted)
   feats, root = packed.texts(texts)
@@ -47,15 +48,15 @@ def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir, monkeyp
                              atol=1e-5)
   monkeypatch.undo()
   for multiple in (8, 77):  # padded per length bucket, or to one static shape
-    padded = embedding.Embedder.from_path(family_dir, text_batch_size=8, length_multiple=multiple,
-                                          pack_texts=False)
+    padded = loading.embedder(family_dir, text_batch_size=8, length_multiple=multiple,
+                              pack_texts=False)
     np.testing.assert_allclose(padded.texts(texts)[0], want, atol=1e-5)
 
 
 def test_hierarcaps_evaluation_equals_slow_loop(family_dir):
   test_csv = shared_file("hierarcaps_test.csv")
   images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
-  embedder = embedding.Embedder.from_path(family_dir, text_batch_size=512, image_batch_size=100)
+  embedder = loading.embedder(family_dir, text_batch_size=512, image_batch_size=100)
   got = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
 
   data = hierarcaps_csv.read_hierarchies(test_csv)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import tolerances
-from hierre_jax import embedding
+from hierre_jax import loading
+from hierre_jax.geometry import sphere
 from hierre_jax import errors
 from hierre_jax.evaluators import hyperlex
 
@@ -23,7 +24,7 @@ def shared_path(*parts):
 @pytest.fixture(scope="module")
 def tiny_embedder(family_dir):
   """The Embedder of a tiny random model of each family in turn."""
-  return embedding.Embedder.from_path(family_dir, text_batch_size=512)
+  return loading.embedder(family_dir, text_batch_size=512)
 
 
 def ext_float64(x, y, root):
@@ -163,6 +164,8 @@ class PlantedEmbedder:
   """Texts and images embedded by rule, to check the zero-shot scoring: a text's embedding
   is the one-hot of the class name it contains; an image's is the one-hot of a planted class."""
 
+  geometry = sphere.SPHERE
+
   def __init__(self, classes, image_class):
     self.classes, self.image_class = classes, image_class
 
@@ -244,7 +247,7 @@ def random_pil_images(n, seed=0, size=40):
 
 
 def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tiny_embedder):
-  from hierre_jax.radial import geometry
+  from hierre_jax.geometry import sphere
   from hierre_jax.evaluators import breeds, prompts
   hierarchy = breeds.Hierarchy(shared_path("breeds", "breeds_hierarchies_full.json"), "living17")
   assert len(hierarchy.labels) == 85 and len(hierarchy.pair_of_wnid) == 68
@@ -256,7 +259,7 @@ def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tin
   alphas = (0.0, 0.7)
   got = breeds.pair_ranks(image_emb, label_emb, root, targets, alphas, chunk=4)
 
-  d = [float(geometry.radius(t, root)) for t in label_emb]
+  d = [float(sphere.radius(t, root)) for t in label_emb]
   pairs = [(x, y) for x in range(85) for y in range(85) if d[x] < d[y]]
   ext = {(x, y): ext_float64(label_emb[x].astype(np.float64), label_emb[y].astype(np.float64),
                              root.astype(np.float64)) for x, y in pairs}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tolerances
-from hierre_jax.radial import geometry
+from hierre_jax.geometry import sphere
 from hierre_jax.radial import losses
 
 
@@ -23,48 +23,48 @@ def unit(rng, *shape):
 def test_hand_computed_geometry():
   r = jnp.zeros(2)
   x = jnp.array([1.0, 0.0])
-  assert float(geometry.radius(jnp.array([3.0, 4.0]), r)) == pytest.approx(5.0)
-  assert float(geometry.exterior_angle(x, jnp.array([1.0, 1.0]), r)) == pytest.approx(np.pi / 2)
-  assert float(geometry.exterior_angle(x, jnp.array([0.0, 1.0]), r)) == pytest.approx(
+  assert float(sphere.radius(jnp.array([3.0, 4.0]), r)) == pytest.approx(5.0)
+  assert float(sphere.exterior_angle(x, jnp.array([1.0, 1.0]), r)) == pytest.approx(np.pi / 2)
+  assert float(sphere.exterior_angle(x, jnp.array([0.0, 1.0]), r)) == pytest.approx(
       3 * np.pi / 4, abs=1e-6)
   # Along the ray r -> x the angle is 0 (up to the cosine margin), behind x it is pi.
-  assert float(geometry.exterior_angle(x, jnp.array([2.0, 0.0]), r)) < 2e-3
-  assert float(geometry.exterior_angle(x, jnp.array([0.5, 0.0]), r)) > np.pi - 2e-3
+  assert float(sphere.exterior_angle(x, jnp.array([2.0, 0.0]), r)) < 2e-3
+  assert float(sphere.exterior_angle(x, jnp.array([0.5, 0.0]), r)) > np.pi - 2e-3
   # A root off the origin: r = (0, 1), x = (1, 1), y = (2, 2): u = (1, 0), w = (1, 1) -> pi/4.
-  assert float(geometry.exterior_angle(jnp.array([1.0, 1.0]), jnp.array([2.0, 2.0]),
+  assert float(sphere.exterior_angle(jnp.array([1.0, 1.0]), jnp.array([2.0, 2.0]),
                                        jnp.array([0.0, 1.0]))) == pytest.approx(np.pi / 4)
 
 
 @pytest.mark.reordering
 def test_matches_float64_reference(rng):
   x, y, r = unit(rng, 64, 32), unit(rng, 64, 32), unit(rng, 32)
-  got = geometry.exterior_angle(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+  got = sphere.exterior_angle(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
                                 jnp.asarray(r, jnp.float32))
   np.testing.assert_allclose(got, np_ext(x, y, r), atol=1e-5)
   # float32 sums of 32 squares of size <= 4 against float64.
-  tolerances.assert_reordered_close(geometry.radius(jnp.asarray(x, jnp.float32), r),
+  tolerances.assert_reordered_close(sphere.radius(jnp.asarray(x, jnp.float32), r),
                                     np.linalg.norm(x - r, axis=-1), terms=32, scale=4.0)
   tolerances.assert_reordered_close(
-      np.linalg.norm(geometry.normalize(jnp.asarray(x * 3.0)), axis=-1), np.ones(64), terms=32)
+      np.linalg.norm(sphere.normalize(jnp.asarray(x * 3.0)), axis=-1), np.ones(64), terms=32)
 
 
 @pytest.mark.parametrize("case", ["identical", "x_is_root", "collinear_ahead",
                                   "collinear_behind"])
 def test_gradients_finite_at_degenerate_points(case):
-  r = geometry.normalize(jnp.array([1.0, 0.2, -0.3]))
-  x = geometry.normalize(jnp.array([0.3, 1.0, 0.1]))
-  y = {"identical": x, "x_is_root": geometry.normalize(jnp.array([0.0, 0.0, 1.0])),
+  r = sphere.normalize(jnp.array([1.0, 0.2, -0.3]))
+  x = sphere.normalize(jnp.array([0.3, 1.0, 0.1]))
+  y = {"identical": x, "x_is_root": sphere.normalize(jnp.array([0.0, 0.0, 1.0])),
        "collinear_ahead": x + 0.5 * (x - r), "collinear_behind": x - 0.5 * (x - r)}[case]
   if case == "x_is_root":
     x = r
-  value, grads = jax.value_and_grad(lambda a, b, c: geometry.exterior_angle(a, b, c),
+  value, grads = jax.value_and_grad(lambda a, b, c: sphere.exterior_angle(a, b, c),
                                     argnums=(0, 1, 2))(x, y, r)
   assert np.isfinite(value)
   for g in grads:
     assert np.all(np.isfinite(g)), (case, grads)
   if case in ("identical", "x_is_root"):
     assert float(value) == pytest.approx(np.pi / 2)
-  assert np.all(np.isfinite(jax.grad(lambda a: geometry.radius(a, r))(r)))
+  assert np.all(np.isfinite(jax.grad(lambda a: sphere.radius(a, r))(r)))
 
 
 def reference_losses(emb, root, orig):
@@ -163,7 +163,7 @@ def test_ec_gradients_finite_inside_the_aperture_clip(rng):
   # K = 1.5 > many radii ||x - r||: psi is clipped at pi/2 there.
   loss = lambda e: losses.total_loss(e, root, None, 0.0, 1.0, 1.0, ec=(1.5, 0.1))[0]
   assert np.all(np.isfinite(jax.grad(loss)(emb)))
-  psi = losses.half_aperture(emb[:, 0], root, 1.5)
+  psi = sphere.half_aperture(emb[:, 0], root, 1.5)
   assert float(psi.max()) == pytest.approx(np.pi / 2, abs=2e-3)
 
 

@@ -140,7 +140,7 @@ def release_qualitative_loop(text, root, image, num_levels=50):
 
 
 def test_qualitative_cosine_levels_differ_from_euclidean_and_match_the_release(rng):
-  from hierre_jax.radial import geometry
+  from hierre_jax.geometry import sphere
   dim = 8
   root = np.eye(dim, dtype=np.float32)[0]
   text = rng.normal(size=(300, dim)).astype(np.float32)
@@ -149,9 +149,9 @@ def test_qualitative_cosine_levels_differ_from_euclidean_and_match_the_release(r
   images = rng.normal(size=(20, dim)).astype(np.float32)
   images /= np.linalg.norm(images, axis=1, keepdims=True)
   cosine = hr.prediction_chains(hr.retrieve(
-      text, np.asarray(geometry.cosine_distance(text, root)), images))
+      text, np.asarray(sphere.cosine_distance(text, root)), images))
   euclid = hr.prediction_chains(hr.retrieve(
-      text, np.asarray(geometry.radius(text, root)), images))
+      text, np.asarray(sphere.radius(text, root)), images))
   assert cosine == [release_qualitative_loop(text, root, v) for v in images]
   assert sum(c != e for c, e in zip(cosine, euclid)) >= 5  # the level spacing matters
   published = hierarcaps.published_form({"a.jpg": ["root-most", "x", "y"]})

@@ -9,6 +9,7 @@ from PIL import Image
 
 from conftest import shared_file
 from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import image_store
 from hierre_jax import models
 from references import direct_image_features
@@ -23,7 +24,7 @@ def test_image_features_are_kept_on_disk_per_tower_and_file(tiny_clip_dir, tmp_p
     shutil.copy(os.path.join(source, name), tmp_path / name)
     paths.append(str(tmp_path / name))
   store = str(tmp_path / "store")
-  open_embedder = lambda **kw: embedding.Embedder.from_path(
+  open_embedder = lambda **kw: loading.embedder(
       tiny_clip_dir, image_batch_size=4, image_features_dir=store, **kw)
   embedded = count_embedded_images(monkeypatch)
   first = open_embedder().images(paths[:3])
@@ -45,13 +46,13 @@ def test_image_features_are_kept_on_disk_per_tower_and_file(tiny_clip_dir, tmp_p
   # Other arithmetic, or another image tower, has its own file.
   open_embedder(compute_dtype="bfloat16").images(paths[:1])
   assert len(embedded) == 7 and len(os.listdir(store)) == 4
-  _, config, params, model_dir = models.load(tiny_clip_dir)
-  pre = models.family_of_config(config).preprocessing(model_dir, config)
+  model = models.load(tiny_clip_dir)
+  params = model.params
   other = {**params, "visual_projection": {"kernel": params["visual_projection"]["kernel"] * 2}}
-  assert embedding.image_store_key(config, params, pre, "float32") == key
-  assert embedding.image_store_key(config, other, pre, "float32") != key
-  assert embedding.image_store_key(config, {**params, "text_projection": other[
-      "visual_projection"]}, pre, "float32") == key  # the text tower is not part of it
+  assert embedding.image_store_key(model, "float32") == key
+  assert embedding.image_store_key(model.with_params(other), "float32") != key
+  assert embedding.image_store_key(model.with_params({**params, "text_projection": other[
+      "visual_projection"]}), "float32") == key  # the text tower is not part of it
 
 
 
@@ -81,8 +82,8 @@ def test_a_damaged_store_is_never_used(tiny_clip_dir, tmp_path, monkeypatch, how
   paths = [shared_file(f"test_images/{n}") for n in sorted(os.listdir(
       os.path.dirname(shared_file("hierarcaps_test.csv")) + "/test_images"))[:3]]
   store = str(tmp_path / "store")
-  open_embedder = lambda: embedding.Embedder.from_path(tiny_clip_dir, image_batch_size=4,
-                                                       image_features_dir=store)
+  open_embedder = lambda: loading.embedder(tiny_clip_dir, image_batch_size=4,
+                                           image_features_dir=store)
   first = open_embedder().images(paths)
   npz, = [os.path.join(store, n) for n in os.listdir(store) if n.endswith(".npz")]
   damage(npz, how)
@@ -111,7 +112,7 @@ def test_an_unwritable_store_keeps_features_in_memory_and_says_so(tiny_clip_dir,
   for folder in (a_file, read_only):
     if folder == read_only and os.access(read_only, os.W_OK):
       continue  # root writes anywhere: the case is covered by a_file
-    embedder = embedding.Embedder.from_path(tiny_clip_dir, image_features_dir=str(folder))
+    embedder = loading.embedder(tiny_clip_dir, image_features_dir=str(folder))
     np.testing.assert_allclose(embedder.images(paths), direct_image_features(tiny_clip_dir, paths),
                                atol=1e-5)
     assert warnings.pop().startswith(f"image feature store {folder} cannot be written"), folder

@@ -26,9 +26,9 @@ def test_parity_with_transformers(family_dir):
 
 def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir, tmp_path):
   import transformers
-  family, _, params, _ = models.load(family_dir)
-  out = family.export(params, family.load_hf_config(family_dir), str(tmp_path / "out"),
-                      family_dir)
+  model = models.load(family_dir)
+  family, params = model.family, model.params
+  out = model.export(str(tmp_path / "out"))
   before = safetensors.numpy.load_file(os.path.join(family_dir, "model.safetensors"))
   after = safetensors.numpy.load_file(os.path.join(out, "model.safetensors"))
   assert set(after) == set(before)
@@ -37,10 +37,10 @@ def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir
   _, info = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
   assert not any(info.values()), info  # no missing, unexpected or mismatched keys
   processor = transformers.AutoProcessor.from_pretrained(out)
-  assert processor.tokenizer("a photo of a cat")["input_ids"] == family.load_tokenizer(
-      family_dir)("a photo of a cat")["input_ids"]
+  assert processor.tokenizer("a photo of a cat")["input_ids"] == model.tokenizer(
+      "a photo of a cat")["input_ids"]
   assert models.family_of(out) is family
-  _, again, _ = family.load(out)
+  _, again = family.read_checkpoint(out)
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
@@ -62,8 +62,8 @@ def test_vit_b32_config_parity(tmp_path):
 def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
   family = models.family_of(family_dir)
   name = {"clip": "layers", "align": "layer"}[family.name]  # the text tower's layers
-  _, params, _ = family.load(family_dir)
-  _, unrolled, _ = family.load(family_dir, scan_layers=False)
+  config, params = family.read_checkpoint(family_dir)
+  _, unrolled = family.read_checkpoint(family_dir, scan_layers=False)
   assert f"{name}_1" in unrolled["text_model"]["encoder"] and family.has_stacked_layers(params)
   assert not family.has_stacked_layers(unrolled)
   depth = {len(x) for x in jax.tree.leaves(params["text_model"]["encoder"][name])}
@@ -72,7 +72,7 @@ def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
   jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params, name), unrolled)
   # Both layouts export the same file.
   for layout, tree in (("scanned", params), ("unrolled", unrolled)):
-    family.export(tree, family.load_hf_config(family_dir), str(tmp_path / layout), family_dir)
+    family.write_checkpoint(tree, config, str(tmp_path / layout), family_dir)
   assert (open(tmp_path / "scanned" / "model.safetensors", "rb").read()
           == open(tmp_path / "unrolled" / "model.safetensors", "rb").read())
 
@@ -80,11 +80,11 @@ def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
 @pytest.mark.reordering
 def test_remat_gives_the_same_features_and_gradients(family_dir):
   from hierre_jax import embedding
-  family, config, params, _ = models.load(family_dir)
-  tok = family.load_tokenizer(family_dir)
-  ids = text_ids.pad(text_ids.tokenize(tok, TEXTS, family.max_length), family.max_length,
+  model = models.load(family_dir)
+  tok = model.tokenizer
+  ids = text_ids.pad(text_ids.tokenize(tok, TEXTS, model.max_length), model.max_length,
                      tok.pad_token_id)
-  text = embedding.text_params(config, params)
-  loss = lambda remat: lambda p: embedding.text_encoder(config, remat)(p, ids).sum()
+  text = model.text_params()
+  loss = lambda remat: lambda p: embedding.text_encoder(model, remat)(p, ids).sum()
   for a, b in zip(jax.value_and_grad(loss(False))(text), jax.value_and_grad(loss(True))(text)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)

@@ -8,11 +8,11 @@ import pytest
 import safetensors.numpy
 
 from hierre_jax import errors
+from hierre_jax import loading
 from hierre_jax import locations
 from hierre_jax import models
 from hierre_jax import sealed
 from hierre_jax import train
-from hierre_jax.trainer import checks
 from runs import SHARED_ROOT
 from tiny_training import tiny_config, tiny_model
 
@@ -96,7 +96,7 @@ def test_random_init_is_the_one_the_config_names(tmp_path):
   config.random_init.text.hidden_size = 64
   config.random_init.text.intermediate_size = 128
   # Refused by the resume check, and by the seal when the config check is waived.
-  with pytest.raises(checks.ConfigError, match="random_init.text.hidden_size: 32 -> 64"):
+  with pytest.raises(errors.ConfigError, match="random_init.text.hidden_size: 32 -> 64"):
     train.train_and_export(config)
   (tmp_path / "config.json").unlink()
   with pytest.raises(errors.UserError, match=r"random_init was written for another "
@@ -106,8 +106,8 @@ def test_random_init_is_the_one_the_config_names(tmp_path):
   # Asked knowingly, the new one is written and trained.
   config.total_steps = 2
   train.train_and_export(config, allow_config_change=True)
-  _, model_config, params, _ = models.load(str(tmp_path / "hf_export"))
-  assert model_config.text.hidden_size == 64
+  exported = models.load(str(tmp_path / "hf_export"))
+  assert exported.config.text.hidden_size == 64
   # A damaged random checkpoint is written again, never used.
   path = random_init / "model.safetensors"
   tensors = safetensors.numpy.load_file(str(path))
@@ -125,13 +125,12 @@ def test_total_steps_below_the_resumed_step_is_refused(tmp_path):
   config = tiny_config(tmp_path, total_steps=4)
   train.train_and_export(config)
   config.total_steps = 2
-  with pytest.raises(checks.ConfigError, match="config.total_steps=2: below step 4"):
+  with pytest.raises(errors.ConfigError, match="config.total_steps=2: below step 4"):
     train.train_and_export(config, allow_config_change=True)
 
 
 def test_a_workdirs_model_info_and_ablation_results_are_verified(tmp_path, monkeypatch):
   from hierre_jax import ablations
-  from hierre_jax import embedding
   from hierre_jax.evaluators import suite
   config = tiny_config(tmp_path, total_steps=1)
   train.train_and_export(config)
@@ -149,4 +148,4 @@ def test_a_workdirs_model_info_and_ablation_results_are_verified(tmp_path, monke
   vocab = tmp_path / "model_info" / "vocab.json"
   vocab.write_text(vocab.read_text().replace('"a"', '"A"', 1))
   with pytest.raises(sealed.DamagedError, match=rf"{vocab}: changed or damaged"):
-    embedding.Embedder.from_path(str(tmp_path))
+    loading.embedder(str(tmp_path))

@@ -13,9 +13,11 @@ import orbax.checkpoint as ocp
 import PIL.Image
 import pytest
 
+from hierre_jax import config_values
 from hierre_jax import errors
+from hierre_jax import models
 from hierre_jax import train
-from hierre_jax.models.clip import convert
+from hierre_jax.radial import config as re_config
 from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import checks
@@ -110,7 +112,7 @@ def test_changed_config_is_refused_or_recorded(tmp_path):
   train.train_and_export(config)
   stored = (tmp_path / "config.json").read_text()
   changed = tiny_config(tmp_path, total_steps=3, lr=5e-4, batch_size=4)
-  with pytest.raises(checks.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
+  with pytest.raises(errors.ConfigError, match=r"at step 2 .*batch_size: 8 -> 4; "
                      r"lr: 0.001 -> 0.0005; total_steps: 2 -> 3\. .*--allow_config_change"):
     train.train_and_export(changed)
   assert (tmp_path / "config.json").read_text() == stored  # untouched by the refused run
@@ -133,7 +135,7 @@ def test_the_stored_config_is_the_one_the_saved_steps_were_trained_with(tmp_path
                          allow_config_change=True)
   assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-3
   train.train_and_export(config)
-  with pytest.raises(checks.ConfigError, match=r"lr: 0.001 -> 0.0005"):
+  with pytest.raises(errors.ConfigError, match=r"lr: 0.001 -> 0.0005"):
     train.train_and_export(tiny_config(tmp_path, total_steps=2, lr=5e-4))
 
 
@@ -144,7 +146,7 @@ def test_a_changed_training_file_is_refused_on_resume(tmp_path):
   train.train_and_export(config)
   lines = csv_path.read_text().splitlines(keepends=True)
   csv_path.write_text("".join(lines[:-1]))  # one row fewer
-  with pytest.raises(checks.ConfigError, match=rf"config.train_csv={csv_path}: its content "
+  with pytest.raises(errors.ConfigError, match=rf"config.train_csv={csv_path}: its content "
                      r"changed since step 2 was trained on it \(SHA-256 differs"):
     train.train_and_export(config, allow_config_change=False)
   train.train_and_export(config, allow_config_change=True)  # knowingly: goes on
@@ -158,7 +160,7 @@ def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
   for key in ("scan_layers", "pullback_cache", "pack_texts", "pack_rows_multiple"):
     del stored[key]
   (tmp_path / "config.json").write_text(json.dumps(stored))
-  with pytest.raises(checks.ConfigError, match=r"scan_layers: False -> True"):
+  with pytest.raises(errors.ConfigError, match=r"scan_layers: False -> True"):
     train.train_and_export(tiny_config(tmp_path, total_steps=2))
   state = train.train_and_export(tiny_config(tmp_path, total_steps=2, scan_layers=False))
   assert int(state.step) == 2 and "layers_1" in state.params["text_model"]["encoder"]
@@ -169,10 +171,13 @@ def test_run_from_before_scanned_layers_resumes_in_its_own_layout(tmp_path):
 
 
 def test_keys_that_do_not_change_the_computation():
-  assert not checks.is_computational("eval.test_csv")
-  assert not checks.is_computational("log_every")
-  assert checks.is_computational("random_init.text.hidden_size")
-  assert checks.is_computational("lambda_p")
+  rules = re_config.RESUME_RULES
+  assert not rules.is_computational("eval.test_csv")
+  assert not rules.is_computational("log_every")
+  assert not rules.is_computational("pack_texts")  # RE's layout
+  assert config_values.ResumeRules().is_computational("pack_texts")
+  assert rules.is_computational("random_init.text.hidden_size")
+  assert rules.is_computational("lambda_p")
   assert checks.changed_keys({"a": {"b": 1}, "c": 2}, {"a": {"b": 2}, "c": 2}) == {
       "a.b": (1, 2)}
 
@@ -195,7 +200,7 @@ def test_keys_that_do_not_change_the_computation():
 def test_values_that_cannot_work_are_named_before_anything_is_written(tmp_path, key, value,
                                                                       message):
   config = tiny_config(tmp_path / "w", **{key: value})
-  with pytest.raises(checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     train.train_and_export(config)
   assert not (tmp_path / "w").exists()
 
@@ -295,7 +300,7 @@ def test_diverged_run_stops_at_the_first_non_finite_step_keeping_the_good_checkp
                                         ("b2", 1.0), ("eps", 0.0), ("schedule", "linear"),
                                         ("weight_decay", -0.1), ("matmul_precision", "low")])
 def test_non_finite_and_out_of_range_values_are_refused(tmp_path, key, value):
-  with pytest.raises(checks.ConfigError, match=f"config.{key}={value!r}: "):
+  with pytest.raises(errors.ConfigError, match=f"config.{key}={value!r}: "):
     train.train_and_export(tiny_config(tmp_path / "w", **{key: value}))
   assert not (tmp_path / "w").exists()
 
@@ -303,15 +308,15 @@ def test_non_finite_and_out_of_range_values_are_refused(tmp_path, key, value):
 def test_evaluation_refuses_non_finite_features(tiny_clip_dir):
   from hierre_jax import errors
   from hierre_jax import embedding
-  config, params, model_dir = convert.load_clip(tiny_clip_dir)
-  broken = jax.tree.map(np.array, params)
+  model = models.load(tiny_clip_dir)
+  broken = jax.tree.map(np.array, model.params)
   broken["text_projection"]["kernel"][:, 0] = np.nan
-  embedder = embedding.Embedder(config, broken, model_dir)
+  embedder = embedding.Embedder(model.with_params(broken))
   with pytest.raises(errors.NonFiniteError, match=r"text features .* of 3 texts: 3 of 3 hold NaN"):
     embedder.texts(["a", "b"])
   broken["visual_projection"]["kernel"][:, 0] = np.inf
   with pytest.raises(errors.NonFiniteError, match=r"image features of 2 images: 2 of 2 hold"):
-    embedding.Embedder(config, broken, model_dir).images(
+    embedding.Embedder(model.with_params(broken)).images(
         [PIL.Image.new("RGB", (32, 32))] * 2)
 
 
@@ -331,7 +336,7 @@ def test_changed_state_layout_is_refused_without_moving_checkpoints(tmp_path):
 def test_root_change_resumes_partially_when_asked_and_never_loses_checkpoints(tmp_path):
   train.train_and_export(tiny_config(tmp_path, total_steps=4))
   saved = sorted(os.listdir(tmp_path / "checkpoints"))
-  with pytest.raises(checks.ConfigError, match=r"root: 'empty_string' -> 'origin'"):
+  with pytest.raises(errors.ConfigError, match=r"root: 'empty_string' -> 'origin'"):
     train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"))
   state = train.train_and_export(tiny_config(tmp_path, total_steps=6, root="origin"),
                                  allow_config_change=True)
@@ -419,10 +424,11 @@ def test_a_run_of_a_renamed_value_resumes_and_the_old_name_is_pointed_to(tmp_pat
   resumed = tiny_config(tmp_path, loss="contrastive", train_images_dir="x")
   stored = dict(checks.config_json(resumed), loss="clip")
   (tmp_path / "config.json").write_text(json.dumps(stored))
-  checks.check_resume(str(tmp_path), resumed, 2, record=False)  # no change: not refused
-  with pytest.raises(checks.ConfigError, match=r"loss: 're' -> 'contrastive'"):
+  checks.check_resume(str(tmp_path), resumed, 2, re_config.RESUME_RULES,
+                      record=False)  # no change: not refused
+  with pytest.raises(errors.ConfigError, match=r"loss: 're' -> 'contrastive'"):
     (tmp_path / "config.json").write_text(json.dumps(dict(stored, loss="re")))
-    checks.check_resume(str(tmp_path), resumed, 2, record=False)
-  with pytest.raises(checks.ConfigError, match=r"config.loss='clip': use one of \('re', 'ec', "
+    checks.check_resume(str(tmp_path), resumed, 2, re_config.RESUME_RULES, record=False)
+  with pytest.raises(errors.ConfigError, match=r"config.loss='clip': use one of \('re', 'ec', "
                      r"'contrastive'\) \(renamed 'contrastive'\)"):
-    checks.validate(tiny_config(tmp_path, loss="clip"))
+    re_config.validate(tiny_config(tmp_path, loss="clip"))

@@ -12,12 +12,12 @@ import tiny_train_config
 import tolerances
 import wrong_inputs
 from conftest import FAMILIES, shared_file
-from hierre_jax import embedding
+from hierre_jax import errors
+from hierre_jax import loading
 from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.models.clip import convert
-from hierre_jax.trainer import checks
 from hierre_jax.trainer import metric_writer
 from runs import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
 from tiny_training import (assert_packed_step_equals, assert_same_updates, count_embedded_images,
@@ -43,9 +43,10 @@ def test_only_text_tower_and_projection_change(tmp_path):
   import transformers  # the export is a whole CLIPProcessor directory too
   processor = transformers.CLIPProcessor.from_pretrained(os.path.join(config.workdir, "hf_export"))
   assert processor.image_processor.crop_size["height"] == 32
-  _, from_orbax, info_dir, step = embedding.load_model(config.workdir)  # evaluation of a train workdir
-  jax.tree.map(np.testing.assert_array_equal, from_orbax, final)
-  assert step == 3 and os.path.exists(os.path.join(info_dir, "vocab.json"))
+  from_orbax = loading.load(config.workdir)  # evaluation of a train workdir
+  jax.tree.map(np.testing.assert_array_equal, from_orbax.params, final)
+  assert from_orbax.checkpoint_step == 3
+  assert os.path.exists(os.path.join(from_orbax.model_dir, "vocab.json"))
   rows = metric_writer.read_metrics(config.workdir)
   train_rows = [r for r in rows if "loss" in r]
   assert [r["step"] for r in train_rows] == [1, 2, 3]
@@ -83,13 +84,13 @@ def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path
   final = json.loads((tmp_path / "eval_step_4.json").read_text())
   assert final["coco/num_images"] == 1000 and final["hyperlex/num_pairs"] == 2616
   # The offline suite on the exported model gives the logged numbers.
-  offline, = suite.run({"export": embedding.Embedder.from_path(str(tmp_path / "hf_export"))},
+  offline, = suite.run({"export": loading.embedder(str(tmp_path / "hf_export"))},
                        suite.from_config(config.eval))
   for key in ("hyperlex/rho_all", "hyperlex/rho_nouns", "coco/t2i_r@1", "coco/i2t_r@10"):
     assert rows[-1]["eval/" + key] == pytest.approx(offline[key], abs=1e-6), key
   # Evaluating the workdir reads the run's image features from its store: none embedded.
   assert len(embedded) == 2000  # the export has no store: its 1000 images embedded
-  workdir, = suite.run({"workdir": embedding.Embedder.from_path(config.workdir)},
+  workdir, = suite.run({"workdir": loading.embedder(config.workdir)},
                        suite.from_config(config.eval))
   assert len(embedded) == 2000 and workdir["coco/i2t_r@10"] == offline["coco/i2t_r@10"]
 
@@ -101,7 +102,7 @@ def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path
 def test_in_run_suite_names_are_checked_before_anything_is_written(tmp_path, names, message):
   config = tiny_config(tmp_path / "w")
   config.eval.suite = names
-  with pytest.raises(checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     train.train_and_export(config)
   assert not (tmp_path / "w").exists()
 
@@ -172,9 +173,9 @@ def test_bfloat16_compute_keeps_float32_state_and_follows_float32(tmp_path):
   np.testing.assert_allclose(bf16[0], fp32[0], rtol=3e-2)
   assert bf16[0] != fp32[0]  # computed in bfloat16 indeed
   assert {x.dtype for x in jax.tree.leaves(bf16[2])} == {np.dtype(np.float32)}
-  embedder = embedding.Embedder.from_path(model_dir, compute_dtype="bfloat16")
+  embedder = loading.embedder(model_dir, compute_dtype="bfloat16")
   texts = ["a dog on the grass", "a cat", ""]
-  low, high = embedder.texts(texts)[0], embedding.Embedder.from_path(model_dir).texts(texts)[0]
+  low, high = embedder.texts(texts)[0], loading.embedder(model_dir).texts(texts)[0]
   assert low.dtype == np.float32 and 0 < np.abs(low - high).max() < 3e-2
 
 
@@ -256,8 +257,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, family):
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   summary = json.loads((killed / "train_summary.json").read_text())
   assert 0 < summary["resumed_from"] < steps
-  _, _, want, _ = models.load(str(straight / "hf_export"))
-  _, _, got, _ = models.load(str(killed / "hf_export"))
+  want = models.load(str(straight / "hf_export")).params
+  got = models.load(str(killed / "hf_export")).params
   # Bit-identical, the pull-back cache on: its table does not depend on where a run starts.
   assert tiny_train_config.get_config(family).pullback_cache
   jax.tree.map(np.testing.assert_array_equal, got, want)

@@ -11,7 +11,7 @@ from PIL import Image
 
 import tolerances
 from conftest import FAMILIES
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import train
@@ -35,7 +35,7 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode, fam
   config = tiny_config(tmp_path, family, total_steps=3, root=mode)
   state = train.train_and_export(config)
   random_init = os.path.join(config.workdir, "random_init")
-  _, _, initial, _ = models.load(random_init)
+  initial = models.load(random_init).params
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
   if mode == "mean":  # every text of every row, repeats counted
     texts = [t for p, n in zip(data.positives, data.negatives) for t in p + n]
@@ -54,8 +54,8 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode, fam
   # The text tower trained; the root did not move from its start.
   assert not np.array_equal(final["text_projection"]["kernel"],
                             initial["text_projection"]["kernel"])
-  from_checkpoint = embedding.Embedder.from_path(config.workdir)
-  from_export = embedding.Embedder.from_path(os.path.join(config.workdir, "hf_export"))
+  from_checkpoint = loading.embedder(config.workdir)
+  from_export = loading.embedder(os.path.join(config.workdir, "hf_export"))
   stored = json.load(open(os.path.join(config.workdir, "hf_export", hf_io.ROOT_FILE)))
   np.testing.assert_array_equal(np.float32(stored["root"]), final["root"])
   for embedder in (from_checkpoint, from_export):
@@ -75,13 +75,13 @@ def test_export_without_a_root_removes_a_stale_root_file(tmp_path):
   hf_config = convert.load_hf_config(model_dir)
   out = str(tmp_path / "export")
   convert.export_clip({**params, "root": np.ones(16, np.float32)}, hf_config, out, model_dir)
-  assert embedding.Embedder.from_path(out).texts([])[1].tolist() == [1.0] * 16
+  assert loading.embedder(out).texts([])[1].tolist() == [1.0] * 16
   convert.export_clip(params, hf_config, out, model_dir)
   assert not os.path.exists(os.path.join(out, hf_io.ROOT_FILE))
   with open(os.path.join(out, hf_io.ROOT_FILE), "w") as f:
     json.dump({"root": [1.0, 2.0]}, f)
   with pytest.raises(ValueError, match=r"re_root.json: the root must be 16 finite numbers"):
-    embedding.load_model(out)
+    loading.load(out)
 
 
 @pytest.mark.reordering
@@ -123,7 +123,7 @@ def test_contrastive_step_matches_its_definition_and_lowers_its_loss(tmp_path, f
   drawn = np.random.default_rng([0, 0, 1]).choice(np.arange(4), 8)
   text = direct_text_features(model_dir, [data.positives[r][t] for r, t in zip(rows, drawn)],
                               start)
-  embedder = embedding.Embedder.from_path(model_dir)
+  embedder = loading.embedder(model_dir)
   image = embedder.images([os.path.join(config.train_images_dir, data.images[r]) for r in rows])
   fam = models.family_of(model_dir)
   want = losses.contrastive(text, image, fam.log_logit_scale(start))

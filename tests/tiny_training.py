@@ -1,8 +1,6 @@
 """Tiny train configs of each trainer, and the RE train step run directly on a mesh of
 devices (with deliberately wrong inputs where a test asks), with the comparisons of two
 runs' losses and updates."""
-import functools
-
 import jax
 import numpy as np
 
@@ -11,8 +9,9 @@ import tolerances
 import wrong_inputs
 from hierre_jax import embedding
 from hierre_jax import models
-from hierre_jax import train
+from hierre_jax.radial import train_step
 from hierre_jax.trainer import loop
+from hierre_jax.trainer import model_dir as model_dir_lib
 
 def tiny_config(workdir, family="clip", **overrides):
   config = tiny_train_config.get_config(family)
@@ -24,8 +23,8 @@ def tiny_config(workdir, family="clip", **overrides):
 def count_embedded_images(monkeypatch):
   """-> a list that every image `embedding.embed_images` embeds from now on adds 1 to."""
   embedded, embed_images = [], embedding.embed_images
-  def counted(config, params, batches, *args):
-    return embed_images(config, params, (embedded.extend([1] * len(b)) or b for b in batches),
+  def counted(model, params, batches, *args):
+    return embed_images(model, params, (embedded.extend([1] * len(b)) or b for b in batches),
                         *args)
   monkeypatch.setattr(embedding, "embed_images", counted)
   return embedded
@@ -38,33 +37,29 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
   noise, so the pull-back term starts away from its minimum; `same_batch`: every step on
   the batch of step 0. `edit_batch(texts) -> texts` and `edit_tables(tables) -> tables`
   change the step's inputs (the deliberately wrong variants of `wrong_inputs`)."""
-  from hierre_jax import embedding
   from hierre_jax.data import hierarcaps_csv
   from hierre_jax.radial import train_batches
   from hierre_jax import sharding
-  family, model_config, params, _ = models.load(model_dir)
-  tok = family.load_tokenizer(model_dir)
+  model = models.load(model_dir)
   batches = train_batches.TrainBatches(
-      hierarcaps_csv.read_hierarchies(config.train_csv), tok, 8, 0,
-      functools.partial(family.pool_index, model_config), family.max_length,
-      length_groups=config.length_groups)
+      hierarcaps_csv.read_hierarchies(config.train_csv), model.tokenizer, 8, 0,
+      model.pool_index, model.max_length, length_groups=config.length_groups)
   mesh = sharding.make_mesh(devices)
-  tx = loop.make_optimizer(config, num_steps, train.trained_groups(config, family))
-  tables = train.step_tables(config, model_config, params, model_dir, tok, batches, mesh,
-                             range(num_steps))
+  tx = loop.make_optimizer(config, num_steps, train_step.trained_groups(config, model.family))
+  tables = train_step.step_tables(config, model, batches, mesh, range(num_steps))
   if edit_tables:
     tables = edit_tables(tables)
-  root = train.initial_root(config, model_config, params, tok, batches, mesh)
+  root = train_step.initial_root(config, model, batches, mesh)
   rng = np.random.default_rng(1)
-  params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype), params)
+  params = jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(x.dtype),
+                        model.params)
   if root is not None:
     params["root"] = root
   state, state_sharding = loop.create_train_state(jax.tree.map(np.array, params), tx, mesh)
-  step = train.make_train_step(model_config, config, tx, embedding.root_ids(tok, 77), mesh,
-                               state_sharding)
+  step = train_step.make_train_step(model, config, tx, mesh, state_sharding)
   losses, pullback_losses = [], []
   for s in range(num_steps):
-    batch = train.host_batch(config, batches, 0 if same_batch else s, len(devices))
+    batch = train_step.host_batch(config, batches, 0 if same_batch else s, len(devices))
     if edit_batch:
       batch = (edit_batch(batch[0]),) + tuple(batch[1:])
     state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
@@ -95,10 +90,10 @@ def assert_same_updates(got, want, before, lr, steps):
 
 
 def tiny_model(config, out_dir):
-  """The random checkpoint of config.random_init (its family's writer) in out_dir."""
-  r = config.random_init
-  return models.FAMILIES[r.get("family", "clip")].write_random(
-      out_dir, r.text.to_dict(), r.vision.to_dict(), r.projection_dim)
+  """The random checkpoint of config.random_init in out_dir, as a run writes it
+  (`trainer.model_dir.write_random_init`: its family's writer, sealed)."""
+  model_dir_lib.write_random_init(config, out_dir)
+  return out_dir
 
 
 def step_terms(config):
@@ -126,10 +121,9 @@ def assert_packed_step_equals(config, model_dir, padded):
 def step_rows(model_dir, data, step=0):
   """The training rows of `step` (batch 8, seed 0), as the train step draws them."""
   from hierre_jax.radial import train_batches
-  family, config, _, _ = models.load(model_dir)
-  return train_batches.TrainBatches(data, family.load_tokenizer(model_dir), 8, 0,
-                                    functools.partial(family.pool_index, config),
-                                    family.max_length).row_indices(step)
+  model = models.load(model_dir)
+  return train_batches.TrainBatches(data, model.tokenizer, 8, 0, model.pool_index,
+                                    model.max_length).row_indices(step)
 
 
 def dcsm_config(model_dir, data_dir, workdir, steps):

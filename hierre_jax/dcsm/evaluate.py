@@ -3,7 +3,7 @@ results.json and results.md, with the published numbers of DCSM_SPEC section 8 b
 import json
 import os
 
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax import published
@@ -52,7 +52,7 @@ def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_imag
   locations.check_claimable(output_dir, owner, "--output_dir")
   read = {name: benchmarks.read(name, data_dir) for name in names}  # bad files fail first
   items = {name: usable_items(b, allow_missing_images, min_images) for name, b in read.items()}
-  embedder = embedding.Embedder.from_path(model, image_batch_size=batch_size)
+  embedder = loading.embedder(model, image_batch_size=batch_size)
   scorers = {"global_cosine": multiple_choice.GlobalCosine(embedder)}
   choices = {"release_rewrites": release_rewrites, "ties": "reported apart"}
   if scorer_path:

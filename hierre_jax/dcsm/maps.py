@@ -13,13 +13,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from hierre_jax import embedding
 from hierre_jax import errors
-from hierre_jax import models
+from hierre_jax import loading
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
-from hierre_jax.radial import geometry
 
 COLUMNS = 30  # caption tokens per map (the release's max_length)
 # The release's functional words, in the order it applies them.
@@ -118,33 +118,33 @@ def make_maps(image_tokens, text_tokens, sources, table, options):
 
 
 class TokenFeatures:
-  """Unit per-token features of a frozen model (a Hugging Face directory, hub id or train
-  workdir) whose family has them (`Encoders.text_tokens` / `image_tokens`)."""
+  """Unit per-token features of a frozen model (a checkpoint directory, hub id or train
+  workdir) whose family has them (`Encoders.text_tokens` / `image_tokens`). `rows`: the
+  image tokens per image, as the family's tower gives them (CLIP: the class token, then
+  the patches)."""
 
   def __init__(self, model, batch_size=32, image_workers=0, mesh=None):
-    config, params, model_dir, _ = embedding.load_model(model)
-    family = models.family_of_config(config)
-    encoders = family.encoders(config)
+    self.model = loading.load(model)
+    encoders = self.model.encoders()
     if encoders.image_tokens is None:
-      raise errors.UserError(f"{model}: the {family.name} family has no per-token features; "
-                             "dense maps need a CLIP model")
+      raise errors.UserError(f"{model}: the {self.model.family.name} family has no per-token "
+                             "features; dense maps need a CLIP model")
+    params = dict(self.model.params)
     params.pop("root", None)
-    self.config, self.model_dir, self.batch_size = config, model_dir, batch_size
+    self.batch_size, self.image_workers = batch_size, image_workers
     self.mesh = mesh or sharding.make_mesh(jax.local_devices())
     sharding.check_batch_size(batch_size, self.mesh)
     self.params = jax.device_put(params, sharding.replicated(self.mesh))
-    self.tokenizer = family.load_tokenizer(model_dir)
-    self.preprocessing = family.preprocessing(model_dir, config)
-    self.image_workers = image_workers
+    self.tokenizer, self.preprocessing = self.model.tokenizer, self.model.preprocessing
+    lift = self.model.geometry.lift
     out = sharding.replicated(self.mesh)
     # (params, pixels [N, H, W, C]) -> [N, rows, P] unit features, for use inside a jit
-    self.image_tokens = lambda p, x: geometry.normalize(encoders.image_tokens(p, x))
+    self.image_tokens = lambda p, x: lift(encoders.image_tokens(p, x))
     self._images = jax.jit(self.image_tokens, out_shardings=out)
     self._texts = jax.jit(  # ids and mask stacked on the last axis: [N, T, 2]
-        lambda p, x: geometry.normalize(encoders.text_tokens(p, x[..., 0], x[..., 1])),
-        out_shardings=out)
-    v = config.vision
-    self.rows = 1 + (v.image_size // v.patch_size) ** 2
+        lambda p, x: lift(encoders.text_tokens(p, x[..., 0], x[..., 1])), out_shardings=out)
+    pixels = self.preprocessing.preprocess(Image.new("RGB", (8, 8)))[None]
+    self.rows = jax.eval_shape(self.image_tokens, params, pixels).shape[1]
 
   def tokenize(self, captions):
     """-> ([C, COLUMNS] ids padded with the pad token, [C, COLUMNS] attention mask)."""
@@ -155,7 +155,7 @@ class TokenFeatures:
   def texts(self, captions):
     """Captions -> [C, COLUMNS, P] unit features of every token, pad positions included."""
     if not captions:
-      return np.zeros((0, COLUMNS, self.config.projection_dim), np.float32)
+      return np.zeros((0, COLUMNS, self.model.embedding_size), np.float32)
     ids = np.stack(self.tokenize(captions), axis=-1)
     batches = [ids[s:s + self.batch_size] for s in range(0, len(ids), self.batch_size)]
     return self._checked(embedding.run_batched(self._texts, self.params, batches, len(batches),
@@ -164,7 +164,7 @@ class TokenFeatures:
   def images(self, images):
     """Paths or PIL images -> [N, rows, P] unit features of every image token."""
     if not images:
-      return np.zeros((0, self.rows, self.config.projection_dim), np.float32)
+      return np.zeros((0, self.rows, self.model.embedding_size), np.float32)
     batches = image_data.load_batches(list(images), self.preprocessing, self.batch_size,
                                       self.image_workers or None)
     return self._checked(embedding.run_batched(self._images, self.params, batches,
@@ -172,7 +172,7 @@ class TokenFeatures:
                                                self.batch_size, self.mesh, "image tokens"))
 
   def _checked(self, features):
-    return errors.require_finite(features, f"{self.model_dir}: the token features of "
+    return errors.require_finite(features, f"{self.model.model_dir}: the token features of "
                                  f"{len(features)} inputs")
 
 

@@ -12,7 +12,6 @@ caption, and of every image when config.augment is off, are computed once, befor
 first step; with it on, each step's images are augmented as the release does and embedded
 in the step.
 """
-import contextlib
 import dataclasses
 import os
 
@@ -22,6 +21,7 @@ import numpy as np
 import optax
 import tqdm
 
+from hierre_jax import config_values
 from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax import sharding
@@ -35,9 +35,8 @@ from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import scorer as scorer_lib
 from hierre_jax.dcsm import scoring
 from hierre_jax.evaluators import multiple_choice
-from hierre_jax.trainer import checks
 from hierre_jax.trainer import loop
-from hierre_jax.trainer import workdir_lock
+from hierre_jax.trainer import run
 
 DATASETS = procedural.DATASETS
 VERSIONS = procedural.VERSIONS
@@ -176,14 +175,6 @@ def scorer_info(config, rows):
           "table_seed": config.table_seed}
 
 
-def check_config(config):
-  maps.MapOptions(config.column_rule, config.functional_rows).check()
-  checks.number(config, "batch_size", 1, integer=True)
-  checks.number(config, "lr", 0, low_open=True)
-  checks.number(config, "dropout", 0, 1, high_open=True)
-  errors.require_writable_dir(config.workdir, "workdir")
-
-
 def evaluate_now(config, features, params, table, step, writer):
   """Accuracy of the scorer on config.eval.benchmarks (items with their image) ->
   eval_step_N.json, metrics."""
@@ -203,68 +194,77 @@ def evaluate_now(config, features, params, table, step, writer):
   tqdm.tqdm.write(f"step {step} evaluation: {loop.format_metrics(scalars)}")
 
 
-def train(config, allow_config_change=False):
-  """Trains (or resumes) the scorer in config.workdir -> the final TrainState; the scorer
-  folder goes to workdir/scorer (`checkpoint.save`)."""
-  check_config(config)
-  locations.check_apart([("config.workdir", config.workdir)], [
-      ("config.model", config.model), ("config.data_dir", config.data_dir),
-      ("config.eval.data_dir", config.eval.data_dir)])
-  watch = loop.Stopwatch()
-  pairs = procedural.read_pairs(config.data_dir)
-  for name in config.eval.benchmarks:  # a bad benchmark or a missing image fails here
-    evaluate.usable_items(benchmarks.read(name, config.eval.data_dir), False)
-  mesh = sharding.make_mesh()
-  sharding.check_batch_size(2 * config.batch_size, mesh)
-  is_main = jax.process_index() == 0
-  with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
-    loop.apply_runtime_options(config)
-    manager = loop.open_run(config, allow_config_change, is_main, added_keys={})
-    blocks = Blocks(pairs, config.batch_size, config.seed)
-    features = maps.TokenFeatures(config.model, config.feature_batch_size, mesh=mesh)
-    watch.lap("load")
-    table = maps.functional_table(features.rows, config.table_seed)
+class ScorerTraining:
+  """The DCSM scorer's objective on a frozen model (`trainer.run.Objective`)."""
+
+  resume_rules = config_values.ResumeRules()
+  inputs = ()
+
+  def __init__(self, config):
+    self.config = config
+    self.rows_per_step = 2 * config.batch_size
+    self.curve_panels = (
+        ("loss", ("loss",) + tuple(f"loss/{d}_v{v}" for d in DATASETS for v in range(VERSIONS))),
+        ("multiple-choice accuracy", tuple(f"eval/{n}/accuracy"
+                                           for n in config.eval.benchmarks)))
+
+  def check(self, ctx):
+    config = self.config
+    maps.MapOptions(config.column_rule, config.functional_rows).check()
+    config_values.number(config, "batch_size", 1, integer=True)
+    config_values.number(config, "lr", 0, low_open=True)
+    config_values.number(config, "dropout", 0, 1, high_open=True)
+    errors.require_writable_dir(config.workdir, "workdir")
+    locations.check_apart([("config.workdir", config.workdir)], [
+        ("config.model", config.model), ("config.data_dir", config.data_dir),
+        ("config.eval.data_dir", config.eval.data_dir)])
+    self.pairs = procedural.read_pairs(config.data_dir)
+    for name in config.eval.benchmarks:  # a bad benchmark or a missing image fails here
+      evaluate.usable_items(benchmarks.read(name, config.eval.data_dir), False)
+
+  def prepare(self, ctx):
+    config, mesh = self.config, ctx.mesh
+    self.blocks = Blocks(self.pairs, config.batch_size, config.seed)
+    features = self.features = maps.TokenFeatures(config.model, config.feature_batch_size,
+                                                   mesh=mesh)
+    ctx.watch.lap("load")
+    self.table = maps.functional_table(features.rows, config.table_seed)
     sources = np.stack([maps.column_sources(c, features.tokenizer, config.column_rule)
-                        for c in blocks.captions])
+                        for c in self.blocks.captions])
     # Without augmentation every image's tokens are computed once; with it, the frozen
     # image tower runs inside the step on each step's augmented images.
-    images = features.params if config.augment else features.images(blocks.images)
-    frozen = jax.device_put((images, features.texts(blocks.captions), sources, table),
-                            sharding.replicated(mesh))
-    batch_at = blocks.at if not config.augment else AugmentedBatches(
-        blocks, features.preprocessing, config.seed)
-    watch.lap("features")
-    total_steps = loop.total_steps(config, blocks.steps_per_epoch)
+    images = features.params if config.augment else features.images(self.blocks.images)
+    self.frozen = jax.device_put((images, features.texts(self.blocks.captions), sources,
+                                  self.table), sharding.replicated(mesh))
+    self.batch_at = self.blocks.at if not config.augment else AugmentedBatches(
+        self.blocks, features.preprocessing, config.seed)
+    ctx.watch.lap("features")
     params = scorer_lib.init_params(features.rows, maps.COLUMNS, config.seed)
-    try:
-      state, state_sharding, tx, writer = loop.start(config, params, tuple(params), total_steps,
-                                                     manager, mesh, allow_config_change, is_main)
-      start = int(state.step)
-      batch_sharding = sharding.batch_sharding(mesh)
-      step = jax.jit(make_train_step(tx, map_options(config), config.dropout, config.seed,
-                                     features.image_tokens if config.augment else None),
-                     in_shardings=(state_sharding, sharding.replicated(mesh), batch_sharding),
-                     out_shardings=(state_sharding, sharding.replicated(mesh)),
-                     donate_argnums=0)
-      run_eval = None
-      if config.eval.benchmarks:
-        run_eval = lambda s, st: evaluate_now(config, features, st.params, table, s, writer)
-      state = loop.run(config, state, lambda st, batch: step(st, frozen, batch),
-                       lambda s: sharding.put_global_batch(batch_at(s), mesh), total_steps,
-                       manager, writer, run_eval, watch)
-    finally:
-      manager.close()
-    watch.lap()
-    if not is_main:
-      return state
-    loop.close_metrics(writer, config.workdir, (
-        ("loss", ("loss",) + tuple(f"loss/{d}_v{v}" for d in DATASETS for v in range(VERSIONS))),
-        ("multiple-choice accuracy", tuple(f"eval/{n}/accuracy" for n in config.eval.benchmarks))))
-    out = checkpoint.save(os.path.join(config.workdir, "scorer"), jax.device_get(state.params),
-                          table, scorer_info(config, features.rows))
-    loop.write_json(os.path.join(config.workdir, "train_summary.json"), {
-        "steps": total_steps, "resumed_from": start, "scorer_dir": out,
-        "pairs": {k: len(v) for k, v in pairs.items()}, "seconds": dict(watch.seconds)})
-    print(f"wall time: {watch.summary()}\nscorer: {out}; metrics: "
-          f"{os.path.join(config.workdir, 'metrics.jsonl')}")
-    return state
+    return run.Plan(params, tuple(params), loop.total_steps(config, self.blocks.steps_per_epoch))
+
+  def begin(self, ctx, state, left_fresh, state_sharding, tx):
+    config, mesh = self.config, ctx.mesh
+    step = jax.jit(make_train_step(tx, map_options(config), config.dropout, config.seed,
+                                   self.features.image_tokens if config.augment else None),
+                   in_shardings=(state_sharding, sharding.replicated(mesh),
+                                 sharding.batch_sharding(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+    evaluate = None
+    if config.eval.benchmarks:
+      evaluate = lambda s, st: evaluate_now(config, self.features, st.params, self.table, s,
+                                            ctx.writer)
+    return run.Steps(state, lambda st, batch: step(st, self.frozen, batch), self.batch_at,
+                     evaluate)
+
+  def finish(self, params):
+    config = self.config
+    out = checkpoint.save(os.path.join(config.workdir, "scorer"), params, self.table,
+                          scorer_info(config, self.features.rows))
+    return ({"scorer_dir": out, "pairs": {k: len(v) for k, v in self.pairs.items()}},
+            f"scorer: {out}; metrics: {os.path.join(config.workdir, 'metrics.jsonl')}")
+
+
+def train(config, allow_config_change=False):
+  """Trains (or resumes) the scorer in config.workdir (`trainer.run.train`) -> the final
+  TrainState; the scorer folder goes to workdir/scorer (`checkpoint.save`)."""
+  return run.train(config, ScorerTraining(config), allow_config_change)

@@ -17,7 +17,7 @@ from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators.ranking import ranks_of_targets
-from hierre_jax.radial import geometry
+from hierre_jax.geometry import sphere
 
 DATASETS = ("living17", "nonliving26", "entity13", "entity30")
 # A documented choice (the paper's range is not legible): 20 values from 0 (no hierarchy
@@ -64,7 +64,7 @@ def image_folder(root, wnids, max_per_class=None):
   return paths, classes
 
 
-def ordered_pairs(label_emb, root):
+def ordered_pairs(label_emb, root, geometry=sphere.SPHERE):
   """-> ([P] x, [P] y) label indices of every ordered pair with d(x) < d(y), and [P]
   ext(t_x, t_y)."""
   d = np.asarray(geometry.radius(label_emb, root))
@@ -73,17 +73,18 @@ def ordered_pairs(label_emb, root):
   return x, y, ext
 
 
-def pair_ranks(image_emb, label_emb, root, targets, alphas=ALPHAS, chunk=256):
+def pair_ranks(image_emb, label_emb, root, targets, alphas=ALPHAS, chunk=256,
+               geometry=sphere.SPHERE):
   """[M, D] images, [L, D] labels, [M, 2] correct (x, y) -> [A, M] 0-based rank of the
   correct pair for each alpha (ties: lower pair index first); a pair that is not ordered
   by radius (d(x) >= d(y)) is never listed and gets rank P (a miss at any k)."""
-  x, y, ext = ordered_pairs(label_emb, root)
+  x, y, ext = ordered_pairs(label_emb, root, geometry)
   pair_index = {(int(a), int(b)): p for p, (a, b) in enumerate(zip(x, y))}
   target = np.array([pair_index.get((int(a), int(b)), -1) for a, b in targets])
   listed = target >= 0
   ranks = np.full((len(alphas), len(image_emb)), len(x))
   for s in range(0, len(image_emb), chunk):
-    sims = image_emb[s:s + chunk] @ label_emb.T  # [m, L]
+    sims = geometry.similarity(image_emb[s:s + chunk], label_emb)  # [m, L]
     base = sims[:, x] + sims[:, y]  # [m, P]
     t = np.maximum(target[s:s + chunk], 0)
     ok = listed[s:s + chunk]
@@ -131,7 +132,8 @@ class Breeds:
     out = {"alphas": list(ALPHAS), "seed": self.seed}
     for name, (hierarchy, paths, targets) in self.datasets.items():
       label_emb = ensemble[[index[label] for label in hierarchy.labels]]
-      ranks = pair_ranks(embedder.images(paths), label_emb, root, targets)
+      ranks = pair_ranks(embedder.images(paths), label_emb, root, targets,
+                         geometry=embedder.geometry)
       result = {"num_images": len(paths), "num_labels": len(hierarchy.labels)}
       for k in KS:
         result[f"r@{k}"], chosen = cross_validated_recall(ranks < k, self.seed)

@@ -8,27 +8,24 @@ import numpy as np
 
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import registry
-from hierre_jax.radial import geometry
 from hierre_jax.radial import hierarchical_retrieval as hr
 from hierre_jax.radial import losses
 from hierre_jax.data.indexing import distinct, index_rows
 
-RADII = {"euclidean": geometry.radius, "cosine": geometry.cosine_distance}
-
-
-def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius="euclidean"):
+def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius=None):
   """-> ([M, num_levels] candidate index per level, [N] candidate radii, stage seconds).
 
-  radius: "euclidean" ||t - r|| (the release's quantitative evaluation) or "cosine"
-  1 - <t, r> (its qualitative chains); the levels are evenly spaced in that radius.
+  radius: the kind of the model geometry's radius (`Geometry.radius`; None its own, on
+  the sphere "euclidean" ||t - r||, the release's quantitative evaluation; "cosine"
+  1 - <t, r>, its qualitative chains); the levels are evenly spaced in that radius.
   """
   t0 = time.perf_counter()
   text_emb, root = embedder.texts(candidates)
   t1 = time.perf_counter()
   image_emb = embedder.images(image_paths)
   t2 = time.perf_counter()
-  radii = np.asarray(RADII[radius](text_emb, root))
-  preds = hr.retrieve(text_emb, radii, image_emb, num_levels)
+  radii = np.asarray(embedder.geometry.radius(text_emb, root, radius))
+  preds = hr.retrieve(text_emb, radii, image_emb, num_levels, geometry=embedder.geometry)
   seconds = {"embed_texts": t1 - t0, "embed_images": t2 - t1,
              "retrieval": time.perf_counter() - t2}
   return preds, radii, seconds
@@ -62,7 +59,7 @@ def angle_statistics(embedder, csv_path, images=None):
   texts, row_index = index_rows(rows)
   feats, root = embedder.texts(texts)
   emb = feats[row_index]  # [B, 8, D]
-  p, q = losses.re_angles(emb, root)
+  p, q = losses.re_angles(emb, root, geometry=embedder.geometry)
   p, q = np.asarray(p), np.asarray(q)
   return {"angle_pos_mean": float(p.mean()), "angle_neg_mean": float(q.mean()),
           "pos_smaller_than_neg": float((p < q).mean()), "num_rows": len(rows)}

@@ -13,7 +13,6 @@ import scipy.stats
 
 from hierre_jax.errors import DataError
 from hierre_jax.evaluators import registry
-from hierre_jax.radial import geometry
 
 PROMPT = "a picture of a {}"
 COLUMNS = ("WORD1", "WORD2", "POS", "TYPE", "AVG_SCORE")
@@ -75,7 +74,7 @@ class HyperLex:
     feats, root = embedder.texts([self.prompt.format(w) for w in words])
     specific = feats[[index[w] for w in p.word1]]
     general = feats[[index[w] for w in p.word2]]
-    return -np.asarray(geometry.exterior_angle(general, specific, root), np.float64)
+    return -np.asarray(embedder.geometry.exterior_angle(general, specific, root), np.float64)
 
   def run(self, embedder):
     scores, p = self.scores(embedder), self.pairs

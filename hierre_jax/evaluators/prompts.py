@@ -1,16 +1,16 @@
 """Prompt-ensemble label embeddings (Radford et al.): embed every template filled with a
-label, normalise each, average, normalise again."""
+label and take the centroid in the model's space (on the sphere: normalise each, average,
+normalise again)."""
 import json
 
-import numpy as np
 
 
 def ensemble(embedder, labels, templates):
-  """-> [L, P] unit label embeddings; one embedding pass over all labels x templates."""
+  """-> [L, P] label embeddings (`Geometry.mean` of each label's templates); one embedding
+  pass over all labels x templates."""
   texts = [t.format(label) for label in labels for t in templates]
   feats, _ = embedder.texts(texts)
-  mean = feats.reshape(len(labels), len(templates), -1).mean(axis=1)
-  return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+  return embedder.geometry.mean(feats.reshape(len(labels), len(templates), -1), axis=1)
 
 
 def load_classnames(path, dataset):

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from hierre_jax.evaluators import registry
+from hierre_jax.geometry import sphere
 from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
 from hierre_jax.errors import DataError
 
@@ -64,15 +65,15 @@ def flickr_pairs(karpathy_json, split="test"):
   return {im["filename"]: im["filename"] for im in images}, captions
 
 
-def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024):
+def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024, geometry=sphere.SPHERE):
   """[C, D] captions, [C] image index of each caption, [M, D] images -> R@k both ways.
 
   Image-to-text: an image's rank is that of its best-ranked caption.
   """
-  t2i = similarity_ranks(text_emb, image_emb, caption_image, chunk)
+  t2i = similarity_ranks(text_emb, image_emb, caption_image, chunk, geometry)
   i2t = np.full(len(image_emb), np.iinfo(np.int64).max)
   for s in range(0, len(image_emb), chunk):
-    sims = image_emb[s:s + chunk] @ text_emb.T  # [m, C]
+    sims = geometry.similarity(image_emb[s:s + chunk], text_emb)  # [m, C]
     # Rank of every caption of these images among all captions, min over each image's captions.
     caps = np.nonzero((caption_image >= s) & (caption_image < s + chunk))[0]
     ranks = ranks_of_targets(sims[caption_image[caps] - s], caps)
@@ -129,7 +130,7 @@ class Retrieval:
   def run(self, embedder):
     text_emb, _ = embedder.texts(self.captions)
     image_emb = embedder.images(self.paths)
-    return {**recall_at_k(text_emb, self.caption_image, image_emb),
+    return {**recall_at_k(text_emb, self.caption_image, image_emb, geometry=embedder.geometry),
             "num_images": len(self.images), "num_captions": len(self.captions),
             "num_annotated_images": self.num_annotated_images}
 

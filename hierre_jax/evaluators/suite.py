@@ -8,10 +8,11 @@ import os
 
 from absl import flags
 
+from hierre_jax import config_values
+from hierre_jax import errors
 from hierre_jax import published
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
-from hierre_jax.trainer import checks
 
 NAMES = tuple(registry.ENTRIES)
 
@@ -45,7 +46,7 @@ def from_config(eval_config):
   names = [n.strip() for n in eval_config.suite.split(",") if n.strip()]
   unknown = [n for n in names if n not in IN_RUN]
   if unknown:
-    raise checks.ConfigError(
+    raise errors.ConfigError(
         f"config.eval.suite={eval_config.suite!r}: {', '.join(unknown)} cannot run in "
         f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
@@ -78,7 +79,7 @@ def evaluate(embedder, evaluators):
   """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
   out = {}
   for evaluator in evaluators:
-    out.update(checks.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
+    out.update(config_values.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
   return out
 
 

@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from hierre_jax.errors import DataError
+from hierre_jax.geometry import sphere
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators.ranking import similarity_ranks
@@ -31,10 +32,10 @@ def tfds_images(name, split="test", data_dir=None):
           np.array([int(x["label"]) for x in examples]))
 
 
-def top_k_accuracy(image_emb, label_emb, labels, ks=(1, 5), chunk=4096):
+def top_k_accuracy(image_emb, label_emb, labels, ks=(1, 5), chunk=4096, geometry=sphere.SPHERE):
   """[M, D] images, [L, D] classes, [M] true class -> {'top{k}': share with the class among
   the k most similar}; equal similarities rank the lower class index first."""
-  ranks = similarity_ranks(image_emb, label_emb, labels, chunk)
+  ranks = similarity_ranks(image_emb, label_emb, labels, chunk, geometry)
   return {f"top{k}": float((ranks < k).mean()) for k in ks}
 
 
@@ -54,7 +55,7 @@ class ZeroShot:
   def run(self, embedder):
     label_emb = prompts.ensemble(embedder, self.classes, self.templates)
     image_emb = embedder.images(self.images)
-    return {**top_k_accuracy(image_emb, label_emb, self.labels),
+    return {**top_k_accuracy(image_emb, label_emb, self.labels, geometry=embedder.geometry),
             "num_images": len(self.labels), "num_classes": len(self.classes),
             "num_templates": len(self.templates)}
 

@@ -1,4 +1,4 @@
-"""The hierarchy a CLIP induces over a class set, named and measured against human
+"""The hierarchy a dual encoder induces over a class set, named and measured against human
 ontologies (../shared/SEED000_SPEC.md).
 
   python -m hierre_jax.hierarchy --model=DIR --classes=cifar100 --modality=text \
@@ -18,7 +18,7 @@ import os
 from absl import flags
 
 from hierre_jax import cli
-from hierre_jax import embedding
+from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax.hierarchy import classes as classes_lib
@@ -30,7 +30,7 @@ from hierre_jax.hierarchy import probe
 from hierre_jax.hierarchy import trees
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "HF CLIP directory or hub id, or a hierre_jax.train workdir.")
+flags.DEFINE_string("model", None, "A model directory of any family or hub id, or a hierre_jax.train workdir.")
 flags.DEFINE_string("classes", "cifar100", "cifar100 | imagenet | breeds:<name> | FILE.json")
 flags.DEFINE_enum("modality", "text", ["text", "image"], "Centroids of class-name prompts or "
                   "of images.")
@@ -86,7 +86,7 @@ def main(argv):
                           align_steps=FLAGS.align_steps)
   images = images_of(class_set, FLAGS.images, "train") if FLAGS.modality == "image" else None
   eval_images = images_of(class_set, FLAGS.eval_images, "test") if FLAGS.eval_images else None
-  embedder = embedding.Embedder.from_path(FLAGS.model, image_features_dir=FLAGS.image_features_dir)
+  embedder = loading.embedder(FLAGS.model, FLAGS.image_features_dir)
   result, tree = probe.probe(embedder, class_set, FLAGS.modality, FLAGS.ontology, choices,
                              images, eval_images)
   result = {"model": FLAGS.model, "checkpoint_step": embedder.checkpoint_step, **result}

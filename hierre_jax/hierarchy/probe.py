@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from hierre_jax import models
+from hierre_jax import errors
 from hierre_jax.hierarchy import alignment
 from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import consistency
@@ -76,6 +76,10 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   images: (images, labels) the image centroids are built from (modality "image");
   eval_images: (images, labels) the traversal is evaluated on (skipped if None).
   """
+  if embedder.geometry.name != "sphere":
+    raise errors.UserError(f"{embedder.model.model_dir}: the centroid-hierarchy probe is built "
+                           f"for features on the sphere; this model's live in "
+                           f"{embedder.geometry.name} space (not supported yet)")
   if modality == "text":
     cents, *samples = centroids_lib.text_centroids(embedder, class_set.classes,
                                                    class_set.templates)
@@ -105,8 +109,8 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   eval_feats = None
   if eval_images is not None:
     eval_feats = embedder.images(eval_images[0])
-    family = models.family_of_config(embedder.config)
-    logit_scale = float(np.exp(np.asarray(family.log_logit_scale(embedder.params))))
+    model = embedder.model
+    logit_scale = float(np.exp(np.asarray(model.family.log_logit_scale(model.params))))
     labels = np.asarray(eval_images[1])
     result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
                            **traversal.curve(tree, cents, eval_feats, labels, logit_scale,

@@ -1,8 +1,10 @@
-"""Model families, one sub-package each (`models/clip/`, `models/align/`), behind one interface
-(`models/family.py`). A checkpoint's family is read from its config.json: `architectures`
-(a Hugging Face directory, or a train workdir's `model_info/`), else `model_type`.
+"""Model families, one sub-package each (`models/clip/`, `models/align/`, `models/meru/`),
+behind one interface (`models/family.py`); `load` returns a `model.Model`. A checkpoint's
+family is the one that owns its path (`Family.owns`): a Hugging Face directory (or a train
+workdir's `model_info/`) by its config.json's `architectures`, else `model_type`; a MERU
+release checkpoint by its .pth.
 
-To add a family: a sub-package whose `FAMILY` is a `family.Family`, listed in FAMILIES.
+To add a family: a sub-package whose `FAMILY` implements `family.Family`, listed in FAMILIES.
 """
 import json
 import os
@@ -11,8 +13,10 @@ from hierre_jax import errors
 from hierre_jax.models import align
 from hierre_jax.models import clip
 from hierre_jax.models import hf_io
+from hierre_jax.models import meru
+from hierre_jax.models.model import COMPUTE_DTYPES, Model  # noqa: F401 (the package's API)
 
-FAMILIES = {"clip": clip.FAMILY, "align": align.FAMILY}
+FAMILIES = {"clip": clip.FAMILY, "align": align.FAMILY, "meru": meru.FAMILY}
 
 
 class UnsupportedModel(errors.UserError):
@@ -20,33 +24,29 @@ class UnsupportedModel(errors.UserError):
 
 
 def family_of(model_dir):
-  """The Family of a model directory, from its config.json; UnsupportedModel naming the
-  architecture found and the ones supported."""
+  """The Family that owns a checkpoint path; UnsupportedModel naming the architecture
+  found and the ones supported."""
   path = os.path.join(model_dir, "config.json")
-  errors.require_file(path, "model config (config.json)")
-  try:
-    with open(path, encoding="utf-8") as f:
-      hf_config = json.load(f)
-  except ValueError as e:
-    raise UnsupportedModel(f"{path}: not valid JSON ({e})") from None
-  found = list(hf_config.get("architectures") or [])
+  if os.path.isfile(path):  # a Hugging Face directory: its JSON is checked first
+    try:
+      with open(path, encoding="utf-8") as f:
+        hf_config = json.load(f)
+    except ValueError as e:
+      raise UnsupportedModel(f"{path}: not valid JSON ({e})") from None
   for fam in FAMILIES.values():
-    if set(found) & set(fam.architectures) or (not found and
-                                                 hf_config.get("model_type") == fam.name):
+    if fam.owns(model_dir):
       return fam
+  errors.require_file(path, "model config (config.json)")
+  found = list(hf_config.get("architectures") or [])
   supported = sorted(a for fam in FAMILIES.values() for a in fam.architectures)
   raise UnsupportedModel(
       f"{path}: architecture {found or hf_config.get('model_type')!r} is not supported; "
       f"hierre_jax reads {', '.join(supported)}")
 
 
-def family_of_config(config):
-  """The Family whose modeling `config` (a ClipConfig, ...) belongs to."""
-  return FAMILIES[config.family]
-
-
 def load(path_or_id, scan_layers=True):
-  """-> (Family, config, params, model_dir) of a Hugging Face directory or hub id."""
+  """-> the `Model` of a checkpoint directory or hub id: its towers' parameters (an RE root
+  of its own is read by `loading.load`, which evaluations use)."""
   model_dir = hf_io.resolve_model_dir(path_or_id)
   fam = family_of(model_dir)
-  return (fam, *fam.load(model_dir, scan_layers))
+  return Model(fam, *fam.read_checkpoint(model_dir, scan_layers), model_dir)

@@ -1,13 +1,21 @@
-"""The interface a model family implements: what the rest of the library may ask of a dual
-encoder (load, export, a random checkpoint, its tokenizer and image preprocessing, and pure
-encoders over its parameters). `Encoders` is the only place `model.apply` is called."""
+"""The interface a model family implements (`Family`): everything the rest of the library
+asks of a dual encoder. A family is one object; `models.load` hands it, with a checkpoint's
+config and parameters, to every consumer as a `model.Model`. `Encoders` is the only place
+`model.apply` is called.
+
+To add a family: a sub-package of `models/` whose `FAMILY` implements `Family`, listed in
+`models.FAMILIES` (README "Adding a model family").
+"""
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, Protocol
+
+from hierre_jax.geometry import Geometry
 
 
 @dataclasses.dataclass(frozen=True)
 class Encoders:
-  """Pure functions over a family's parameter tree; features are NOT normalised."""
+  """Pure functions over a family's parameter tree; features are NOT lifted into the
+  geometry (not normalised)."""
   text: Callable         # (params, ids [N, T] int32) -> [N, P]
   packed_text: Callable  # (params, `packing.Packed` of S shards, N texts each) -> [S, N, P]
   image: Callable        # (params, pixels [N, H, W, C] float32) -> [N, P]
@@ -16,24 +24,73 @@ class Encoders:
   image_tokens: Callable | None = None  # (params, pixels [N, H, W, C]) -> [N, 1 + HW, P]
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-  """One model family (CLIP, ...), read from a checkpoint's config.json (`architectures`)."""
-  name: str
-  architectures: tuple    # config.json `architectures` values of this family
-  text_groups: tuple      # top-level parameter groups that text-tower training updates
-  text_params: tuple      # top-level groups the text encoder reads
-  image_groups: tuple     # top-level groups of the image tower (frozen in RE training)
-  model_files: tuple      # tokenizer and preprocessing files a model directory carries
-  max_length: int         # tokens per text
-  load: Callable          # (path or hub id, scan_layers=True) -> (config, params, model_dir)
-  load_hf_config: Callable    # model_dir -> transformers config
-  read_config: Callable   # (model_dir, scan_layers) -> the family's modeling config
-  export: Callable        # (params, hf_config, out_dir, source_dir=None) -> out_dir
-  write_random: Callable  # (out_dir, text sizes, vision sizes, projection_dim, seed=0) -> out_dir
-  load_tokenizer: Callable    # model_dir -> transformers tokenizer
-  preprocessing: Callable     # (model_dir, config) -> image preprocessing (`.preprocess`)
-  encoders: Callable      # (config, remat=False) -> Encoders
-  has_stacked_layers: Callable  # params -> whether the encoder layers are scanned
-  pool_index: Callable    # (config, ids [..., T] numpy or jax) -> [...] pooled token index
-  log_logit_scale: Callable   # params -> scalar log of the contrastive logit scale
+class ImagePreprocessing(Protocol):
+  """A family's image preprocessing. Its `repr` names every setting: it is part of the key
+  of an image feature store (`embedding.image_store_key`), so two preprocessings with the
+  same repr must give the same pixels."""
+
+  def preprocess(self, image) -> Any:
+    """PIL image or path -> [H, W, C] float32 pixels."""
+
+
+class Family(Protocol):
+  """One model family (CLIP, ALIGN, ...): its checkpoint format, towers, tokenizer,
+  preprocessing and geometry."""
+
+  name: str                # config["family"] of a random checkpoint
+  architectures: tuple     # config.json `architectures` values of this family
+  max_length: int          # tokens per text
+  text_groups: tuple       # top-level parameter groups that text-tower training updates
+  text_params: tuple       # top-level groups the text encoder reads
+  image_groups: tuple      # top-level groups of the image tower (frozen in RE training)
+
+  # The checkpoint format.
+  def owns(self, path: str) -> bool:
+    """Whether `path` (a file or folder) is a checkpoint of this family, or a train
+    workdir's record of one (`save_info`)."""
+
+  def read_checkpoint(self, model_dir: str, scan_layers: bool = True) -> tuple:
+    """A local checkpoint -> (modeling config, numpy parameter tree); a one-line
+    errors.UserError naming the file or key at fault."""
+
+  def read_config(self, model_dir: str, scan_layers: bool) -> Any:
+    """The modeling config alone (a train workdir's model_info/ holds no weights)."""
+
+  def write_checkpoint(self, params: dict, config: Any, out_dir: str, source_dir: str) -> str:
+    """Writes `params` of `config` (with a params["root"] of its own, if any) in the
+    family's format, with the config, tokenizer and preprocessing files of `source_dir`
+    -> out_dir."""
+
+  def save_info(self, source_dir: str, config: Any, info_dir: str) -> None:
+    """Writes what `read_config`, `load_tokenizer` and `preprocessing` read (no weights)."""
+
+  def write_random(self, out_dir: str, text: dict, vision: dict, projection_dim: int,
+                   seed: int = 0) -> str:
+    """A random checkpoint of these tower sizes (drawn so that features carry signal)."""
+
+  # Texts and images.
+  def load_tokenizer(self, model_dir: str) -> Any:
+    """A tokenizer with `__call__` (transformers style) and `pad_token_id`."""
+
+  def preprocessing(self, model_dir: str, config: Any) -> ImagePreprocessing:
+    """The image preprocessing the checkpoint was trained with."""
+
+  def pool_index(self, config: Any, ids) -> Any:
+    """ids [..., T] (numpy or jax) -> [...] index of the token a text is pooled at."""
+
+  # The towers and their space.
+  def geometry(self, params: dict) -> Geometry:
+    """The space a checkpoint's features live in (`geometry.sphere.SPHERE`; a hyperbolic
+    family's depends on its stored curvature)."""
+
+  def encoders(self, config: Any, remat: bool = False) -> Encoders:
+    """The pure encoders of `config` (`remat`: recompute activations in the backward pass)."""
+
+  def embedding_size(self, config: Any) -> int:
+    """P, the size of a text or image feature."""
+
+  def has_stacked_layers(self, params: dict) -> bool:
+    """Whether the encoder layers of `params` are stacked for `jax.lax.scan`."""
+
+  def log_logit_scale(self, params: dict) -> Any:
+    """Scalar log of the contrastive logit scale (logits = exp(it) * similarity)."""

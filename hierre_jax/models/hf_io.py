@@ -30,6 +30,19 @@ def load_hf_config(model_dir, config_class):
   return config_class.from_pretrained(model_dir)
 
 
+def declares(model_dir, architectures, model_type):
+  """Whether model_dir's config.json names one of `architectures` (or, naming none, has
+  `model_type`); False without a readable config.json."""
+  try:
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+      hf_config = json.load(f)
+  except (OSError, ValueError):
+    return False
+  found = hf_config.get("architectures") or []
+  return bool(set(found) & set(architectures)) or (not found and
+                                                   hf_config.get("model_type") == model_type)
+
+
 def looks_local(path):
   """True for a path that cannot be a hub id ('org/name'): absolute, ./ or ../, more than
   two components, or whose first component is a local directory (a typo in 'workdirs/x')."""
@@ -39,8 +52,9 @@ def looks_local(path):
 
 
 def resolve_model_dir(path_or_id):
-  """A local directory as is; otherwise a hub id, downloaded (needs network)."""
-  if os.path.isdir(path_or_id):
+  """A local directory (or checkpoint file) as is; otherwise a hub id, downloaded (needs
+  network)."""
+  if os.path.isdir(path_or_id) or os.path.isfile(path_or_id) and path_or_id.endswith(".pth"):
     return path_or_id
   if os.path.exists(path_or_id) or looks_local(path_or_id):
     parent = os.path.dirname(os.path.abspath(path_or_id))
@@ -233,6 +247,14 @@ def copy_files(src_dir, out_dir, names):
   for name in names:
     if os.path.exists(os.path.join(src_dir, name)) and not os.path.samefile(src_dir, out_dir):
       shutil.copy(os.path.join(src_dir, name), os.path.join(out_dir, name))
+
+
+def save_info(hf_config, source_dir, info_dir, files):
+  """config.json of `hf_config` and the `files` of `source_dir` in `info_dir`: what reading
+  a checkpoint's config, tokenizer and preprocessing needs, without the weights."""
+  os.makedirs(info_dir, exist_ok=True)
+  hf_config.save_pretrained(info_dir)
+  copy_files(source_dir, info_dir, files)
 
 
 def write_model_dir(state_dict, root, hf_config, architectures, out_dir, source_dir, files):

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from hierre_jax.geometry import sphere
+
 NUM_LEVELS = 50
 
 
@@ -34,12 +36,14 @@ def _better(a, b):
   return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
 
 
-@functools.partial(jax.jit, static_argnums=4)
-def _retrieve_chunk(images, sorted_emb, sorted_index, segment, num_levels):
-  """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level.
-  segment: [N] the first level whose admissible set holds each sorted text."""
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _retrieve_chunk(images, sorted_emb, sorted_index, segment, num_levels, geometry):
+  """[m, D] x [N, D] -> [m, L] index (original order) of the best text per level, by
+  `geometry.similarity`. segment: [N] the first level whose admissible set holds each
+  sorted text."""
   # Full fp32 even where the default is TF32/bf16 passes (GPU, TPU): near-ties decide levels.
-  sims = jnp.matmul(images, sorted_emb.T, precision=jax.lax.Precision.HIGHEST)  # [m, N]
+  with jax.default_matmul_precision("highest"):
+    sims = geometry.similarity(images, sorted_emb)  # [m, N]
   per_image = lambda reduce: jax.vmap(lambda x: reduce(x, segment, num_levels))
   best_sim = per_image(jax.ops.segment_max)(sims)  # [m, L]; -inf for an empty segment
   is_best = sims == best_sim[:, segment]
@@ -49,8 +53,10 @@ def _retrieve_chunk(images, sorted_emb, sorted_index, segment, num_levels):
   return best
 
 
-def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256):
-  """Predictions per level: [N, D], [N], [M, D] -> [M, num_levels] int candidate indices.
+def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256,
+             geometry=sphere.SPHERE):
+  """Predictions per level: [N, D], [N], [M, D] -> [M, num_levels] int candidate indices,
+  the most similar (`geometry.similarity`) of the texts within each level's radius.
 
   Memory is O(chunk * N): raise or lower `chunk` for the candidate set size.
   """
@@ -61,7 +67,7 @@ def retrieve(text_emb, radii, image_emb, num_levels=NUM_LEVELS, chunk=256):
   prefix_ends = np.searchsorted(radii[order], levels, side="right") - 1
   segment = np.searchsorted(prefix_ends, np.arange(len(order)), side="left")
   args = (jnp.asarray(text_emb[order]), jnp.asarray(order, jnp.int32),
-          jnp.asarray(segment, jnp.int32), num_levels)
+          jnp.asarray(segment, jnp.int32), num_levels, geometry)
   chunks = range(0, len(image_emb), chunk)
   out = [np.asarray(_retrieve_chunk(jnp.asarray(image_emb[s:s + chunk]), *args))
          for s in tqdm.tqdm(chunks, desc="retrieval", leave=False, disable=len(chunks) < 2)]

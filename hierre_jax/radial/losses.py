@@ -2,18 +2,19 @@
 them CLIP's own contrastive objective.
 
 Embeddings of a batch come as [B, 8, D]: positives p1..p4 then negatives n1..n4,
-unit-normalised, general to specific. `tiers` (0-based) picks the chain a row trains
-on: all four, or (0, 2, 3) for the 3-tier ablation (tier 2 dropped).
+points of the model's space (`geometry`: the sphere unless said), general to specific.
+`tiers` (0-based) picks the chain a row trains on: all four, or (0, 2, 3) for the 3-tier
+ablation (tier 2 dropped).
 """
 import jax
 import jax.numpy as jnp
 
-from hierre_jax.radial import geometry
+from hierre_jax.geometry import sphere
 
 ALL_TIERS = (0, 1, 2, 3)
 
 
-def re_angles(emb, root, tiers=ALL_TIERS):
+def re_angles(emb, root, tiers=ALL_TIERS, geometry=sphere.SPHERE):
   """[B, 8, D], [D] -> (P, Q), each [T-1, B] for T tiers t_1..t_T: P[k, b] =
   ext(p_{t_k}, p_{t_k+1}), Q[k, b] = ext(p_{t_k}, n_{t_k}) (the last tier's negative unused)."""
   general, specific = list(tiers[:-1]), list(tiers[1:])
@@ -24,21 +25,11 @@ def re_angles(emb, root, tiers=ALL_TIERS):
   return p.T, q.T
 
 
-def half_aperture(x, root, k):
-  """Entailment-cone half-aperture psi(x) = arcsin(min(1, K / ||x - r||)): [..., D] -> [...].
-
-  The ratio is clipped at 1 - COS_MARGIN (psi within 2e-3 of pi/2 inside the clip), so
-  that the gradient stays finite (zero) where ||x - r|| <= K.
-  """
-  ratio = k / jnp.maximum(geometry.radius(x, root), k)
-  return jnp.arcsin(jnp.minimum(ratio, 1.0 - geometry.COS_MARGIN))
-
-
-def ec_terms(p, q, emb, root, k, margin, tiers=ALL_TIERS):
+def ec_terms(p, q, emb, root, k, margin, tiers=ALL_TIERS, geometry=sphere.SPHERE):
   """Entailment-cone margin terms (SPEC section 6) from the angles (P, Q) of `re_angles`
   -> (positive, negative), each [T-1, B]: max(0, ext(p_i, p_i+1) - psi(p_i) + m) and
   max(0, psi(p_i) - ext(p_i, n_i) + m)."""
-  psi = half_aperture(emb[:, list(tiers[:-1])], root, k).T
+  psi = geometry.half_aperture(emb[:, list(tiers[:-1])], root, k).T
   return jax.nn.relu(p - psi + margin), jax.nn.relu(psi - q + margin)
 
 
@@ -74,7 +65,7 @@ def contrastive(text, image, logit_scale):
 
 
 def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIERS,
-               negatives=True, ec=None):
+               negatives=True, ec=None, geometry=sphere.SPHERE):
   """L = lambda_p L_p + lambda_e L_e + lambda_m L_m; returns (loss, metrics dict).
 
   `emb_orig` ([B, 8, D], frozen pretrained embeddings) may be None when lambda_p == 0.
@@ -82,8 +73,8 @@ def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIER
   negatives=False drops the Q terms; ec=(K, margin) puts the entailment-cone terms in
   place of P and -Q.
   """
-  p, q = re_angles(emb, root, tiers)
-  pos, neg = ec_terms(p, q, emb, root, *ec, tiers) if ec else (p, -q)
+  p, q = re_angles(emb, root, tiers, geometry)
+  pos, neg = ec_terms(p, q, emb, root, *ec, tiers, geometry) if ec else (p, -q)
   if not negatives:
     neg = None
   terms = {"loss_re": mean_term(pos, neg), "loss_minimax": minimax_term(pos, neg)}

@@ -22,7 +22,6 @@ from hierre_jax import sharding
 from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import curves
-from hierre_jax.trainer import metric_writer
 
 INPUT_DIGESTS = "input_digests.json"  # open_run: the SHA-256 of each input file of the run
 
@@ -59,11 +58,12 @@ def create_train_state(params, tx, mesh):
   return jax.device_put(state, state_sharding), state_sharding
 
 
-def open_run(config, allow_config_change, is_main, added_keys=None, inputs=()):
+def open_run(config, allow_config_change, is_main, rules, inputs=()):
   """-> the checkpoints of config.workdir (`checkpointing.RunCheckpoints`). A workdir that
-  holds checkpoints must hold the same computational config (`checks.check_resume`, with
-  `added_keys`) and the same content of the `inputs` files ((config key, path) pairs:
-  their SHA-256 digests are kept in workdir/input_digests.json).
+  holds checkpoints must hold the same computational config (`checks.check_resume` by the
+  objective's `rules`, a `config_values.ResumeRules`) and the same content of the `inputs`
+  files ((config key, path) pairs: their SHA-256 digests are kept in
+  workdir/input_digests.json).
 
   Process 0 writes workdir/config.json and the digests: now for a new run, else just before
   this run's first checkpoint, so that they always describe the saved steps (a resumed run
@@ -76,16 +76,16 @@ def open_run(config, allow_config_change, is_main, added_keys=None, inputs=()):
   digests_path = os.path.join(config.workdir, INPUT_DIGESTS)
   if latest is not None:
     if 0 < config.get("total_steps", 0) < latest:
-      raise checks.ConfigError(f"config.total_steps={config.total_steps}: below step {latest}, "
+      raise errors.ConfigError(f"config.total_steps={config.total_steps}: below step {latest}, "
                                f"the newest checkpoint in {config.workdir}; train at least that "
                                "far, or use another workdir")
-    checks.check_resume(config.workdir, config, latest, allow_config_change,
-                        record=is_main, added_keys=added_keys)
+    checks.check_resume(config.workdir, config, latest, rules, allow_config_change,
+                        record=is_main)
     stored = read_json(digests_path) or {}
     changed = [key for key in digests if key in stored
                and stored[key]["sha256"] != digests[key]["sha256"]]
     if changed and not allow_config_change:
-      raise checks.ConfigError(
+      raise errors.ConfigError(
           f"config.{changed[0]}={digests[changed[0]]['path']}: its content changed since step "
           f"{latest} was trained on it (SHA-256 differs from {digests_path}); restore the file, "
           "use another workdir, or pass --allow_config_change to go on with the new one")
@@ -131,18 +131,6 @@ def total_steps(config, steps_per_epoch):
   """config.total_steps when > 0, else config.num_epochs epochs of `steps_per_epoch`."""
   return (config.total_steps if config.total_steps > 0
           else config.num_epochs * steps_per_epoch)
-
-
-def start(config, params, trained, steps, manager, mesh, allow_config_change, is_main):
-  """The train state of `params` with `make_optimizer` on `trained`, restored from the newest
-  verified checkpoint of `manager` when there is one -> (state, its sharding, the optimizer,
-  the metric writer of process 0 or None)."""
-  tx = make_optimizer(config, steps, trained)
-  state, state_sharding = create_train_state(params, tx, mesh)
-  state, _ = restore_or_start(manager, state, allow_config_change, config.workdir, is_main)
-  writer = (metric_writer.MetricWriter(config.workdir, resume_step=int(state.step))
-            if is_main else None)
-  return state, state_sharding, tx, writer
 
 
 def close_metrics(writer, workdir, panels=curves.PANELS):

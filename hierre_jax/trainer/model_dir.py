@@ -10,10 +10,11 @@ from hierre_jax import locations
 from hierre_jax import models
 from hierre_jax import sealed
 from hierre_jax import sharding
-from hierre_jax.models import hf_io
 
 RANDOM_INIT = "random_init"
 DEFAULT_EXPORT = "hf_export"
+# The family of a config.random_init that names none (configs from before there were two).
+UNNAMED_RANDOM_FAMILY = "clip"
 
 
 def export_dir(config):
@@ -46,13 +47,14 @@ def check_locations(config, data_inputs):
     locations.check_claimable(out, export_owner(config), "config.export_dir")
 
 
-def export(family, params, hf_config, model_dir, config):
-  """Writes the run's export (`export_dir`) -> its path; a config.export_dir is claimed for
-  this run first (`locations.claim`), so another run's folder is never overwritten."""
+def export(model, params, config):
+  """Writes `params` in `model`'s checkpoint format to the run's export folder (`export_dir`)
+  -> its path; a config.export_dir is claimed for this run first (`locations.claim`), so
+  another run's folder is never overwritten."""
   out = export_dir(config)
   if config.export_dir:
     locations.claim(out, export_owner(config), "config.export_dir")
-  family.export(params, hf_config, out, model_dir)
+  model.export(out, params)
   return out
 
 
@@ -67,7 +69,7 @@ def write_random_init(config, out):
   r = config.random_init
   tmp = f"{out}.{os.getpid()}.tmp"
   shutil.rmtree(tmp, ignore_errors=True)
-  models.FAMILIES[r.get("family", "clip")].write_random(
+  models.FAMILIES[r.get("family", UNNAMED_RANDOM_FAMILY)].write_random(
       tmp, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
   sealed.seal(tmp, sorted(os.listdir(tmp)), random_init_record(config))
   if os.path.exists(out):
@@ -107,11 +109,10 @@ def prepare_model_dir(config, is_main, allow_config_change=False):
   return out
 
 
-def save_model_info(family, hf_config, model_dir, workdir):
-  """config.json + tokenizer files in workdir/model_info, sealed (`sealed`; verified when
-  the workdir is read, `embedding.load_model`): enough to read our checkpoints."""
+def save_model_info(model, workdir):
+  """The model's config, tokenizer and preprocessing files in workdir/model_info
+  (`Family.save_info`), sealed (`sealed`; verified when the workdir is read,
+  `loading.load`): enough to read our checkpoints."""
   info = os.path.join(workdir, "model_info")
-  os.makedirs(info, exist_ok=True)
-  hf_config.save_pretrained(info)
-  hf_io.copy_files(model_dir, info, family.model_files)
+  model.family.save_info(model.model_dir, model.config, info)
   sealed.seal(info, sorted(n for n in os.listdir(info) if n != sealed.MANIFEST))

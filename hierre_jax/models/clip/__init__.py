@@ -1,5 +1,7 @@
 """CLIP (OpenAI and OpenCLIP checkpoints in Hugging Face's `CLIPModel` format)."""
+from hierre_jax.geometry import sphere
 from hierre_jax.models import family
+from hierre_jax.models import hf_io
 from hierre_jax.models.clip import convert
 from hierre_jax.models.clip import modeling
 from hierre_jax.models.clip import preprocessing
@@ -7,29 +9,65 @@ from hierre_jax.models.clip import random_init
 from hierre_jax.models.clip import tokenizer
 
 
-def encoders(config, remat=False):
-  model = modeling.CLIP(config, remat)
-  apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
-  return family.Encoders(text=apply(modeling.CLIP.encode_text),
-                         packed_text=apply(modeling.CLIP.encode_packed_text),
-                         image=apply(modeling.CLIP.encode_image),
-                         text_tokens=apply(modeling.CLIP.encode_text_tokens),
-                         image_tokens=apply(modeling.CLIP.encode_image_tokens))
+class Clip:
+  """`family.Family` of Hugging Face `CLIPModel` directories; features on the sphere."""
+
+  name = "clip"
+  architectures = ("CLIPModel",)
+  max_length = tokenizer.MAX_LENGTH
+  text_groups = ("text_model", "text_projection")
+  text_params = ("text_model", "text_projection", "logit_scale")  # setup declares logit_scale
+  image_groups = ("vision_model", "visual_projection")
+
+  def owns(self, path):
+    return hf_io.declares(path, self.architectures, self.name)
+
+  def read_checkpoint(self, model_dir, scan_layers=True):
+    config, params, _ = convert.load_clip(model_dir, scan_layers)
+    return config, params
+
+  def read_config(self, model_dir, scan_layers):
+    return modeling.ClipConfig.from_hf(convert.load_hf_config(model_dir), scan_layers)
+
+  def write_checkpoint(self, params, config, out_dir, source_dir):
+    return convert.export_clip(params, convert.load_hf_config(source_dir), out_dir, source_dir)
+
+  def save_info(self, source_dir, config, info_dir):
+    hf_io.save_info(convert.load_hf_config(source_dir), source_dir, info_dir,
+                    convert.TOKENIZER_FILES)
+
+  def write_random(self, out_dir, text, vision, projection_dim, seed=0):
+    return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
+
+  def load_tokenizer(self, model_dir):
+    return tokenizer.load_tokenizer(model_dir)
+
+  def preprocessing(self, model_dir, config):
+    return preprocessing.Preprocessing.from_model_dir(model_dir, config.vision.image_size)
+
+  def pool_index(self, config, ids):
+    return modeling.end_of_text_position(ids, config.text.eos_token_id)
+
+  def geometry(self, params):
+    return sphere.SPHERE
+
+  def encoders(self, config, remat=False):
+    model = modeling.CLIP(config, remat)
+    apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
+    return family.Encoders(text=apply(modeling.CLIP.encode_text),
+                           packed_text=apply(modeling.CLIP.encode_packed_text),
+                           image=apply(modeling.CLIP.encode_image),
+                           text_tokens=apply(modeling.CLIP.encode_text_tokens),
+                           image_tokens=apply(modeling.CLIP.encode_image_tokens))
+
+  def embedding_size(self, config):
+    return config.projection_dim
+
+  def has_stacked_layers(self, params):
+    return convert.has_stacked_layers(params)
+
+  def log_logit_scale(self, params):
+    return params["logit_scale"]
 
 
-FAMILY = family.Family(
-    name="clip", architectures=("CLIPModel",),
-    text_groups=("text_model", "text_projection"),
-    text_params=("text_model", "text_projection", "logit_scale"),  # setup declares logit_scale
-    image_groups=("vision_model", "visual_projection"),
-    model_files=convert.TOKENIZER_FILES, max_length=tokenizer.MAX_LENGTH,
-    load=convert.load_clip, load_hf_config=convert.load_hf_config,
-    read_config=lambda model_dir, scan_layers: modeling.ClipConfig.from_hf(
-        convert.load_hf_config(model_dir), scan_layers),
-    export=convert.export_clip,
-    write_random=random_init.write_random_clip, load_tokenizer=tokenizer.load_tokenizer,
-    preprocessing=lambda model_dir, config: preprocessing.Preprocessing.from_model_dir(
-        model_dir, config.vision.image_size),
-    encoders=encoders, has_stacked_layers=convert.has_stacked_layers,
-    pool_index=lambda config, ids: modeling.end_of_text_position(ids, config.text.eos_token_id),
-    log_logit_scale=lambda params: params["logit_scale"])
+FAMILY = Clip()

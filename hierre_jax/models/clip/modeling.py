@@ -45,7 +45,6 @@ class ClipConfig:
   vision: TowerConfig
   projection_dim: int
   scan_layers: bool = True
-  family = "clip"  # the models.FAMILIES entry (a class attribute, not a field)
 
   @classmethod
   def from_hf(cls, hf_config, scan_layers=True):
@@ -168,6 +167,17 @@ class TextTransformer(nn.Module):
     return x[jnp.arange(ids.shape[0]), end_of_text_position(ids, c.eos_token_id)]
 
 
+def packed_text_features(text_model, packed):
+  """A `TextTransformer` over a `packing.Packed` of S shards, N texts each -> [S, N, D], each
+  text attending only within itself and pooled at its own end-of-text token."""
+  s, r, t = packed.ids.shape
+  flat = lambda x: x.reshape(s * r, t)
+  segments = flat(packed.segments)
+  same_text = segments[:, None, :, None] == segments[:, None, None, :]
+  x = text_model(flat(packed.ids), flat(packed.positions), same_text, pool=False)
+  return jnp.take_along_axis(x.reshape(s, r * t, -1), packed.ends[..., None], axis=1)
+
+
 class VisionEmbeddings(nn.Module):
   config: TowerConfig
 
@@ -218,13 +228,7 @@ class CLIP(nn.Module):
     return self.text_projection(self.text_model(ids))
 
   def encode_packed_text(self, packed):  # `packing.Packed` of S shards, N texts each -> [S, N, P]
-    s, r, t = packed.ids.shape
-    flat = lambda x: x.reshape(s * r, t)
-    segments = flat(packed.segments)
-    same_text = segments[:, None, :, None] == segments[:, None, None, :]
-    x = self.text_model(flat(packed.ids), flat(packed.positions), same_text, pool=False)
-    x = jnp.take_along_axis(x.reshape(s, r * t, -1), packed.ends[..., None], axis=1)
-    return self.text_projection(x)
+    return self.text_projection(packed_text_features(self.text_model, packed))
 
   def encode_image(self, pixels):  # [B, H, W, C] float -> [B, P]
     return self.visual_projection(self.vision_model(pixels))

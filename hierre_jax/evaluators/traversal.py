@@ -1,0 +1,71 @@
+"""MERU's image traversal (../shared/FAMILIES_SPEC.md 1.4), the hyperbolic inference the RE
+paper evaluates MERU with on HierarCaps: from the image to the root (the origin) in 50 steps
+in tangent space, each point lifted back; at each point the candidate texts whose
+entailment cone holds it compete by the Lorentzian inner product, and a [ROOT] candidate
+(the origin) always may; the distinct winners, in order, are the chain.
+
+The choices the RE paper leaves open are arguments, recorded with the results
+(`CHOICES`): the candidate pool (the test file's distinct positive texts, as for RE's
+levels), whether [ROOT] competes, and whether the first (most generic) text is dropped.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from hierre_jax.geometry import lorentz
+
+STEPS = 50
+OUTSIDE_CONE = -1e12  # the score of a text whose cone does not hold the point
+CHOICES = {"steps": STEPS, "candidates": "distinct positive texts of the test file",
+           "root_candidate": True, "drop_first": False}
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _winners(images, texts, c, steps, root_candidate):
+  """[m, P] image points, [N, P] text points -> [m, steps] winner per step, image to root
+  (N for [ROOT])."""
+  tangent = lorentz.log_map0(images, c)  # [m, P]
+  fractions = jnp.linspace(1.0, 0.0, steps)
+  points = lorentz.exp_map0(fractions[None, :, None] * tangent[:, None], c)  # [m, S, P]
+  with jax.default_matmul_precision("highest"):
+    scores = lorentz.inner(points[:, :, None], texts[None, None], c)  # [m, S, N]
+  inside = (lorentz.oxy_angle(texts[None, None], points[:, :, None], c)
+            <= lorentz.half_aperture(texts, c)[None, None])
+  scores = jnp.where(inside, scores, OUTSIDE_CONE)
+  root = -lorentz.time_part(points, c) / jnp.sqrt(c)  # <O, p>_L, O = (1/sqrt(c), 0)
+  if root_candidate:
+    scores = jnp.concatenate([scores, root[..., None]], axis=-1)
+  return jnp.argmax(scores, axis=-1)
+
+
+def traverse(geometry, text_emb, image_emb, steps=STEPS, root_candidate=True,
+             drop_first=False, chunk=16):
+  """Chains of candidate indices, general to specific, one per image: [N, P] text and
+  [M, P] image points of `geometry` (a `lorentz.Lorentz`); [ROOT] never appears in a chain."""
+  texts = jnp.asarray(text_emb, jnp.float32)
+  chains = []
+  starts = range(0, len(image_emb), chunk)
+  for s in tqdm.tqdm(starts, desc="traversal", leave=False, disable=len(starts) < 2):
+    winners = np.asarray(_winners(jnp.asarray(image_emb[s:s + chunk], jnp.float32), texts,
+                                  geometry.c, steps, root_candidate))
+    for row in winners:
+      distinct = [int(w) for w in dict.fromkeys(row) if w < len(text_emb)]
+      chain = distinct[::-1]  # root to image: general to specific
+      chains.append(chain[1:] if drop_first else chain)
+  return chains
+
+
+def chain_metrics(chains, ground_truth):
+  """Precision and recall of chains ([M] lists of candidate ids) against [M, G, 4] tier
+  candidates of each image's rows (-1 padded), as `hierarchical_retrieval.precision_recall`
+  counts levels -> ([M] precision, [M] recall)."""
+  precision, recall = [], []
+  for chain, gt in zip(chains, ground_truth):
+    predicted = set(chain)
+    rows = gt[gt[:, 0] >= 0]
+    precision.append(len(predicted & set(rows.ravel().tolist())) / max(1, len(chain)))
+    recall.append(np.mean([any(int(t) in predicted for t in rows[:, k]) for k in range(4)]))
+  return np.asarray(precision), np.asarray(recall)

@@ -1,0 +1,33 @@
+"""The space a model family embeds into, behind one interface (`Geometry`): every radial
+quantity (radius from the root, exterior angle, entailment-cone aperture), the retrieval
+scores and the averages of features go through a family's geometry, so that another space
+(MERU's Lorentz hyperboloid) is a second implementation, not a branch in every evaluator.
+
+`sphere.SPHERE`: unit vectors with a root vector (CLIP, ALIGN; SPEC section 2).
+"""
+from typing import Protocol
+
+
+class Geometry(Protocol):
+  """Functions of points of one space; jnp or numpy arrays, broadcast over leading axes."""
+
+  name: str
+
+  def lift(self, features):
+    """[..., P] encoder outputs -> [..., P] points of the space (jnp)."""
+
+  def radius(self, x, root, kind=None):
+    """[..., P], [P] -> [...] genericness: distance from the root (`kind` names a variant
+    where the space has several, e.g. the sphere's "cosine"; None: the space's own)."""
+
+  def exterior_angle(self, x, y, root):
+    """[..., P] x2, [P] -> [...] angle at x between the ray from the root and y, in [0, pi]."""
+
+  def half_aperture(self, x, root, k):
+    """[..., P], [P], scalar K -> [...] half-aperture of the entailment cone at x."""
+
+  def similarity(self, a, b):
+    """[N, P], [M, P] -> [N, M] retrieval scores (higher: more alike); numpy in, numpy out."""
+
+  def mean(self, x, axis):
+    """Points -> their centroid along `axis`, a point of the space (numpy)."""

@@ -1,0 +1,125 @@
+"""The Lorentz hyperboloid of curvature -c (MERU's space; ../shared/FAMILIES_SPEC.md 1.2).
+
+Points are stored by their space part x (the time part x_t = sqrt(1/c + |x|^2) follows);
+the origin O is x = 0. Features are lifted from the tangent space at O by `exp_map0`.
+Clamps as the spec gives them (EPS), except that the arccos arguments are kept
+ACOS_MARGIN inside [-1, 1] so that gradients stay finite (float32 cannot hold 1 - 1e-8);
+an angle moves by at most 5e-4 rad there. Functions broadcast over leading axes.
+"""
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+EPS = 1e-8
+ACOS_MARGIN = 1e-7
+MAX_SINH_INPUT = float(np.arcsinh(2.0 ** 15))
+MIN_RADIUS = 0.1  # MERU's entailment-cone constant K
+
+
+def _norm(x):
+  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1), EPS ** 2))
+
+
+def time_part(x, c):
+  """[..., D] -> [...] x_t = sqrt(1/c + |x|^2)."""
+  return jnp.sqrt(1.0 / c + jnp.sum(x * x, axis=-1))
+
+
+def exp_map0(v, c):
+  """Tangent vectors at O [..., D] -> points (space parts) [..., D]: sinh(s) v / s,
+  s = sqrt(c)|v| clamped to [EPS, asinh(2^15)]."""
+  s = jnp.clip(jnp.sqrt(c) * jnp.sqrt(jnp.sum(v * v, axis=-1)), EPS, MAX_SINH_INPUT)
+  return (jnp.sinh(s) / s)[..., None] * v
+
+
+def log_map0(x, c):
+  """Points [..., D] -> tangent vectors at O [..., D]; |log_map0(x)| = d(O, x)."""
+  d0 = jnp.arccosh(jnp.maximum(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)), 1.0 + EPS))
+  return (d0 / jnp.maximum(jnp.sqrt(c) * _norm(x), EPS))[..., None] * x
+
+
+def inner(x, y, c):
+  """Lorentzian inner product <x, y> - x_t y_t: [..., D] x2 -> [...]."""
+  return jnp.sum(x * y, axis=-1) - time_part(x, c) * time_part(y, c)
+
+
+def distance(x, y, c):
+  """Geodesic distance acosh(-c <x, y>_L) / sqrt(c) (argument >= 1 + EPS)."""
+  return jnp.arccosh(jnp.maximum(-c * inner(x, y, c), 1.0 + EPS)) / jnp.sqrt(c)
+
+
+def distance0(x, c):
+  """d(O, x) = acosh(sqrt(1 + c|x|^2)) / sqrt(c), monotone in |x|."""
+  return jnp.arccosh(jnp.maximum(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)),
+                                 1.0 + EPS)) / jnp.sqrt(c)
+
+
+def _acos(cosine):
+  return jnp.arccos(jnp.clip(cosine, -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
+
+
+def half_aperture(x, c, k=MIN_RADIUS):
+  """Half-aperture of the entailment cone at x: asin(2K / (sqrt(c)|x|)), clamped."""
+  ratio = 2.0 * k / (jnp.sqrt(c) * jnp.sqrt(jnp.sum(x * x, axis=-1)) + EPS)
+  return jnp.arcsin(jnp.clip(ratio, -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
+
+
+def oxy_angle(x, y, c):
+  """Exterior angle at x of the triangle (O, x, y): MERU's entailment angle, in [0, pi]."""
+  x_t, y_t = time_part(x, c), time_part(y, c)
+  c_xy = c * (jnp.sum(x * y, axis=-1) - x_t * y_t)
+  denominator = _norm(x) * jnp.sqrt(jnp.maximum(c_xy ** 2 - 1.0, EPS)) + EPS
+  return _acos((y_t + c_xy * x_t) / denominator)
+
+
+def law_of_cosines_angle(x, y, root, c):
+  """Exterior angle at x of the triangle (root, x, y) from its side lengths: pi minus the
+  interior angle acos((cosh A cosh B - cosh C) / (sinh A sinh B)), A = sqrt(c) d(x, root),
+  B = sqrt(c) d(x, y), C = sqrt(c) d(root, y). Equals `oxy_angle` when root = O."""
+  root = jnp.broadcast_to(root, x.shape)
+  a = jnp.sqrt(c) * distance(x, root, c)
+  b = jnp.sqrt(c) * distance(x, y, c)
+  cosh_c = -c * inner(root, y, c)  # cosh(sqrt(c) d(root, y)), without the acosh round trip
+  sinh_ab = jnp.maximum(jnp.sinh(a) * jnp.sinh(b), EPS)
+  return jnp.pi - _acos((jnp.cosh(a) * jnp.cosh(b) - cosh_c) / sinh_ab)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lorentz:
+  """`geometry.Geometry` of the hyperboloid of curvature -c (a float: the checkpoint's
+  exp(curv), stored as a log and never clamped at inference).
+
+  The root is a point (O, zeros, for MERU's own mapping; the lifted embedding of "" for
+  RE's); radius = distance to it, exterior angle by the law of cosines (MERU's oxy_angle
+  when the root is O). Retrieval scores are the Lorentzian inner product; centroids are
+  taken in the tangent space at O.
+  """
+  c: float
+  name = "lorentz"
+
+  def lift(self, features):
+    return exp_map0(features, self.c)
+
+  def radius(self, x, root, kind=None):
+    if kind not in (None, "geodesic"):
+      raise ValueError(f"radius {kind!r}: the hyperboloid has geodesic")
+    return distance(x, jnp.broadcast_to(root, x.shape), self.c)
+
+  def exterior_angle(self, x, y, root):
+    return law_of_cosines_angle(x, y, root, self.c)
+
+  def half_aperture(self, x, root, k=MIN_RADIUS):
+    """The cone of x seen from the origin (MERU's); `root` is not used."""
+    del root
+    return half_aperture(x, self.c, k)
+
+  def similarity(self, a, b):
+    """Lorentzian inner products [N, M] (higher: closer); numpy or jax, as given."""
+    a_t = (1.0 / self.c + (a * a).sum(-1)) ** 0.5
+    b_t = (1.0 / self.c + (b * b).sum(-1)) ** 0.5
+    return a @ b.T - a_t[:, None] * b_t[None, :]
+
+  def mean(self, x, axis):
+    """exp_map0 of the mean of the tangent vectors log_map0(x)."""
+    return np.asarray(exp_map0(jnp.mean(log_map0(jnp.asarray(x), self.c), axis=axis), self.c))

@@ -1,0 +1,54 @@
+"""A model from any path a user passes: a checkpoint directory, a hub id, or a train
+workdir (its newest checkpoint that verifies); and an `embedding.Embedder` of it."""
+import os
+
+from hierre_jax import embedding
+from hierre_jax import models
+from hierre_jax import sealed
+from hierre_jax.models import hf_io
+from hierre_jax.trainer import checkpointing
+
+
+def is_train_workdir(path):
+  return (os.path.isdir(os.path.join(path, "checkpoints"))
+          and os.path.isdir(os.path.join(path, "model_info")))
+
+
+def load(path):
+  """-> the `models.Model` of `path`, with its RE root in params["root"] where it has one
+  (a checkpoint's params["root"], a directory's hf_io.ROOT_FILE).
+
+  Train workdirs use the newest orbax checkpoint that verifies (its step in
+  `checkpoint_step`) and workdir/model_info (verified against its seal); anything else is
+  a checkpoint directory or hub id (`models.load`).
+  """
+  if not is_train_workdir(path):
+    model = models.load(path)
+    root = hf_io.read_root(model.model_dir, model.embedding_size)
+    return model if root is None else model.with_params({**model.params, "root": root})
+  ckpts = checkpointing.RunCheckpoints(os.path.join(path, "checkpoints"), read_only=True)
+  params, step = ckpts.restore_latest_params()
+  ckpts.close()
+  if step is None:
+    raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
+  hf_io.check_finite_params(params, f"{path}/checkpoints/{step}")
+  info = os.path.join(path, "model_info")
+  if os.path.exists(os.path.join(info, sealed.MANIFEST)):  # workdirs since 2026-12-03
+    sealed.verify(info)
+  family = models.family_of(info)
+  config = family.read_config(info, family.has_stacked_layers(params))
+  return models.Model(family, config, params, info, step)
+
+
+def embedder(path, image_features_dir=None, mesh=None, **options):
+  """An `embedding.Embedder` of `load(path)` with `embedding.EmbedOptions(**options)`. Image
+  features are kept on disk in `image_features_dir` (None: a train workdir's own store, whose
+  frozen image tower its training and evaluations already embedded; "": in memory only)."""
+  options = embedding.EmbedOptions(**options)
+  model = load(path)
+  if image_features_dir is None:
+    image_features_dir = (os.path.join(path, embedding.IMAGE_FEATURES) if is_train_workdir(path)
+                          else "")
+  store = (embedding.open_image_store(image_features_dir, model, options.compute_dtype)
+           if image_features_dir else None)
+  return embedding.Embedder(model, options, mesh, store)
