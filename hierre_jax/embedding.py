@@ -168,18 +168,24 @@ def open_image_store(folder, model, dtype="float32"):
                                        writable=jax.process_index() == 0)
 
 
+ROOTS = ("origin", "empty_string")  # a hyperbolic model's root (`EmbedOptions`)
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbedOptions:
   """How an Embedder computes: texts per call (`text_batch_size`), packed several to a row
   (`pack_texts`, `embed_texts`) or padded per batch to a multiple of `length_multiple`;
   images per call and threads decoding them ahead of the device (`image_workers`, 0: one per
-  CPU; `data.images.load_batches`); "float32" or "bfloat16" (`compute_dtype`)."""
+  CPU; `data.images.load_batches`); "float32" or "bfloat16" (`compute_dtype`); the root of a
+  hyperbolic model without its own (`hyperbolic_root`: "origin", MERU's mapping, or
+  "empty_string", RE's; FAMILIES_SPEC 1.5)."""
   text_batch_size: int = 256
   image_batch_size: int = 64
   length_multiple: int = 8
   pack_texts: bool = True
   image_workers: int = 0
   compute_dtype: str = "float32"
+  hyperbolic_root: str = "origin"
 
   @classmethod
   def from_config(cls, config):
@@ -193,7 +199,8 @@ class Embedder:
   """Embeds texts (with the root) and images with one `models.Model`.
 
   The root is `model.params["root"]` where the model has its own, else the embedding of the
-  empty string.
+  empty string; a hyperbolic model's is the origin unless options.hyperbolic_root says
+  "empty_string" (`root_source` says which).
 
   `options`: `EmbedOptions`. `mesh`: the devices to split batches over; default this
   process's devices. Inside a multi-process run pass the global mesh: every process then
@@ -209,6 +216,13 @@ class Embedder:
     model.tokenizer, model.preprocessing  # pylint: disable=pointless-statement (fail now)
     params = dict(model.params)
     self.root = params.pop("root", None)
+    self.root_source = "model" if self.root is not None else "empty_string"
+    if self.root is None and model.geometry.name != "sphere":
+      if options.hyperbolic_root not in ROOTS:
+        raise errors.UserError(f"hyperbolic_root={options.hyperbolic_root!r}: use one of "
+                               f"{ROOTS}")
+      if options.hyperbolic_root == "origin":
+        self.root, self.root_source = np.zeros(model.embedding_size, np.float32), "origin"
     if self.root is not None:
       self.root = np.asarray(self.root, np.float32)
     self.params = jax.device_put(params, sharding.replicated(self.mesh))

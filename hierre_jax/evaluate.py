@@ -61,6 +61,9 @@ flags.DEFINE_integer("text_length_multiple", 8, "With --nopack_texts: pad text b
                      "multiple of this; the family's maximum (77 for CLIP) gives one static "
                      "shape (one compilation).")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
+flags.DEFINE_enum("hyperbolic_root", "origin", ["origin", "empty_string"], "The root of a "
+                  "hyperbolic model (MERU): the origin, with MERU's distances and angles, or "
+                  "the embedding of \"\" as RE roots a model; recorded in the results.")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "The towers' compute "
                   "dtype: bfloat16 is mixed precision (float32 parameters).")
 flags.DEFINE_integer("image_workers", 0, "Threads decoding images ahead of the device "
@@ -106,7 +109,8 @@ def embedder_of(model):
                           image_batch_size=FLAGS.image_batch_size,
                           length_multiple=FLAGS.text_length_multiple,
                           pack_texts=FLAGS.pack_texts, image_workers=FLAGS.image_workers,
-                          compute_dtype=FLAGS.compute_dtype)
+                          compute_dtype=FLAGS.compute_dtype,
+                          hyperbolic_root=FLAGS.hyperbolic_root)
 
 
 def run_suite(paths):

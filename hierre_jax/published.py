@@ -45,11 +45,19 @@ SUITE = {
             "breeds/mean/r@5": 0.58, "coco/t2i_r@1": 0.42, "coco/t2i_r@5": 0.67,
             "coco/t2i_r@10": 0.77, "flickr30k/t2i_r@1": 0.74, "flickr30k/t2i_r@5": 0.92,
             "flickr30k/t2i_r@10": 0.96, "cifar10/top1": 0.78, "cifar100/top1": 0.53}},
+    # The paper's MERU row (seed 003): MERU ViT-L with MERU's traversal inference, beside
+    # CLIP-L's rows.
+    "meru": {
+        "paper: MERU ViT-L (hyperbolic traversal)": {
+            "hierarcaps/traversal/precision": 0.11, "hierarcaps/traversal/recall": 0.11,
+            "hierarcaps/tau_d": 0.79}},
     "scratch": {
         "paper: trained from scratch (CLIP-B shape)": {
             "hierarcaps/precision": 0.00, "hierarcaps/recall": 0.01, "hierarcaps/tau_d": 0.93,
             "hyperlex/rho_all": 0.11, "hyperlex/rho_nouns": 0.12}},
 }
+
+SUITE["meru"].update(SUITE["clip_l14"])  # CLIP-L's rows beside MERU's
 
 
 def _published(p, r, tau_d, rho_all=None, rho_nouns=None, b1=None, b5=None, c1=None, c5=None):

@@ -305,3 +305,34 @@ def test_chain_metrics_count_as_the_levels_do():
   want_p, want_r = hr.precision_recall(levels, gt)
   np.testing.assert_allclose(precision, want_p)
   np.testing.assert_allclose(recall, want_r)
+
+
+def test_hierarcaps_on_meru_reports_the_traversal_and_the_root(meru_dir, tmp_path):
+  from hierre_jax.data import hierarcaps_csv
+  from hierre_jax.data import indexing
+  from hierre_jax.evaluators import hierarcaps
+  from hierre_jax.evaluators import traversal
+  from hierre_jax.radial import hierarchical_retrieval as hr
+  import runs
+  test_csv, _ = runs.small_eval_files(str(tmp_path), num_rows=6)
+  images_dir = runs.shared_file("test_images")
+  embedder = loading.embedder(meru_dir)
+  assert embedder.root_source == "origin" and not embedder.root.any()
+  got = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
+  # The traversal's chains from the loop over steps and candidates, counted by tiers.
+  data = hierarcaps_csv.read_hierarchies(test_csv)
+  candidates, row_tier_index = indexing.index_rows(data.positives)
+  images, rows_table = hr.group_rows_by_image(data.images)
+  texts = embedder.texts(candidates)[0].astype(np.float64)
+  image_emb = embedder.images([os.path.join(images_dir, n) for n in images]).astype(np.float64)
+  chains = [slow_traversal(texts, image, embedder.geometry.c) for image in image_emb]
+  precision, recall = traversal.chain_metrics(
+      chains, hr.ground_truth_indices(rows_table, row_tier_index))
+  assert got["traversal"]["precision"] == pytest.approx(precision.mean())
+  assert got["traversal"]["recall"] == pytest.approx(recall.mean())
+  assert got["traversal"]["root_candidate"] is True and got["traversal"]["steps"] == 50
+  # RE's mapping: the root is the lifted embedding of "" (`--hyperbolic_root=empty_string`).
+  re_root = loading.embedder(meru_dir, hyperbolic_root="empty_string")
+  assert re_root.root_source == "empty_string"
+  np.testing.assert_allclose(re_root.texts([])[1], re_root.texts([""])[0][0], atol=1e-5)
+  assert np.abs(re_root.texts([])[1]).max() > 0

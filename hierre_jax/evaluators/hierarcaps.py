@@ -8,6 +8,7 @@ import numpy as np
 
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import registry
+from hierre_jax.evaluators import traversal
 from hierre_jax.radial import hierarchical_retrieval as hr
 from hierre_jax.radial import losses
 from hierre_jax.data.indexing import distinct, index_rows
@@ -33,14 +34,22 @@ def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius=
 
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,
                         ties="release"):
-  """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings."""
+  """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings;
+  for a hyperbolic model also P and R of MERU's traversal (`traversal`) in "traversal"."""
   data = hierarcaps_csv.read_hierarchies(test_csv)
   candidates, row_tier_index = index_rows(data.positives)
   images, rows_table = hr.group_rows_by_image(data.images)
-  preds, radii, seconds = retrieval_predictions(
-      embedder, candidates, [os.path.join(images_dir, name) for name in images], num_levels)
+  paths = [os.path.join(images_dir, name) for name in images]
+  preds, radii, seconds = retrieval_predictions(embedder, candidates, paths, num_levels)
   t = time.perf_counter()
   metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties)
+  if embedder.geometry.name == "lorentz":
+    chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
+                                embedder.images(paths))
+    precision, recall = traversal.chain_metrics(
+        chains, hr.ground_truth_indices(rows_table, row_tier_index))
+    metrics["traversal"] = {"precision": float(precision.mean()),
+                            "recall": float(recall.mean()), **traversal.CHOICES}
   seconds["retrieval"] += time.perf_counter() - t
   metrics["seconds"] = seconds
   return metrics
@@ -120,5 +129,7 @@ registry.register(registry.Entry(
     build=lambda paths, options: HierarCaps(paths["hierarcaps_test_csv"],
                                             paths["hierarcaps_images"], options.tau_d_ties),
     columns=(("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
-             ("tau_d", "hierarcaps/tau_d")),
+             ("tau_d", "hierarcaps/tau_d"),
+             ("MERU traversal P", "hierarcaps/traversal/precision"),
+             ("R", "hierarcaps/traversal/recall")),
     in_run=False))  # a training run evaluates HierarCaps from config.eval.test_csv

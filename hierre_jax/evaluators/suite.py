@@ -86,7 +86,8 @@ def evaluate(embedder, evaluators):
 def run(embedders, evaluators):
   """{model name: Embedder} -> list of result dicts, one per model."""
   return [{"model": model, "checkpoint_step": embedder.checkpoint_step,
-           **evaluate(embedder, evaluators)} for model, embedder in embedders.items()]
+           "root": embedder.root_source, **evaluate(embedder, evaluators)}
+          for model, embedder in embedders.items()]
 
 
 # (column title, metric key) of the Table-1-shaped summary, in registration order.
