@@ -189,10 +189,12 @@ class EmbedOptions:
 
   @classmethod
   def from_config(cls, config):
-    """The options of a train config (its eval sub-config, length_multiple, compute_dtype)."""
+    """The options of a train config (its eval sub-config, length_multiple, compute_dtype;
+    a hyperbolic model is evaluated with the root it trains with)."""
     e = config.eval
     return cls(e.text_batch_size, e.image_batch_size, config.length_multiple, e.pack_texts,
-               e.image_workers, config.compute_dtype)
+               e.image_workers, config.compute_dtype,
+               "empty_string" if config.root == "empty_string" else "origin")
 
 
 class Embedder:

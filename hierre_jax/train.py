@@ -94,13 +94,20 @@ def data_inputs(config):
               (f"config.eval.paths.{k}", v) for k, v in e.paths.items()]
 
 
-def require_sphere(model):
-  """`model`, if its features live on the sphere (the pull-back and contrastive terms of
-  the step are the sphere's); else a one-line UserError."""
+# What RE training computes on the sphere only (the contrastive ablation's cosine logits;
+# the normalised mean of features as a fixed root).
+SPHERE_ONLY = {"loss": "contrastive", "root": "mean"}
+
+
+def check_geometry(config, model):
+  """`model`, if config's objective is defined in its space; else a one-line ConfigError.
+  Off the sphere (MERU) the RE angles, radii and pull-back are the geometry's
+  (`geometry.lorentz`)."""
   if model.geometry.name != "sphere":
-    raise errors.UserError(f"{model.model_dir}: RE training is built for features on the "
-                           f"sphere; this model's live in {model.geometry.name} space (RE in "
-                           "hyperbolic space is not supported yet)")
+    for key, value in SPHERE_ONLY.items():
+      if config[key] == value:
+        raise errors.ConfigError(f"config.{key}={value!r}: defined on the sphere; "
+                                 f"{model.model_dir} lives in {model.geometry.name} space")
   return model
 
 
@@ -122,7 +129,7 @@ class RadialEmbedding:
     ctx.watch.lap("read_data")
     # A damaged or missing config.model is refused before anything is written.
     self.model = (None if config.get("random_init")
-                  else require_sphere(models.load(config.model, config.scan_layers)))
+                  else check_geometry(config, models.load(config.model, config.scan_layers)))
 
   def prepare(self, ctx):
     config, data = self.config, self.data
@@ -132,7 +139,7 @@ class RadialEmbedding:
       loop.write_json(os.path.join(config.workdir, "skipped_rows.json"),
                       {"file": config.train_csv, "rows": [
                           {"row": row, "reason": reason} for row, reason in data.skipped]})
-    model = self.model = self.model or require_sphere(models.load(
+    model = self.model = self.model or check_geometry(config, models.load(
         model_dir_lib.prepare_model_dir(config, ctx.is_main, ctx.allow_config_change),
         config.scan_layers))
     if ctx.is_main:

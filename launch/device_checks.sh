@@ -3,8 +3,8 @@
 # tool (15 minutes in all, at most 10 a command): the time to result of the paper's recipe
 # (random ViT-B/32, one epoch of the shared training rows, HierarCaps / HyperLex / COCO 1K
 # evaluated at the start and the end, export) in float32 and bfloat16, compile seconds per
-# shape, and the same recipe on the earlier embedding path last (the one the time limit may
-# cut). Each result goes to $OUT as it finishes.
+# shape, the same recipe on the earlier embedding path, and MERU's towers against PyTorch
+# last (the ones the time limit may cut). Each result goes to $OUT as it finishes.
 #
 #   bash launch/device_checks.sh stage   # here, once: the data (../shared does not travel)
 #                                        # and the wheels the device lacks, both git-ignored
@@ -54,3 +54,6 @@ run run_time_float32 200 "${recipe[@]}" --variants today
 run run_time_bfloat16 150 "${recipe[@]}" --variants today -- --config.compute_dtype=bfloat16
 run compile_time 60 "$py" -m benchmarks.compile_time
 run run_time_earlier 180 "${recipe[@]}" --variants earlier
+# MERU's towers and traversal against the PyTorch twin (needs torch on the device), if the
+# command's limit leaves time for it.
+run meru_towers 60 "$py" -m benchmarks.meru_towers --size l

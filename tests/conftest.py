@@ -34,6 +34,9 @@ TINY_TOWER_TERMS = max(
 # Every model family the tests cover: a new family is one more name here and its tiny
 # checkpoint in `write_tiny_model` (and `tiny_train_config.get_config`).
 FAMILIES = ("clip", "align")
+# MERU (hyperbolic, .pth) joins the RE training tests; its towers' reference is a PyTorch
+# twin (tests/test_meru.py), not transformers, so it is not in FAMILIES yet.
+TRAIN_FAMILIES = FAMILIES + ("meru",)
 
 
 def write_tiny_model(family, out_dir, seed=0):
@@ -41,6 +44,10 @@ def write_tiny_model(family, out_dir, seed=0):
   if family == "clip":  # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
     save_torch_clip(out_dir, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16, seed=seed)
     return out_dir
+  if family == "meru":
+    from hierre_jax.models.meru import random_init
+    return random_init.write_random_meru(out_dir, random_init.TINY_TEXT, random_init.TINY_VISION,
+                                         64, seed=seed)
   from hierre_jax.models.align import random_init
   return random_init.write_random_align(out_dir, ALIGN_TINY_TEXT, random_init.TINY_VISION, 40,
                                         seed=seed)

@@ -82,11 +82,11 @@ def cases(tmp_path_factory):
       ("not a MERU checkpoint", "hierre_jax.evaluate", [f"--model={not_meru}",
                                                        f"--output_dir={tmp / 'eval'}"],
        f"{not_meru}: not a torch checkpoint of tensors", None),
-      ("RE training of a hyperbolic model", "hierre_jax.train", [
+      ("sphere-only ablation of a hyperbolic model", "hierre_jax.train", [
           "--config=configs/clip_b32.py", f"--config.model={meru_dir}", f"--config.workdir={work}",
-          "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv="],
-       "RE training is built for features on the sphere; this model's live in lorentz space",
-       work),
+          "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv=",
+          "--config.root=mean"],
+       f"config.root='mean': defined on the sphere; {meru_dir} lives in lorentz space", work),
       ("truncated weights", "hierre_jax.evaluate", [f"--model={truncated}",
                                                     f"--output_dir={tmp / 'e2'}"],
        f"{weights}: cannot read this safetensors file (truncated or corrupt?", None),

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import meru_twin
 from hierre_jax import errors
 from hierre_jax import loading
 from hierre_jax import models
@@ -17,6 +16,7 @@ from hierre_jax.models.meru import checkpoint
 from hierre_jax.models.meru import random_init
 
 torch = pytest.importorskip("torch")
+from benchmarks import meru_twin  # pylint: disable=g-import-not-at-top (needs torch)
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +336,32 @@ def test_hierarcaps_on_meru_reports_the_traversal_and_the_root(meru_dir, tmp_pat
   assert re_root.root_source == "empty_string"
   np.testing.assert_allclose(re_root.texts([])[1], re_root.texts([""])[0][0], atol=1e-5)
   assert np.abs(re_root.texts([])[1]).max() > 0
+
+
+def test_meru_demo_trains_the_text_tower_in_hyperbolic_space_and_exports_a_pth(tmp_path):
+  from configs import meru_demo
+  from hierre_jax import train
+  config = meru_demo.get_config()
+  config.update(workdir=str(tmp_path), total_steps=3, log_every=1, checkpoint_every=3,
+                train_csv=os.path.join(os.path.dirname(__file__), "..", "hierre_jax", "assets",
+                                       "hierarcaps_sample.csv"), lr=1e-3)
+  config.random_init.text.update(hidden_size=64)
+  config.eval.test_csv = ""
+  state = train.train_and_export(config)
+  final = jax.device_get(state.params)
+  start = models.load(str(tmp_path / "random_init")).params
+  exported = models.load(str(tmp_path / "hf_export"))
+  assert exported.family.name == "meru" and exported.model_dir.endswith("hf_export")
+  np.testing.assert_array_equal(loading.load(str(tmp_path / "hf_export")).params["root"],
+                                np.zeros(64, np.float32))  # the origin travels with it
+  for key in ("visual", "visual_proj", "curv", "visual_alpha", "textual_alpha", "pixel_mean"):
+    jax.tree.map(np.testing.assert_array_equal, final[key], start[key])
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool((a != b).any()),
+                                       final["textual"], start["textual"]))
+  assert all(moved)
+  jax.tree.map(np.testing.assert_array_equal, exported.params,
+               {k: v for k, v in final.items() if k != "root"})
+  state_dict = torch.load(str(tmp_path / "hf_export" / random_init.FILE), weights_only=True)
+  meru_twin.twin_of(state_dict["model"], exported.config)  # loads strictly
+  embedder = loading.embedder(str(tmp_path))  # the train workdir
+  assert embedder.checkpoint_step == 3 and embedder.root_source == "model"

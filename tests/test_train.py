@@ -11,7 +11,7 @@ import pytest
 import tiny_train_config
 import tolerances
 import wrong_inputs
-from conftest import FAMILIES, shared_file
+from conftest import TRAIN_FAMILIES, shared_file
 from hierre_jax import errors
 from hierre_jax import loading
 from hierre_jax import models
@@ -136,7 +136,9 @@ def test_length_groups_and_packing_give_the_same_step(tmp_path):
     ("clip", dict(pullback_cache=True)), ("clip", dict(pullback_cache=False)),
     ("clip", dict(pullback_cache=False, pack_texts=False)),
     ("clip", dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)),
-    ("align", dict(pullback_cache=True)), ("align", dict(pullback_cache=False, pack_texts=False))])
+    ("align", dict(pullback_cache=True)), ("align", dict(pullback_cache=False, pack_texts=False)),
+    ("meru", dict(pullback_cache=True)), ("meru", dict(pullback_cache=False, pack_texts=False)),
+    ("meru", dict(root="origin", loss="ec", ec_k=0.3, ec_margin=0.2))])
 @pytest.mark.reordering
 def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family, options):
   """The step's batching (texts packed, or padded in length groups with the root riding
@@ -157,8 +159,11 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family
   root = direct_text_features(model_dir, [""], start)[0]
   emb_orig = direct_text_features(model_dir, texts).reshape(8, 8, -1)
   ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
+  if config.root == "origin":
+    root = np.zeros_like(root)
   loss, metrics = losses.total_loss(emb, root, emb_orig, config.lambda_p, config.lambda_e,
-                                    config.lambda_m, config.tiers, config.negatives, ec)
+                                    config.lambda_m, config.tiers, config.negatives, ec,
+                                    models.load(model_dir).geometry)
   assert float(metrics["loss_pullback"]) > 1e-3
   np.testing.assert_allclose(step_pullback[0], metrics["loss_pullback"], rtol=1e-4)
   np.testing.assert_allclose(step_losses[0], loss, rtol=1e-5)
@@ -243,7 +248,7 @@ def train_command(workdir, steps, family="clip"):
           "--config.checkpoint_every=5", "--config.log_every=5"]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TRAIN_FAMILIES)
 def test_killed_run_resumes_to_the_same_result(tmp_path, family):
   steps = 40  # the kill comes at the first checkpoint (step 5): 35 steps of margin
   straight, killed = tmp_path / "straight", tmp_path / "killed"

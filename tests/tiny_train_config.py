@@ -2,6 +2,7 @@
 
   --config tests/tiny_train_config.py        a tiny CLIP
   --config tests/tiny_train_config.py:align  a tiny ALIGN (BERT + EfficientNet)
+  --config tests/tiny_train_config.py:meru   a tiny MERU (hyperbolic)
 """
 import ml_collections
 
@@ -16,6 +17,12 @@ def get_config(family="clip"):
         family="align", text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=37, max_position_embeddings=64),
         vision=align_random_init.TINY_VISION, projection_dim=40, seed=0))
+  elif family == "meru":
+    config.random_init = ml_collections.ConfigDict(dict(
+        family="meru", text=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=256,
+                                 max_position_embeddings=77),
+        vision=dict(hidden_size=64, num_hidden_layers=2, image_size=32, patch_size=16),
+        projection_dim=16, seed=0))
   else:
     config.random_init.text.update(hidden_size=32, intermediate_size=64, num_attention_heads=4)
     config.random_init.vision.update(hidden_size=32, intermediate_size=64, image_size=32,

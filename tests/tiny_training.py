@@ -65,7 +65,8 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
     state, metrics = step(state, tables, sharding.put_global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
     pullback_losses.append(float(metrics.get("loss_pullback", 0.0)))
-  kernel = max(jax.tree.leaves(state.params["text_model"]), key=lambda x: x.size)
+  kernel = max(jax.tree.leaves({k: state.params[k] for k in model.family.text_groups}),
+               key=lambda x: x.size)
   assert len(kernel.sharding.device_set) == len(devices)
   return losses, params, jax.device_get(state.params), pullback_losses
 

@@ -26,6 +26,10 @@ class Geometry(Protocol):
   def half_aperture(self, x, root, k):
     """[..., P], [P], scalar K -> [...] half-aperture of the entailment cone at x."""
 
+  def pullback(self, x, x_orig):
+    """[..., P] x2 -> scalar: how far fine-tuned points moved from the pretrained ones (RE's
+    pull-back term L_p, SPEC section 3, in this space)."""
+
   def similarity(self, a, b):
     """[N, P], [M, P] -> [N, M] retrieval scores (higher: more alike); numpy in, numpy out."""
 

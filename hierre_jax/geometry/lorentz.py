@@ -2,17 +2,21 @@
 
 Points are stored by their space part x (the time part x_t = sqrt(1/c + |x|^2) follows);
 the origin O is x = 0. Features are lifted from the tangent space at O by `exp_map0`.
-Clamps as the spec gives them (EPS), except that the arccos arguments are kept
-ACOS_MARGIN inside [-1, 1] so that gradients stay finite (float32 cannot hold 1 - 1e-8);
-an angle moves by at most 5e-4 rad there. Functions broadcast over leading axes.
+Clamps as the spec gives them (EPS), except where float32 cannot hold them (1 +- 1e-8):
+the arccos arguments are kept ACOS_MARGIN inside [-1, 1] (an angle moves by at most 5e-4
+rad there), and the distance's arccosh takes its derivative no closer to 1 than
+1 + ACOSH_MARGIN (its value is exact), so that gradients stay finite where two points meet.
+Functions broadcast over leading axes.
 """
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 EPS = 1e-8
 ACOS_MARGIN = 1e-7
+ACOSH_MARGIN = 1e-6
 MAX_SINH_INPUT = float(np.arcsinh(2.0 ** 15))
 MIN_RADIUS = 0.1  # MERU's entailment-cone constant K
 
@@ -39,14 +43,27 @@ def log_map0(x, c):
   return (d0 / jnp.maximum(jnp.sqrt(c) * _norm(x), EPS))[..., None] * x
 
 
+@jax.custom_jvp
+def _arccosh(z):
+  """arccosh(max(z, 1)), its derivative capped at that of 1 + ACOSH_MARGIN."""
+  return jnp.arccosh(jnp.maximum(z, 1.0))
+
+
+@_arccosh.defjvp
+def _arccosh_jvp(primals, tangents):
+  (z,), (dz,) = primals, tangents
+  safe = jnp.maximum(z, 1.0 + ACOSH_MARGIN)
+  return _arccosh(z), jnp.where(z > 1.0, dz / jnp.sqrt(safe * safe - 1.0), 0.0)
+
+
 def inner(x, y, c):
   """Lorentzian inner product <x, y> - x_t y_t: [..., D] x2 -> [...]."""
   return jnp.sum(x * y, axis=-1) - time_part(x, c) * time_part(y, c)
 
 
 def distance(x, y, c):
-  """Geodesic distance acosh(-c <x, y>_L) / sqrt(c) (argument >= 1 + EPS)."""
-  return jnp.arccosh(jnp.maximum(-c * inner(x, y, c), 1.0 + EPS)) / jnp.sqrt(c)
+  """Geodesic distance acosh(-c <x, y>_L) / sqrt(c) (argument >= 1)."""
+  return _arccosh(-c * inner(x, y, c)) / jnp.sqrt(c)
 
 
 def distance0(x, c):
@@ -113,6 +130,12 @@ class Lorentz:
     """The cone of x seen from the origin (MERU's); `root` is not used."""
     del root
     return half_aperture(x, self.c, k)
+
+  def pullback(self, x, x_orig):
+    """mean(cosh(sqrt(c) d(x, x_orig)) - 1) = mean(-c <x, x_orig>_L - 1): zero at the
+    pretrained points, smooth there, ~ c d^2 / 2 near them (the sphere's L_p is 1/4 of the
+    squared chordal distance; this space's analogue, a choice recorded here)."""
+    return jnp.mean(-self.c * inner(x, x_orig, self.c) - 1.0)
 
   def similarity(self, a, b):
     """Lorentzian inner products [N, M] (higher: closer); numpy or jax, as given."""

@@ -85,6 +85,10 @@ class Sphere:
   def half_aperture(self, x, root, k):
     return half_aperture(x, root, k)
 
+  def pullback(self, x, x_orig):
+    """L_p = (1 - mean <x, x_orig>) / 2, the paper's."""
+    return (1.0 - jnp.mean(jnp.sum(x * x_orig, axis=-1))) / 2.0
+
   def similarity(self, a, b):
     """<a_i, b_j>, the cosine of unit vectors."""
     return a @ b.T

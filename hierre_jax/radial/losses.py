@@ -49,9 +49,10 @@ def minimax_term(pos, neg=None):
   return s[jnp.argmax(pf)] + s[jnp.argmax(nf)]
 
 
-def pullback_loss(emb, emb_orig):
-  """L_p = (1 - mean <e_ft, e_orig>) / 2 over all texts: [..., D] x2 -> scalar."""
-  return (1.0 - jnp.mean(jnp.sum(emb * emb_orig, axis=-1))) / 2.0
+def pullback_loss(emb, emb_orig, geometry=sphere.SPHERE):
+  """L_p over all texts: [..., D] x2 -> scalar; on the sphere (1 - mean <e_ft, e_orig>) / 2
+  (`Geometry.pullback`)."""
+  return geometry.pullback(emb, emb_orig)
 
 
 def contrastive(text, image, logit_scale):
@@ -82,7 +83,7 @@ def total_loss(emb, root, emb_orig, lambda_p, lambda_e, lambda_m, tiers=ALL_TIER
   if lambda_p:
     texts = list(tiers) + [4 + t for t in tiers]
     terms["loss_pullback"] = pullback_loss(emb[:, texts], jax.lax.stop_gradient(
-        emb_orig[:, texts]))
+        emb_orig[:, texts]), geometry)
     loss = loss + lambda_p * terms["loss_pullback"]
   metrics = dict(terms, loss=loss, angle_pos=jnp.mean(p), angle_neg=jnp.mean(q))
   return loss, metrics

@@ -1,16 +1,16 @@
 """A PyTorch MERU written here from ../shared/FAMILIES_SPEC.md section 1 (not from MERU's
-code): a ViT with the module names and maths of timm's `VisionTransformer` as MERU builds
-it, an OpenAI-style text transformer, bias-free projections, the stored log-scalars. It
-loads a release-layout state dict strictly; the float64 hyperboloid formulas of the spec
-are here too.
+code), the reference of tests/test_meru.py and benchmarks/meru_towers.py: a ViT with the
+module names and maths of timm's `VisionTransformer` as MERU builds it, an OpenAI-style
+text transformer, bias-free projections, the stored log-scalars. It loads a
+release-layout state dict strictly; the float64 hyperboloid formulas of the spec are here
+too.
 
 timm itself cannot be imported on the test machines: it needs torchvision, whose wheels
 import only beside a CUDA build of torch (5.5 GB), not the CPU build the project pins.
 """
 import numpy as np
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
