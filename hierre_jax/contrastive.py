@@ -2,6 +2,11 @@
 from scratch, on a CSV of (image, caption) pairs: small-scale experiments such as the
 frozen backbone of the offline DCSM study (docs/dcsm.md).
 
+config.loss: "contrastive" (CLIP's, cosine logits: a model on the sphere) or "meru" (MERU's,
+a hyperbolic MERU: logits -exp(logit_scale) d(v_i, t_j) plus 0.2 x the entailment-cone
+violation, FAMILIES_SPEC 1.3; the curvature and alphas are trained too, kept in MERU's
+bounds after every update, where MERU clamps them in its forward pass).
+
   python -m hierre_jax.contrastive --config configs/contrastive/shapes.py [--config.key=value]
 
 The CSV has the columns image (a path, relative to the CSV's folder) and caption; an image
@@ -28,12 +33,20 @@ from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
+from hierre_jax.geometry import lorentz
 from hierre_jax.data import text as text_ids
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import model_dir as model_dir_lib
 from hierre_jax.trainer import run
 
 MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
+# config.loss -> the geometry it is defined in.
+LOSSES = {"contrastive": "sphere", "meru": "lorentz"}
+ENTAILMENT_WEIGHT = 0.2  # MERU's
+# MERU's bounds on its stored logs (FAMILIES_SPEC 1.3): curvature in [0.1, 10], alphas <= 1.
+LOG_BOUNDS = {"curv": (float(np.log(0.1)), float(np.log(10.0))),
+              "visual_alpha": (None, 0.0), "textual_alpha": (None, 0.0),
+              "logit_scale": (None, MAX_LOG_SCALE)}
 
 
 def read_pairs(path):
@@ -91,33 +104,60 @@ class PairData:
             "caption": rows[:, 1]}
 
 
-def contrastive_loss(image, text, log_scale, caption):
-  """Unit features [B, P] of B rows, the log logit scale, [B] caption index -> symmetric
-  cross-entropy of exp(log_scale) * <v_i, t_j>, rows of the same caption all positives."""
-  logits = jnp.exp(log_scale) * image @ text.T
+def symmetric_cross_entropy(logits, caption):
+  """[B, B] image-to-text logits, [B] caption index -> mean of both directions'
+  cross-entropies, rows of the same caption all positives (the target spread over them)."""
   same = (caption[:, None] == caption[None, :]).astype(logits.dtype)
   target = same / same.sum(axis=1, keepdims=True)  # symmetric: the same for both directions
   return (optax.softmax_cross_entropy(logits, target).mean()
           + optax.softmax_cross_entropy(logits.T, target).mean()) / 2
 
 
-def make_train_step(model, tx):
-  encoders, lift = model.encoders(), model.geometry.lift
+def contrastive_loss(image, text, log_scale, caption):
+  """Unit features [B, P] of B rows, the log logit scale, [B] caption index -> symmetric
+  cross-entropy of exp(log_scale) * <v_i, t_j> (CLIP's)."""
+  return symmetric_cross_entropy(jnp.exp(log_scale) * image @ text.T, caption)
+
+
+def meru_loss(image, text, log_scale, caption, c):
+  """Hyperboloid points [B, P] (space parts) of B rows, the log logit scale, [B] caption
+  index, curvature c -> (MERU's loss, [B, B] logits): the symmetric cross-entropy of
+  -exp(log_scale) d(v_i, t_j), plus ENTAILMENT_WEIGHT x the mean of
+  relu(oxy_angle(t_i, v_i) - half_aperture(t_i)) (each image inside its caption's cone)."""
+  logits = -jnp.exp(log_scale) * lorentz.distance(image[:, None], text[None], c)
+  violation = jax.nn.relu(lorentz.oxy_angle(text, image, c) - lorentz.half_aperture(text, c))
+  return (symmetric_cross_entropy(logits, caption)
+          + ENTAILMENT_WEIGHT * jnp.mean(violation)), logits
+
+
+def clamp_to_bounds(params):
+  """MERU's stored logs moved into `LOG_BOUNDS` (the groups a checkpoint has)."""
+  return {**params, **{k: jnp.clip(params[k], *LOG_BOUNDS[k]) for k in LOG_BOUNDS
+                       if k in params}}
+
+
+def make_train_step(model, tx, loss="contrastive"):
+  encoders = model.encoders()
 
   def loss_fn(params, batch):
-    image = lift(encoders.image(params, batch["pixels"]))
-    text = lift(encoders.text(params, batch["ids"]))
+    image, text = encoders.image(params, batch["pixels"]), encoders.text(params, batch["ids"])
     log_scale = model.family.log_logit_scale(params)
-    loss = contrastive_loss(image, text, log_scale, batch["caption"])
-    hits = (image @ text.T).argmax(axis=1)
+    if loss == "meru":
+      c = jnp.exp(params["curv"])
+      value, logits = meru_loss(lorentz.exp_map0(image, c), lorentz.exp_map0(text, c),
+                                log_scale, batch["caption"], c)
+    else:
+      image, text = model.geometry.lift(image), model.geometry.lift(text)
+      value, logits = contrastive_loss(image, text, log_scale, batch["caption"]), image @ text.T
+    hits = logits.argmax(axis=1)
     accuracy = (batch["caption"][hits] == batch["caption"]).mean()
-    return loss, {"loss": loss, "batch_i2t_accuracy": accuracy, "logit_scale": jnp.exp(log_scale)}
+    return value, {"loss": value, "batch_i2t_accuracy": accuracy,
+                   "logit_scale": jnp.exp(log_scale)}
 
   def step(state, batch):
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    params = {**params, "logit_scale": jnp.minimum(params["logit_scale"], MAX_LOG_SCALE)}
+    params = clamp_to_bounds(optax.apply_updates(state.params, updates))
     metrics["grad_norm"] = optax.global_norm(grads)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -143,7 +183,7 @@ def evaluate_now(model, data, step, writer, mesh, image_batch_size):
 class Contrastive:
   """The contrastive objective on both towers (`trainer.run.Objective`)."""
 
-  resume_rules = config_values.ResumeRules()
+  resume_rules = config_values.ResumeRules(added_keys={"loss": "contrastive"})
   curve_panels = (("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
                   ("logit scale", ("logit_scale",)))
 
@@ -157,6 +197,8 @@ class Contrastive:
     for key in ("batch_size", "log_every", "checkpoint_every"):
       config_values.number(config, key, 1, integer=True)
     config_values.number(config, "lr", 0, low_open=True)
+    if config.loss not in LOSSES:
+      raise errors.ConfigError(f"config.loss={config.loss!r}: use one of {', '.join(LOSSES)}")
     errors.require_writable_dir(config.workdir, "workdir")
     read_pairs(config.train_csv)  # a bad row fails before anything is written
     if config.eval.csv:
@@ -169,10 +211,14 @@ class Contrastive:
     model = self.model = models.load(
         model_dir_lib.prepare_model_dir(config, ctx.is_main, ctx.allow_config_change),
         config.scan_layers)
-    if model.family.name != "clip":
+    if model.family.name == "align":
       raise errors.UserError(f"{model.model_dir}: contrastive training of both towers is built "
-                             f"for CLIP; {model.family.name}'s image tower would need its "
+                             f"for CLIP and MERU; align's image tower would need its "
                              "BatchNorm statistics trained")
+    loss = config.loss
+    if model.geometry.name != LOSSES[loss]:
+      raise errors.ConfigError(f"config.loss={loss!r}: defined on the {LOSSES[loss]}; "
+                               f"{model.model_dir} lives in {model.geometry.name} space")
     if ctx.is_main:
       model_dir_lib.save_model_info(model, config.workdir)
     pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length)
@@ -182,12 +228,13 @@ class Contrastive:
       raise errors.ConfigError(f"config.batch_size={config.batch_size}: more than the "
                                f"{len(self.data.rows)} rows of {config.train_csv}")
     ctx.watch.lap("load")
-    return run.Plan(model.params, tuple(model.params),
+    return run.Plan(model.params, tuple(k for k in model.params
+                                        if k not in model.family.buffers),
                     loop.total_steps(config, len(self.data.rows) // config.batch_size))
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
     config, mesh = self.config, ctx.mesh
-    step = jax.jit(make_train_step(self.model, tx),
+    step = jax.jit(make_train_step(self.model, tx, config.loss),
                    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
     evaluate = None

@@ -229,6 +229,7 @@ class Embedder:
       self.root = np.asarray(self.root, np.float32)
     self.params = jax.device_put(params, sharding.replicated(self.mesh))
     self._image_features = {} if image_features is None else image_features  # path -> [P]
+    self._other_image_features = {}  # repr of another preprocessing -> {path: [P]}
     self._text_features = {}  # string -> [P]
 
   @property
@@ -259,27 +260,32 @@ class Embedder:
         (0, self.model.embedding_size), np.float32)
     return (feats[:-1], feats[-1]) if self.root is None else (feats, self.root)
 
-  def images(self, images):
-    """Image paths or PIL images -> [N, P] image features.
+  def images(self, images, use="classification"):
+    """Image paths or PIL images -> [N, P] image features, preprocessed for `use` (one of
+    `models.family.IMAGE_USES`).
 
     Features of paths are kept for the Embedder's life (P floats per image: 50,000 images
     at P=768 take 150 MB), so evaluations that share images (HierarCaps and the COCO 1K
-    subset, the four BREEDS sets) embed each image once.
+    subset, the four BREEDS sets) embed each image once; those of a use whose
+    preprocessing is not the model's default are kept in memory only.
     """
+    preprocessing = self.model.preprocessing_for(use)
     if not all(isinstance(p, str) for p in images):
-      return self._embed_images(images)
+      return self._embed_images(images, preprocessing)
     distinct = list(dict.fromkeys(images))
     missing = [p for p in distinct if not os.path.exists(p)]
     if missing:
       raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[:3]}")
-    new = [p for p in distinct if p not in self._image_features]
+    kept = (self._image_features if repr(preprocessing) == repr(self.model.preprocessing)
+            else self._other_image_features.setdefault(repr(preprocessing), {}))
+    new = [p for p in distinct if p not in kept]
     if new:
-      self._image_features.update(zip(new, self._embed_images(new)))
-    return np.stack([self._image_features[p] for p in images])
+      kept.update(zip(new, self._embed_images(new, preprocessing)))
+    return np.stack([kept[p] for p in images])
 
-  def _embed_images(self, images):
+  def _embed_images(self, images, preprocessing):
     o = self.options
-    batches = image_data.load_batches(images, self.model.preprocessing, o.image_batch_size,
+    batches = image_data.load_batches(images, preprocessing, o.image_batch_size,
                                       o.image_workers or None)
     feats = embed_images(self.model, self.params, batches, o.image_batch_size,
                          -(-len(images) // o.image_batch_size), self.mesh, o.compute_dtype)

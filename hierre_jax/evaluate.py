@@ -48,8 +48,13 @@ flags.DEFINE_string("candidates_csv", "", "Qualitative candidates. Default: "
 flags.DEFINE_list("images", [], "Qualitative: image file names (default: first --num_images "
                   "images of the test set).")
 flags.DEFINE_integer("num_images", 20, "Qualitative: how many test images when --images is empty.")
-flags.DEFINE_enum("qualitative_radius", "cosine", ["cosine", "euclidean"], "Qualitative levels: "
-                  "evenly spaced in 1 - <t, r> (the release's chains) or in ||t - r||.")
+flags.DEFINE_enum("qualitative_radius", "auto", ["auto", "cosine", "euclidean", "geodesic"],
+                  "Qualitative levels evenly spaced in: on the sphere 1 - <t, r> (cosine, the "
+                  "release's chains) or ||t - r|| (euclidean); on the hyperboloid the geodesic "
+                  "distance to the root; auto: the model's (cosine on the sphere).")
+flags.DEFINE_enum("qualitative_chains", "levels", list(hierarcaps.CHAIN_PROCEDURES),
+                  "Qualitative chains: RE's radius levels, or MERU's traversal (a hyperbolic "
+                  "model; FAMILIES_SPEC 1.4).")
 flags.DEFINE_string("reference_model", "", "Qualitative: compare the chains with this model's "
                     "in <data_dir>/hierarcaps/reference_qualitative_predictions.json (e.g. "
                     "clip_vit_b32_re_finetuned), a regression check for real weights.")
@@ -136,7 +141,8 @@ def run_qualitative(paths):
   chains = hierarcaps.qualitative(
       embedder, FLAGS.candidates_csv or os.path.join(hierarcaps_dir,
                                                      "hierarcaps_test_expanded.csv.gz"),
-      images_dir, names, radius=FLAGS.qualitative_radius)
+      images_dir, names, radius=None if FLAGS.qualitative_radius == "auto"
+      else FLAGS.qualitative_radius, procedure=FLAGS.qualitative_chains)
   locations.claim(out_dir, owner([model]), "--output_dir")
   out = os.path.join(out_dir, "qualitative" + ("" if step is None else f"_step_{step}"))
   report.write_all(chains, images_dir, out,

@@ -1,6 +1,7 @@
 """MERU (FAMILIES_SPEC section 1): the Lorentz geometry against float64 formulas and
 geoopt, the towers against a PyTorch twin written from the spec (`meru_twin`), the
 release's .pth layout both ways, and bad checkpoints named in one line."""
+import json
 import os
 
 import jax
@@ -242,11 +243,70 @@ def test_retrieval_on_meru_ranks_by_hyperbolic_distance(meru_dir):
     assert got[f"i2t_r@{k}"] == pytest.approx((rank_i2t < k).mean())
 
 
-def test_what_is_not_built_for_hyperbolic_features_is_refused(meru_dir):
+def slow_stops(prototypes, images, c, logit_scale, threshold, children, root):
+  """The probe's walk with loops, in float64: Lorentzian inner products with both
+  children's prototypes, binary entropy of their softmax, descend while it is low."""
+  stops = []
+  for x in images:
+    node = root
+    while len(children[node]) == 2:
+      s = inner64(x[None], prototypes[list(children[node])], c)[0]
+      p = 1.0 / (1.0 + np.exp(-logit_scale * (s[0] - s[1])))
+      entropy = -sum(q * np.log2(q) for q in (p, 1 - p) if q > 0)
+      if entropy > threshold:
+        break
+      node = children[node][0] if p >= 0.5 else children[node][1]
+    stops.append(node)
+  return stops
+
+
+def test_the_hierarchy_probe_on_meru_works_in_tangent_space(meru_dir):
+  """Centroids are tangent-space means, the tree is Ward on their log_map0 charts and the
+  walk compares images with node prototypes by Lorentzian inner products (float64 loops);
+  only the sphere-built UMAP alignment is refused."""
+  from scipy.cluster import hierarchy as scipy_hierarchy
+  from hierre_jax.hierarchy import classes as classes_lib
   from hierre_jax.hierarchy import probe
-  with pytest.raises(errors.UserError, match="the centroid-hierarchy probe is built for "
-                     "features on the sphere; this model's live in lorentz space"):
-    probe.probe(loading.embedder(meru_dir), None, "text", [])
+  from hierre_jax.hierarchy import traversal
+  from test_evaluators import random_pil_images
+  embedder = loading.embedder(meru_dir)
+  c = embedder.geometry.c
+  names = ["dog", "cat", "car", "tree", "boat", "house"]
+  templates = ["a photo of a {}.", "a drawing of a {}.", "{}"]
+  class_set = classes_lib.ClassSet("planted", names, templates, groups={
+      "kind": ["animal", "animal", "vehicle", "plant", "vehicle", "building"]})
+  images, labels = random_pil_images(12, seed=3), np.arange(12) % 6
+  thresholds = (0.0, 0.5, 0.9, 1.0)
+  result, tree = probe.probe(embedder, class_set, "text", ["kind"], probe.Choices(
+      thresholds=thresholds, explain_threshold=0.9), eval_images=(images, labels))
+  assert result["geometry"] == "lorentz"
+  feats = embedder.texts([t.format(n) for n in names for t in templates])[0].astype(np.float64)
+  tangent = meru_twin.log_map0_64(feats, c).reshape(len(names), len(templates), -1).mean(1)
+  centroids = meru_twin.exp_map0_64(tangent, c)
+  merges = scipy_hierarchy.linkage(meru_twin.log_map0_64(centroids, c), "ward", "euclidean")
+  np.testing.assert_allclose(result["tree"]["heights"][len(names):], merges[:, 2],
+                             rtol=1e-4, atol=1e-5)
+  assert sorted(map(sorted, tree.children[len(names):])) == sorted(
+      sorted(int(i) for i in m[:2]) for m in merges)
+  prototypes = np.zeros((len(tree.parent), centroids.shape[1]))
+  prototypes[:len(names)] = centroids
+  for node in tree.internal:
+    prototypes[node] = meru_twin.exp_map0_64(
+        meru_twin.log_map0_64(centroids[tree.leaves_under(node)], c).mean(0), c)
+  image_feats = embedder.images(images).astype(np.float64)
+  logit_scale = result["traversal"]["logit_scale"]
+  walks = {t: slow_stops(prototypes, image_feats, c, logit_scale, t, tree.children, tree.root)
+           for t in thresholds}
+  assert [e["stop"] for e in result["traversal"]["explanations"]] == walks[0.9]
+  for row in result["traversal"]["curve"]:
+    assert row == {"threshold": row["threshold"], **traversal.traversal_metrics(
+        tree, np.array(walks[row["threshold"]]), labels)}
+  assert len({tuple(w) for w in walks.values()}) > 1  # the thresholds change the walks
+  flat = np.argmax(inner64(image_feats, centroids, c), axis=1)
+  assert result["traversal"]["flat_accuracy"] == pytest.approx(np.mean(flat == labels))
+  with pytest.raises(errors.UserError, match="the UMAP-guided alignment \\(--align_betas\\) is "
+                     "built for features on the sphere; this model's live in lorentz space"):
+    probe.probe(embedder, class_set, "text", ["kind"], probe.Choices(align_betas=(0.5,)))
 
 
 def slow_traversal(texts, image, c, steps=50, root_candidate=True):
@@ -365,3 +425,158 @@ def test_meru_demo_trains_the_text_tower_in_hyperbolic_space_and_exports_a_pth(t
   meru_twin.twin_of(state_dict["model"], exported.config)  # loads strictly
   embedder = loading.embedder(str(tmp_path))  # the train workdir
   assert embedder.checkpoint_step == 3 and embedder.root_source == "model"
+
+
+def inner64(x, y, c):
+  return x @ y.T - meru_twin.time64(x, c)[:, None] * meru_twin.time64(y, c)[None, :]
+
+
+def test_the_suites_evaluators_score_meru_hyperbolically(meru_dir):
+  """HyperLex, zero-shot and BREEDS on MERU against float64 loops of the spec's formulas:
+  angles at the origin (MERU's mapping), Lorentzian inner products, tangent-space prompt
+  means."""
+  from scipy import stats
+  from hierre_jax.evaluators import breeds
+  from hierre_jax.evaluators import hyperlex
+  from hierre_jax.evaluators import prompts
+  from hierre_jax.evaluators import zero_shot
+  from test_evaluators import random_pil_images, shared_path
+  embedder = loading.embedder(meru_dir)
+  c = embedder.geometry.c
+  # HyperLex: -ext(general, specific) = -oxy_angle at the general word's point.
+  path = shared_path("hyperlex", "hyperlex-all.txt")
+  got = hyperlex.HyperLex(path).run(embedder)
+  rows = [line.split() for line in open(path).read().splitlines()[1:]]
+  words = sorted({w for r in rows for w in r[:2]})
+  feats, _ = embedder.texts([f"a picture of a {w}" for w in words])
+  emb = dict(zip(words, feats.astype(np.float64)))
+  scores = [-meru_twin.oxy_angle64(emb[r[1]][None], emb[r[0]][None], c)[0] for r in rows]
+  assert got["rho_all"] == pytest.approx(
+      stats.spearmanr(scores, [float(r[4]) for r in rows]).statistic, abs=1e-3)
+  # Zero-shot: the prompt ensemble is the mean in tangent space, scored by <x, y>_L.
+  classes, templates = ["dog", "cat", "car", "tree", "boat", "house"], ["a photo of a {}.", "{}"]
+  images, labels = random_pil_images(12, seed=2), np.arange(12) % 6
+  got = zero_shot.ZeroShot("planted", classes, templates, images, labels).run(embedder)
+  labels_64 = np.stack([meru_twin.exp_map0_64(meru_twin.log_map0_64(embedder.texts(
+      [t.format(name) for t in templates])[0].astype(np.float64), c).mean(0), c)
+                        for name in classes])
+  np.testing.assert_allclose(prompts.ensemble(embedder, classes, templates), labels_64, atol=1e-5)
+  sims = inner64(embedder.images(images).astype(np.float64), labels_64, c)
+  ranks = (sims > sims[np.arange(12), labels][:, None]).sum(1)
+  assert (got["top1"], got["top5"]) == pytest.approx(((ranks < 1).mean(), (ranks < 5).mean()))
+  # BREEDS: pairs ordered by d(O, x), scored s(x) + s(y) - alpha ext(x, y).
+  hierarchy = breeds.Hierarchy(shared_path("breeds", "breeds_hierarchies_full.json"), "living17")
+  label_emb = prompts.ensemble(embedder, hierarchy.labels, templates)
+  root = embedder.texts([])[1]
+  image_emb = embedder.images(random_pil_images(6))
+  targets = np.array(list(hierarchy.pair_of_wnid.values())[:6])
+  alphas = (0.0, 0.7)
+  ranks = breeds.pair_ranks(image_emb, label_emb, root, targets, alphas,
+                            geometry=embedder.geometry)
+  x64 = label_emb.astype(np.float64)
+  d = meru_twin.dist64(x64, np.zeros_like(x64), c)
+  pairs = [(x, y) for x in range(len(x64)) for y in range(len(x64)) if d[x] < d[y]]
+  ext = meru_twin.oxy_angle64(x64[[x for x, _ in pairs]], x64[[y for _, y in pairs]], c)
+  s = inner64(image_emb.astype(np.float64), x64, c)
+  for a, alpha in enumerate(alphas):
+    for m in range(len(image_emb)):
+      if tuple(targets[m]) not in pairs:  # not ordered by radius: a miss at any k
+        assert ranks[a, m] == len(pairs)
+        continue
+      pair_scores = np.array([s[m, x] + s[m, y] for x, y in pairs]) - alpha * ext
+      target = pair_scores[pairs.index(tuple(targets[m]))]
+      # float32 against float64: pairs within 1e-4 of the target's score may swap.
+      assert (pair_scores > target + 1e-4).sum() <= ranks[a, m] <= (
+          pair_scores >= target - 1e-4).sum() - 1, (alpha, m)
+
+
+def test_meru_retrieval_squashes_images_where_classification_crops(meru_dir):
+  from PIL import Image
+  model = models.load(meru_dir)
+  wide = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 96, 3), np.uint8))
+  size = model.config.vision.image_size
+  squashed = np.asarray(wide.resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
+  np.testing.assert_allclose(model.preprocessing_for("retrieval").preprocess(wide), squashed,
+                             atol=1e-6)
+  cropped = np.asarray(wide.resize((2 * size, size), Image.Resampling.BICUBIC), np.float32) / 255
+  np.testing.assert_allclose(model.preprocessing_for("classification").preprocess(wide),
+                             cropped[:, size // 2:size // 2 + size], atol=1e-6)
+  embedder = loading.embedder(meru_dir)
+  by_use = [embedder.images([wide], use=use) for use in ("classification", "retrieval")]
+  assert np.abs(by_use[0] - by_use[1]).max() > 1e-3
+  clip = models.load(random_init.write_random_meru(
+      os.path.join(os.path.dirname(meru_dir), "clip_baseline"), random_init.TINY_TEXT,
+      random_init.TINY_VISION, 64, hyperbolic=False))
+  assert repr(clip.preprocessing_for("retrieval")) != repr(clip.preprocessing)
+
+
+def test_qualitative_chains_on_meru_by_geodesic_levels_and_by_traversal(meru_dir, tmp_path):
+  from absl.testing import flagsaver
+  from hierre_jax import evaluate
+  from hierre_jax.data import hierarcaps_csv
+  from hierre_jax.data import indexing
+  from hierre_jax.evaluators import traversal
+  import runs
+  test_csv, _ = runs.small_eval_files(str(tmp_path), num_rows=12)
+  data_dir = os.path.dirname(os.path.dirname(runs.shared_file("hierarcaps_test.csv")))
+  names = sorted(set(hierarcaps_csv.read_hierarchies(test_csv).images))[:3]
+  embedder = loading.embedder(meru_dir)
+  candidates = indexing.distinct(
+      t for row in hierarcaps_csv.read_hierarchies(test_csv).positives for t in row)
+  text, root = embedder.texts(candidates)
+  images = embedder.images([os.path.join(data_dir, "hierarcaps", "test_images", n)
+                            for n in names])
+  c = embedder.geometry.c
+  radius = np.asarray(embedder.geometry.radius(text, root))
+  levels = np.linspace(np.float64(radius.min()), np.float64(radius.max()), 50).astype(np.float32)
+  want = {}
+  for name, image in zip(names, images.astype(np.float64)):
+    sims = inner64(text.astype(np.float64), image[None], c)[:, 0]
+    chain = []
+    for t in levels:
+      best = max((i for i in range(len(text)) if radius[i] <= t), key=lambda i: (sims[i], -i))
+      if not chain or chain[-1] != best:
+        chain.append(best)
+    want[name] = [candidates[i] for i in chain]
+  for procedure in ("levels", "traversal"):
+    out = tmp_path / procedure
+    with flagsaver.flagsaver(model=[meru_dir], data_dir=data_dir, mode="qualitative",
+                             images=names, candidates_csv=test_csv, output_dir=str(out),
+                             qualitative_chains=procedure):
+      evaluate.FLAGS.mark_as_parsed()
+      evaluate.main([])
+    chains = json.load(open(out / "qualitative.json"))
+    assert "<img" in (out / "qualitative.html").read_text()
+    if procedure == "levels":
+      assert chains == want
+    else:
+      assert chains == {n: [candidates[i] for i in chain] for n, chain in zip(
+          names, traversal.traverse(embedder.geometry, text, images))}
+  with flagsaver.flagsaver(model=[meru_dir], data_dir=data_dir, mode="qualitative",
+                           images=names, candidates_csv=test_csv, output_dir=str(tmp_path / "x"),
+                           qualitative_radius="cosine"):
+    with pytest.raises(errors.UserError, match="radius 'cosine': this model's lorentz space "
+                       "has geodesic"):
+      evaluate.main([])
+
+
+def test_random_init_options_are_the_familys(tmp_path):
+  import ml_collections
+  from hierre_jax.trainer import model_dir
+  config = ml_collections.ConfigDict(dict(workdir=str(tmp_path), random_init=dict(
+      family="meru", text=random_init.TINY_TEXT, vision=random_init.TINY_VISION,
+      projection_dim=64, seed=0, options=dict(hyperbolic=False))))
+  baseline = models.load(model_dir.prepare_model_dir(config, is_main=True))
+  assert baseline.geometry.name == "sphere" and "curv" not in baseline.params
+  config.random_init.options = dict(curvature=2.0)
+  with pytest.raises(errors.UserError, match=r"config.random_init.options.curvature: not an "
+                     r"option of a random meru checkpoint \(hyperbolic\)"):
+    model_dir.prepare_model_dir(config, is_main=True)
+  config.random_init.family = "clip"
+  config.random_init.options = dict(hyperbolic=False)
+  with pytest.raises(errors.UserError, match=r"options.hyperbolic: not an option of a random "
+                     r"clip checkpoint \(it takes none\)"):
+    model_dir.prepare_model_dir(config, is_main=True)
+  config.random_init.family = "siglip"
+  with pytest.raises(errors.UserError, match=r"config.random_init.family='siglip': not a family"):
+    model_dir.prepare_model_dir(config, is_main=True)

@@ -20,6 +20,7 @@ def get_config():
           vision=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                       num_attention_heads=4, image_size=64, patch_size=8),
           projection_dim=64, seed=0),
+      loss="contrastive",  # or "meru" (a hyperbolic MERU: random_init.family="meru")
       train_csv=f"{DATA}/train/captions.csv",
       workdir="workdirs/shapes_clip", export_dir="",
       batch_size=64, num_epochs=6, total_steps=0,

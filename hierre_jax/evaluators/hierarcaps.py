@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from hierre_jax import errors
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import traversal
@@ -74,16 +75,34 @@ def angle_statistics(embedder, csv_path, images=None):
           "pos_smaller_than_neg": float((p < q).mean()), "num_rows": len(rows)}
 
 
+CHAIN_PROCEDURES = ("levels", "traversal")
+
+
 def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr.NUM_LEVELS,
-                radius="cosine"):
+                radius=None, procedure="levels"):
   """{image name: predicted chain of texts, general to specific} over all distinct positive
-  texts of `candidates_csv`, with the release's cosine-distance levels by default."""
+  texts of `candidates_csv`: the texts retrieved at `num_levels` levels evenly spaced in
+  `radius` (a kind of the geometry's radius; None: its `chain_radius`, on the sphere the
+  release's cosine distance), or (procedure="traversal", a hyperbolic model) MERU's
+  traversal (`traversal.traverse`)."""
+  if procedure not in CHAIN_PROCEDURES:
+    raise errors.UserError(f"chains {procedure!r}: use one of {', '.join(CHAIN_PROCEDURES)}")
+  radius = radius or embedder.geometry.chain_radius
+  if radius not in embedder.geometry.radius_kinds:
+    raise errors.UserError(f"radius {radius!r}: this model's {embedder.geometry.name} space has "
+                           f"{', '.join(embedder.geometry.radius_kinds)}")
+  if procedure == "traversal" and embedder.geometry.name != "lorentz":
+    raise errors.UserError("traversal chains walk a hyperbolic model's space; this model's "
+                           f"features live in {embedder.geometry.name} space")
   data = hierarcaps_csv.read_hierarchies(candidates_csv)
   candidates = distinct(t for row in data.positives for t in row)
-  preds, _, _ = retrieval_predictions(
-      embedder, candidates, [os.path.join(images_dir, name) for name in image_names], num_levels,
-      radius)
-  chains = hr.prediction_chains(preds)
+  paths = [os.path.join(images_dir, name) for name in image_names]
+  if procedure == "traversal":
+    chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
+                                embedder.images(paths))
+  else:
+    preds, _, _ = retrieval_predictions(embedder, candidates, paths, num_levels, radius)
+    chains = hr.prediction_chains(preds)
   return {name: [candidates[i] for i in chain] for name, chain in zip(image_names, chains)}
 
 

@@ -129,7 +129,7 @@ class Retrieval:
 
   def run(self, embedder):
     text_emb, _ = embedder.texts(self.captions)
-    image_emb = embedder.images(self.paths)
+    image_emb = embedder.images(self.paths, use="retrieval")
     return {**recall_at_k(text_emb, self.caption_image, image_emb, geometry=embedder.geometry),
             "num_images": len(self.images), "num_captions": len(self.captions),
             "num_annotated_images": self.num_annotated_images}

@@ -12,6 +12,8 @@ class Geometry(Protocol):
   """Functions of points of one space; jnp or numpy arrays, broadcast over leading axes."""
 
   name: str
+  radius_kinds: tuple  # the kinds `radius` takes, the space's own first
+  chain_radius: str  # the `radius` kind of qualitative chains (the release's on the sphere)
 
   def lift(self, features):
     """[..., P] encoder outputs -> [..., P] points of the space (jnp)."""
@@ -35,3 +37,8 @@ class Geometry(Protocol):
 
   def mean(self, x, axis):
     """Points -> their centroid along `axis`, a point of the space (numpy)."""
+
+  def chart(self, x):
+    """[..., P] points -> [..., P] Euclidean coordinates (numpy) in which Euclidean methods
+    (Ward linkage) run: the sphere's vectors themselves; the hyperboloid's tangent vectors
+    at the origin."""

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import errors
+
 EPS = 1e-8
 ACOS_MARGIN = 1e-7
 ACOSH_MARGIN = 1e-6
@@ -114,13 +116,15 @@ class Lorentz:
   """
   c: float
   name = "lorentz"
+  chain_radius = "geodesic"
+  radius_kinds = ("geodesic",)
 
   def lift(self, features):
     return exp_map0(features, self.c)
 
   def radius(self, x, root, kind=None):
-    if kind not in (None, "geodesic"):
-      raise ValueError(f"radius {kind!r}: the hyperboloid has geodesic")
+    if kind not in (None,) + self.radius_kinds:
+      raise errors.UserError(f"radius {kind!r}: the hyperboloid has geodesic")
     return distance(x, jnp.broadcast_to(root, x.shape), self.c)
 
   def exterior_angle(self, x, y, root):
@@ -146,3 +150,7 @@ class Lorentz:
   def mean(self, x, axis):
     """exp_map0 of the mean of the tangent vectors log_map0(x)."""
     return np.asarray(exp_map0(jnp.mean(log_map0(jnp.asarray(x), self.c), axis=axis), self.c))
+
+  def chart(self, x):
+    """log_map0: tangent vectors at the origin (their norm is the distance from it)."""
+    return np.asarray(log_map0(jnp.asarray(x, jnp.float32), self.c))

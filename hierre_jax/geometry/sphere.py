@@ -8,6 +8,8 @@ cosine at +-1) get a defined value and a zero or bounded derivative.
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import errors
+
 # Squared norms below this count as zero vectors.
 TINY = 1e-12
 # The cosine is clipped to [-1 + COS_MARGIN, 1 - COS_MARGIN] before arccos.
@@ -66,7 +68,9 @@ class Sphere:
   """`geometry.Geometry` of unit vectors with a root vector r."""
 
   name = "sphere"
+  chain_radius = "cosine"
   RADII = {"euclidean": radius, "cosine": cosine_distance}
+  radius_kinds = tuple(RADII)
 
   def lift(self, features):
     return normalize(features)
@@ -76,7 +80,7 @@ class Sphere:
     or "cosine" 1 - <x, r> (the release's qualitative chains)."""
     kind = kind or "euclidean"
     if kind not in self.RADII:
-      raise ValueError(f"radius {kind!r}: the sphere has {', '.join(self.RADII)}")
+      raise errors.UserError(f"radius {kind!r}: the sphere has {', '.join(self.RADII)}")
     return self.RADII[kind](x, root)
 
   def exterior_angle(self, x, y, root):
@@ -97,6 +101,9 @@ class Sphere:
     """The normalised mean (prompt ensembles, class centroids)."""
     mean = x.mean(axis=axis)
     return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+  def chart(self, x):
+    return np.asarray(x)
 
 
 SPHERE = Sphere()

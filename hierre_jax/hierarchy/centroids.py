@@ -1,27 +1,29 @@
-"""Class centroids (SEED000 step 1): one [K, P] matrix of unit vectors per modality, with
-the single samples (prompts or images) they average, which the alignment fits on."""
+"""Class centroids (SEED000 step 1): one [K, P] matrix of points of the model's geometry per
+modality (unit vectors on the sphere; tangent-space means on the hyperboloid), with the
+single samples (prompts or images) they average, which the alignment fits on."""
 import numpy as np
 
 from hierre_jax import errors
+from hierre_jax.geometry import sphere
 
 MAX_IMAGES_PER_CLASS = 1000  # CHOICE
 
 
-def class_means(feats, labels, num_classes):
-  """[K, P] normalised mean of each class's samples ([N, P] unit vectors, [N] classes)."""
-  sums = np.zeros((num_classes, feats.shape[1]))
-  np.add.at(sums, np.asarray(labels), feats)
-  return sums / np.linalg.norm(sums, axis=1, keepdims=True)
+def class_means(feats, labels, num_classes, geometry=sphere.SPHERE):
+  """[K, P] centroid (`geometry.mean`: on the sphere the normalised mean) of each class's
+  samples ([N, P] points, [N] classes), in float64."""
+  feats, labels = np.asarray(feats, np.float64), np.asarray(labels)
+  return np.stack([geometry.mean(feats[labels == k], axis=0)
+                   for k in range(num_classes)]).astype(np.float64)
 
 
-def node_prototypes(tree, centroids):
-  """[N, P]: a leaf's centroid; an internal node's normalised sum of its leaves' centroids
+def node_prototypes(tree, centroids, geometry=sphere.SPHERE):
+  """[N, P]: a leaf's centroid; an internal node's centroid of its leaves' centroids
   (the prototype that names a node and that the traversal compares images with)."""
   out = np.zeros((len(tree.parent), centroids.shape[1]))
   out[:tree.num_leaves] = centroids
   for node in tree.internal:
-    v = centroids[tree.leaves_under(node)].sum(axis=0)
-    out[node] = v / np.linalg.norm(v)
+    out[node] = geometry.mean(centroids[tree.leaves_under(node)], axis=0)
   return out
 
 
@@ -30,7 +32,7 @@ def text_centroids(embedder, class_names, templates):
   ([K, P] centroids, [K * T, P] the single prompts' embeddings, [K * T] their classes)."""
   feats, _ = embedder.texts([t.format(c) for c in class_names for t in templates])
   labels = np.repeat(np.arange(len(class_names)), len(templates))
-  return class_means(feats, labels, len(class_names)), feats, labels
+  return class_means(feats, labels, len(class_names), embedder.geometry), feats, labels
 
 
 def image_centroids(embedder, images, labels, class_names, max_per_class=MAX_IMAGES_PER_CLASS,
@@ -53,4 +55,5 @@ def image_centroids(embedder, images, labels, class_names, max_per_class=MAX_IMA
     chosen.append(members)
   order = np.concatenate(chosen)
   feats = embedder.images([images[i] for i in order])
-  return class_means(feats, labels[order], num_classes), feats, labels[order]
+  return (class_means(feats, labels[order], num_classes, embedder.geometry), feats,
+          labels[order])

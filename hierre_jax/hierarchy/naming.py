@@ -8,6 +8,7 @@ WordNet lowest common ancestor of its leaves' synsets ("ontology_lca").
 """
 import numpy as np
 
+from hierre_jax.geometry import sphere
 from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import ontology
 
@@ -30,17 +31,19 @@ def lemma_name(synset):
   return synset.lemmas()[0].name().replace("_", " ")
 
 
-def embedding_names(tree, centroids, bank_embeddings, unique=False):
-  """{internal node: index into the bank} of highest cosine with the node's prototype;
-  `unique`: each bank entry used once, nodes served from the root down (breadth first)."""
-  protos = centroids_lib.node_prototypes(tree, centroids)
+def embedding_names(tree, centroids, bank_embeddings, unique=False, geometry=sphere.SPHERE):
+  """{internal node: index into the bank} most similar (`geometry.similarity`: the cosine on
+  the sphere) to the node's prototype; `unique`: each bank entry used once, nodes served
+  from the root down (breadth first)."""
+  protos = centroids_lib.node_prototypes(tree, centroids, geometry)
   order, queue = [], [tree.root]
   while queue:  # breadth first from the root
     node = queue.pop(0)
     if node >= tree.num_leaves:
       order.append(node)
       queue.extend(tree.children[node])
-  scores = {n: np.asarray(bank_embeddings) @ protos[n] for n in order}
+  scores = {n: geometry.similarity(np.asarray(bank_embeddings), protos[n][None])[:, 0]
+            for n in order}
   used, out = set(), {}
   for node in order:
     ranked = np.argsort(-scores[node], kind="stable")

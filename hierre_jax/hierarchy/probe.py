@@ -63,8 +63,8 @@ def name_nodes(embedder, tree, centroids, class_set, choices):
     bank = naming.concept_bank(class_set.synsets)
     bank_emb = centroids_lib.text_centroids(embedder, [naming.lemma_name(s) for s in bank],
                                             class_set.templates)[0]
-    chosen = {n: bank[i] for n, i in naming.embedding_names(tree, centroids, bank_emb,
-                                                              choices.unique_names).items()}
+    chosen = {n: bank[i] for n, i in naming.embedding_names(
+        tree, centroids, bank_emb, choices.unique_names, embedder.geometry).items()}
   synsets = {**dict(enumerate(class_set.synsets)), **chosen}
   return {n: naming.lemma_name(s) for n, s in chosen.items()}, synsets
 
@@ -76,10 +76,11 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
   images: (images, labels) the image centroids are built from (modality "image");
   eval_images: (images, labels) the traversal is evaluated on (skipped if None).
   """
-  if embedder.geometry.name != "sphere":
-    raise errors.UserError(f"{embedder.model.model_dir}: the centroid-hierarchy probe is built "
-                           f"for features on the sphere; this model's live in "
-                           f"{embedder.geometry.name} space (not supported yet)")
+  geometry = embedder.geometry
+  if choices.align_betas and geometry.name != "sphere":
+    raise errors.UserError(f"{embedder.model.model_dir}: the UMAP-guided alignment "
+                           "(--align_betas) is built for features on the sphere; this model's "
+                           f"live in {geometry.name} space")
   if modality == "text":
     cents, *samples = centroids_lib.text_centroids(embedder, class_set.classes,
                                                    class_set.templates)
@@ -89,11 +90,12 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
         choices.seed)
   else:
     raise ValueError(f"modality {modality!r}: use 'text' or 'image'")
-  tree = trees.dendrogram(cents, class_set.classes, choices.linkage)
+  tree = trees.dendrogram(cents, class_set.classes, choices.linkage, geometry)
   node_names, node_synsets = name_nodes(embedder, tree, cents, class_set, choices)
   triples = consistency.leaf_triples(len(class_set.classes), choices.max_triplets, choices.seed)
   result = {
-      "class_set": class_set.name, "modality": modality, "choices": dataclasses.asdict(choices),
+      "class_set": class_set.name, "modality": modality, "geometry": geometry.name,
+      "choices": dataclasses.asdict(choices),
       "classes": class_set.classes, "wnids": class_set.wnids,
       "tree": {"parent": tree.parent.tolist(), "heights": tree.heights.tolist(),
                "names": [node_names.get(n, tree.names[n]) for n in range(len(tree.parent))]},
@@ -114,9 +116,9 @@ def probe(embedder, class_set, modality, ontology_names, choices=Choices(), imag
     labels = np.asarray(eval_images[1])
     result["traversal"] = {"num_images": len(eval_feats), "logit_scale": logit_scale,
                            **traversal.curve(tree, cents, eval_feats, labels, logit_scale,
-                                             choices.thresholds)}
-    stops = traversal.traverse(tree, centroids_lib.node_prototypes(tree, cents), eval_feats,
-                               logit_scale, choices.explain_threshold)
+                                             choices.thresholds, geometry)}
+    stops = traversal.traverse(tree, centroids_lib.node_prototypes(tree, cents, geometry),
+                               eval_feats, logit_scale, choices.explain_threshold, geometry)
     result["traversal"]["explanations"] = traversal.explanations(
         tree, result["tree"]["names"], stops, labels, class_set.classes)
   if choices.align_betas:

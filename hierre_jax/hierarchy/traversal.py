@@ -1,13 +1,15 @@
 """Tree-traversal inference with uncertainty-aware early stopping (SEED000 step 7).
 
 From the root, an image embedding is compared with the prototypes of the node's two
-children, p = softmax(logit_scale * sims); the walk stops at the node when the binary
+children, p = softmax(logit_scale * sims) (`Geometry.similarity`: the cosine on the sphere,
+the Lorentzian inner product on the hyperboloid); the walk stops at the node when the binary
 entropy of p (in bits, CHOICE: 1 at a tie) exceeds the threshold, else it descends to the
 more similar child; a leaf always stops it.
 """
 import numpy as np
 from scipy import special
 
+from hierre_jax.geometry import sphere
 from hierre_jax.hierarchy.centroids import node_prototypes
 
 THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))  # CHOICE: the curve's thresholds
@@ -20,15 +22,16 @@ def binary_entropy(p):
   return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
 
 
-def traverse(tree, prototypes, images, logit_scale, threshold):
-  """[N, P] unit image embeddings -> [N] node where each walk stops (binary `tree`)."""
+def traverse(tree, prototypes, images, logit_scale, threshold, geometry=sphere.SPHERE):
+  """[N, P] image embeddings -> [N] node where each walk stops (binary `tree`)."""
   children = np.array([c if len(c) == 2 else [-1, -1] for c in tree.children])
+  similarity = geometry.similarity(np.asarray(images, np.float64), prototypes)  # [N, nodes]
   node = np.full(len(images), tree.root)
   active = np.ones(len(images), bool)
   while active.any():
     idx = np.flatnonzero(active)
     kids = children[node[idx]]  # [n, 2]
-    sims = np.einsum("np,nkp->nk", images[idx], prototypes[kids])
+    sims = similarity[idx[:, None], kids]
     p_first = special.expit(logit_scale * (sims[:, 0] - sims[:, 1]))
     descend = binary_entropy(p_first) <= threshold
     node[idx[descend]] = np.where(p_first[descend] >= 0.5, kids[descend, 0], kids[descend, 1])
@@ -48,14 +51,16 @@ def traversal_metrics(tree, stops, labels):
           "mean_specificity": float(np.mean(depth[stops] / np.maximum(depth[labels], 1)))}
 
 
-def curve(tree, centroids, images, labels, logit_scale, thresholds=THRESHOLDS):
+def curve(tree, centroids, images, labels, logit_scale, thresholds=THRESHOLDS,
+          geometry=sphere.SPHERE):
   """The accuracy-specificity curve over `thresholds`, and flat zero-shot accuracy (the
   most similar class centroid) beside it."""
-  prototypes = node_prototypes(tree, centroids)
+  prototypes = node_prototypes(tree, centroids, geometry)
   rows = [{"threshold": float(t), **traversal_metrics(
-      tree, traverse(tree, prototypes, images, logit_scale, t), np.asarray(labels))}
+      tree, traverse(tree, prototypes, images, logit_scale, t, geometry), np.asarray(labels))}
           for t in thresholds]
-  flat = float(np.mean(np.argmax(images @ centroids.T, axis=1) == np.asarray(labels)))
+  flat = float(np.mean(np.argmax(geometry.similarity(np.asarray(images, np.float64), centroids),
+                                 axis=1) == np.asarray(labels)))
   return {"curve": rows, "flat_accuracy": flat}
 
 

@@ -8,6 +8,8 @@ import dataclasses
 import numpy as np
 from scipy.cluster import hierarchy as scipy_hierarchy
 
+from hierre_jax.geometry import sphere
+
 LINKAGES = ("ward", "average")  # CHOICE: Ward on Euclidean; average linkage on cosine
 
 
@@ -108,13 +110,16 @@ class Tree:
     return Tree(parent, list(self.names), self.num_leaves, self.heights)
 
 
-def dendrogram(centroids, class_names, linkage="ward"):
-  """Agglomerative clustering of [K, P] unit centroids into a full binary tree (K - 1
-  merges with heights): Ward on Euclidean distance, or average linkage on cosine."""
+def dendrogram(centroids, class_names, linkage="ward", geometry=sphere.SPHERE):
+  """Agglomerative clustering of [K, P] centroids (points of `geometry`, in its Euclidean
+  `chart`: the sphere's unit vectors, the hyperboloid's tangent vectors at the origin) into
+  a full binary tree (K - 1 merges with heights): Ward on Euclidean distance, or average
+  linkage on cosine."""
   if linkage not in LINKAGES:
     raise ValueError(f"linkage {linkage!r}: use one of {LINKAGES}")
   metric = "euclidean" if linkage == "ward" else "cosine"
-  merges = scipy_hierarchy.linkage(np.asarray(centroids, np.float64), linkage, metric)
+  merges = scipy_hierarchy.linkage(np.asarray(geometry.chart(centroids), np.float64), linkage,
+                                   metric)
   k = len(class_names)
   parent = np.full(2 * k - 1, -1)
   heights = np.zeros(2 * k - 1)

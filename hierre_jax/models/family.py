@@ -24,6 +24,11 @@ class Encoders:
   image_tokens: Callable | None = None  # (params, pixels [N, H, W, C]) -> [N, 1 + HW, P]
 
 
+# What images are embedded for: zero-shot classification, traversal and everything else,
+# or image-text retrieval.
+IMAGE_USES = ("classification", "retrieval")
+
+
 class ImagePreprocessing(Protocol):
   """A family's image preprocessing. Its `repr` names every setting: it is part of the key
   of an image feature store (`embedding.image_store_key`), so two preprocessings with the
@@ -43,6 +48,8 @@ class Family(Protocol):
   text_groups: tuple       # top-level parameter groups that text-tower training updates
   text_params: tuple       # top-level groups the text encoder reads
   image_groups: tuple      # top-level groups of the image tower (frozen in RE training)
+  random_options: tuple    # keyword options of `write_random` (config.random_init.options)
+  buffers: tuple           # top-level entries that are stored, never trained (statistics)
 
   # The checkpoint format.
   def owns(self, path: str) -> bool:
@@ -65,15 +72,18 @@ class Family(Protocol):
     """Writes what `read_config`, `load_tokenizer` and `preprocessing` read (no weights)."""
 
   def write_random(self, out_dir: str, text: dict, vision: dict, projection_dim: int,
-                   seed: int = 0) -> str:
-    """A random checkpoint of these tower sizes (drawn so that features carry signal)."""
+                   seed: int = 0, **options) -> str:
+    """A random checkpoint of these tower sizes (drawn so that features carry signal);
+    `options` are the family's `random_options`."""
 
   # Texts and images.
   def load_tokenizer(self, model_dir: str) -> Any:
     """A tokenizer with `__call__` (transformers style) and `pad_token_id`."""
 
-  def preprocessing(self, model_dir: str, config: Any) -> ImagePreprocessing:
-    """The image preprocessing the checkpoint was trained with."""
+  def preprocessing(self, model_dir: str, config: Any,
+                    use: str = "classification") -> ImagePreprocessing:
+    """The image preprocessing of the checkpoint for one of `IMAGE_USES` (most families use
+    one for all; MERU's retrieval squashes where the others crop)."""
 
   def pool_index(self, config: Any, ids) -> Any:
     """ids [..., T] (numpy or jax) -> [...] index of the token a text is pooled at."""

@@ -47,6 +47,14 @@ class Model:
   def preprocessing(self):
     return self.family.preprocessing(self.model_dir, self.config)
 
+  def preprocessing_for(self, use):
+    """The family's preprocessing for one of `family.IMAGE_USES`."""
+    if use not in family_lib.IMAGE_USES:
+      raise ValueError(f"image use {use!r}: one of {family_lib.IMAGE_USES}")
+    if use == family_lib.IMAGE_USES[0]:
+      return self.preprocessing
+    return self.family.preprocessing(self.model_dir, self.config, use)
+
   @functools.cached_property
   def geometry(self):
     return self.family.geometry(self.params)

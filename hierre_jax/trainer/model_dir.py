@@ -63,14 +63,31 @@ def random_init_record(config):
   return config.random_init.to_dict()
 
 
+def random_family(config):
+  """The family of config.random_init, its `options` checked against the family's
+  `random_options` (one line naming the key at fault)."""
+  r = config.random_init
+  name = r.get("family", UNNAMED_RANDOM_FAMILY)
+  if name not in models.FAMILIES:
+    raise errors.UserError(f"config.random_init.family={name!r}: not a family "
+                           f"({', '.join(models.FAMILIES)})")
+  family = models.FAMILIES[name]
+  for key in r.get("options", {}):
+    if key not in family.random_options:
+      raise errors.UserError(
+          f"config.random_init.options.{key}: not an option of a random {name} checkpoint "
+          f"({', '.join(family.random_options) or 'it takes none'})")
+  return family
+
+
 def write_random_init(config, out):
   """Writes the random checkpoint of config.random_init to `out` (beside it, then renamed
   over it: never half a checkpoint), sealed with its record."""
   r = config.random_init
   tmp = f"{out}.{os.getpid()}.tmp"
   shutil.rmtree(tmp, ignore_errors=True)
-  models.FAMILIES[r.get("family", UNNAMED_RANDOM_FAMILY)].write_random(
-      tmp, r.text.to_dict(), r.vision.to_dict(), r.projection_dim, seed=r.seed)
+  random_family(config).write_random(tmp, r.text.to_dict(), r.vision.to_dict(), r.projection_dim,
+                                     seed=r.seed, **r.get("options", {}))
   sealed.seal(tmp, sorted(os.listdir(tmp)), random_init_record(config))
   if os.path.exists(out):
     shutil.rmtree(out)
@@ -87,6 +104,7 @@ def prepare_model_dir(config, is_main, allow_config_change=False):
   same config and seed write the same weights)."""
   if not config.get("random_init"):
     return config.model
+  random_family(config)
   out = os.path.join(config.workdir, RANDOM_INIT)
   if is_main:
     try:

@@ -23,6 +23,8 @@ class Align:
   max_length = tokenizer.MAX_LENGTH
   text_groups = ("text_model", "text_projection")
   text_params = ("text_model", "text_projection", "temperature")  # setup declares temperature
+  random_options = ()
+  buffers = ()
   image_groups = ("vision_model", "batch_stats")
 
   def owns(self, path):
@@ -48,7 +50,7 @@ class Align:
   def load_tokenizer(self, model_dir):
     return tokenizer.load_tokenizer(model_dir)
 
-  def preprocessing(self, model_dir, config):
+  def preprocessing(self, model_dir, config, use="classification"):
     return preprocessing.Preprocessing.from_model_dir(model_dir)
 
   def pool_index(self, config, ids):

@@ -17,6 +17,8 @@ class Clip:
   max_length = tokenizer.MAX_LENGTH
   text_groups = ("text_model", "text_projection")
   text_params = ("text_model", "text_projection", "logit_scale")  # setup declares logit_scale
+  random_options = ()
+  buffers = ()
   image_groups = ("vision_model", "visual_projection")
 
   def owns(self, path):
@@ -42,7 +44,7 @@ class Clip:
   def load_tokenizer(self, model_dir):
     return tokenizer.load_tokenizer(model_dir)
 
-  def preprocessing(self, model_dir, config):
+  def preprocessing(self, model_dir, config, use="classification"):
     return preprocessing.Preprocessing.from_model_dir(model_dir, config.vision.image_size)
 
   def pool_index(self, config, ids):

@@ -1,7 +1,8 @@
 """CLIP image preprocessing in numpy/PIL, matching transformers' CLIPImageProcessor.
 
-Resize the shortest side to `size` (bicubic), center crop `size` x `size`,
-scale to [0, 1], normalise with the CLIP mean/std. Output is NHWC float32.
+Resize the shortest side to `size` (bicubic), center crop `crop` x `crop` (or, `squash`,
+resize the whole image to `crop` x `crop`), scale to [0, 1], normalise with the mean/std.
+Output is NHWC float32.
 """
 import dataclasses
 import json
@@ -22,6 +23,7 @@ class Preprocessing:
   crop: int = 224
   mean: tuple = OPENAI_CLIP_MEAN
   std: tuple = OPENAI_CLIP_STD
+  squash: bool = False  # resize to crop x crop whatever the aspect ratio, nothing cropped
 
   @classmethod
   def from_model_dir(cls, model_dir, image_size):
@@ -65,7 +67,8 @@ def resized_shape(width, height, size):
 def preprocess(image, p: Preprocessing):
   """PIL image or path -> [crop, crop, 3] float32."""
   image = images.open_rgb(image)
-  image = image.resize(resized_shape(*image.size, p.size), Image.Resampling.BICUBIC)
+  shape = (p.crop, p.crop) if p.squash else resized_shape(*image.size, p.size)
+  image = image.resize(shape, Image.Resampling.BICUBIC)
   x = np.asarray(image, np.float32)
   top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2
   if top < 0 or left < 0:

@@ -46,6 +46,8 @@ class Meru:
   max_length = clip_tokenizer.MAX_LENGTH
   text_groups = ("textual", "textual_proj")
   text_params = ("textual", "textual_proj", "textual_alpha")
+  buffers = ("pixel_mean", "pixel_std")  # stored statistics, never trained
+  random_options = ("hyperbolic",)  # False: the release's CLIP baseline (the sphere)
   image_groups = ("visual", "visual_proj", "visual_alpha", "pixel_mean", "pixel_std")
 
   def owns(self, path):
@@ -79,17 +81,20 @@ class Meru:
     with open(os.path.join(info_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
       json.dump(config.to_dict(), f, indent=1)
 
-  def write_random(self, out_dir, text, vision, projection_dim, seed=0):
-    return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed)
+  def write_random(self, out_dir, text, vision, projection_dim, seed=0, hyperbolic=True):
+    return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed,
+                                         hyperbolic)
 
   def load_tokenizer(self, model_dir):
     return bpe_tokenizer()
 
-  def preprocessing(self, model_dir, config):
-    """Short side to the image size (bicubic), centre crop, [0, 1] (the model normalises):
-    MERU's zero-shot classification and traversal preprocessing."""
+  def preprocessing(self, model_dir, config, use="classification"):
+    """[0, 1] pixels (the model normalises) at the image size, bicubic: the short side
+    resized and the centre cropped (MERU's zero-shot classification and traversal), or the
+    whole image squashed to a square (use="retrieval", MERU's retrieval)."""
     size = config.vision.image_size
-    return clip_preprocessing.Preprocessing(size, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return clip_preprocessing.Preprocessing(size, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+                                            squash=use == "retrieval")
 
   def pool_index(self, config, ids):
     return ids.argmax(axis=-1)  # EOT, the largest id
