@@ -41,6 +41,14 @@ def cases(tmp_path_factory):
   from hierre_jax.models.meru import random_init as meru_random_init
   meru_dir = meru_random_init.write_random_meru(str(tmp / "meru"), meru_random_init.TINY_TEXT,
                                                 meru_random_init.TINY_VISION, 64)
+  from hierre_jax.dcsm import checkpoint as dcsm_checkpoint, maps, scorer
+  scorer_dir = dcsm_checkpoint.save(str(tmp / "scorer"), scorer.init_params(5, 30),
+                                    maps.functional_table(5), {"rows": 5, "columns": 30})
+  damaged_scorer = dcsm_checkpoint.save(str(tmp / "damaged_scorer"), scorer.init_params(5, 30),
+                                        maps.functional_table(5), {"rows": 5, "columns": 30})
+  with open(os.path.join(damaged_scorer, dcsm_checkpoint.SCORER_FILE), "ab") as f:
+    f.write(b"\0")
+  release = lambda *args: ("hierre_jax.dcsm", ["export-release", *args])
   theirs = tmp / "theirs"  # a folder of someone else's files
   theirs.mkdir()
   (theirs / "results.json").write_text("{}")
@@ -128,6 +136,22 @@ def cases(tmp_path_factory):
        f"config.export_dir={theirs} holds files not written by this command", work),
       ("make-data into a full folder", "hierre_jax.dcsm", ["make-data", f"--out={theirs}"],
        f"{theirs}: not empty; make-data writes a whole new set (--overwrite", None),
+      ("release checkpoint over a file", *release(f"--scorer={scorer_dir}", f"--model={good}",
+                                                  f"--out={a_file}"),
+       f"--out={a_file}: exists; write the checkpoint to a new file", None),
+      ("release checkpoint into the model", *release(
+          f"--scorer={scorer_dir}", f"--model={good}", f"--out={good}/dcsm.pt"),
+       f"--out={good}/dcsm.pt lies inside the input --model={good}", f"{good}/dcsm.pt"),
+      ("release checkpoint of a damaged scorer", *release(
+          f"--scorer={damaged_scorer}", f"--model={good}", f"--out={tmp / 'd.pt'}"),
+       f"{damaged_scorer}/scorer.safetensors: changed or damaged since it was written",
+       str(tmp / "d.pt")),
+      ("release checkpoint of a MERU", *release(f"--scorer={scorer_dir}", f"--model={meru_dir}",
+                                                f"--out={tmp / 'm.pt'}"),
+       f"{meru_dir}: a meru model; the release's checkpoint holds a CLIP", str(tmp / "m.pt")),
+      ("release checkpoint of another backbone", *release(
+          f"--scorer={scorer_dir}", f"--model={good}", f"--out={tmp / 'r.pt'}"),
+       f"{scorer_dir}: the scorer reads maps of 5 rows; {good} gives", str(tmp / "r.pt")),
   ]
   if os.path.exists(os.path.join(SHARED_ROOT, "coco", "captions_val2017.json")):
     two = tmp / "two_images"

@@ -4,6 +4,7 @@
   evaluate   --model=M [--scorer=S] --benchmarks=a,b --data_dir=D --output_dir=OUT
   make-data  --out DIR [--seed S] [--overwrite]  the procedural training and test sets
   import     --checkpoint dcsm_obja_ckpt.pt --out DIR  the released checkpoint (needs torch)
+  export-release  --scorer=S --model=M --out FILE.pt  the release's .pt layout (needs torch)
 """
 from absl import flags
 
@@ -16,13 +17,13 @@ from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import training
 
-COMMANDS = ("train", "evaluate", "make-data", "import")
+COMMANDS = ("train", "evaluate", "make-data", "import", "export-release")
 FLAGS = flags.FLAGS
 cli.define_train_flags("train: a configs/dcsm/*.py file")
-flags.DEFINE_string("model", None, "evaluate: the frozen model (HF directory, hub id or train "
-                    "workdir).")
+flags.DEFINE_string("model", None, "evaluate / export-release: the frozen model (HF "
+                    "directory, hub id or train workdir).")
 flags.DEFINE_string("scorer", "", "evaluate: a scorer folder or the released .pt checkpoint; "
-                    "empty: the global cosine only.")
+                    "empty: the global cosine only. export-release: a scorer folder.")
 flags.DEFINE_list("benchmarks", [], "evaluate: any of " + ", ".join(
     list(benchmarks.READERS) + list(benchmarks.PROCEDURAL)))
 flags.DEFINE_string("data_dir", None, "evaluate: the folder holding the benchmarks' files.")
@@ -38,7 +39,8 @@ flags.DEFINE_bool("dcsm_rewrites", True, "evaluate: the release's DCSM-only rewr
 flags.DEFINE_enum("column_rule", "", [""] + list(maps.COLUMN_RULES), "evaluate: override the "
                   "scorer's functional-row column rule (empty: the scorer's own).")
 flags.DEFINE_integer("batch_size", 32, "evaluate: images per device batch.")
-flags.DEFINE_string("out", None, "make-data / import: the output folder.")
+flags.DEFINE_string("out", None, "make-data / import: the output folder; export-release: the "
+                    ".pt file (new).")
 flags.DEFINE_integer("seed", 0, "make-data: the seed of every drawing.")
 flags.DEFINE_bool("overwrite", False, "make-data: replace a non-empty --out whole.")
 flags.DEFINE_integer("size", 64, "make-data: canvas side in pixels.")
@@ -71,6 +73,9 @@ def main(argv):
     require("out")
     print(procedural.make_data(FLAGS.out, FLAGS.seed, FLAGS.size, FLAGS.train_pairs,
                                FLAGS.test_items, FLAGS.overwrite))
+  elif command == "export-release":
+    require("scorer", "model", "out")
+    print(checkpoint.write_release(FLAGS.scorer, FLAGS.model, FLAGS.out))
   else:
     require("checkpoint", "out")
     scorer_dir, clip_dir = checkpoint.import_release(FLAGS.checkpoint, FLAGS.out)

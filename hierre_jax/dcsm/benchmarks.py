@@ -1,11 +1,23 @@
 """Readers of the compositional multiple-choice benchmarks (DCSM_SPEC section 7) and of the
-procedural test sets, in their upstream formats and the release's file locations.
+procedural test sets, in their upstream formats and the layouts the release reads
+(DCSM_SPEC section 9): one `--data_dir` holds them all, as the release's `root_dir`:
 
-Every benchmark is a list of `Item`s: one image, K candidate captions, the index of the true
-one (the first in the release's files, unless a format has an answer column). A reader never
-renames or moves a user's files: an image named differently by the release (WhatsUp's
-"on" -> "above", "under" -> "below") is looked up under both names. A malformed record
-raises DataError naming the file and the record index.
+  controlled_images_dataset.json, controlled_clevr_dataset.json (image_path "data/...")
+      + controlled_images/, controlled_clevr/           WhatsUp A / B
+  coco_qa_{one,two}_obj.json + val2017/, vg_qa_{one,two}_obj.json + vg_images/
+  visual_genome_attribution.json + images/ (or VG_100K/)
+  clevr_bind/two_object/{train,val,gen}.csv + clevr_bind/two_object/images/{split}/
+  NegBench/evaluation data/images/{COCO_val,VOC2007}_mcq_llama3.1_rephrased.csv, images by
+      file name in val2017/ or VOC2007/JPEGImages/
+  NCD_colorful_composite_squares/{c1}_{A}_{c2}_{B}.<ext> (ncd_1 and ncd_2: two phrasings)
+
+(each file is also found directly in `--data_dir`, or under `data/`). Every benchmark is a
+list of `Item`s: one image, K candidate captions, the index of the true one (the first in
+the release's files, unless a format has an answer column). A reader never renames or moves
+a user's files: an image named differently by the release (WhatsUp's "on" -> "above",
+"under" -> "below") is looked up under both names. A malformed record or a file name that
+does not parse raises DataError naming the file (and the record index); the item count the
+spec lists is kept beside the count found (`Benchmark.expected`).
 """
 import csv
 import dataclasses
@@ -24,6 +36,7 @@ class Item:
   answer: int = 0         # index of the true caption
   box: tuple = None       # (x, y, w, h) crop of the image (VG-Attribution), or None
   looked_for: str = ""    # the path named by the record (for a missing image)
+  group: str = ""         # the item's kind where a format names one (NegBench's template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +46,15 @@ class Benchmark:
   items: list
   prefix: str = ""        # the release's caption prefix for this benchmark
   on_under: bool = False  # the release's WhatsUp " on" / " under" rewrites apply
+  expected: int = None    # the item count DCSM_SPEC lists for the distributed files
+
+  @property
+  def count_note(self):
+    """"" when the count is as distributed (or none is listed), else what differs."""
+    if self.expected is None or self.expected == len(self.items):
+      return ""
+    return (f"{self.source}: {len(self.items)} items where the distributed benchmark has "
+            f"{self.expected}; its published numbers are not comparable")
 
   @property
   def missing(self):
@@ -53,9 +75,18 @@ def _find(data_dir, candidates, what):
   raise errors.UserError(f"{data_dir}: no {what} (looked for {', '.join(candidates)})")
 
 
+# Item counts of the distributed files (DCSM_SPEC section 7).
+EXPECTED_ITEMS = {"whatsup_a": 412, "whatsup_b": 408, "coco_spatial_1": 2247,
+                  "coco_spatial_2": 440, "vg_spatial_1": 1160, "vg_spatial_2": 291,
+                  "vg_attribution": 28748, "negbench_coco": 5914, "negbench_voc": 5031}
+
+
 def _image(roots, rel, renames=()):
-  """-> (the existing file among roots x (rel and its renamed forms), or "", rel)."""
-  names = [rel] + [re.sub(a, b, rel) for a, b in renames if re.search(a, rel)]
+  """-> (the existing file among roots x (rel and its renamed forms: each rename applied
+  on top of the earlier ones), or "", rel)."""
+  names = [rel]
+  for a, b in renames:
+    names += [re.sub(a, b, name) for name in names if re.search(a, name)]
   for root in roots:
     for name in names:
       path = os.path.join(root, name)
@@ -96,15 +127,19 @@ def whatsup(data_dir, subset):
   name = {"a": "controlled_images_dataset.json", "b": "controlled_clevr_dataset.json"}[subset]
   path = _find(data_dir, [name, os.path.join("data", name), os.path.join("whatsup", name)],
                f"WhatsUp {subset.upper()} file")
-  roots = [data_dir, os.path.dirname(path), os.path.join(data_dir, "data")]
+  folder = os.path.dirname(path)
+  # image_path is relative to whatsup_vlms' checkout ("data/controlled_images/..."): found
+  # beside the json's folder, or in it with "data/" dropped.
+  roots = [os.path.dirname(folder), folder, data_dir, os.path.join(data_dir, "data")]
   items = []
   for i, record in enumerate(_read_json(path)):
-    if not isinstance(record, dict) or "image_path" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("image_path"), str):
       raise _data_error(path, i, "expected an object with image_path and caption_options")
     captions = _captions(path, i, record.get("caption_options"), 4)
-    image, rel = _image(roots, record["image_path"], WHATSUP_RENAMES)
+    image, rel = _image(roots, record["image_path"], WHATSUP_RENAMES + ((r"^data/", ""),))
     items.append(Item(image, captions, looked_for=rel))
-  return Benchmark(f"whatsup_{subset}", path, items, prefix="An image of ", on_under=True)
+  return Benchmark(f"whatsup_{subset}", path, items, prefix="An image of ", on_under=True,
+                   expected=EXPECTED_ITEMS[f"whatsup_{subset}"])
 
 
 def spatial_pairs(data_dir, source, objects):
@@ -116,7 +151,7 @@ def spatial_pairs(data_dir, source, objects):
     rel_of = lambda image_id: os.path.join("val2017", f"{int(image_id):012d}.jpg")
   else:
     rel_of = lambda image_id: os.path.join("vg_images", f"{image_id}.jpg")
-  roots = [data_dir, os.path.dirname(path), os.path.join(data_dir, "data")]
+  roots = [os.path.dirname(path), data_dir, os.path.join(data_dir, "data")]
   items = []
   for i, record in enumerate(_read_json(path)):
     if not isinstance(record, list) or len(record) != 3:
@@ -128,16 +163,20 @@ def spatial_pairs(data_dir, source, objects):
       raise _data_error(path, i, f"image id {record[0]!r} is not a number") from None
     image, _ = _image(roots, rel)
     items.append(Item(image, _captions(path, i, record[1:], 2), looked_for=rel))
-  return Benchmark(f"{source}_spatial_{objects}", path, items)
+  name = f"{source}_spatial_{objects}"
+  return Benchmark(name, path, items, expected=EXPECTED_ITEMS[name])
 
 
 def clevr_bind(data_dir, split):
-  """CLEVR-bind two-object CSV {train,val,gen}.csv: file_name, pos, neg_0..neg_3."""
-  path = _find(data_dir, [f"{split}.csv", os.path.join("clevr_bind", f"{split}.csv")],
-               f"CLEVR-bind {split}.csv")
+  """CLEVR-bind two-object CSV {train,val,gen}.csv: file_name, pos, neg_0..neg_3; images in
+  images/{split}/ beside it (the release's clevr_bind/two_object/ layout)."""
+  name = f"{split}.csv"
+  path = _find(data_dir, [os.path.join("clevr_bind", "two_object", name),
+                          os.path.join("two_object", name), os.path.join("clevr_bind", name),
+                          name], f"CLEVR-bind {name}")
   columns = ["file_name", "pos", "neg_0", "neg_1", "neg_2", "neg_3"]
-  roots = [os.path.join(os.path.dirname(path), "images"), os.path.dirname(path),
-           os.path.join(data_dir, "images"), data_dir]
+  folder = os.path.dirname(path)
+  roots = [os.path.join(folder, "images", split), os.path.join(folder, "images"), folder]
   items = []
   for i, row in enumerate(_read_csv(path, columns)):
     image, rel = _image(roots, row["file_name"])
@@ -151,7 +190,8 @@ def vg_attribution(data_dir, true_first=False):
   upstream order puts the false caption first (answer 1), the release the true one."""
   name = "visual_genome_attribution.json"
   path = _find(data_dir, [name, os.path.join("data", name)], "VG-Attribution file")
-  roots = [os.path.join(data_dir, "VG_100K"), os.path.join(data_dir, "images"), data_dir]
+  roots = [os.path.join(folder, sub) for folder in (os.path.dirname(path), data_dir)
+           for sub in ("images", "VG_100K", "")]
   items = []
   for i, r in enumerate(_read_json(path)):
     try:
@@ -166,17 +206,24 @@ def vg_attribution(data_dir, true_first=False):
       items.append(Item(image, captions, 0, box, rel))
     else:
       items.append(Item(image, captions[::-1], 1, box, rel))
-  return Benchmark("vg_attribution", path, items, prefix="An image of ")
+  return Benchmark("vg_attribution", path, items, prefix="An image of ",
+                   expected=EXPECTED_ITEMS["vg_attribution"])
 
 
 def negbench(data_dir, source):
-  """NegBench MCQ CSV (COCO or VOC): image_path, correct_answer (index), caption_0..3."""
+  """NegBench MCQ CSV (COCO or VOC): image_path, correct_answer (index), caption_0..3,
+  correct_answer_template (kept as each item's group). An image_path as written (relative
+  to the CSV's folder or data_dir) or, as the release reads it, its file name (Windows or
+  POSIX path) under val2017/ (COCO) or VOC2007/JPEGImages/ (VOC)."""
   name = {"coco": "COCO_val_mcq_llama3.1_rephrased.csv",
           "voc": "VOC2007_mcq_llama3.1_rephrased.csv"}[source]
-  path = _find(data_dir, [name, os.path.join("images", name), os.path.join("negbench", name)],
+  path = _find(data_dir, [os.path.join("NegBench", "evaluation data", "images", name), name,
+                          os.path.join("images", name), os.path.join("negbench", name)],
                f"NegBench {source} file")
   columns = ["image_path", "correct_answer", "caption_0", "caption_1", "caption_2",
              "caption_3"]
+  by_name = os.path.join(data_dir, *{"coco": ("val2017",), "voc": ("VOC2007", "JPEGImages")}[
+      source])
   roots = [os.path.dirname(path), data_dir]
   items = []
   for i, row in enumerate(_read_csv(path, columns)):
@@ -187,29 +234,42 @@ def negbench(data_dir, source):
                         "index") from None
     if not 0 <= answer < 4:
       raise _data_error(path, i, f"correct_answer {answer} is not in 0..3")
-    image, rel = _image(roots, row["image_path"])
+    rel = row["image_path"]
+    image = _image(roots, rel)[0] or _image([by_name], re.split(r"[\\/]", rel)[-1])[0]
     items.append(Item(image, _captions(path, i, [row[f"caption_{k}"] for k in range(4)], 4),
-                      answer, looked_for=rel))
-  return Benchmark(f"negbench_{source}", path, items)
+                      answer, looked_for=rel, group=row.get("correct_answer_template") or ""))
+  return Benchmark(f"negbench_{source}", path, items,
+                   expected=EXPECTED_ITEMS[f"negbench_{source}"])
 
 
-NCD_NAME = re.compile(r"^([a-z]+)_([a-z]+)_([a-z]+)_([a-z]+)\.png$")
+NCD_FOLDER = "NCD_colorful_composite_squares"
+NCD_NAME = re.compile(r"^([^_]+)_([^_]+)_([^_]+)_([^_]+)\.(png|jpe?g)$", re.IGNORECASE)
+
+
+def ncd_captions(c1, a, c2, b, subset):
+  """(true, false) as the release phrases them: subset 1 names the objects in file order,
+  subset 2 in reverse; the false caption swaps the colours."""
+  if subset == 1:
+    return f"A picture of a {c1} {a} and a {c2} {b}", f"A picture of a {c2} {a} and a {c1} {b}"
+  return f"A picture of a {c2} {b} and a {c1} {a}", f"A picture of a {c1} {b} and a {c2} {a}"
 
 
 def ncd(data_dir, subset):
-  """NCD composites: no annotation file; `{c1}_{A}_{c2}_{B}.png` in data_dir/<subset>, the
-  wrong caption swaps the colours."""
-  folder = os.path.join(data_dir, subset)
-  if not os.path.isdir(folder):
-    raise errors.UserError(f"{folder}: no NCD folder")
+  """NCD composites, no annotation file: every `{c1}_{A}_{c2}_{B}.<png|jpg>` of the folder
+  NCD_colorful_composite_squares (or data_dir itself, so named); subsets 1 and 2 are two
+  phrasings of the same images. Hidden files are passed over; any other name that does not
+  parse is refused, naming it."""
+  folder = data_dir if os.path.basename(os.path.normpath(data_dir)) == NCD_FOLDER else _find(
+      data_dir, [NCD_FOLDER], "NCD folder")
   items = []
   for name in sorted(os.listdir(folder)):
+    if name.startswith("."):
+      continue
     match = NCD_NAME.match(name)
     if not match:
-      continue
-    c1, a, c2, b = match.groups()
-    items.append(Item(os.path.join(folder, name), (f"A {c1} {a} and a {c2} {b}",
-                                                   f"A {c2} {a} and a {c1} {b}"),
+      raise errors.DataError(f"{os.path.join(folder, name)}: not an NCD image name "
+                             "{c1}_{A}_{c2}_{B}.png")
+    items.append(Item(os.path.join(folder, name), ncd_captions(*match.groups()[:4], subset),
                       looked_for=name))
   if not items:
     raise errors.UserError(f"{folder}: no {{c1}}_{{A}}_{{c2}}_{{B}}.png images")
@@ -230,8 +290,8 @@ READERS = {
     "vg_attribution": vg_attribution,
     "negbench_coco": lambda d: negbench(d, "coco"),
     "negbench_voc": lambda d: negbench(d, "voc"),
-    "ncd_1": lambda d: ncd(d, "1"),
-    "ncd_2": lambda d: ncd(d, "2"),
+    "ncd_1": lambda d: ncd(d, 1),
+    "ncd_2": lambda d: ncd(d, 2),
 }
 
 # The procedural test sets (`procedural.Generator.write_test`), read by the same readers.
@@ -272,7 +332,8 @@ def rewrite(benchmark, caption, release=True, dcsm=False):
 
 
 def _renamed(benchmark, name):
-  return dataclasses.replace(benchmark, name=name)
+  """A procedural test set read by a benchmark's reader: its name, no distributed count."""
+  return dataclasses.replace(benchmark, name=name, expected=None)
 
 
 def read(name, data_dir):

@@ -1,17 +1,21 @@
 """Scorer files: a folder with `scorer.safetensors` (the CNN in the release's PyTorch
 `model_state_dict` layout, so that a PyTorch twin of the CNN loads it with
 `load_state_dict`, plus `functional_table` [11, rows]) and `dcsm.json` (map size, map
-options, backbone, provenance); and the import of the released PyTorch checkpoint
-(`dcsm_obja_ckpt.pt`), whose `clip_state_dict` becomes a CLIP model directory."""
+options, backbone, provenance); the import of the released PyTorch checkpoint
+(`dcsm_obja_ckpt.pt`), whose `clip_state_dict` becomes a CLIP model directory; and the
+writer of that `.pt` layout from a scorer folder and its CLIP, for the release's scripts."""
 import json
 import os
 
 from absl import logging
+import jax
 import numpy as np
 import safetensors.numpy
 import transformers
 
 from hierre_jax import errors
+from hierre_jax import loading
+from hierre_jax import locations
 from hierre_jax import sealed
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer
@@ -62,12 +66,17 @@ def load(path):
   return params, table, {**info, "rows": rows, "columns": cols}
 
 
-def _torch_load(path):
+def _torch(path, doing="reading"):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise errors.UserError(f"{path}: reading a PyTorch checkpoint needs torch "
+    raise errors.UserError(f"{path}: {doing} a PyTorch checkpoint needs torch "
                            "(pip install torch)") from None
+  return torch
+
+
+def _torch_load(path):
+  torch = _torch(path)
   try:  # a zip pickle of modules and a tokenizer, tensors saved on CUDA
     return torch.load(path, map_location="cpu", weights_only=False)
   except Exception as e:  # pylint: disable=broad-except  torch raises many kinds
@@ -90,6 +99,9 @@ def read_release(path):
   if table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
     raise errors.UserError(f"{path}: external_logic_token_embeddings has shape {table.shape}, "
                            f"expected ({len(maps.FUNCTIONAL_WORDS)}, {rows})")
+  if ckpt.get("learned_lookup") is not None:  # DCSM_SPEC documents it only as None
+    raise errors.UserError(f"{path}: learned_lookup is set (a learned functional table); "
+                           "its use is not documented, so this checkpoint is not read")
   info = {"rows": rows, "columns": cols, "column_rule": "release", "functional_rows": True,
           "per_map": False, "source": os.path.abspath(path), "epoch": ckpt.get("epoch")}
   return params, table, info, ckpt.get("clip_state_dict"), ckpt.get("clip_text_tokenizer")
@@ -140,3 +152,49 @@ def import_release(path, out_dir):
       clip_tokenizer.write_clip_vocab(clip_dir)
     info["backbone"] = os.path.abspath(clip_dir)
   return save(os.path.join(out_dir, "scorer"), params, table, info), clip_dir
+
+
+def write_release(scorer_dir, model, out_path):
+  """Writes the release's `.pt` dict of a scorer folder and the CLIP it reads (a directory or
+  train workdir): model_state_dict, external_logic_token_embeddings (an nn.Embedding(11,
+  rows)), clip_state_dict (Hugging Face CLIPModel keys), clip_text_tokenizer
+  (transformers' CLIPTokenizer of the model's files), epoch, learned_lookup None. Read back
+  and compared before it is moved to `out_path` (a new file apart from the inputs)."""
+  torch = _torch(out_path, "writing")
+  if os.path.exists(out_path):
+    raise errors.UserError(f"--out={out_path}: exists; write the checkpoint to a new file")
+  locations.check_apart([("--out", out_path)], [("--scorer", scorer_dir), ("--model", model)])
+  params, table, info = load(scorer_dir)
+  clip = loading.load(model)
+  if clip.family.name != "clip":
+    raise errors.UserError(f"{model}: a {clip.family.name} model; the release's checkpoint "
+                           "holds a CLIP")
+  vision = convert.load_hf_config(clip.model_dir).vision_config
+  tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+  if table.shape[1] != tokens:
+    raise errors.UserError(f"{scorer_dir}: the scorer reads maps of {table.shape[1]} rows; "
+                           f"{model} gives {tokens} image tokens")
+  lookup = torch.nn.Embedding(*table.shape)
+  with torch.no_grad():
+    lookup.weight.copy_(torch.from_numpy(table))
+  clip_state = convert.params_to_state_dict({k: v for k, v in clip.params.items()
+                                             if k != "root"})
+  tensors = lambda arrays: {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+  ckpt = {"model_state_dict": tensors(scorer.to_state_dict(params, info["rows"],
+                                                           info["columns"])),
+          "external_logic_token_embeddings": lookup,
+          "clip_state_dict": tensors(clip_state),
+          "clip_text_tokenizer": transformers.CLIPTokenizer.from_pretrained(clip.model_dir),
+          "epoch": info.get("epoch"), "learned_lookup": None}
+  partial = out_path + ".partial"
+  torch.save(ckpt, partial)
+  back_params, back_table, _, back_clip, _ = read_release(partial)
+  same = (np.array_equal(back_table, table) and all(
+      np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back_params),
+                                           jax.tree.leaves(params)))
+          and all(np.array_equal(back_clip[k].numpy(), v) for k, v in clip_state.items()))
+  if not same:
+    os.remove(partial)
+    raise errors.UserError(f"{out_path}: the written checkpoint did not read back the same")
+  os.replace(partial, out_path)
+  return out_path

@@ -8,8 +8,6 @@ from hierre_jax import errors
 from hierre_jax import locations
 from hierre_jax import published
 from hierre_jax.dcsm import benchmarks
-from hierre_jax.dcsm import checkpoint
-from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scoring
 from hierre_jax.evaluators import multiple_choice
 from hierre_jax.evaluators import retrieval
@@ -52,24 +50,25 @@ def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_imag
   locations.check_claimable(output_dir, owner, "--output_dir")
   read = {name: benchmarks.read(name, data_dir) for name in names}  # bad files fail first
   items = {name: usable_items(b, allow_missing_images, min_images) for name, b in read.items()}
+  for bench in read.values():
+    if bench.count_note:
+      print(f"warning: {bench.count_note}")
   embedder = loading.embedder(model, image_batch_size=batch_size)
   scorers = {"global_cosine": multiple_choice.GlobalCosine(embedder)}
   choices = {"release_rewrites": release_rewrites, "ties": "reported apart"}
   if scorer_path:
-    params, table, info = checkpoint.load(scorer_path)
-    options = maps.MapOptions(column_rule or info.get("column_rule", "release"),
-                              info.get("functional_rows", True), per_map=info.get("per_map",
-                                                                                  False))
-    features = maps.TokenFeatures(model, batch_size)
-    scorers["dcsm"] = scoring.DenseScorer(features, params, table, options)
+    scorers["dcsm"], info = scoring.load(model, scorer_path, batch_size, column_rule)
+    options = scorers["dcsm"].options
     choices.update(column_rule=options.column_rule, functional_rows=options.functional_rows,
                    standardize="each map" if options.per_map else "each item's (1, K, rows, 30)",
                    dcsm_rewrites=dcsm_rewrites, scorer=os.path.abspath(scorer_path),
                    scorer_info=info)
   results = {}
   for name, bench in read.items():
-    row = {"source": bench.source, "items_used": len(items[name]),
-           "missing_images": len(bench.missing), "published": published.DCSM.get(name, {})}
+    row = {"source": bench.source, "items_read": len(bench.items),
+           "items_expected": bench.expected, "items_used": len(items[name]),
+           "missing_images": len(bench.missing), "published": published.DCSM.get(name, {}),
+           "notes": [n for n in (bench.count_note, published.DCSM_CAVEATS.get(name)) if n]}
     for label, scorer in scorers.items():
       rewrite = lambda c, bench=bench, dcsm=label == "dcsm": benchmarks.rewrite(
           bench, c, release_rewrites, dcsm and dcsm_rewrites)
@@ -89,17 +88,32 @@ def evaluate(model, scorer_path, names, data_dir, output_dir, allow_missing_imag
 
 
 def markdown(out):
-  """The results as a Markdown table (accuracy %, ties apart, published numbers beside)."""
+  """The results as Markdown: accuracy % with ties apart, the items found against the count
+  distributed, published numbers beside with what differs in method, and per-group
+  accuracies where a benchmark names groups."""
   labels = [k for k in ("global_cosine", "dcsm") if any(k in r for r in
                                                         out["benchmarks"].values())]
-  head = ["benchmark", "items", "missing", "chance"] + [
+  head = ["benchmark", "items found (expected)", "missing images", "scored", "chance"] + [
       f"{label} (ties)" for label in labels] + ["published"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  notes, groups = [], []
   for name, r in out["benchmarks"].items():
-    cells = [name, str(r["items_used"]), str(r["missing_images"]),
-             f"{100 * r['global_cosine']['chance']:.1f}"]
+    expected = "-" if r["items_expected"] is None else str(r["items_expected"])
+    cells = [name, f"{r['items_read']} ({expected})", str(r["missing_images"]),
+             str(r["items_used"]), f"{100 * r['global_cosine']['chance']:.1f}"]
     cells += [f"{100 * r[label]['accuracy']:.2f} ({r[label]['ties']})" for label in labels]
     cells.append(", ".join(f"{k} {v}" for k, v in r["published"].items()) or "-")
     lines.append("| " + " | ".join(cells) + " |")
+    notes += [f"- {name}: {note}" for note in r["notes"]]
+    for group in r["global_cosine"].get("by_group", {}):
+      groups.append(f"| {name} | {group} | {r['global_cosine']['by_group'][group]['items']} | "
+                    + " | ".join(f"{100 * r[label]['by_group'][group]['accuracy']:.2f}"
+                                 for label in labels) + " |")
   choices = ", ".join(f"{k}={v}" for k, v in out["choices"].items() if k != "scorer_info")
-  return (f"Model: {out['model']}\n\nChoices: {choices}\n\n" + "\n".join(lines) + "\n")
+  text = f"Model: {out['model']}\n\nChoices: {choices}\n\n" + "\n".join(lines) + "\n"
+  if notes:
+    text += "\nNotes:\n" + "\n".join(notes) + "\n"
+  if groups:
+    text += ("\n| benchmark | group | items | " + " | ".join(labels) + " |\n|"
+             + "---|" * (3 + len(labels)) + "\n" + "\n".join(groups) + "\n")
+  return text

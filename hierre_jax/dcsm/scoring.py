@@ -1,13 +1,16 @@
 """DCSM as a pair scorer: per-item maps of one image with its K captions, functional rows,
-z-scored over the item's (1, K, rows, 30) block (DCSM_SPEC section 4), scored by the CNN."""
+z-scored over the item's (1, K, rows, 30) block (DCSM_SPEC section 4), scored by the CNN;
+`score` gives every image against every caption (the release's get_dcsm_scores)."""
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from hierre_jax import errors
 from hierre_jax.data import indexing
+from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer as scorer_lib
 
@@ -41,11 +44,56 @@ class DenseScorer:
     self.features, self.params, self.options = features, params, options
     self.table = jnp.asarray(table)
 
+  def captions(self, captions):
+    """C strings -> ([C, 30, P] unit token features, [C, 30] functional-word sources)."""
+    sources = np.stack([maps.column_sources(c, self.features.tokenizer,
+                                            self.options.column_rule) for c in captions])
+    return self.features.texts(captions), sources
+
   def score(self, images, captions):
+    """N images (paths or PIL), N tuples of K captions -> [N, K]."""
     image_tokens = self.features.images(images)
     unique, rows = indexing.index_rows(captions)
-    text_tokens = self.features.texts(unique)
-    sources = np.stack([maps.column_sources(c, self.features.tokenizer,
-                                            self.options.column_rule) for c in unique])
+    text_tokens, sources = self.captions(unique)
     return np.asarray(score_items(self.params, image_tokens, text_tokens[rows], sources[rows],
                                   self.table, self.options))
+
+  def score_all(self, images, captions, pairs_per_call=256):
+    """I images x T captions -> [I, T]: each image one item of all T captions (its (1, T,
+    rows, 30) block z-scored as one, as an evaluation item), the captions embedded once,
+    about `pairs_per_call` pairs a call."""
+    text_tokens, sources = self.captions(list(captions))
+    step = max(1, pairs_per_call // len(captions))
+    out = []
+    for start in tqdm.trange(0, len(images), step, desc="dcsm scores", leave=False,
+                             disable=len(images) <= step):
+      chunk = images[start:start + step]
+      n = len(chunk)
+      out.append(np.asarray(score_items(
+          self.params, self.features.images(chunk),
+          jnp.broadcast_to(text_tokens, (n, *text_tokens.shape)),
+          np.broadcast_to(sources, (n, *sources.shape)), self.table, self.options)))
+    return np.concatenate(out)
+
+
+def load(model, scorer, batch_size=32, column_rule=""):
+  """-> (DenseScorer, the scorer's info dict): `model` a CLIP directory, hub id or train
+  workdir; `scorer` a scorer folder or the released .pt; `column_rule` "" for the one the
+  scorer was trained with (DCSM_SPEC section 3)."""
+  params, table, info = checkpoint.load(scorer)
+  options = maps.MapOptions(column_rule or info.get("column_rule", "release"),
+                            info.get("functional_rows", True), per_map=info.get("per_map",
+                                                                                False))
+  return DenseScorer(maps.TokenFeatures(model, batch_size), params, table, options), info
+
+
+def score(model, scorer, images, captions, batch_size=32, column_rule=""):
+  """DCSM scores of every image against every caption, as the release's get_dcsm_scores:
+  [I] images (paths or PIL images) x [T] caption strings (scored as given: no benchmark's
+  rewrites) -> [I, T] float32; `model`, `scorer`: as `load` takes them (load once and call
+  `DenseScorer.score_all` to score many sets)."""
+  if isinstance(captions, str) or not all(isinstance(c, str) and c for c in captions):
+    raise errors.UserError("captions: expected a list of non-empty strings")
+  if not len(images) or not len(captions):
+    raise errors.UserError(f"nothing to score: {len(images)} images, {len(captions)} captions")
+  return load(model, scorer, batch_size, column_rule)[0].score_all(list(images), captions)

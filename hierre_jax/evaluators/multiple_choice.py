@@ -40,8 +40,9 @@ def item_image(item):
 
 
 def evaluate(scorer, items, rewrite=lambda caption: caption, chunk=256, desc=None):
-  """Items (with `image`, `captions`, `answer`, `box`) -> {accuracy, accuracy_ties_as_correct,
-  ties, items, k, chance} ; `rewrite` maps each caption before scoring."""
+  """Items (with `image`, `captions`, `answer`, `box`, `group`) -> {accuracy,
+  accuracy_ties_as_correct, ties, items, k, chance}, and `by_group` (the same per group) when
+  items name groups; `rewrite` maps each caption before scoring."""
   if not items:
     raise errors.UserError("no items to evaluate")
   scores = []
@@ -51,7 +52,13 @@ def evaluate(scorer, items, rewrite=lambda caption: caption, chunk=256, desc=Non
     scores.append(np.asarray(scorer.score(
         [item_image(item) for item in batch],
         [tuple(rewrite(c) for c in item.captions) for item in batch]), np.float64))
-  return accuracy(np.concatenate(scores), np.asarray([item.answer for item in items]))
+  scores, answers = np.concatenate(scores), np.asarray([item.answer for item in items])
+  result = accuracy(scores, answers)
+  groups = np.asarray([getattr(item, "group", "") for item in items])
+  if groups.any():
+    result["by_group"] = {str(g): accuracy(scores[groups == g], answers[groups == g])
+                          for g in np.unique(groups)}
+  return result
 
 
 def accuracy(scores, answers):
