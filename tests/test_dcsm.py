@@ -424,6 +424,75 @@ def test_procedural_data_conventions(shapes_data):
              or " without a " in i.captions[i.answer] for i in negation.items)
 
 
+def recorded_scenes(monkeypatch):
+  """{id of each image the canvas renders: its objects [(shape, colour, ...)]}."""
+  from hierre_jax.dcsm import drawing
+  scenes, render = {}, drawing.Canvas.render
+
+  def recording(self, objects, background):
+    image = render(self, objects, background)
+    scenes[id(image)] = [tuple(o[:2]) for o in objects]
+    return image
+  monkeypatch.setattr(drawing.Canvas, "render", recording)
+  return scenes
+
+
+def test_every_distractor_is_false_and_training_never_shows_a_held_out_combination(
+    tmp_path, monkeypatch):
+  """Against the objects each image was drawn with: no training or validation image holds a
+  held-out shape pair or shape colour, and every test distractor is false of its image."""
+  scenes = recorded_scenes(monkeypatch)
+  saved = {}
+  save = procedural.Generator.save
+
+  def saving(self, image, *parts):
+    saved[os.path.join(*parts)] = scenes.get(id(image))
+    return save(self, image, *parts)
+  monkeypatch.setattr(procedural.Generator, "save", saving)
+  generator = procedural.Generator(str(tmp_path), seed=0, size=32)
+  generator.write_pairs(150, "train")
+  generator.write_pairs(25, "val")
+  generator.write_test(150)
+  drawn = {path: objects for path, objects in saved.items() if objects is not None}
+  trained = [o for p, o in drawn.items() if p.split(os.sep)[0] in ("train", "val")]
+  assert len(trained) == 2 * 3 * 175
+  for objects in trained:
+    shapes = {shape for shape, _ in objects}
+    assert not any(pair <= shapes for pair in generator.unseen_pairs), objects
+    assert not any(generator.unseen_colour[shape] == colour for shape, colour in objects)
+  bind = os.path.join("test", "clevr_bind")
+  for split in ("val", "gen"):
+    with open(tmp_path / bind / f"{split}.csv") as f:
+      rows = list(csv.DictReader(f))
+    for row in rows:
+      colour_of = dict(drawn[os.path.join(bind, "images", row["file_name"])])
+      holds = lambda caption: all(colour_of.get(s) == c for c, s in re.findall(
+          r"(\w+) (\w+)(?: and a |$)", caption))
+      assert holds(row["pos"]), row
+      assert not any(holds(row[f"neg_{k}"]) for k in range(4)), row
+  neg = os.path.join("test", "negbench")
+  with open(tmp_path / neg / "COCO_val_mcq_llama3.1_rephrased.csv") as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    shapes = {shape for shape, _ in drawn[os.path.join(neg, row["image_path"])]}
+    def holds(caption):
+      present = re.fullmatch(r"An image of a (\w+)(?: and a (\w+))?", caption)
+      if present:
+        return {w for w in present.groups() if w} <= shapes
+      o1, o2 = re.fullmatch(r"An image of a (\w+) (?:and not|but no|without) a (\w+)",
+                            caption).groups()
+      return o1 in shapes and o2 not in shapes
+    truths = [holds(row[f"caption_{k}"]) for k in range(4)]
+    assert truths == [k == int(row["correct_answer"]) for k in range(4)], row
+  for folder in ("whatsup", "whatsup_gen"):  # one relation per scene: the other three false
+    for record in json.load(open(tmp_path / "test" / folder / "controlled_images_dataset.json")):
+      a, rel, b = re.fullmatch(r"images/(\w+)_(above|below|left|right)_(\w+)_\d+\.png",
+                               record["image_path"]).groups()
+      assert [o.split(" a ")[0] for o in record["caption_options"]] == [
+          f"a {a} {procedural.RELATIONS[r]}" for r in [rel] + [
+              r for r in procedural.RELATIONS if r != rel]]
+
+
 def write_json(path, value):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
@@ -729,6 +798,13 @@ def test_generated_data_and_scorers_are_sealed_and_never_used_damaged(shapes_dat
   procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
   assert json.load(open(os.path.join(data, "procedural.json")))["seed"] == 2
   assert sealed.verify(data)["train_pairs"] == 4 and not glob.glob(f"{data}.*.tmp")
+  record = sealed.verify(data)  # a set of the first generator (no version): refused
+  files = sorted(json.load(open(os.path.join(data, sealed.MANIFEST)))["files"])
+  sealed.seal(data, files, {k: v for k, v in record.items() if k != "generator"})
+  with pytest.raises(errors.UserError, match=r"data: written by procedural generator 1, whose "
+                     r"colour test sets count a true caption as wrong; write the set again"):
+    benchmarks.read("procedural_colour", data)
+  procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
   # a scorer folder: saved sealed, a changed file refused
   params = scorer.init_params(17, 30)
   out = checkpoint.save(str(tmp_path / "scorer"), params, maps.functional_table(17),

@@ -16,7 +16,9 @@ Layout of DIR:
   test/whatsup/controlled_images_dataset.json, test/coco_spatial/coco_qa_two_obj.json (+
       val2017/), test/clevr_bind/{val,gen}.csv, test/negbench/COCO_val_mcq_llama3.1_rephrased.csv,
       test/whatsup_gen/controlled_images_dataset.json
-"gen" sets hold only object-colour and object-pair combinations that training never shows.
+"gen" sets hold only object-colour and object-pair combinations that training never shows
+(no training or validation image holds one); every distractor of a test item is false of
+its image. A set written by an older generator (`GENERATOR_VERSION`) is refused.
 """
 import csv
 import dataclasses
@@ -39,6 +41,9 @@ CONVERSE = {"above": "below", "below": "above", "right": "left", "left": "right"
 NEGATIONS = ("and not", "but no", "without")
 DATASETS = ("spatial", "binding", "negation")
 VERSIONS = 2  # caption phrasings per pair
+# 2: the colour sets' last distractor is false (version 1 had the true caption reordered)
+# and negation scenes keep the held-out shape pairs apart.
+GENERATOR_VERSION = 2
 
 
 def held_out(seed):
@@ -135,9 +140,11 @@ class Generator:
         make(c2, c1), bg)
 
   def negation_scene(self):
-    """-> (o1, o2, image with o1 and a third shape, opposite with o2 and the same third)."""
+    """-> (o1, o2, image with o1 and a third shape, opposite with o2 and the same third); no
+    held-out shape pair in either image."""
     o1, o2 = self.shape_pair()
-    third = str(self.rng.choice([s for s in SHAPES if s not in (o1, o2)]))
+    third = str(self.rng.choice([s for s in SHAPES if s not in (o1, o2) and not {
+        frozenset((o1, s)), frozenset((o2, s))} & self.unseen_pairs]))
     rel = str(self.rng.choice(list(RELATIONS)))
     cells = self.canvas.pair_cells(rel)
     bg, j1, j2 = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
@@ -198,7 +205,9 @@ class Generator:
       json.dump(records, f)
 
   def write_clevr_bind(self, items, split, unseen):
-    """CLEVR-bind format: file_name, pos, neg_0..neg_3 (the release prefixes "An image of a ")."""
+    """CLEVR-bind format: file_name, pos, neg_0..neg_3 (the release prefixes "An image of a
+    "): the colours swapped (in both object orders) and one colour replaced (either object);
+    a scorer that ignores binding tells only the last two apart (1/3, not chance's 1/5)."""
     with open(self.path("test", "clevr_bind", f"{split}.csv"), "w", newline="") as f:
       writer = csv.writer(f)
       writer.writerow(["file_name", "pos", "neg_0", "neg_1", "neg_2", "neg_3"])
@@ -209,7 +218,7 @@ class Generator:
         name = self.save(image, "test", "clevr_bind", "images", f"{split}_{k:04d}.png")
         writer.writerow([os.path.basename(name), f"{c1} {a} and a {c2} {b}",
                          f"{c2} {a} and a {c1} {b}", f"{o1} {a} and a {c2} {b}",
-                         f"{c1} {a} and a {o2} {b}", f"{c2} {b} and a {c1} {a}"])
+                         f"{c1} {a} and a {o2} {b}", f"{c1} {b} and a {c2} {a}"])
 
   def write_negbench(self, items):
     """NegBench MCQ format: image_path, correct_answer (an index), caption_0..3,
@@ -318,7 +327,8 @@ def make_data(out, seed=0, size=64, train_pairs=600, test_items=200, overwrite=F
   generator.write_pairs(train_pairs, "train")
   generator.write_pairs(max(1, train_pairs // 6), "val")
   generator.write_test(test_items)
-  record = {"seed": seed, "size": size, "train_pairs": train_pairs, "test_items": test_items,
+  record = {"generator": GENERATOR_VERSION, "seed": seed, "size": size,
+            "train_pairs": train_pairs, "test_items": test_items,
             "unseen_colour": generator.unseen_colour,
             "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}
   with open(os.path.join(tmp, "procedural.json"), "w") as f:
@@ -335,8 +345,13 @@ def verify(data_dir):
   """Refuses (`sealed.DamagedError`, naming the file) a folder `make_data` wrote whose files
   changed since; folders of other origin (no procedural.json) are not checked."""
   if os.path.exists(os.path.join(data_dir, "procedural.json")):
+    again = ("write the set again: python -m hierre_jax.dcsm make-data "
+             f"--out={data_dir} --overwrite")
     try:
-      sealed.verify(data_dir)
+      record = sealed.verify(data_dir)
     except sealed.DamagedError as e:
-      raise sealed.DamagedError(f"{e}; write the set again: python -m hierre_jax.dcsm "
-                                f"make-data --out={data_dir} --overwrite") from e
+      raise sealed.DamagedError(f"{e}; {again}") from e
+    if (record or {}).get("generator", 1) < GENERATOR_VERSION:
+      raise errors.UserError(f"{data_dir}: written by procedural generator "
+                             f"{(record or {}).get('generator', 1)}, whose colour test sets "
+                             f"count a true caption as wrong; {again}")
