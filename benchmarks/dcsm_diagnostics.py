@@ -6,12 +6,17 @@
   and of DCSM on the first 150 pairs of each training set and of the validation sets;
 - localisation: whether the backbone's patch tokens point at the shape a word names. One
   shape drawn in a known cell of the 3 x 3 grid, caption "A picture of a {shape}": the mean
-  cosine between the shape's word token and the patches inside its cell vs elsewhere.
+  cosine between the shape's word token and the patches inside its cell vs elsewhere;
+- negation picks: on `procedural_negation` (image: o1 and a third shape, no o2), how often
+  each scorer picks each kind of caption: the true "o1 {and not|but no|without} o2", the
+  swapped "o2 ... o1", "o2" alone, "o1 and o2" (a scorer that only checks the first-named
+  object is in the image splits its picks between the first and the last).
 
   python -m benchmarks.dcsm_diagnostics --seed 0
 """
 import argparse
 import json
+import re
 
 import numpy as np
 
@@ -62,6 +67,33 @@ def localisation(features, images=80, seed=0):
   return float(inside.mean()), float(outside.mean()), float(np.mean(inside > outside))
 
 
+NEGATION_KINDS = ((r"An image of a \w+ (and not|but no|without) a \w+", None),
+                  (r"An image of a \w+", "o2 alone"),
+                  (r"An image of a \w+ and a \w+", "o1 and o2"))
+
+
+def caption_kind(caption, is_answer):
+  """The kind of a procedural negation caption (the negated one: true or swapped)."""
+  for pattern, kind in NEGATION_KINDS:
+    if re.fullmatch(pattern, caption):
+      return kind or ("true" if is_answer else "swapped")
+  raise ValueError(f"not a procedural negation caption: {caption!r}")
+
+
+def negation_picks(data, scorers):
+  """-> {scorer: {caption kind: share of the items where it scored highest}}."""
+  bench = benchmarks.read("procedural_negation", data)
+  images = [multiple_choice.item_image(i) for i in bench.items]
+  captions = [tuple(benchmarks.rewrite(bench, c) for c in i.captions) for i in bench.items]
+  out = {}
+  for label, scorer in scorers.items():
+    picks = np.argmax(scorer.score(images, captions), axis=1)
+    kinds = [caption_kind(i.captions[k], k == i.answer) for i, k in zip(bench.items, picks)]
+    out[label] = {kind: kinds.count(kind) / len(kinds)
+                  for kind in ("true", "swapped", "o2 alone", "o1 and o2")}
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--seed", type=int, default=0)
@@ -75,6 +107,7 @@ def main():
   result = {"hard_negative_pairs": hard_negative_pairs(data, scorers)}
   result["localisation"] = dict(zip(("inside", "elsewhere", "inside_higher"),
                                     localisation(features)))
+  result["negation_picks"] = negation_picks(data, scorers)
   print(json.dumps(result, indent=1))
 
 

@@ -490,6 +490,19 @@ def test_the_suites_evaluators_score_meru_hyperbolically(meru_dir):
           pair_scores >= target - 1e-4).sum() - 1, (alpha, m)
 
 
+def test_multiple_choice_scores_meru_by_the_lorentzian_inner_product(meru_dir):
+  from hierre_jax.evaluators import multiple_choice
+  from test_evaluators import random_pil_images
+  embedder = loading.embedder(meru_dir)
+  images = random_pil_images(3, seed=4)
+  captions = [("a dog", "a cat"), ("a cat", "a car"), ("a car", "a dog")]
+  got = multiple_choice.GlobalCosine(embedder).score(images, captions)
+  image_feats = embedder.images(images).astype(np.float64)
+  want = np.stack([inner64(image_feats[n][None], embedder.texts(list(row))[0].astype(
+      np.float64), embedder.geometry.c)[0] for n, row in enumerate(captions)])
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_meru_retrieval_squashes_images_where_classification_crops(meru_dir):
   from PIL import Image
   model = models.load(meru_dir)

@@ -19,7 +19,9 @@ from hierre_jax.data import indexing
 
 
 class GlobalCosine:
-  """Cosine of the unit image and caption features of an `embedding.Embedder`."""
+  """The single-vector score of an `embedding.Embedder`'s image and caption features: its
+  geometry's similarity (the cosine on the sphere, the Lorentzian inner product on MERU's
+  hyperboloid)."""
 
   def __init__(self, embedder):
     self.embedder = embedder
@@ -28,7 +30,8 @@ class GlobalCosine:
     image_features = self.embedder.images(images)
     unique, rows = indexing.index_rows(captions)
     text_features, _ = self.embedder.texts(unique)
-    return np.einsum("np,nkp->nk", image_features, text_features[rows])
+    similarity = np.asarray(self.embedder.geometry.similarity(image_features, text_features))
+    return np.take_along_axis(similarity, np.asarray(rows), axis=1)
 
 
 def item_image(item):
