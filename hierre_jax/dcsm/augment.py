@@ -1,6 +1,6 @@
 """The release's training-image augmentation (DCSM_SPEC section 6): a small random perspective
 (distortion 0.05, with probability 0.2), a rotation of up to +-4 degrees, then 2% salt and
-2% pepper pixels. Deterministic given the numpy generator."""
+2% pepper, per channel. Deterministic given the numpy generator."""
 import numpy as np
 from PIL import Image
 
@@ -33,8 +33,10 @@ def random_perspective(image, rng, distortion=PERSPECTIVE):
 
 
 def salt_and_pepper(image, rng, salt=SALT, pepper=PEPPER):
+  """Each channel of each pixel drawn apart, as the release: `salt` of them set to 255,
+  `pepper` to 0."""
   pixels = np.array(image)
-  draw = rng.random(pixels.shape[:2])
+  draw = rng.random(pixels.shape)
   pixels[draw < salt] = 255
   pixels[(draw >= salt) & (draw < salt + pepper)] = 0
   return Image.fromarray(pixels)

@@ -320,15 +320,14 @@ DCSM_REWRITES = ((" behind ", " above "), (" in front of ", " below "), (" botto
 def rewrite(benchmark, caption, release=True, dcsm=False):
   """A caption as the release scores it: with `release` WhatsUp's " on" -> " above" and
   " under" -> " below" and the benchmark's prefix (every scorer); with `dcsm` also
-  DCSM_REWRITES (the DCSM path only). Replacements are the release's plain substring ones."""
-  if release:
-    if benchmark.on_under:
-      caption = caption.replace(" on", " above").replace(" under", " below")
-    caption = benchmark.prefix + caption
+  DCSM_REWRITES (the DCSM path only), applied as the release does before the prefix (so a
+  caption's first word is never rewritten). Replacements are plain substring ones."""
+  if release and benchmark.on_under:
+    caption = caption.replace(" on", " above").replace(" under", " below")
   if dcsm:
     for old, new in DCSM_REWRITES:
       caption = caption.replace(old, new)
-  return caption
+  return benchmark.prefix + caption if release else caption
 
 
 def _renamed(benchmark, name):
