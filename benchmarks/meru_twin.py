@@ -5,8 +5,10 @@ text transformer, bias-free projections, the stored log-scalars. It loads a
 release-layout state dict strictly; the float64 hyperboloid formulas of the spec are here
 too.
 
-timm itself cannot be imported on the test machines: it needs torchvision, whose wheels
-import only beside a CUDA build of torch (5.5 GB), not the CPU build the project pins.
+timm itself cannot be imported beside the CPU build of torch the project pins: it needs
+torchvision, whose wheels import only beside a CUDA build of torch (5.5 GB). `timm_twin_of`
+puts timm's own `VisionTransformer`, built with MERU's options, in place of the image
+tower where timm imports (`launch/timm_parity.sh` makes such an environment).
 """
 import numpy as np
 import torch
@@ -140,14 +142,32 @@ class Twin(nn.Module):
     return x * self.textual_alpha.exp() if self.hyperbolic else x
 
 
-def twin_of(state_dict, config):
-  """A Twin of `config` (a hierre_jax MeruConfig) with `state_dict` loaded strictly."""
+def twin_of(state_dict, config, image_tower=None):
+  """A Twin of `config` (a hierre_jax MeruConfig) with `state_dict` loaded strictly;
+  `image_tower`: another module in place of VisionTower (the same keys)."""
   v, t = config.vision, config.text
   twin = Twin(dict(width=v.hidden_size, depth=v.num_layers, heads=v.num_heads,
                    image_size=v.image_size, patch_size=v.patch_size),
               t.hidden_size, t.num_layers, t.num_heads, config.projection_dim, config.hyperbolic)
+  if image_tower is not None:
+    twin.visual = image_tower
   twin.load_state_dict(state_dict, strict=True)
   return twin.eval().double()
+
+
+def timm_twin_of(state_dict, config):
+  """twin_of with timm's VisionTransformer as MERU builds it (FAMILIES_SPEC 1.1: class-token
+  pooling after nn.LayerNorm's eps 1e-5, qkv and patch biases, exact GELU, MLP 4x, the
+  position embeddings a loaded parameter). Needs timm (and so torchvision)."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from timm.models import vision_transformer  # pylint: disable=g-import-not-at-top
+  v = config.vision
+  tower = vision_transformer.VisionTransformer(
+      img_size=v.image_size, patch_size=v.patch_size, embed_dim=v.hidden_size,
+      depth=v.num_layers, num_heads=v.num_heads, mlp_ratio=4.0, qkv_bias=True,
+      class_token=True, global_pool="token", num_classes=0,
+      norm_layer=functools.partial(nn.LayerNorm, eps=1e-5))
+  return twin_of(state_dict, config, tower)
 
 
 # The hyperboloid in float64, from the spec's formulas (1.2), on numpy arrays.

@@ -132,10 +132,15 @@ def test_meru_towers_equal_the_pytorch_twin(meru_dir):
                              meru_twin.exp_map0_64(want_text.numpy(), c), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("reference", ["twin", "timm"])
 @pytest.mark.parametrize("size", ["s", "b", "l"])
-def test_image_tower_parity_at_the_release_shapes(tmp_path, size):
+def test_image_tower_parity_at_the_release_shapes(tmp_path, size, reference):
   """The real widths and heads of ViT-S/B/L (S: 12 heads, not timm's 6) at 224 px; the
-  depth cut to 2 layers (the per-layer shapes are the real ones; 2 CPU cores)."""
+  depth cut to 2 layers (the per-layer shapes are the real ones; 2 CPU cores); against the
+  twin written from the spec and against timm's VisionTransformer itself (where timm
+  imports: not beside the CPU torch of CI; `bash launch/timm_parity.sh` runs it)."""
+  if reference == "timm":
+    pytest.importorskip("timm")
   from hierre_jax.models.meru import modeling
   width, _, heads = modeling.VISION_SIZES[size]
   d = random_init.write_random_meru(str(tmp_path), dict(hidden_size=512, num_hidden_layers=1),
@@ -143,7 +148,8 @@ def test_image_tower_parity_at_the_release_shapes(tmp_path, size):
   model = models.load(d)
   assert model.config.vision.num_heads == heads
   state = torch.load(os.path.join(d, random_init.FILE), weights_only=True)["model"]
-  twin = meru_twin.twin_of(state, model.config)
+  twin = {"twin": meru_twin.twin_of, "timm": meru_twin.timm_twin_of}[reference](
+      state, model.config)
   pixels = np.random.default_rng(4).uniform(size=(2, 224, 224, 3)).astype(np.float32)
   with torch.no_grad():
     want = twin.encode_image(torch.from_numpy(pixels.transpose(0, 3, 1, 2)).double()).numpy()
