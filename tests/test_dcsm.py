@@ -216,6 +216,27 @@ def b16like_clip(clip_dir):
                               num_attention_heads=1, image_size=32, patch_size=8), 16)
 
 
+def test_pytorch_style_initialisation_draws_as_pytorch_layers_do():
+  """init="pytorch": every weight and bias uniform in +-1/sqrt(fan_in) (PyTorch's Conv2d and
+  Linear defaults); "flax" (the default) keeps Flax's truncated normal and zero biases."""
+  flax_params = scorer.init_params(17, 30, seed=2)
+  torch_params = scorer.init_params(17, 30, seed=2, init="pytorch")
+  fan_in = {"conv1": 9, "conv2": 36, "fc1": 4 * 17 * 30, "fc2": 128}
+  for name, fan in fan_in.items():
+    bound = 1 / np.sqrt(fan)
+    for key in ("kernel", "bias"):
+      x = np.asarray(torch_params[name][key])
+      assert x.shape == flax_params[name][key].shape and np.abs(x).max() <= bound
+    assert not np.asarray(flax_params[name]["bias"]).any()
+  fc1 = (np.asarray(torch_params["fc1"]["kernel"]), np.asarray(flax_params["fc1"]["kernel"]))
+  assert fc1[0].std() == pytest.approx(1 / np.sqrt(3 * fan_in["fc1"]), rel=0.01)
+  assert fc1[1].std() == pytest.approx(1 / np.sqrt(fan_in["fc1"]), rel=0.15)  # truncated
+  assert np.asarray(torch_params["fc1"]["bias"]).std() == pytest.approx(
+      1 / np.sqrt(3 * fan_in["fc1"]), rel=0.25)  # 128 draws
+  with pytest.raises(errors.UserError, match="config.init='kaiming': use one of flax, pytorch"):
+    scorer.init_params(17, 30, init="kaiming")
+
+
 def test_release_checkpoint_import(tmp_path):
   import transformers
   clip_dir = str(tmp_path / "b16like")
@@ -758,6 +779,7 @@ def test_augmentation_is_the_release_s_and_deterministic(tiny_clip_dir, shapes_d
   config.augment, config.eval.benchmarks = True, ()
   state = training.train(config)
   assert int(state.step) == 2
+  assert checkpoint.load(os.path.join(config.workdir, "scorer"))[2]["init"] == "flax"
   features = maps.TokenFeatures(tiny_clip_dir)
   batches = training.AugmentedBatches(training.Blocks(procedural.read_pairs(shapes_data), 4, 0),
                                       features.preprocessing, 0)

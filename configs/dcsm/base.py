@@ -17,6 +17,8 @@ def get_config():
       lr=1e-3, schedule="constant", warmup_steps=0,
       b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip_norm=0.0,  # Adam
       dropout=0.1,
+      init="flax",                 # CHOICE: the CNN's initial draws, "flax" (Flax's defaults)
+                                   # or "pytorch" (the release's PyTorch layers' defaults)
       column_rule="release", functional_rows=True, per_map=False,
       table_seed=15,               # the functional rows' draws (numpy's generator)
       augment=False,               # CHOICE: the release augments (perspective, rotation, salt

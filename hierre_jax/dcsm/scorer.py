@@ -45,9 +45,26 @@ class Scorer(nn.Module):
     return nn.Dropout(self.dropout, deterministic=not train)(x)[:, 0]
 
 
-def init_params(rows, cols, seed=0):
-  """Random parameters (Flax's default initialisers) for [rows, cols] maps."""
-  return Scorer().init(jax.random.key(seed), jnp.zeros((1, rows, cols)))["params"]
+INITS = ("flax", "pytorch")  # CHOICE: the CNN's initial draws
+
+
+def init_params(rows, cols, seed=0, init="flax"):
+  """Random parameters for [rows, cols] maps: "flax", Flax's defaults (weights truncated
+  normal of std 1/sqrt(fan_in), biases 0); "pytorch", PyTorch's Conv2d / Linear defaults
+  (weights and biases uniform in +-1/sqrt(fan_in): fc1's std a sqrt(3) smaller)."""
+  if init not in INITS:
+    raise errors.UserError(f"config.init={init!r}: use one of {', '.join(INITS)}")
+  params = Scorer().init(jax.random.key(seed), jnp.zeros((1, rows, cols)))["params"]
+  if init == "flax":
+    return params
+  keys = iter(jax.random.split(jax.random.key(seed), 2 * len(params)))
+  out = {}
+  for name in sorted(params):
+    kernel = params[name]["kernel"]
+    bound = 1.0 / np.sqrt(np.prod(kernel.shape[:-1]))  # fan_in: all but the output axis
+    out[name] = {k: jax.random.uniform(next(keys), params[name][k].shape, jnp.float32,
+                                       -bound, bound) for k in ("kernel", "bias")}
+  return out
 
 
 def num_params(params):

@@ -172,7 +172,7 @@ def scorer_info(config, rows):
           "functional_rows": config.functional_rows, "per_map": config.per_map,
           "dropout": config.dropout, "backbone": config.model, "lr": config.lr,
           "batch_size": config.batch_size, "seed": config.seed, "augment": config.augment,
-          "table_seed": config.table_seed}
+          "table_seed": config.table_seed, "init": config.init}
 
 
 def evaluate_now(config, features, params, table, step, writer):
@@ -197,7 +197,7 @@ def evaluate_now(config, features, params, table, step, writer):
 class ScorerTraining:
   """The DCSM scorer's objective on a frozen model (`trainer.run.Objective`)."""
 
-  resume_rules = config_values.ResumeRules()
+  resume_rules = config_values.ResumeRules(added_keys={"init": "flax"})
   inputs = ()
 
   def __init__(self, config):
@@ -214,6 +214,9 @@ class ScorerTraining:
     config_values.number(config, "batch_size", 1, integer=True)
     config_values.number(config, "lr", 0, low_open=True)
     config_values.number(config, "dropout", 0, 1, high_open=True)
+    if config.init not in scorer_lib.INITS:
+      raise errors.ConfigError(f"config.init={config.init!r}: use one of "
+                               f"{', '.join(scorer_lib.INITS)}")
     errors.require_writable_dir(config.workdir, "workdir")
     locations.check_apart([("config.workdir", config.workdir)], [
         ("config.model", config.model), ("config.data_dir", config.data_dir),
@@ -239,7 +242,7 @@ class ScorerTraining:
     self.batch_at = self.blocks.at if not config.augment else AugmentedBatches(
         self.blocks, features.preprocessing, config.seed)
     ctx.watch.lap("features")
-    params = scorer_lib.init_params(features.rows, maps.COLUMNS, config.seed)
+    params = scorer_lib.init_params(features.rows, maps.COLUMNS, config.seed, config.init)
     return run.Plan(params, tuple(params), loop.total_steps(config, self.blocks.steps_per_epoch))
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
