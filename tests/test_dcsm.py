@@ -216,6 +216,20 @@ def b16like_clip(clip_dir):
                               num_attention_heads=1, image_size=32, patch_size=8), 16)
 
 
+def test_an_epoch_is_one_shuffled_pass_over_each_set(shapes_data):
+  blocks = training.Blocks(procedural.read_pairs(shapes_data), 4, 0)
+  assert blocks.steps_per_epoch == 3  # 12 pairs per set, 4 a block
+  anchors = lambda step: [set(blocks.at(step)["images"][:, 2 * d]) & set(
+      blocks.tables[name][0][:, 0]) for d, name in enumerate(training.DATASETS)]
+  for epoch in (0, 1):
+    steps = [anchors(epoch * 3 + k) for k in range(3)]
+    for d in range(3):  # each set's 12 anchors, each once, in the epoch's 3 steps
+      assert sorted(i for step in steps for i in step[d]) == sorted(
+          blocks.tables[training.DATASETS[d]][0][:, 0])
+  assert [anchors(k) for k in range(3)] != [anchors(3 + k) for k in range(3)]  # reshuffled
+  np.testing.assert_array_equal(blocks.at(4)["images"], blocks.at(4)["images"])
+
+
 def test_pytorch_style_initialisation_draws_as_pytorch_layers_do():
   """init="pytorch": every weight and bias uniform in +-1/sqrt(fan_in) (PyTorch's Conv2d and
   Linear defaults); "flax" (the default) keeps Flax's truncated normal and zero biases."""

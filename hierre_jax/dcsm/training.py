@@ -43,8 +43,11 @@ VERSIONS = procedural.VERSIONS
 
 
 class Blocks:
-  """Index tables of the training pairs and the blocks of each step, drawn from
-  (seed, step): the same step gets the same blocks in a resumed run."""
+  """Index tables of the training pairs and the blocks of each step: an epoch is one
+  shuffled pass over each set's pairs (a permutation drawn from (seed, epoch, set); a step
+  takes the next B of them, and a set larger than steps_per_epoch x B leaves a different
+  tail out each epoch), the blocks' axes shuffled from (seed, step): the same step gets
+  the same blocks in a resumed run."""
 
   def __init__(self, pairs, batch_size, seed):
     self.batch_size, self.seed = batch_size, seed
@@ -71,10 +74,12 @@ class Blocks:
     opposite; the rows are the shuffled axes."""
     rng = np.random.default_rng([self.seed, step])
     b = self.batch_size
+    epoch, position = divmod(int(step), self.steps_per_epoch)
     out = {k: [] for k in ("images", "captions", "image_slots", "caption_slots")}
-    for name in DATASETS:
+    for d, name in enumerate(DATASETS):
       image_ids, caption_ids = self.tables[name]
-      chosen = rng.choice(len(image_ids), b, replace=False)
+      order = np.random.default_rng([self.seed, epoch, d]).permutation(len(image_ids))
+      chosen = order[position * b:(position + 1) * b]
       for v in range(VERSIONS):
         slots_i, slots_c = rng.permutation(2 * b), rng.permutation(2 * b)
         images = np.concatenate([image_ids[chosen, 0], image_ids[chosen, 1]])
