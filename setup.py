@@ -14,6 +14,7 @@ setuptools.setup(
         "jax>=0.6", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11",
         "transformers>=4.45", "safetensors>=0.4", "ml_collections>=0.1.1", "numpy>=1.26",
         "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7", "scipy>=1.11",
+        "ftfy>=6",  # MERU's text cleaning (models/meru/tokenizer.py)
     ],
     extras_require={
         # PyTorch is only needed for parity tests, benchmarks, pytorch_model.bin files and MERU's

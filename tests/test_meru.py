@@ -102,6 +102,24 @@ def test_geometry_interface_on_the_hyperboloid():
     geometry.radius(a, a[0], "cosine")
 
 
+def test_meru_tokenizer_cleans_text_as_meru_does(meru_dir, tmp_path):
+  """ftfy, HTML entities unescaped twice, whitespace collapsed, then the CLIP BPE: each
+  messy text gets the ids of its clean form (transformers' CLIPTokenizer alone keeps "amp"
+  and the mojibake)."""
+  from hierre_jax.models.clip import tokenizer as clip_tokenizer
+  tok = models.load(meru_dir).tokenizer
+  pairs = [("a &amp;amp; b", "a & b"), ("  A   Dog\n ", "a dog"), ("caf\u00c3\u00a9", "caf\u00e9"),
+           ("fish &lt;3 &quot;chips&quot;", 'fish <3 "chips"')]
+  messy, clean = zip(*pairs)
+  assert tok(list(messy))["input_ids"] == tok(list(clean))["input_ids"]
+  assert tok("a &amp; b")["input_ids"] == tok("a & b")["input_ids"] == [49406, 320, 261, 321,
+                                                                        49407]
+  clip_tokenizer.write_clip_vocab(str(tmp_path))
+  plain = clip_tokenizer.load_tokenizer.__wrapped__(str(tmp_path))
+  assert plain("a & b")["input_ids"] == tok("a & b")["input_ids"]  # the same BPE
+  assert plain("a &amp; b")["input_ids"] != tok("a &amp; b")["input_ids"]
+
+
 def test_meru_towers_equal_the_pytorch_twin(meru_dir):
   model = models.load(meru_dir)
   assert model.family.name == "meru" and isinstance(model.geometry, lorentz.Lorentz)

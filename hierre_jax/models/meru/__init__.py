@@ -1,10 +1,8 @@
 """MERU (Desai et al., ICML 2023): the release's `.pth` checkpoints, hyperbolic
 (`meru_vit_*`: features on the Lorentz hyperboloid) or its CLIP baselines (`clip_vit_*`:
 the sphere). Written from ../shared/FAMILIES_SPEC.md section 1 and the maths."""
-import functools
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -18,16 +16,9 @@ from hierre_jax.models.clip import tokenizer as clip_tokenizer
 from hierre_jax.models.meru import checkpoint
 from hierre_jax.models.meru import modeling
 from hierre_jax.models.meru import random_init
+from hierre_jax.models.meru import tokenizer
 
 CONFIG_FILE = "meru_config.json"  # a train workdir's record of the sizes (`save_info`)
-
-
-@functools.lru_cache(maxsize=1)
-def bpe_tokenizer():
-  """The OpenAI CLIP BPE (MERU's), from the vocabulary hierre_jax ships."""
-  with tempfile.TemporaryDirectory() as d:
-    clip_tokenizer.write_clip_vocab(d)
-    return clip_tokenizer.load_tokenizer.__wrapped__(d)
 
 
 def pth_name(source):
@@ -86,7 +77,7 @@ class Meru:
                                          hyperbolic)
 
   def load_tokenizer(self, model_dir):
-    return bpe_tokenizer()
+    return tokenizer.bpe_tokenizer()
 
   def preprocessing(self, model_dir, config, use="classification"):
     """[0, 1] pixels (the model normalises) at the image size, bicubic: the short side
