@@ -187,14 +187,17 @@ def write_release(scorer_dir, model, out_path):
           "clip_text_tokenizer": transformers.CLIPTokenizer.from_pretrained(clip.model_dir),
           "epoch": info.get("epoch"), "learned_lookup": None}
   partial = out_path + ".partial"
-  torch.save(ckpt, partial)
-  back_params, back_table, _, back_clip, _ = read_release(partial)
-  same = (np.array_equal(back_table, table) and all(
-      np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back_params),
-                                           jax.tree.leaves(params)))
-          and all(np.array_equal(back_clip[k].numpy(), v) for k, v in clip_state.items()))
-  if not same:
-    os.remove(partial)
-    raise errors.UserError(f"{out_path}: the written checkpoint did not read back the same")
-  os.replace(partial, out_path)
+  try:
+    torch.save(ckpt, partial)
+    back_params, back_table, _, back_clip, _ = read_release(partial)
+    same = (np.array_equal(back_table, table) and all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back_params),
+                                             jax.tree.leaves(params)))
+            and all(np.array_equal(back_clip[k].numpy(), v) for k, v in clip_state.items()))
+    if not same:
+      raise errors.UserError(f"{out_path}: the written checkpoint did not read back the same")
+    os.replace(partial, out_path)
+  finally:  # a failed write or read-back leaves no partial file
+    if os.path.exists(partial):
+      os.remove(partial)
   return out_path

@@ -48,12 +48,16 @@ class Scorer(nn.Module):
 INITS = ("flax", "pytorch")  # CHOICE: the CNN's initial draws
 
 
+def check_init(init):
+  if init not in INITS:
+    raise errors.ConfigError(f"config.init={init!r}: use one of {', '.join(INITS)}")
+
+
 def init_params(rows, cols, seed=0, init="flax"):
   """Random parameters for [rows, cols] maps: "flax", Flax's defaults (weights truncated
   normal of std 1/sqrt(fan_in), biases 0); "pytorch", PyTorch's Conv2d / Linear defaults
   (weights and biases uniform in +-1/sqrt(fan_in): fc1's std a sqrt(3) smaller)."""
-  if init not in INITS:
-    raise errors.UserError(f"config.init={init!r}: use one of {', '.join(INITS)}")
+  check_init(init)
   params = Scorer().init(jax.random.key(seed), jnp.zeros((1, rows, cols)))["params"]
   if init == "flax":
     return params

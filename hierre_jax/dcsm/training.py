@@ -219,9 +219,7 @@ class ScorerTraining:
     config_values.number(config, "batch_size", 1, integer=True)
     config_values.number(config, "lr", 0, low_open=True)
     config_values.number(config, "dropout", 0, 1, high_open=True)
-    if config.init not in scorer_lib.INITS:
-      raise errors.ConfigError(f"config.init={config.init!r}: use one of "
-                               f"{', '.join(scorer_lib.INITS)}")
+    scorer_lib.check_init(config.init)
     errors.require_writable_dir(config.workdir, "workdir")
     locations.check_apart([("config.workdir", config.workdir)], [
         ("config.model", config.model), ("config.data_dir", config.data_dir),
