@@ -4,7 +4,8 @@ import setuptools
 setuptools.setup(
     name="hierre_jax",
     version="0.1.0",
-    description="Radial Embedding (RE) probing and fine-tuning of CLIP models in JAX/Flax",
+    description="Radial Embedding (RE) probing and fine-tuning of vision-language dual encoders "
+                "(CLIP, open_clip, SigLIP, ALIGN, MERU) in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["hierre_jax", "hierre_jax.*"]),
@@ -14,7 +15,8 @@ setuptools.setup(
         "jax>=0.6", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11",
         "transformers>=4.45", "safetensors>=0.4", "ml_collections>=0.1.1", "numpy>=1.26",
         "tqdm", "tensorboardX>=2.6", "pillow>=10", "matplotlib>=3.7", "scipy>=1.11",
-        "ftfy>=6",  # MERU's text cleaning (models/meru/tokenizer.py)
+        "ftfy>=6",  # OpenAI-style text cleaning of MERU and open_clip (models/clip/cleaned_tokenizer.py)
+        "sentencepiece>=0.2", "protobuf>=3.20",  # SigLIP's tokenizer (models/siglip/tokenizer.py)
     ],
     extras_require={
         # PyTorch is only needed for parity tests, benchmarks, pytorch_model.bin files and MERU's

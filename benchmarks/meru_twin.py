@@ -8,7 +8,7 @@ too.
 timm itself cannot be imported beside the CPU build of torch the project pins: it needs
 torchvision, whose wheels import only beside a CUDA build of torch (5.5 GB). `timm_twin_of`
 puts timm's own `VisionTransformer`, built with MERU's options, in place of the image
-tower where timm imports (`launch/timm_parity.sh` makes such an environment).
+tower where timm imports (`launch/reference_parity.sh` makes such an environment).
 """
 import numpy as np
 import torch

@@ -12,6 +12,9 @@ def get_config():
   config.skip_bad_rows = False
   config.workdir = "workdirs/clip_b32"
   config.export_dir = ""  # default: <workdir>/hf_export
+  # The export's format: the checkpoint's own (False), or a Hugging Face model directory
+  # (True; an open_clip checkpoint then exports as a CLIPModel).
+  config.export_hf = False
 
   config.batch_size = 8
   config.num_epochs = 1

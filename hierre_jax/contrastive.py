@@ -1,6 +1,8 @@
 """The contrastive objective (CLIP's) on both towers (and the logit scale), from a checkpoint or
 from scratch, on a CSV of (image, caption) pairs: small-scale experiments such as the
 frozen backbone of the offline DCSM study (docs/dcsm.md).
+config.token_loss_weight > 0 adds FILIP's token-wise term (word tokens against patches), so
+that a backbone's tokens align: the study's positive control.
 
 config.loss: "contrastive" (CLIP's, cosine logits: a model on the sphere) or "meru" (MERU's,
 a hyperbolic MERU: logits -exp(logit_scale) d(v_i, t_j) plus 0.2 x the entailment-cone
@@ -104,19 +106,45 @@ class PairData:
             "caption": rows[:, 1]}
 
 
-def symmetric_cross_entropy(logits, caption):
+def symmetric_cross_entropy(logits, caption, text_logits=None):
   """[B, B] image-to-text logits, [B] caption index -> mean of both directions'
-  cross-entropies, rows of the same caption all positives (the target spread over them)."""
+  cross-entropies, rows of the same caption all positives (the target spread over them).
+  The text-to-image direction reads `text_logits` [B images, B texts] where it differs
+  (FILIP's two late interactions), else `logits`."""
   same = (caption[:, None] == caption[None, :]).astype(logits.dtype)
   target = same / same.sum(axis=1, keepdims=True)  # symmetric: the same for both directions
+  text_logits = logits if text_logits is None else text_logits
   return (optax.softmax_cross_entropy(logits, target).mean()
-          + optax.softmax_cross_entropy(logits.T, target).mean()) / 2
+          + optax.softmax_cross_entropy(text_logits.T, target).mean()) / 2
 
 
 def contrastive_loss(image, text, log_scale, caption):
   """Unit features [B, P] of B rows, the log logit scale, [B] caption index -> symmetric
   cross-entropy of exp(log_scale) * <v_i, t_j> (CLIP's)."""
   return symmetric_cross_entropy(jnp.exp(log_scale) * image @ text.T, caption)
+
+
+def word_mask(ids, ends):
+  """[B, T] ids, [B] index of each text's end token -> [B, T] bool: its word tokens (after
+  the start token, before the end)."""
+  t = jnp.arange(ids.shape[1])[None]
+  return (t > 0) & (t < ends[:, None])
+
+
+def token_contrastive_loss(patches, words, mask, log_scale, caption):
+  """FILIP's token-wise late interaction (Yao et al., 2021) as a symmetric contrastive loss:
+  unit patch features [B, R, P], word-token features [B, T, P] with their [B, T] mask.
+  Image i against text j: image-to-text, the mean over i's patches of the best word of j;
+  text-to-image, the mean over j's words of the best patch of i; each scaled by
+  exp(log_scale) into `symmetric_cross_entropy`."""
+  sim = jnp.einsum("irp,jtp->ijrt", patches, words)  # [B images, B texts, R, T]
+  best_word = jnp.where(mask[None, :, None, :], sim, -jnp.inf).max(axis=3)
+  best_patch = sim.max(axis=2)  # [B, B, T]
+  words_per_text = jnp.maximum(mask.sum(axis=1), 1)[None]
+  i2t = best_word.mean(axis=2)
+  t2i = (best_patch * mask[None]).sum(axis=2) / words_per_text
+  scale = jnp.exp(log_scale)
+  return symmetric_cross_entropy(scale * i2t, caption, scale * t2i)
 
 
 def meru_loss(image, text, log_scale, caption, c):
@@ -136,11 +164,27 @@ def clamp_to_bounds(params):
                        if k in params}}
 
 
-def make_train_step(model, tx, loss="contrastive"):
+def make_loss_fn(model, loss="contrastive", token_weight=0.0):
+  """-> fn(params, batch) -> (loss value, metrics) of `loss`; `token_weight` > 0 adds that
+  times FILIP's token-wise loss (`token_contrastive_loss`: word tokens against patches), the
+  pooled features then read off the same token pass (the class token, each text's end
+  token)."""
   encoders = model.encoders()
 
+  def features(params, batch):
+    if not token_weight:
+      return encoders.image(params, batch["pixels"]), encoders.text(params, batch["ids"]), 0.0
+    ids, lift = batch["ids"], model.geometry.lift
+    ends = model.pool_index(ids)
+    tokens = encoders.text_tokens(params, ids, jnp.arange(ids.shape[1])[None] <= ends[:, None])
+    image_tokens = encoders.image_tokens(params, batch["pixels"])
+    text = tokens[jnp.arange(len(ids)), ends]
+    term = token_contrastive_loss(lift(image_tokens[:, 1:]), lift(tokens), word_mask(ids, ends),
+                                  model.family.log_logit_scale(params), batch["caption"])
+    return image_tokens[:, 0], text, token_weight * term
+
   def loss_fn(params, batch):
-    image, text = encoders.image(params, batch["pixels"]), encoders.text(params, batch["ids"])
+    image, text, token_term = features(params, batch)
     log_scale = model.family.log_logit_scale(params)
     if loss == "meru":
       c = jnp.exp(params["curv"])
@@ -151,8 +195,18 @@ def make_train_step(model, tx, loss="contrastive"):
       value, logits = contrastive_loss(image, text, log_scale, batch["caption"]), image @ text.T
     hits = logits.argmax(axis=1)
     accuracy = (batch["caption"][hits] == batch["caption"]).mean()
-    return value, {"loss": value, "batch_i2t_accuracy": accuracy,
-                   "logit_scale": jnp.exp(log_scale)}
+    metrics = {"loss": value + token_term, "batch_i2t_accuracy": accuracy,
+               "logit_scale": jnp.exp(log_scale)}
+    if token_weight:
+      metrics["loss_tokens"] = token_term / token_weight
+    return value + token_term, metrics
+
+  return loss_fn
+
+
+def make_train_step(model, tx, loss="contrastive", token_weight=0.0):
+  """The step (to be jitted) of `make_loss_fn`'s loss, MERU's logs kept in their bounds."""
+  loss_fn = make_loss_fn(model, loss, token_weight)
 
   def step(state, batch):
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
@@ -183,7 +237,8 @@ def evaluate_now(model, data, step, writer, mesh, image_batch_size):
 class Contrastive:
   """The contrastive objective on both towers (`trainer.run.Objective`)."""
 
-  resume_rules = config_values.ResumeRules(added_keys={"loss": "contrastive"})
+  resume_rules = config_values.ResumeRules(added_keys={"loss": "contrastive",
+                                                      "token_loss_weight": 0.0})
   curve_panels = (("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
                   ("logit scale", ("logit_scale",)))
 
@@ -199,6 +254,9 @@ class Contrastive:
     config_values.number(config, "lr", 0, low_open=True)
     if config.loss not in LOSSES:
       raise errors.ConfigError(f"config.loss={config.loss!r}: use one of {', '.join(LOSSES)}")
+    if config_values.number(config, "token_loss_weight", 0) and config.loss != "contrastive":
+      raise errors.ConfigError(f"config.token_loss_weight={config.token_loss_weight}: FILIP's "
+                               "token-wise term is built for loss='contrastive'")
     errors.require_writable_dir(config.workdir, "workdir")
     read_pairs(config.train_csv)  # a bad row fails before anything is written
     if config.eval.csv:
@@ -219,6 +277,9 @@ class Contrastive:
     if model.geometry.name != LOSSES[loss]:
       raise errors.ConfigError(f"config.loss={loss!r}: defined on the {LOSSES[loss]}; "
                                f"{model.model_dir} lives in {model.geometry.name} space")
+    if config.token_loss_weight and model.encoders().image_tokens is None:
+      raise errors.ConfigError(f"config.token_loss_weight={config.token_loss_weight}: the "
+                               f"{model.family.name} family has no per-token features")
     if ctx.is_main:
       model_dir_lib.save_model_info(model, config.workdir)
     pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length)
@@ -234,7 +295,7 @@ class Contrastive:
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
     config, mesh = self.config, ctx.mesh
-    step = jax.jit(make_train_step(self.model, tx, config.loss),
+    step = jax.jit(make_train_step(self.model, tx, config.loss, config.token_loss_weight),
                    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
     evaluate = None

@@ -6,14 +6,17 @@
 
 A model is a checkpoint directory of any family (or a hub id), or a `hierre_jax.train` workdir
 (its newest orbax checkpoint that verifies). --data_dir is a root laid out like the
-project's ../shared; a flag per file overrides it. The suite writes OUT/results.json
-(one object per model) and OUT/results.md (a Table-1-shaped table). By default OUT is
+project's ../shared; a flag per file overrides it. Models are loaded and embedded one after
+another, any families. The suite writes OUT/results.json (one object per model),
+OUT/results.md (a Table-1-shaped table, the paper's rows of each --reference under ours) and
+OUT/results.png (HierarCaps tau_d against recall, a point per model). By default OUT is
 <workdir>/evaluations for one train workdir, else eval_results/<model> (or
 eval_results/<model A>__vs__<model B> for several) under the current directory: never inside
 a model directory, which may be uploaded as it is, nor on any input, nor in a folder holding
 another evaluation's files (refused before any compute). A train workdir's image features
 are read from and added to its store (<workdir>/image_features; --image_features_dir).
 """
+import functools
 import json
 import os
 
@@ -41,8 +44,10 @@ suite.define_data_flags()
 flags.adopt_module_key_flags(suite)  # --help lists the data flags too
 flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
                   "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
-flags.DEFINE_enum("reference", "", ["", *published.SUITE], "Add the paper's published "
-                  "rows of this model to results.md.")
+flags.DEFINE_list("reference", [], "Add the paper's published rows of these models "
+                  f"({', '.join(published.SUITE)}) to results.md and results.png.")
+flags.register_validator("reference", lambda names: set(names) <= set(published.SUITE),
+                         f"--reference: use names of {', '.join(published.SUITE)}")
 flags.DEFINE_string("candidates_csv", "", "Qualitative candidates. Default: "
                     "<data_dir>/hierarcaps/hierarcaps_test_expanded.csv.gz.")
 flags.DEFINE_list("images", [], "Qualitative: image file names (default: first --num_images "
@@ -119,10 +124,12 @@ def embedder_of(model):
 
 
 def run_suite(paths):
+  for model in FLAGS.model:  # every model readable before the first is embedded
+    loading.check(model)
   out = output_dir(FLAGS.model, paths)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
                            FLAGS.tfds_data_dir, FLAGS.min_images)
-  results = suite.run({m: embedder_of(m) for m in FLAGS.model}, evaluators)
+  results = suite.run({m: functools.partial(embedder_of, m) for m in FLAGS.model}, evaluators)
   json_path, md_path = suite.write(results, locations.claim(out, owner(FLAGS.model),
                                                             "--output_dir"), FLAGS.reference)
   print(open(md_path).read())

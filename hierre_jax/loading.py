@@ -14,6 +14,15 @@ def is_train_workdir(path):
           and os.path.isdir(os.path.join(path, "model_info")))
 
 
+def check(path):
+  """Before any compute: `path` is a train workdir or a checkpoint of a family this library
+  reads (`models.family_of`); a missing local path or an unsupported checkpoint raises the
+  one-line error that loading it would. A hub id is checked when it is loaded."""
+  if is_train_workdir(path) or not (os.path.exists(path) or hf_io.looks_local(path)):
+    return
+  models.family_of(hf_io.resolve_model_dir(path))
+
+
 def load(path):
   """-> the `models.Model` of `path`, with its RE root in params["root"] where it has one
   (a checkpoint's params["root"], a directory's hf_io.ROOT_FILE).

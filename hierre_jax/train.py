@@ -130,6 +130,8 @@ class RadialEmbedding:
     # A damaged or missing config.model is refused before anything is written.
     self.model = (None if config.get("random_init")
                   else check_geometry(config, models.load(config.model, config.scan_layers)))
+    model_dir_lib.check_export_format(
+        config, self.model.family if self.model else model_dir_lib.random_family(config))
 
   def prepare(self, ctx):
     config, data = self.config, self.data

@@ -2,14 +2,19 @@
 # The offline DCSM study of docs/dcsm.md, end to end on a CPU (about 10 minutes on 2 cores):
 # procedural data, a small CLIP trained from scratch (both towers, contrastive), the DCSM
 # scorer on its frozen features, then the global cosine vs DCSM on the held-out test sets.
-#   bash launch/dcsm_shapes.sh [SEED]
+#   bash launch/dcsm_shapes.sh [SEED] [tokens]
+# "tokens": the positive control, a backbone trained with FILIP's token-wise term as well
+# (configs/contrastive/shapes_tokens.py), in workdirs/shapes_{clip,dcsm}_tokens_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:-0}
-data=workdirs/shapes_data_$seed clip=workdirs/shapes_clip_$seed dcsm=workdirs/shapes_dcsm_$seed
+variant=${2:-}
+config=configs/contrastive/shapes${variant:+_$variant}.py
+data=workdirs/shapes_data_$seed
+clip=workdirs/shapes_clip_${variant:+${variant}_}$seed dcsm=workdirs/shapes_dcsm_${variant:+${variant}_}$seed
 py=${PYTHON:-.venv/bin/python}
 [ -f "$data/procedural.json" ] || $py -m hierre_jax.dcsm make-data --out "$data" --seed "$seed"
-$py -m hierre_jax.contrastive --config configs/contrastive/shapes.py \
+$py -m hierre_jax.contrastive --config "$config" \
     --config.train_csv="$data/train/captions.csv" --config.eval.csv="$data/val/captions.csv" \
     --config.workdir="$clip" --config.seed="$seed" --config.random_init.seed="$seed"
 $py -m hierre_jax.dcsm train --config configs/dcsm/shapes.py --config.model="$clip/hf_export" \

@@ -4,7 +4,7 @@
 # (random ViT-B/32, one epoch of the shared training rows, HierarCaps / HyperLex / COCO 1K
 # evaluated at the start and the end, export) in float32 and bfloat16, compile seconds per
 # shape, the same recipe on the earlier embedding path, and MERU's towers against PyTorch
-# last (the ones the time limit may cut). Each result goes to $OUT as it finishes.
+# last, then SigLIP's and open_clip's towers (the ones the time limit may cut). Each result goes to $OUT as it finishes.
 #
 #   bash launch/device_checks.sh stage   # here, once: the data (../shared does not travel)
 #                                        # and the wheels the device lacks, both git-ignored
@@ -26,7 +26,8 @@ if [ "${1:-}" = stage ]; then
   # Pure-Python packages the device image does not hold (KINDS.md lists what it has).
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux2014_x86_64 -d .whl \
-    ml_collections==1.1.0 tensorboardX==2.6.5
+    ml_collections==1.1.0 tensorboardX==2.6.5 ftfy==6.3.1 wcwidth sentencepiece==0.2.3 \
+    open_clip_torch==3.3.0
   du -sh "$data" .whl
   exit
 fi
@@ -57,3 +58,7 @@ run run_time_earlier 180 "${recipe[@]}" --variants earlier
 # MERU's towers and traversal against the PyTorch twin (needs torch on the device), if the
 # command's limit leaves time for it.
 run meru_towers 60 "$py" -m benchmarks.meru_towers --size l
+# SigLIP's towers and RE step against transformers' SiglipModel, and open_clip's towers
+# against open_clip itself (needs torchvision on the device), if time is left.
+run siglip_throughput 90 "$py" -m benchmarks.siglip_throughput
+run open_clip_towers 60 "$py" -m benchmarks.open_clip_towers --model_name ViT-B-32

@@ -33,17 +33,27 @@ TINY_TOWER_TERMS = max(
 
 # Every model family the tests cover: a new family is one more name here and its tiny
 # checkpoint in `write_tiny_model` (and `tiny_train_config.get_config`).
-FAMILIES = ("clip", "align")
+FAMILIES = ("clip", "align", "siglip", "open_clip")
 # MERU (hyperbolic, .pth) joins the RE training tests; its towers' reference is a PyTorch
 # twin (tests/test_meru.py), not transformers, so it is not in FAMILIES yet.
-TRAIN_FAMILIES = FAMILIES + ("meru",)
+TRAIN_FAMILIES = ("clip", "align", "meru")
+# SigLIP: text length 16 (as so400m-patch14-224; the base length 64 in tests/test_siglip.py),
+# text features projected by the head to the vision width.
+SIGLIP_TINY_TEXT = dict(TINY_TEXT, max_position_embeddings=16, vocab_size=500)
 
 
 def write_tiny_model(family, out_dir, seed=0):
-  """A tiny random checkpoint of `family` ("clip" or "align") in out_dir -> out_dir."""
+  """A tiny random checkpoint of `family` (one of FAMILIES, or "meru") in out_dir -> out_dir."""
   if family == "clip":  # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
     save_torch_clip(out_dir, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16, seed=seed)
     return out_dir
+  if family == "siglip":
+    save_torch_siglip(out_dir, SIGLIP_TINY_TEXT, TINY_VISION, seed=seed)
+    return out_dir
+  if family == "open_clip":  # exact GELU (the LAION-2B runs'), open_clip's own layout
+    from hierre_jax.models import open_clip
+    return open_clip.FAMILY.write_random(out_dir, dict(TINY_TEXT, hidden_act="gelu"),
+                                         dict(TINY_VISION, hidden_act="gelu"), 16, seed=seed)
   if family == "meru":
     from hierre_jax.models.meru import random_init
     return random_init.write_random_meru(out_dir, random_init.TINY_TEXT, random_init.TINY_VISION,
@@ -75,6 +85,24 @@ def save_torch_clip(out_dir, text, vision, projection_dim, seed=0):
         p.add_(0.1 * torch.randn_like(p))
   model.save_pretrained(out_dir)
   tokenizer.write_clip_vocab(out_dir)
+  return model
+
+
+def save_torch_siglip(out_dir, text, vision, seed=0):
+  """A random `transformers.SiglipModel` (torch; LayerNorms and biases perturbed), saved
+  with a SentencePiece vocabulary trained here (`tokenizer.train_spiece`)."""
+  torch = pytest.importorskip("torch")
+  import transformers
+  from hierre_jax.models.siglip import random_init, tokenizer
+  torch.manual_seed(seed)
+  config = random_init.hf_config(dict(text, projection_size=vision["hidden_size"]), vision)
+  model = transformers.SiglipModel(config).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "norm" in name:
+        p.add_(0.1 * torch.randn_like(p))
+  model.save_pretrained(out_dir)
+  tokenizer.train_spiece(random_init.english_words(), out_dir, text["vocab_size"])
   return model
 
 

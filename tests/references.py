@@ -89,9 +89,9 @@ def assert_parity(model_dir, image_size=None):
   against PyTorch."""
   model = models.load(model_dir)
   family, tok = model.family, model.tokenizer
-  id_lists = text_ids.tokenize(tok, TEXTS, family.max_length)
-  assert max(map(len, id_lists)) == family.max_length  # the long text is truncated
-  ids = text_ids.pad(id_lists, family.max_length, tok.pad_token_id)
+  id_lists = text_ids.tokenize(tok, TEXTS, model.max_length)
+  assert max(map(len, id_lists)) == model.max_length  # the long text is truncated
+  ids = text_ids.pad(id_lists, model.max_length, tok.pad_token_id)
   mask = np.zeros_like(ids)
   for i, t in enumerate(id_lists):
     mask[i, :len(t)] = 1
@@ -113,15 +113,17 @@ def assert_parity(model_dir, image_size=None):
     np.testing.assert_allclose(unit(text), unit(want_text), atol=1e-5)
     np.testing.assert_allclose(unit(image), unit(want_image), atol=1e-5)
     scale = float(np.exp(family.log_logit_scale(params)))
-    np.testing.assert_allclose(scale * unit(text) @ unit(image).T, want_logits,
+    bias = float(np.asarray(params.get("logit_bias", 0.0)).reshape(()))  # SigLIP's
+    np.testing.assert_allclose(scale * unit(text) @ unit(image).T + bias, want_logits,
                                atol=1e-5 * scale)
     # Packed several to a row in two shards (the train step's layout), each text pooled
     # at its own token with its own positions and attention: its features alone.
     texts = [(np.asarray(t, np.int32), int(family.pool_index(config, np.asarray(t))))
              for t in id_lists + id_lists[::-1]]
-    packed = packing.pack([texts[:len(TEXTS)], texts[len(TEXTS):]], family.max_length,
+    packed = packing.pack([texts[:len(TEXTS)], texts[len(TEXTS):]], model.max_length,
                           tok.pad_token_id)
-    assert packed.ids.shape[1] < len(TEXTS)  # several texts share a row
+    # Several texts share a row, except where every text fills it (SigLIP pads each).
+    assert packed.ids.shape[1] < len(TEXTS) or min(map(len, id_lists)) == model.max_length
     got = np.asarray(jax.jit(encoders.packed_text)(params, packed)).reshape(2 * len(TEXTS), -1)
     np.testing.assert_allclose(unit(got), unit(np.concatenate([want_text, want_text[::-1]])),
                                atol=1e-5)

@@ -10,7 +10,8 @@ REQUIRED = ("model", "train_csv", "workdir", "batch_size", "lr", "schedule", "la
             "checkpoint_every", "log_every", "eval")
 
 
-@pytest.mark.parametrize("name", ["clip_b32", "clip_l14", "demo", "scratch"])
+@pytest.mark.parametrize("name", ["clip_b32", "clip_l14", "align_base", "siglip_b16", "demo",
+                                  "scratch"])
 def test_config_loads(name):
   config = importlib.import_module(f"configs.{name}").get_config()
   for key in REQUIRED:

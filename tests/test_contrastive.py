@@ -1,6 +1,7 @@
 """Contrastive training of both towers (hierre_jax.contrastive): the loss, a short run that
 moves both towers and exports a model transformers loads, and bad pairs files."""
 import csv
+import json
 import os
 
 import jax
@@ -55,6 +56,40 @@ def test_meru_loss_equals_the_float64_formulas():
   assert np.isfinite(grads).all()
 
 
+@pytest.mark.reordering
+def test_token_loss_equals_filip_written_with_loops():
+  """FILIP's late interaction, a loop per (image, text) pair in float64: image-to-text the
+  mean over patches of the best word, text-to-image the mean over words of the best patch;
+  padding and start/end tokens are not words."""
+  rng = np.random.default_rng(4)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  patches, words = unit(rng.normal(size=(3, 5, 4))), unit(rng.normal(size=(3, 6, 4)))
+  ends = np.array([4, 2, 5])  # text 1 has one word (index 1)
+  ids = np.ones((3, 6), np.int32)
+  mask = np.asarray(contrastive.word_mask(ids, ends))
+  assert mask.tolist()[1] == [False, True, False, False, False, False]
+  caption = np.array([0, 1, 0])
+  i2t, t2i = np.zeros((3, 3)), np.zeros((3, 3))
+  for i in range(3):
+    for j in range(3):
+      sim = patches[i] @ words[j][mask[j]].T  # [patches, words of j]
+      i2t[i, j], t2i[i, j] = sim.max(axis=1).mean(), sim.max(axis=0).mean()
+  log_softmax = lambda s: s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+  target = (caption[:, None] == caption[None, :]) / np.array([2, 1, 2])[:, None]
+  scale = np.exp(2.0)
+  want = (-(target * log_softmax(scale * i2t)).sum(1).mean()
+          - (target * log_softmax(scale * t2i.T)).sum(1).mean()) / 2
+  got = contrastive.token_contrastive_loss(patches.astype(np.float32),
+                                           words.astype(np.float32), mask, 2.0, caption)
+  # dots of 4, means of <= 6, log-sum-exps and means of 3, twice, against float64
+  tolerances.assert_reordered_close(got, want, terms=2 * (4 + 6 + 3 + 3), scale=scale)
+  wrong = contrastive.token_contrastive_loss(patches.astype(np.float32),
+                                             words.astype(np.float32), np.ones_like(mask), 2.0,
+                                             caption)
+  tolerances.assert_far(wrong, want, tolerances.reordered_atol(2 * (4 + 6 + 3 + 3), scale),
+                        "every token counted as a word")
+
+
 def shapes_config(data_dir, workdir, steps):
   from configs.contrastive import shapes
   config = shapes.get_config()
@@ -84,6 +119,45 @@ def test_training_moves_both_towers_and_exports(tmp_path):
   assert any("eval/i2t_accuracy" in line for line in metrics)
   import transformers
   transformers.CLIPModel.from_pretrained(str(tmp_path / "run" / "hf_export"))
+
+
+@pytest.mark.reordering
+def test_token_term_trains_and_adds_to_the_contrastive_loss(tmp_path):
+  """token_loss_weight > 0: the step's loss is the contrastive loss of the towers' own
+  pooled features (read here off the token pass) plus the weighted token loss, logged
+  apart; a short run moves both towers and exports."""
+  data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
+                              test_items=2)
+  config = shapes_config(data, tmp_path / "run", 4)
+  config.token_loss_weight = 0.5
+  contrastive.train(config)
+  model = models.load(str(tmp_path / "run" / "random_init"))
+  batch = contrastive.PairData(config.train_csv, model.tokenizer, model.preprocessing,
+                               model.max_length).batch(0, 16, 0)
+  encoders, lift, params = model.encoders(), model.geometry.lift, model.params
+  ends = model.pool_index(batch["ids"])
+  tokens = lift(encoders.text_tokens(params, batch["ids"],
+                                     np.arange(batch["ids"].shape[1])[None] <= ends[:, None]))
+  patches = lift(encoders.image_tokens(params, batch["pixels"]))[:, 1:]
+  plain = contrastive.contrastive_loss(lift(encoders.image(params, batch["pixels"])),
+                                       lift(encoders.text(params, batch["ids"])),
+                                       params["logit_scale"], batch["caption"])
+  term = contrastive.token_contrastive_loss(patches, tokens,
+                                            contrastive.word_mask(batch["ids"], ends),
+                                            params["logit_scale"], batch["caption"])
+  got, metrics = contrastive.make_loss_fn(model, token_weight=0.5)(params, batch)
+  c = model.config.text
+  terms = tolerances.tower_terms(c.hidden_size, c.intermediate_size, c.num_layers,
+                                 batch["ids"].shape[1], 16) + 3 * 16
+  tolerances.assert_reordered_close(got, plain + 0.5 * term, terms, scale=float(np.exp(
+      params["logit_scale"])))
+  assert float(metrics["loss_tokens"]) == pytest.approx(float(term), rel=1e-5)
+  logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  assert all("loss_tokens" in m for m in logged if "loss" in m)
+  exported = models.load(str(tmp_path / "run" / "hf_export")).params
+  for group in ("text_model", "vision_model"):
+    assert not np.allclose(jax.tree.leaves(params[group])[0],
+                           jax.tree.leaves(exported[group])[0]), group
 
 
 def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(tmp_path):

@@ -4,6 +4,7 @@ traceback), before any compute, and leaves nothing behind where it would have wr
 import concurrent.futures
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,6 +42,33 @@ def cases(tmp_path_factory):
   from hierre_jax.models.meru import random_init as meru_random_init
   meru_dir = meru_random_init.write_random_meru(str(tmp / "meru"), meru_random_init.TINY_TEXT,
                                                 meru_random_init.TINY_VISION, 64)
+  from hierre_jax import models
+  from hierre_jax.models.open_clip import checkpoint as open_clip_checkpoint
+  open_clip_family = models.FAMILIES["open_clip"]
+  oc_truncated = open_clip_family.write_random(str(tmp / "oc_truncated"), TINY_TEXT,
+                                               TINY_VISION, 16)
+  oc_weights = os.path.join(oc_truncated, open_clip_checkpoint.SAFETENSORS)
+  data = open(oc_weights, "rb").read()
+  open(oc_weights, "wb").write(data[:len(data) // 3])
+  oc_custom = open_clip_family.write_random(str(tmp / "oc_custom"), TINY_TEXT, TINY_VISION, 16)
+  oc_config = os.path.join(oc_custom, "open_clip_config.json")
+  found = json.load(open(oc_config))
+  found["model_cfg"]["custom_text"] = True
+  json.dump(found, open(oc_config, "w"))
+  lone = tmp / "lone"
+  lone.mkdir()
+  (lone / "epoch_3.pt").write_bytes(b"x")
+  siglip = models.FAMILIES["siglip"].write_random(
+      str(tmp / "siglip"), dict(TINY_TEXT, max_position_embeddings=16, vocab_size=300),
+      dict(TINY_VISION, hidden_size=32), 32)
+  siglip_nan = shutil.copytree(siglip, tmp / "siglip_nan")
+  tensors = safetensors.numpy.load_file(os.path.join(siglip_nan, "model.safetensors"))
+  tensors["text_model.head.weight"] = np.full_like(tensors["text_model.head.weight"], np.nan)
+  safetensors.numpy.save_file(tensors, os.path.join(siglip_nan, "model.safetensors"))
+  naflex = tmp / "naflex"
+  naflex.mkdir()
+  (naflex / "config.json").write_text(json.dumps({"architectures": ["Siglip2Model"],
+                                                  "model_type": "siglip2"}))
   from hierre_jax.dcsm import checkpoint as dcsm_checkpoint, maps, scorer
   scorer_dir = dcsm_checkpoint.save(str(tmp / "scorer"), scorer.init_params(5, 30),
                                     maps.functional_table(5), {"rows": 5, "columns": 30})
@@ -57,6 +85,8 @@ def cases(tmp_path_factory):
                                               f"--config.workdir={work}", *args])
   evaluate = lambda *args: ("hierre_jax.evaluate", [f"--model={good}",
                                                     f"--output_dir={tmp / 'eval'}", *args])
+  alone = lambda model: ("hierre_jax.evaluate", [f"--model={model}",
+                                                  f"--output_dir={tmp / 'eval'}"])
   hierarchy = lambda *args: ("hierre_jax.hierarchy", [f"--model={good}",
                                                       f"--data_dir={SHARED_ROOT}",
                                                       f"--output_dir={tmp / 'hier'}", *args])
@@ -95,6 +125,26 @@ def cases(tmp_path_factory):
           "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv=",
           "--config.root=mean"],
        f"config.root='mean': defined on the sphere; {meru_dir} lives in lorentz space", work),
+      ("truncated open_clip weights", *alone(oc_truncated),
+       f"{oc_weights}: cannot read this safetensors file (truncated or corrupt?", str(tmp / "eval")),
+      ("open_clip custom text tower", *alone(oc_custom),
+       f"{oc_config}: custom_text=True: not the standard CLIP class", str(tmp / "eval")),
+      ("open_clip epoch file without its config", *alone(lone / "epoch_3.pt"),
+       f"{lone / 'epoch_3.pt'}: a checkpoint file of no family hierre_jax reads",
+       str(tmp / "eval")),
+      ("non-finite SigLIP weights", *alone(siglip_nan),
+       "text_model']['head']['kernel']", str(tmp / "eval")),
+      ("SigLIP 2 NaFlex", *alone(naflex),
+       "architecture ['Siglip2Model'] is not supported", str(tmp / "eval")),
+      ("one of several models missing", *evaluate("--model=./nosuch/model"),
+       "./nosuch/model: no such checkpoint directory", str(tmp / "eval")),
+      ("Hugging Face export of a MERU", "hierre_jax.train", [
+          "--config", f"{TINY_CONFIG}:meru", f"--config.workdir={work}", "--config.export_hf=True"],
+       "config.export_hf=True: a meru model has no Hugging Face format", work),
+      ("release checkpoint of a SigLIP", *release(f"--scorer={scorer_dir}", f"--model={siglip}",
+                                                  f"--out={tmp / 's.pt'}"),
+       f"{siglip}: a siglip model; the release's checkpoint holds a Hugging Face CLIP",
+       str(tmp / "s.pt")),
       ("truncated weights", "hierre_jax.evaluate", [f"--model={truncated}",
                                                     f"--output_dir={tmp / 'e2'}"],
        f"{weights}: cannot read this safetensors file (truncated or corrupt?", None),
@@ -148,7 +198,8 @@ def cases(tmp_path_factory):
        str(tmp / "d.pt")),
       ("release checkpoint of a MERU", *release(f"--scorer={scorer_dir}", f"--model={meru_dir}",
                                                 f"--out={tmp / 'm.pt'}"),
-       f"{meru_dir}: a meru model; the release's checkpoint holds a CLIP", str(tmp / "m.pt")),
+       f"{meru_dir}: a meru model; the release's checkpoint holds a Hugging Face CLIP",
+       str(tmp / "m.pt")),
       ("release checkpoint of another backbone", *release(
           f"--scorer={scorer_dir}", f"--model={good}", f"--out={tmp / 'r.pt'}"),
        f"{scorer_dir}: the scorer reads maps of 5 rows; {good} gives", str(tmp / "r.pt")),

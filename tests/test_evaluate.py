@@ -78,14 +78,16 @@ def test_cli_suite_and_qualitative(family_dir, tmp_path):
   tiny_dir = family_dir
   data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
   before = set(os.listdir(tiny_dir))
-  reference = {"clip": "clip_b32", "align": "align"}[models.family_of(tiny_dir).name]
+  reference = {"align": "align"}.get(models.family_of(tiny_dir).name, "clip_b32")
   with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, image_batch_size=50,
                            evals=["hierarcaps", "hyperlex"], output_dir=str(tmp_path),
-                           reference=reference):
+                           reference=[reference]):
     evaluate.FLAGS.mark_as_parsed()
     evaluate.main([])
   [result] = json.load(open(tmp_path / "results.json"))
   assert result["model"] == tiny_dir and result["checkpoint_step"] is None
+  assert result["family"] == models.family_of(tiny_dir).name
+  assert (tmp_path / "results.png").stat().st_size > 10_000
   assert 0 <= result["hierarcaps/precision"] <= 1 and -1 <= result["hierarcaps/tau_d"] <= 1
   assert result["hierarcaps/tau_d_ties"] == "release"
   assert result["hyperlex/num_pairs"] == 2616 and -1 <= result["hyperlex/rho_all"] <= 1
@@ -141,3 +143,34 @@ def check_renders_in_chromium(page, tmp_path):
   # The inlined photos decode: a thumbnail-sized area far from white, with real colour variety.
   colourful = (np.abs(pixels - pixels.mean(-1, keepdims=True)).sum(-1) > 30)
   assert colourful.sum() > 20000, colourful.sum()
+
+
+def test_several_models_of_any_family_make_one_table(tiny_clip_dir, tmp_path, capsys):
+  """--model twice (CLIP and SigLIP): one results.json/md with a row per model, each equal
+  to that model evaluated alone, the paper's rows of each --reference, a progress line per
+  model, and the tau_d-against-recall picture."""
+  from absl.testing import flagsaver
+  from conftest import write_tiny_model
+  siglip_dir = write_tiny_model("siglip", str(tmp_path / "siglip"), seed=5)
+  data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
+  runs = {"both": [tiny_clip_dir, siglip_dir], "clip": [tiny_clip_dir],
+          "siglip": [siglip_dir]}
+  for name, model_list in runs.items():
+    with flagsaver.flagsaver(model=model_list, data_dir=data_dir, image_batch_size=50,
+                             evals=["hierarcaps"], output_dir=str(tmp_path / f"out_{name}"),
+                             reference=["clip_b32", "align"]):
+      evaluate.FLAGS.mark_as_parsed()
+      evaluate.main([])
+  both = json.load(open(tmp_path / "out_both" / "results.json"))
+  assert [r["family"] for r in both] == ["clip", "siglip"]
+  alone = json.load(open(tmp_path / "out_clip" / "results.json")) + json.load(
+      open(tmp_path / "out_siglip" / "results.json"))
+  timeless = lambda r: {k: v for k, v in r.items() if "/seconds/" not in k}
+  assert [timeless(r) for r in both] == [timeless(r) for r in alone]
+  table = (tmp_path / "out_both" / "results.md").read_text()
+  assert all(f"| {m} | {r['hierarcaps/precision']:.3f}" in table
+             for m, r in zip(runs["both"], both))
+  assert "| paper: CLIP ViT-B/32 zero-shot |" in table and "| paper: ALIGN RE fine-tuned |" in table
+  out = capsys.readouterr().out
+  assert f"[model 1/2] {tiny_clip_dir}" in out and f"[model 2/2] {siglip_dir}" in out
+  assert (tmp_path / "out_both" / "results.png").stat().st_size > 10_000

@@ -156,7 +156,7 @@ def test_image_tower_parity_at_the_release_shapes(tmp_path, size, reference):
   """The real widths and heads of ViT-S/B/L (S: 12 heads, not timm's 6) at 224 px; the
   depth cut to 2 layers (the per-layer shapes are the real ones; 2 CPU cores); against the
   twin written from the spec and against timm's VisionTransformer itself (where timm
-  imports: not beside the CPU torch of CI; `bash launch/timm_parity.sh` runs it)."""
+  imports: not beside the CPU torch of CI; `bash launch/reference_parity.sh` runs it)."""
   if reference == "timm":
     pytest.importorskip("timm")
   from hierre_jax.models.meru import modeling

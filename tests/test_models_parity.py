@@ -14,13 +14,23 @@ from hierre_jax import models
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import random_init
+from hierre_jax.models.open_clip import checkpoint as open_clip_checkpoint
 from references import TEXTS, assert_parity
 
 torch = pytest.importorskip("torch")
 
 
+def weights_file(family):
+  """The file a family's export writes its tensors to."""
+  return {"open_clip": open_clip_checkpoint.SAFETENSORS}.get(family.name, "model.safetensors")
+
+
 @pytest.mark.reordering
-def test_parity_with_transformers(family_dir):
+def test_parity_with_transformers(family_dir, tmp_path):
+  model = models.load(family_dir)
+  if not model.family.architectures:  # open_clip: transformers' CLIPModel of its weights
+    family_dir = model.family.write_hf_checkpoint(model.params, model.config, str(tmp_path),
+                                                  family_dir)
   assert_parity(family_dir)
 
 
@@ -29,16 +39,18 @@ def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir
   model = models.load(family_dir)
   family, params = model.family, model.params
   out = model.export(str(tmp_path / "out"))
-  before = safetensors.numpy.load_file(os.path.join(family_dir, "model.safetensors"))
-  after = safetensors.numpy.load_file(os.path.join(out, "model.safetensors"))
+  before = safetensors.numpy.load_file(os.path.join(family_dir, weights_file(family)))
+  after = safetensors.numpy.load_file(os.path.join(out, weights_file(family)))
   assert set(after) == set(before)
   for key, value in before.items():
     np.testing.assert_array_equal(after[key], value, err_msg=key)
-  _, info = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
-  assert not any(info.values()), info  # no missing, unexpected or mismatched keys
-  processor = transformers.AutoProcessor.from_pretrained(out)
-  assert processor.tokenizer("a photo of a cat")["input_ids"] == model.tokenizer(
-      "a photo of a cat")["input_ids"]
+  if family.architectures:  # a Hugging Face format (open_clip's: tests/test_open_clip.py)
+    _, info = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched keys
+    processor = transformers.AutoProcessor.from_pretrained(out)
+    ours = model.tokenizer("a photo of a cat")["input_ids"]  # SigLIP's padded to its length
+    assert processor.tokenizer("a photo of a cat", padding="max_length",
+                               max_length=len(ours))["input_ids"] == ours
   assert models.family_of(out) is family
   _, again = family.read_checkpoint(out)
   jax.tree.map(np.testing.assert_array_equal, again, params)
@@ -61,7 +73,7 @@ def test_vit_b32_config_parity(tmp_path):
 
 def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
   family = models.family_of(family_dir)
-  name = {"clip": "layers", "align": "layer"}[family.name]  # the text tower's layers
+  name = {"align": "layer"}.get(family.name, "layers")  # the text tower's layers
   config, params = family.read_checkpoint(family_dir)
   _, unrolled = family.read_checkpoint(family_dir, scan_layers=False)
   assert f"{name}_1" in unrolled["text_model"]["encoder"] and family.has_stacked_layers(params)
@@ -73,8 +85,8 @@ def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
   # Both layouts export the same file.
   for layout, tree in (("scanned", params), ("unrolled", unrolled)):
     family.write_checkpoint(tree, config, str(tmp_path / layout), family_dir)
-  assert (open(tmp_path / "scanned" / "model.safetensors", "rb").read()
-          == open(tmp_path / "unrolled" / "model.safetensors", "rb").read())
+  assert (open(tmp_path / "scanned" / weights_file(family), "rb").read()
+          == open(tmp_path / "unrolled" / weights_file(family), "rb").read())
 
 
 @pytest.mark.reordering

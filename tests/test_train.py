@@ -138,7 +138,9 @@ def test_length_groups_and_packing_give_the_same_step(tmp_path):
     ("clip", dict(tiers=(0, 2, 3), negatives=False, loss="ec", ec_k=0.3, ec_margin=0.2)),
     ("align", dict(pullback_cache=True)), ("align", dict(pullback_cache=False, pack_texts=False)),
     ("meru", dict(pullback_cache=True)), ("meru", dict(pullback_cache=False, pack_texts=False)),
-    ("meru", dict(root="origin", loss="ec", ec_k=0.3, ec_margin=0.2))])
+    ("meru", dict(root="origin", loss="ec", ec_k=0.3, ec_margin=0.2)),
+    ("siglip", dict(pullback_cache=True)), ("siglip", dict(pullback_cache=False, pack_texts=False)),
+    ("open_clip", dict(pullback_cache=True))])
 @pytest.mark.reordering
 def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family, options):
   """The step's batching (texts packed, or padded in length groups with the root riding

@@ -3,6 +3,7 @@
   --config tests/tiny_train_config.py        a tiny CLIP
   --config tests/tiny_train_config.py:align  a tiny ALIGN (BERT + EfficientNet)
   --config tests/tiny_train_config.py:meru   a tiny MERU (hyperbolic)
+  --config tests/tiny_train_config.py:siglip a tiny SigLIP (text length 16)
 """
 import ml_collections
 
@@ -23,6 +24,12 @@ def get_config(family="clip"):
                                  max_position_embeddings=77),
         vision=dict(hidden_size=64, num_hidden_layers=2, image_size=32, patch_size=16),
         projection_dim=16, seed=0))
+  elif family == "siglip":
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4)
+    config.random_init = ml_collections.ConfigDict(dict(
+        family="siglip", text=dict(tower, max_position_embeddings=16, vocab_size=500),
+        vision=dict(tower, image_size=32, patch_size=16), projection_dim=32, seed=0))
   else:
     config.random_init.text.update(hidden_size=32, intermediate_size=64, num_attention_heads=4)
     config.random_init.vision.update(hidden_size=32, intermediate_size=64, image_size=32,

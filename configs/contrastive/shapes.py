@@ -21,6 +21,9 @@ def get_config():
                       num_attention_heads=4, image_size=64, patch_size=8),
           projection_dim=64, seed=0),
       loss="contrastive",  # or "meru" (a hyperbolic MERU: random_init.family="meru")
+      # > 0: plus this times FILIP's token-wise loss (word tokens against patches; the DCSM
+      # study's positive control, configs/contrastive/shapes_tokens.py).
+      token_loss_weight=0.0,
       train_csv=f"{DATA}/train/captions.csv",
       workdir="workdirs/shapes_clip", export_dir="",
       batch_size=64, num_epochs=6, total_steps=0,

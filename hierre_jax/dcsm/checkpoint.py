@@ -167,8 +167,11 @@ def write_release(scorer_dir, model, out_path):
   params, table, info = load(scorer_dir)
   clip = loading.load(model)
   if clip.family.name != "clip":
+    hint = ("; write it as a Hugging Face CLIPModel directory first "
+            "(Model.export(out, hf=True))" if hasattr(clip.family, "write_hf_checkpoint")
+            else "")
     raise errors.UserError(f"{model}: a {clip.family.name} model; the release's checkpoint "
-                           "holds a CLIP")
+                           f"holds a Hugging Face CLIP{hint}")
   vision = convert.load_hf_config(clip.model_dir).vision_config
   tokens = (vision.image_size // vision.patch_size) ** 2 + 1
   if table.shape[1] != tokens:

@@ -127,8 +127,10 @@ class TokenFeatures:
     self.model = loading.load(model)
     encoders = self.model.encoders()
     if encoders.image_tokens is None:
-      raise errors.UserError(f"{model}: the {self.model.family.name} family has no per-token "
-                             "features; dense maps need a CLIP model")
+      raise errors.UserError(
+          f"{model}: the {self.model.family.name} family has no per-token features (SigLIP: "
+          "no class token, no projection of its patches); dense maps need a CLIP-class model "
+          "(clip, open_clip)")
     params = dict(self.model.params)
     params.pop("root", None)
     self.batch_size, self.image_workers = batch_size, image_workers

@@ -11,6 +11,7 @@ from absl import flags
 from hierre_jax import config_values
 from hierre_jax import errors
 from hierre_jax import published
+from hierre_jax.evaluators import plot
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
 
@@ -84,10 +85,19 @@ def evaluate(embedder, evaluators):
 
 
 def run(embedders, evaluators):
-  """{model name: Embedder} -> list of result dicts, one per model."""
-  return [{"model": model, "checkpoint_step": embedder.checkpoint_step,
-           "root": embedder.root_source, **evaluate(embedder, evaluators)}
-          for model, embedder in embedders.items()]
+  """{model name: Embedder, or a function () -> Embedder} -> list of result dicts, one per
+  model. Models given as functions are loaded one after another (one model's towers and
+  features in memory at a time), each announced on a progress line."""
+  results = []
+  for i, (model, embedder) in enumerate(embedders.items()):
+    if callable(embedder):
+      print(f"[model {i + 1}/{len(embedders)}] {model}", flush=True)
+      embedder = embedder()
+    results.append({"model": model, "family": embedder.model.family.name,
+                    "checkpoint_step": embedder.checkpoint_step, "root": embedder.root_source,
+                    **evaluate(embedder, evaluators)})
+    del embedder
+  return results
 
 
 # (column title, metric key) of the Table-1-shaped summary, in registration order.
@@ -133,15 +143,22 @@ def markdown_table(results, papers=()):
   return "\n".join(lines) + "\n\n" + COUNT_LEGEND + "\n"
 
 
-def write(results, output_dir, reference=""):
-  """-> paths of results.json and results.md in `output_dir`."""
+def write(results, output_dir, references=()):
+  """-> paths of results.json and results.md in `output_dir`, with the published rows of
+  each of `references` (keys of published.SUITE; a string: one) under ours; and
+  results.png (`plot.tau_d_against_recall`) when HierarCaps was evaluated."""
+  references = [references] if isinstance(references, str) else list(references)
+  unknown = [r for r in references if r and r not in published.SUITE]
+  if unknown:
+    raise ValueError(f"reference {unknown[0]!r}: use one of {', '.join(published.SUITE)}")
+  papers = dict(row for r in references if r for row in published.SUITE[r].items())
   os.makedirs(output_dir, exist_ok=True)
   json_path = os.path.join(output_dir, "results.json")
   md_path = os.path.join(output_dir, "results.md")
   with open(json_path, "w") as f:
     json.dump(results, f, indent=1)
-  if reference and reference not in published.SUITE:
-    raise ValueError(f"reference {reference!r}: use one of {', '.join(published.SUITE)}")
   with open(md_path, "w") as f:
-    f.write(markdown_table(results, published.SUITE[reference].items() if reference else ()))
+    f.write(markdown_table(results, papers.items()))
+  if any("hierarcaps/tau_d" in r for r in results):
+    plot.tau_d_against_recall(results, papers, os.path.join(output_dir, "results.png"))
   return json_path, md_path

@@ -2,7 +2,7 @@
 behind one interface (`models/family.py`); `load` returns a `model.Model`. A checkpoint's
 family is the one that owns its path (`Family.owns`): a Hugging Face directory (or a train
 workdir's `model_info/`) by its config.json's `architectures`, else `model_type`; a MERU
-release checkpoint by its .pth.
+release checkpoint by its .pth; an open_clip checkpoint by its open_clip_config.json.
 
 To add a family: a sub-package whose `FAMILY` implements `family.Family`, listed in FAMILIES.
 """
@@ -14,9 +14,12 @@ from hierre_jax.models import align
 from hierre_jax.models import clip
 from hierre_jax.models import hf_io
 from hierre_jax.models import meru
+from hierre_jax.models import open_clip
+from hierre_jax.models import siglip
 from hierre_jax.models.model import COMPUTE_DTYPES, Model  # noqa: F401 (the package's API)
 
-FAMILIES = {"clip": clip.FAMILY, "align": align.FAMILY, "meru": meru.FAMILY}
+FAMILIES = {"clip": clip.FAMILY, "align": align.FAMILY, "meru": meru.FAMILY,
+            "open_clip": open_clip.FAMILY, "siglip": siglip.FAMILY}
 
 
 class UnsupportedModel(errors.UserError):
@@ -36,6 +39,10 @@ def family_of(model_dir):
   for fam in FAMILIES.values():
     if fam.owns(model_dir):
       return fam
+  if os.path.isfile(model_dir):
+    raise UnsupportedModel(f"{model_dir}: a checkpoint file of no family hierre_jax reads "
+                           "(MERU's .pth, or open_clip weights with open_clip_config.json "
+                           "beside them)")
   errors.require_file(path, "model config (config.json)")
   found = list(hf_config.get("architectures") or [])
   supported = sorted(a for fam in FAMILIES.values() for a in fam.architectures)

@@ -24,6 +24,13 @@ class Encoders:
   image_tokens: Callable | None = None  # (params, pixels [N, H, W, C]) -> [N, 1 + HW, P]
 
 
+def linen_encoders(model, **methods):
+  """`Encoders` of a linen module: each of `methods` (name -> unbound method of the module's
+  class, e.g. text=CLIP.encode_text) applied with a params tree."""
+  apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
+  return Encoders(**{name: apply(method) for name, method in methods.items()})
+
+
 # What images are embedded for: zero-shot classification, traversal and everything else,
 # or image-text retrieval.
 IMAGE_USES = ("classification", "retrieval")
@@ -67,6 +74,10 @@ class Family(Protocol):
     """Writes `params` of `config` (with a params["root"] of its own, if any) in the
     family's format, with the config, tokenizer and preprocessing files of `source_dir`
     -> out_dir."""
+
+  # Optional, for a family whose own format is not Hugging Face's but whose towers are
+  # (open_clip): write_hf_checkpoint(params, config, out_dir, source_dir) -> out_dir, a
+  # transformers directory of the same weights (`Model.export(out, hf=True)`).
 
   def save_info(self, source_dir: str, config: Any, info_dir: str) -> None:
     """Writes what `read_config`, `load_tokenizer` and `preprocessing` read (no weights)."""

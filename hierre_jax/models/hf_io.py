@@ -43,6 +43,10 @@ def declares(model_dir, architectures, model_type):
                                                    hf_config.get("model_type") == model_type)
 
 
+# Checkpoints given as one file (MERU's .pth; open_clip's weights with their config beside).
+CHECKPOINT_FILES = (".pth", ".pt", ".bin", ".safetensors")
+
+
 def looks_local(path):
   """True for a path that cannot be a hub id ('org/name'): absolute, ./ or ../, more than
   two components, or whose first component is a local directory (a typo in 'workdirs/x')."""
@@ -52,9 +56,11 @@ def looks_local(path):
 
 
 def resolve_model_dir(path_or_id):
-  """A local directory (or checkpoint file) as is; otherwise a hub id, downloaded (needs
-  network)."""
-  if os.path.isdir(path_or_id) or os.path.isfile(path_or_id) and path_or_id.endswith(".pth"):
+  """A local directory (or checkpoint file) as is; otherwise a hub id ("org/name", or
+  open_clip's "hf-hub:org/name"), downloaded (needs network): configs, tokenizer files
+  (SigLIP's spiece.model too) and the weights."""
+  if os.path.isdir(path_or_id) or os.path.isfile(path_or_id) and path_or_id.endswith(
+      CHECKPOINT_FILES):
     return path_or_id
   if os.path.exists(path_or_id) or looks_local(path_or_id):
     parent = os.path.dirname(os.path.abspath(path_or_id))
@@ -63,12 +69,14 @@ def resolve_model_dir(path_or_id):
     raise FileNotFoundError(f"{path_or_id}: no such checkpoint directory"
                             + (f" (did you mean {', '.join(near)}?)" if near else ""))
   import huggingface_hub  # pylint: disable=g-import-not-at-top
+  repo = path_or_id.removeprefix("hf-hub:")  # open_clip's spelling of a hub id
   try:
     model_dir = huggingface_hub.snapshot_download(
-        path_or_id, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+        repo, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"])
     if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
-      model_dir = huggingface_hub.snapshot_download(  # older repos: pytorch_model.bin only
-          path_or_id, allow_patterns=["*.json", "*.txt", "pytorch_model.bin"])
+      model_dir = huggingface_hub.snapshot_download(  # older repos: PyTorch weights only
+          repo, allow_patterns=["*.json", "*.txt", "*.model", "pytorch_model.bin",
+                                "open_clip_pytorch_model.bin"])
   except Exception as e:  # pylint: disable=broad-except
     raise FileNotFoundError(f"{path_or_id}: not a local directory, and downloading it as a "
                             f"Hugging Face hub id failed ({type(e).__name__}: "
@@ -95,18 +103,7 @@ def read_state_dict(model_dir, ignored=()):
     for name in files:
       tensors.update(load_safetensors(os.path.join(model_dir, name)))
   elif os.path.exists(bin_file):
-    try:
-      import torch  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ImportError(f"{bin_file}: reading pytorch_model.bin needs torch "
-                        "(pip install 'hierre_jax[torch]'), or convert it to safetensors") from e
-    try:
-      state = torch.load(bin_file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointFormatError(f"{bin_file}: cannot read this PyTorch file (truncated or "
-                                  f"corrupt? {type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-    tensors = {k: v.float().numpy() for k, v in state.items()}
+    tensors = {k: v.float().numpy() for k, v in load_torch_file(bin_file).items()}
   else:
     raise FileNotFoundError(f"{model_dir}: no model.safetensors, model.safetensors.index.json "
                             "or pytorch_model.bin")
@@ -115,6 +112,22 @@ def read_state_dict(model_dir, ignored=()):
 
 class CheckpointFormatError(errors.UserError):
   """A checkpoint file that cannot be read, or whose tensors do not fit the model."""
+
+
+def load_torch_file(path):
+  """torch.load of a PyTorch file of tensors (weights_only); ImportError without torch,
+  CheckpointFormatError naming a file that cannot be read."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"{path}: reading a PyTorch file needs torch (pip install "
+                      "'hierre_jax[torch]'), or convert it to safetensors") from e
+  try:
+    return torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointFormatError(f"{path}: cannot read this PyTorch file (truncated or corrupt? "
+                                f"{type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
 
 
 def load_safetensors(path):

@@ -65,7 +65,10 @@ class Model:
 
   @property
   def max_length(self):
-    return self.family.max_length
+    """Tokens per text: the family's, or fewer where the checkpoint's position table is
+    shorter (SigLIP so400m-patch14-224: 16)."""
+    positions = getattr(getattr(self.config, "text", None), "max_positions", None)
+    return min(self.family.max_length, positions or self.family.max_length)
 
   def with_params(self, params):
     """The same model with other parameters (a train state's); the tokenizer and
@@ -92,7 +95,15 @@ class Model:
     """ids [..., T] -> [...] index of the token each text is pooled at."""
     return self.family.pool_index(self.config, ids)
 
-  def export(self, out_dir, params=None):
-    """Writes `params` (default the model's) in the family's checkpoint format -> out_dir."""
-    return self.family.write_checkpoint(self.params if params is None else params, self.config,
-                                        out_dir, self.model_dir)
+  def export(self, out_dir, params=None, hf=False):
+    """Writes `params` (default the model's) in the family's checkpoint format -> out_dir;
+    `hf`: as a Hugging Face model directory (open_clip's `write_hf_checkpoint`; the Hugging
+    Face families' own format), ValueError for a family that has none (MERU)."""
+    write = self.family.write_checkpoint
+    if hf and not self.family.architectures:
+      write = getattr(self.family, "write_hf_checkpoint", None)
+      if write is None:
+        raise ValueError(f"{self.model_dir}: a {self.family.name} model has no Hugging Face "
+                         "format to export to")
+    return write(self.params if params is None else params, self.config, out_dir,
+                 self.model_dir)

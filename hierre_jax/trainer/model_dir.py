@@ -54,8 +54,17 @@ def export(model, params, config):
   out = export_dir(config)
   if config.export_dir:
     locations.claim(out, export_owner(config), "config.export_dir")
-  model.export(out, params)
+  model.export(out, params, hf=config.get("export_hf", False))
   return out
+
+
+def check_export_format(config, family):
+  """Before anything is written: config.export_hf only for a family with a Hugging Face
+  format (a one-line ConfigError otherwise)."""
+  if config.get("export_hf") and not (family.architectures
+                                      or hasattr(family, "write_hf_checkpoint")):
+    raise errors.ConfigError(f"config.export_hf=True: a {family.name} model has no Hugging "
+                             "Face format; export it in its own (export_hf=False)")
 
 
 def random_init_record(config):

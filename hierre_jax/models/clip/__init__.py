@@ -54,13 +54,11 @@ class Clip:
     return sphere.SPHERE
 
   def encoders(self, config, remat=False):
-    model = modeling.CLIP(config, remat)
-    apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
-    return family.Encoders(text=apply(modeling.CLIP.encode_text),
-                           packed_text=apply(modeling.CLIP.encode_packed_text),
-                           image=apply(modeling.CLIP.encode_image),
-                           text_tokens=apply(modeling.CLIP.encode_text_tokens),
-                           image_tokens=apply(modeling.CLIP.encode_image_tokens))
+    m = modeling.CLIP
+    return family.linen_encoders(modeling.CLIP(config, remat), text=m.encode_text,
+                                 packed_text=m.encode_packed_text, image=m.encode_image,
+                                 text_tokens=m.encode_text_tokens,
+                                 image_tokens=m.encode_image_tokens)
 
   def embedding_size(self, config):
     return config.projection_dim

@@ -46,14 +46,14 @@ def has_stacked_layers(params):
   return "layers" in params["text_model"]["encoder"]
 
 
-def state_dict_to_params(state_dict, config, source="checkpoint"):
-  """HF state dict -> Flax param tree of `config`'s layout, checked key by key."""
+def state_dict_to_params(state_dict, config, source="checkpoint",
+                         param_shapes=modeling.param_shapes, model="a CLIPModel"):
+  """HF state dict -> Flax param tree of `config`'s layout, checked key by key against
+  `param_shapes(config)` (a tree named like `model`'s state dict, as CLIP's is)."""
   unrolled = dataclasses.replace(config, scan_layers=False)
   expected = {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
-              for path, leaf in jax.tree_util.tree_leaves_with_path(
-                  modeling.param_shapes(unrolled))}
-  params = hf_io.tree_from_state_dict(state_dict, expected, hf_key_to_path, source,
-                                      "a CLIPModel")
+              for path, leaf in jax.tree_util.tree_leaves_with_path(param_shapes(unrolled))}
+  params = hf_io.tree_from_state_dict(state_dict, expected, hf_key_to_path, source, model)
   return hf_io.stack_layers(params) if config.scan_layers else params
 
 

@@ -12,11 +12,11 @@ from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import hf_io
 from hierre_jax.models.clip import preprocessing as clip_preprocessing
+from hierre_jax.models.clip import cleaned_tokenizer
 from hierre_jax.models.clip import tokenizer as clip_tokenizer
 from hierre_jax.models.meru import checkpoint
 from hierre_jax.models.meru import modeling
 from hierre_jax.models.meru import random_init
-from hierre_jax.models.meru import tokenizer
 
 CONFIG_FILE = "meru_config.json"  # a train workdir's record of the sizes (`save_info`)
 
@@ -77,7 +77,7 @@ class Meru:
                                          hyperbolic)
 
   def load_tokenizer(self, model_dir):
-    return tokenizer.bpe_tokenizer()
+    return cleaned_tokenizer.bpe_tokenizer()
 
   def preprocessing(self, model_dir, config, use="classification"):
     """[0, 1] pixels (the model normalises) at the image size, bicubic: the short side
