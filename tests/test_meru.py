@@ -614,6 +614,6 @@ def test_random_init_options_are_the_familys(tmp_path):
   with pytest.raises(errors.UserError, match=r"options.hyperbolic: not an option of a random "
                      r"clip checkpoint \(it takes none\)"):
     model_dir.prepare_model_dir(config, is_main=True)
-  config.random_init.family = "siglip"
-  with pytest.raises(errors.UserError, match=r"config.random_init.family='siglip': not a family"):
+  config.random_init.family = "blip"
+  with pytest.raises(errors.UserError, match=r"config.random_init.family='blip': not a family"):
     model_dir.prepare_model_dir(config, is_main=True)
