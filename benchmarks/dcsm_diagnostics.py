@@ -12,7 +12,7 @@
   swapped "o2 ... o1", "o2" alone, "o1 and o2" (a scorer that only checks the first-named
   object is in the image splits its picks between the first and the last).
 
-  python -m benchmarks.dcsm_diagnostics --seed 0 [--variant tokens]
+  python -m benchmarks.dcsm_diagnostics --seed 0 [--variant tokens|grounded]
 """
 import argparse
 import json
@@ -97,8 +97,8 @@ def negation_picks(data, scorers):
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--variant", default="", help="tokens: the positive control's backbone "
-                      "and scorer (`bash launch/dcsm_shapes.sh SEED tokens`)")
+  parser.add_argument("--variant", default="", help="tokens or grounded: a positive control's "
+                      "backbone and scorer (`bash launch/dcsm_shapes.sh SEED VARIANT`)")
   args = parser.parse_args()
   run = f"{args.variant}_{args.seed}" if args.variant else str(args.seed)
   data = f"workdirs/shapes_data_{args.seed}"

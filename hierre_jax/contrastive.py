@@ -2,7 +2,9 @@
 from scratch, on a CSV of (image, caption) pairs: small-scale experiments such as the
 frozen backbone of the offline DCSM study (docs/dcsm.md).
 config.token_loss_weight > 0 adds FILIP's token-wise term (word tokens against patches), so
-that a backbone's tokens align: the study's positive control.
+that a backbone's tokens align: the study's positive control. config.grounding_loss_weight > 0
+adds a supervised one instead: each word of a row's `regions` (`grounding`) puts its
+similarity on the patches of its box.
 
 config.loss: "contrastive" (CLIP's, cosine logits: a model on the sphere) or "meru" (MERU's,
 a hyperbolic MERU: logits -exp(logit_scale) d(v_i, t_j) plus 0.2 x the entailment-cone
@@ -11,8 +13,8 @@ bounds after every update, where MERU clamps them in its forward pass).
 
   python -m hierre_jax.contrastive --config configs/contrastive/shapes.py [--config.key=value]
 
-The CSV has the columns image (a path, relative to the CSV's folder) and caption; an image
-may appear in several rows. Every image is decoded and preprocessed once, before the first
+The CSV has the columns image (a path, relative to the CSV's folder) and caption, and
+optionally regions (`grounding`); an image may appear in several rows. Every image is decoded and preprocessed once, before the first
 step (the data must fit in host memory). Rows of a batch whose captions are the same text
 are positives of each other (the target spreads over them), not negatives. The same
 verified checkpoints, resume, config-drift refusal, metrics and progress as RE training
@@ -32,6 +34,7 @@ from hierre_jax import cli
 from hierre_jax import config_values
 from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import grounding
 from hierre_jax import models
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
@@ -45,6 +48,7 @@ MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
 # config.loss -> the geometry it is defined in.
 LOSSES = {"contrastive": "sphere", "meru": "lorentz"}
 ENTAILMENT_WEIGHT = 0.2  # MERU's
+TOKEN_TERMS = ("token_loss_weight", "grounding_loss_weight")  # config keys of the token terms
 # MERU's bounds on its stored logs (FAMILIES_SPEC 1.3): curvature in [0.1, 10], alphas <= 1.
 LOG_BOUNDS = {"curv": (float(np.log(0.1)), float(np.log(10.0))),
               "visual_alpha": (None, 0.0), "textual_alpha": (None, 0.0),
@@ -52,7 +56,8 @@ LOG_BOUNDS = {"curv": (float(np.log(0.1)), float(np.log(10.0))),
 
 
 def read_pairs(path):
-  """CSV (image, caption) -> (image paths, captions); DataError naming a bad row."""
+  """CSV (image, caption[, regions]) -> (image paths, captions, [(word, box)] per row or None
+  without a regions column); DataError naming a bad row."""
   errors.require_file(path, "pairs CSV")
   with open(path, newline="", encoding="utf-8") as f:
     reader = csv.DictReader(f)
@@ -62,6 +67,7 @@ def read_pairs(path):
     rows = list(reader)
   folder = os.path.dirname(os.path.abspath(path))
   images, captions = [], []
+  regions = [] if "regions" in reader.fieldnames else None
   for i, row in enumerate(rows, start=2):  # line numbers as an editor shows them
     if not row["image"] or not row["caption"]:
       raise errors.DataError(f"{path}: row {i}: empty image or caption")
@@ -70,17 +76,21 @@ def read_pairs(path):
       raise errors.DataError(f"{path}: row {i}: no image file {image}")
     images.append(image)
     captions.append(row["caption"])
+    if regions is not None:
+      regions.append(grounding.parse_regions(row["regions"] or "", row["caption"],
+                                             f"{path}: row {i}"))
   if not images:
     raise errors.DataError(f"{path}: no rows")
-  return images, captions
+  return images, captions, regions
 
 
 class PairData:
-  """Preprocessed pixels of every distinct image, token ids of every distinct caption, and
-  the rows as (image index, caption index)."""
+  """Preprocessed pixels of every distinct image, token ids of every distinct caption, the
+  rows as (image index, caption index), and with a regions column each row's regions as
+  (token index of the word, box, whether a region) padded to the most regions of a row."""
 
-  def __init__(self, path, tokenizer, preprocessing, max_length, workers=None):
-    images, captions = read_pairs(path)
+  def __init__(self, path, tokenizer, preprocessing, max_length, pool_index, workers=None):
+    images, captions, regions = read_pairs(path)
     self.image_paths = list(dict.fromkeys(images))
     self.captions = list(dict.fromkeys(captions))
     image_index = {p: i for i, p in enumerate(self.image_paths)}
@@ -90,20 +100,41 @@ class PairData:
     ids = text_ids.tokenize(tokenizer, self.captions, max_length)
     self.ids = text_ids.pad(ids, text_ids.bucket_length(max(map(len, ids)), 8, max_length),
                             tokenizer.pad_token_id)
+    self.regions = None if regions is None else self.region_arrays(
+        path, captions, regions, tokenizer, max_length, pool_index)
     self.pixels = np.concatenate(list(tqdm.tqdm(
         image_data.load_batches(self.image_paths, preprocessing, 64, workers),
         total=-(-len(self.image_paths) // 64), desc=f"images of {os.path.basename(path)}",
         leave=False)))
 
+  @staticmethod
+  def region_arrays(path, captions, regions, tokenizer, max_length, pool_index):
+    """-> {positions [N, K] int32, boxes [N, K, 4] float32, valid [N, K] bool}."""
+    k = max(1, max(map(len, regions)))
+    out = {"positions": np.zeros((len(regions), k), np.int32),
+           "boxes": np.tile(np.float32([0, 0, 1, 1]), (len(regions), k, 1)),
+           "valid": np.zeros((len(regions), k), bool)}
+    position = {}
+    for i, (caption, row) in enumerate(zip(captions, regions)):
+      for j, (word, box) in enumerate(row):
+        if (caption, word) not in position:
+          position[caption, word] = grounding.word_position(
+              tokenizer, pool_index, caption, word, max_length, f"{path}: row {i + 2}")
+        out["positions"][i, j], out["boxes"][i, j] = position[caption, word], box
+        out["valid"][i, j] = True
+    return out
+
   def batch(self, step, batch_size, seed):
     """The rows of `step`: a permutation per epoch from (seed, epoch), partial batches left
-    out -> {pixels, ids, caption: [B] caption index}."""
+    out -> {pixels, ids, caption: [B] caption index, and the rows' region arrays}."""
     per_epoch = len(self.rows) // batch_size
     epoch, k = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
-    rows = self.rows[order[k * batch_size:(k + 1) * batch_size]]
+    picked = order[k * batch_size:(k + 1) * batch_size]
+    rows = self.rows[picked]
+    regions = {} if self.regions is None else {k: v[picked] for k, v in self.regions.items()}
     return {"pixels": self.pixels[rows[:, 0]], "ids": self.ids[rows[:, 1]],
-            "caption": rows[:, 1]}
+            "caption": rows[:, 1], **regions}
 
 
 def symmetric_cross_entropy(logits, caption, text_logits=None):
@@ -164,27 +195,36 @@ def clamp_to_bounds(params):
                        if k in params}}
 
 
-def make_loss_fn(model, loss="contrastive", token_weight=0.0):
+def make_loss_fn(model, loss="contrastive", token_weight=0.0, grounding_weight=0.0):
   """-> fn(params, batch) -> (loss value, metrics) of `loss`; `token_weight` > 0 adds that
-  times FILIP's token-wise loss (`token_contrastive_loss`: word tokens against patches), the
-  pooled features then read off the same token pass (the class token, each text's end
-  token)."""
+  times FILIP's token-wise loss (`token_contrastive_loss`: word tokens against patches),
+  `grounding_weight` > 0 that times `grounding.grounding_loss` of the batch's regions; with
+  either, the pooled features are read off the same token pass (the class token, each
+  text's end token)."""
   encoders = model.encoders()
 
   def features(params, batch):
-    if not token_weight:
-      return encoders.image(params, batch["pixels"]), encoders.text(params, batch["ids"]), 0.0
+    """-> (pooled image, pooled text, {name: unweighted token-level term})."""
+    if not (token_weight or grounding_weight):
+      return encoders.image(params, batch["pixels"]), encoders.text(params, batch["ids"]), {}
     ids, lift = batch["ids"], model.geometry.lift
     ends = model.pool_index(ids)
     tokens = encoders.text_tokens(params, ids, jnp.arange(ids.shape[1])[None] <= ends[:, None])
     image_tokens = encoders.image_tokens(params, batch["pixels"])
-    text = tokens[jnp.arange(len(ids)), ends]
-    term = token_contrastive_loss(lift(image_tokens[:, 1:]), lift(tokens), word_mask(ids, ends),
-                                  model.family.log_logit_scale(params), batch["caption"])
-    return image_tokens[:, 0], text, token_weight * term
+    patches, words = lift(image_tokens[:, 1:]), lift(tokens)
+    log_scale, terms = model.family.log_logit_scale(params), {}
+    if token_weight:
+      terms["tokens"] = token_contrastive_loss(patches, words, word_mask(ids, ends), log_scale,
+                                               batch["caption"])
+    if grounding_weight:
+      terms["grounding"] = grounding.grounding_loss(patches, words, batch["positions"],
+                                                    batch["boxes"], batch["valid"], log_scale)
+    return image_tokens[:, 0], tokens[jnp.arange(len(ids)), ends], terms
+
+  weights = {"tokens": token_weight, "grounding": grounding_weight}
 
   def loss_fn(params, batch):
-    image, text, token_term = features(params, batch)
+    image, text, terms = features(params, batch)
     log_scale = model.family.log_logit_scale(params)
     if loss == "meru":
       c = jnp.exp(params["curv"])
@@ -193,20 +233,19 @@ def make_loss_fn(model, loss="contrastive", token_weight=0.0):
     else:
       image, text = model.geometry.lift(image), model.geometry.lift(text)
       value, logits = contrastive_loss(image, text, log_scale, batch["caption"]), image @ text.T
+    value = value + sum(weights[k] * term for k, term in terms.items())
     hits = logits.argmax(axis=1)
     accuracy = (batch["caption"][hits] == batch["caption"]).mean()
-    metrics = {"loss": value + token_term, "batch_i2t_accuracy": accuracy,
-               "logit_scale": jnp.exp(log_scale)}
-    if token_weight:
-      metrics["loss_tokens"] = token_term / token_weight
-    return value + token_term, metrics
+    metrics = {"loss": value, "batch_i2t_accuracy": accuracy, "logit_scale": jnp.exp(log_scale),
+               **{f"loss_{k}": term for k, term in terms.items()}}
+    return value, metrics
 
   return loss_fn
 
 
-def make_train_step(model, tx, loss="contrastive", token_weight=0.0):
+def make_train_step(model, tx, loss="contrastive", token_weight=0.0, grounding_weight=0.0):
   """The step (to be jitted) of `make_loss_fn`'s loss, MERU's logs kept in their bounds."""
-  loss_fn = make_loss_fn(model, loss, token_weight)
+  loss_fn = make_loss_fn(model, loss, token_weight, grounding_weight)
 
   def step(state, batch):
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
@@ -238,7 +277,8 @@ class Contrastive:
   """The contrastive objective on both towers (`trainer.run.Objective`)."""
 
   resume_rules = config_values.ResumeRules(added_keys={"loss": "contrastive",
-                                                      "token_loss_weight": 0.0})
+                                                      "token_loss_weight": 0.0,
+                                                      "grounding_loss_weight": 0.0})
   curve_panels = (("loss", ("loss",)), ("accuracy", ("batch_i2t_accuracy", "eval/i2t_accuracy")),
                   ("logit scale", ("logit_scale",)))
 
@@ -254,11 +294,15 @@ class Contrastive:
     config_values.number(config, "lr", 0, low_open=True)
     if config.loss not in LOSSES:
       raise errors.ConfigError(f"config.loss={config.loss!r}: use one of {', '.join(LOSSES)}")
-    if config_values.number(config, "token_loss_weight", 0) and config.loss != "contrastive":
-      raise errors.ConfigError(f"config.token_loss_weight={config.token_loss_weight}: FILIP's "
-                               "token-wise term is built for loss='contrastive'")
+    for key in TOKEN_TERMS:
+      if config_values.number(config, key, 0) and config.loss != "contrastive":
+        raise errors.ConfigError(f"config.{key}={config[key]}: the token-level terms are built "
+                                 "for loss='contrastive'")
     errors.require_writable_dir(config.workdir, "workdir")
-    read_pairs(config.train_csv)  # a bad row fails before anything is written
+    # A bad row fails before anything is written.
+    if read_pairs(config.train_csv)[2] is None and config.grounding_loss_weight:
+      raise errors.ConfigError(f"config.grounding_loss_weight={config.grounding_loss_weight}: "
+                               f"{config.train_csv} has no regions column (grounding)")
     if config.eval.csv:
       read_pairs(config.eval.csv)
     model_dir_lib.check_locations(config, [("config.train_csv", config.train_csv),
@@ -277,12 +321,14 @@ class Contrastive:
     if model.geometry.name != LOSSES[loss]:
       raise errors.ConfigError(f"config.loss={loss!r}: defined on the {LOSSES[loss]}; "
                                f"{model.model_dir} lives in {model.geometry.name} space")
-    if config.token_loss_weight and model.encoders().image_tokens is None:
-      raise errors.ConfigError(f"config.token_loss_weight={config.token_loss_weight}: the "
-                               f"{model.family.name} family has no per-token features")
+    for key in TOKEN_TERMS:
+      if config[key] and model.encoders().image_tokens is None:
+        raise errors.ConfigError(f"config.{key}={config[key]}: the {model.family.name} family "
+                                 "has no per-token features")
     if ctx.is_main:
       model_dir_lib.save_model_info(model, config.workdir)
-    pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length)
+    pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length,
+                                  model.pool_index)
     self.data = pairs(config.train_csv)
     self.eval_data = pairs(config.eval.csv) if config.eval.csv else None
     if config.batch_size > len(self.data.rows):
@@ -295,7 +341,8 @@ class Contrastive:
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
     config, mesh = self.config, ctx.mesh
-    step = jax.jit(make_train_step(self.model, tx, config.loss, config.token_loss_weight),
+    step = jax.jit(make_train_step(self.model, tx, config.loss, config.token_loss_weight,
+                                   config.grounding_loss_weight),
                    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
     evaluate = None

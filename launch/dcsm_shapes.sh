@@ -2,9 +2,11 @@
 # The offline DCSM study of docs/dcsm.md, end to end on a CPU (about 10 minutes on 2 cores):
 # procedural data, a small CLIP trained from scratch (both towers, contrastive), the DCSM
 # scorer on its frozen features, then the global cosine vs DCSM on the held-out test sets.
-#   bash launch/dcsm_shapes.sh [SEED] [tokens]
-# "tokens": the positive control, a backbone trained with FILIP's token-wise term as well
-# (configs/contrastive/shapes_tokens.py), in workdirs/shapes_{clip,dcsm}_tokens_SEED.
+#   bash launch/dcsm_shapes.sh [SEED] [tokens|grounded]
+# The positive controls, a backbone trained with a token-level term as well, in
+# workdirs/shapes_{clip,dcsm}_VARIANT_SEED: "tokens" FILIP's token-wise contrastive term
+# (configs/contrastive/shapes_tokens.py), "grounded" the supervised grounding loss
+# (configs/contrastive/shapes_grounded.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:-0}

@@ -121,19 +121,28 @@ def test_training_moves_both_towers_and_exports(tmp_path):
   transformers.CLIPModel.from_pretrained(str(tmp_path / "run" / "hf_export"))
 
 
+# Each token-level term: (its config key, the make_loss_fn keyword, a weight to test with).
+TOKEN_TERMS = {"tokens": ("token_loss_weight", "token_weight", 0.5),
+               "grounding": ("grounding_loss_weight", "grounding_weight", 2.0)}
+
+
 @pytest.mark.reordering
-def test_token_term_trains_and_adds_to_the_contrastive_loss(tmp_path):
-  """token_loss_weight > 0: the step's loss is the contrastive loss of the towers' own
-  pooled features (read here off the token pass) plus the weighted token loss, logged
-  apart; a short run moves both towers and exports."""
+@pytest.mark.parametrize("term", TOKEN_TERMS)
+def test_token_level_term_trains_and_adds_to_the_contrastive_loss(tmp_path, term):
+  """A token-level term's weight > 0: the step's loss is the contrastive loss of the towers'
+  own pooled features (read here off the token pass) plus the weighted term (FILIP's
+  token-wise loss; the grounding loss of the batch's regions, read from captions.csv),
+  logged apart; a short run moves both towers and exports."""
+  from hierre_jax import grounding
+  key, keyword, weight = TOKEN_TERMS[term]
   data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
                               test_items=2)
   config = shapes_config(data, tmp_path / "run", 4)
-  config.token_loss_weight = 0.5
+  config[key] = weight
   contrastive.train(config)
   model = models.load(str(tmp_path / "run" / "random_init"))
   batch = contrastive.PairData(config.train_csv, model.tokenizer, model.preprocessing,
-                               model.max_length).batch(0, 16, 0)
+                               model.max_length, model.pool_index).batch(0, 16, 0)
   encoders, lift, params = model.encoders(), model.geometry.lift, model.params
   ends = model.pool_index(batch["ids"])
   tokens = lift(encoders.text_tokens(params, batch["ids"],
@@ -142,22 +151,47 @@ def test_token_term_trains_and_adds_to_the_contrastive_loss(tmp_path):
   plain = contrastive.contrastive_loss(lift(encoders.image(params, batch["pixels"])),
                                        lift(encoders.text(params, batch["ids"])),
                                        params["logit_scale"], batch["caption"])
-  term = contrastive.token_contrastive_loss(patches, tokens,
-                                            contrastive.word_mask(batch["ids"], ends),
-                                            params["logit_scale"], batch["caption"])
-  got, metrics = contrastive.make_loss_fn(model, token_weight=0.5)(params, batch)
+  if term == "tokens":
+    value = contrastive.token_contrastive_loss(patches, tokens,
+                                               contrastive.word_mask(batch["ids"], ends),
+                                               params["logit_scale"], batch["caption"])
+  else:  # every row names at least one drawn object; binding rows name four words
+    assert batch["valid"].sum(axis=1).min() >= 1 and batch["valid"].shape[1] == 4
+    value = grounding.grounding_loss(patches, tokens, batch["positions"], batch["boxes"],
+                                     batch["valid"], params["logit_scale"])
+  got, metrics = contrastive.make_loss_fn(model, **{keyword: weight})(params, batch)
   c = model.config.text
   terms = tolerances.tower_terms(c.hidden_size, c.intermediate_size, c.num_layers,
                                  batch["ids"].shape[1], 16) + 3 * 16
-  tolerances.assert_reordered_close(got, plain + 0.5 * term, terms, scale=float(np.exp(
-      params["logit_scale"])))
-  assert float(metrics["loss_tokens"]) == pytest.approx(float(term), rel=1e-5)
+  atol = tolerances.assert_reordered_close(got, plain + weight * value, terms,
+                                           scale=float(np.exp(params["logit_scale"])))
+  tolerances.assert_far(plain + value * (weight + 1), plain + weight * value, atol,
+                        "another weight")
+  assert float(metrics[f"loss_{term}"]) == pytest.approx(float(value), rel=1e-5)
   logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
-  assert all("loss_tokens" in m for m in logged if "loss" in m)
+  assert all(f"loss_{term}" in m for m in logged if "loss" in m)
   exported = models.load(str(tmp_path / "run" / "hf_export")).params
   for group in ("text_model", "vision_model"):
     assert not np.allclose(jax.tree.leaves(params[group])[0],
                            jax.tree.leaves(exported[group])[0]), group
+
+
+def test_grounding_needs_a_regions_column(tmp_path):
+  data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=2,
+                              test_items=1)
+  config = shapes_config(data, tmp_path / "run", 4)
+  bare = tmp_path / "bare.csv"
+  with open(config.train_csv) as f:
+    rows = list(csv.DictReader(f))
+  with open(bare, "w", newline="") as f:
+    csv.writer(f).writerows([["image", "caption"]] + [
+        [os.path.join(os.path.dirname(config.train_csv), r["image"]), r["caption"]]
+        for r in rows])
+  config.update(train_csv=str(bare), grounding_loss_weight=2.0)
+  with pytest.raises(errors.ConfigError, match=r"config.grounding_loss_weight=2.0: .*bare.csv "
+                     "has no regions column"):
+    contrastive.train(config)
+  assert not os.path.exists(tmp_path / "run")
 
 
 def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(tmp_path):

@@ -120,6 +120,30 @@ def test_functional_table_rows():
   assert abs(table.mean() - 1 / 3) < 0.01 and table.std() < 0.05
 
 
+def test_functional_table_draws_as_the_release_with_torch(monkeypatch):
+  """The release's script seeds torch's generator with 15 and draws nn.Embedding(11, 197)
+  next, then (F.normalize(rows) + 1) / 3: the default table equals that where PyTorch is
+  installed (to float32 rounding: our normalisation is in float64), numpy's otherwise."""
+  torch = pytest.importorskip("torch")
+  with torch.random.fork_rng():
+    torch.manual_seed(15)
+    weight = torch.nn.Embedding(11, 197).weight.detach()
+  release = ((torch.nn.functional.normalize(weight, p=2, dim=1) + 1) / 3).numpy()
+  table = maps.functional_table(197)
+  # a float32 sum of 197 squares, a square root, a division, + 1, / 3, of values <= 1
+  atol = tolerances.assert_reordered_close(table, release, terms=197 + 4, scale=1.0)
+  numpy_table = maps.functional_table(197, generator="numpy")
+  tolerances.assert_far(numpy_table, release, atol, "numpy's draws")
+  tolerances.assert_far(maps.functional_table(197, seed=16), release, atol, "another seed")
+  monkeypatch.setattr(maps.importlib.util, "find_spec", lambda name: None)
+  np.testing.assert_array_equal(maps.functional_table(197), numpy_table)
+  with pytest.raises(errors.UserError, match="table_generator='torch': PyTorch is not "
+                     "installed"):
+    maps.functional_table(197, generator="torch")
+  with pytest.raises(errors.UserError, match=r"table_generator='jax': use one of torch, numpy"):
+    maps.functional_table(197, generator="jax")
+
+
 def test_column_sources_by_hand(tok):
   caption = "a cyan circle above a star"  # cyan is two BPE tokens: cy an
   ident = list(range(maps.COLUMNS))
@@ -280,10 +304,32 @@ def test_release_checkpoint_import(tmp_path):
         input_ids=torch.tensor(ids, dtype=torch.long),
         attention_mask=torch.tensor(mask)).last_hidden_state)).numpy()
   np.testing.assert_allclose(features.texts(["a star"]), want, atol=1e-5)
-  ckpt["learned_lookup"] = torch.nn.Embedding(11, 17)
+  # The release's evaluation reads a set learned_lookup as its list of functional words.
+  ckpt.update(learned_lookup=["with", "above", "near"],
+              external_logic_token_embeddings=torch.nn.Embedding(3, 17))
   torch.save(ckpt, str(tmp_path / "learned.pt"))
-  with pytest.raises(errors.UserError, match="learned.pt: learned_lookup is set"):
-    checkpoint.load(str(tmp_path / "learned.pt"))
+  learned_dir, _ = checkpoint.import_release(str(tmp_path / "learned.pt"),
+                                             str(tmp_path / "learned"))
+  _, learned_table, learned_info = checkpoint.load(learned_dir)
+  assert learned_info["functional_words"] == ["with", "above", "near"]
+  assert learned_table.shape == (3, 17)
+  dense, _ = scoring.load(imported, learned_dir)
+  _, sources = dense.captions(["a star with a ring above"])
+  # the release rule: the word index is the column; "with" is row 0, "above" row 1
+  assert list(sources[0][:7]) == [0, 1, -1, 3, 4, -2, 6]
+  back = checkpoint.write_release(learned_dir, imported, str(tmp_path / "learned_back.pt"))
+  assert torch.load(back, weights_only=False)["learned_lookup"] == ["with", "above", "near"]
+  for bad in (torch.nn.Embedding(3, 17), ["with", "with", "near"], "with above near"):
+    ckpt["learned_lookup"] = bad
+    torch.save(ckpt, str(tmp_path / "bad.pt"))
+    with pytest.raises(errors.UserError, match="bad.pt: learned_lookup is not a list of "
+                       "distinct single words"):
+      checkpoint.load(str(tmp_path / "bad.pt"))
+  ckpt.update(learned_lookup=["with", "above"])
+  torch.save(ckpt, str(tmp_path / "bad.pt"))
+  with pytest.raises(errors.UserError, match=r"bad.pt: external_logic_token_embeddings has "
+                     r"shape \(3, 17\), expected \(2, 17\)"):
+    checkpoint.load(str(tmp_path / "bad.pt"))
 
 
 def test_release_layout_written_back_loads_in_pytorch_and_round_trips(tmp_path):
@@ -431,9 +477,9 @@ def test_procedural_data_conventions(shapes_data):
   with open(os.path.join(shapes_data, "train", "captions.csv")) as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 3 * 12 * 2 * 2  # sets x pairs x (image, opposite) x versions
-  assert rows[0] == {"image": os.path.relpath(pairs["spatial"][0].image,
-                                              os.path.join(shapes_data, "train")),
-                     "caption": pairs["spatial"][0].captions[0][0]}
+  assert {k: rows[0][k] for k in ("image", "caption")} == {
+      "image": os.path.relpath(pairs["spatial"][0].image, os.path.join(shapes_data, "train")),
+      "caption": pairs["spatial"][0].captions[0][0]}
   spatial = pairs["spatial"][0]
   a, rel, b = os.path.basename(spatial.image)[:-4].split("_")
   assert os.path.basename(spatial.opposite) == f"CUTMIX_{a}_{rel}_{b}.png"
@@ -793,7 +839,9 @@ def test_augmentation_is_the_release_s_and_deterministic(tiny_clip_dir, shapes_d
   config.augment, config.eval.benchmarks = True, ()
   state = training.train(config)
   assert int(state.step) == 2
-  assert checkpoint.load(os.path.join(config.workdir, "scorer"))[2]["init"] == "flax"
+  _, table, info = checkpoint.load(os.path.join(config.workdir, "scorer"))
+  assert info["init"] == "flax" and info["table_generator"] == maps.default_table_generator()
+  np.testing.assert_array_equal(table, maps.functional_table(table.shape[1]))
   features = maps.TokenFeatures(tiny_clip_dir)
   batches = training.AugmentedBatches(training.Blocks(procedural.read_pairs(shapes_data), 4, 0),
                                       features.preprocessing, 0)
@@ -888,3 +936,42 @@ def test_evaluate_refuses_too_few_items_another_backbone_and_another_runs_folder
   with pytest.raises(errors.UserError, match=r"holds files not written by this command"):
     evaluate.evaluate(tiny_clip_dir, "", ["procedural_colour"], shapes_data, str(out))
   assert (out / "results.json").read_text() == "{}"
+
+
+# The release notebook's Figure 1 (notebooks/DCSM_eval.ipynb of Raphoo/DCSM_Ideal_CLIP, cell
+# "1. Reproduce Figure 1"): test_image1.jpg against six captions, scored by the released
+# scorer (get_dcsm_scores: the "insert" column rule, the (1, 6, 197, 30) block z-scored as one)
+# and by CLIP ViT-B/16's global cosine, as the notebook printed them (torch 2.5.1, CUDA 12.1).
+FIGURE_1_CAPTIONS = ("red circle blue triangle", "red triangle blue circle",
+                     "circle above triangle", "circle below triangle", "circle with triangle",
+                     "circle without triangle")
+FIGURE_1_DCSM = (6.3090, 6.1073, 3.3570, 2.5674, 4.1543, 2.0319)
+FIGURE_1_COSINE = (0.3202, 0.3386, 0.3058, 0.3033, 0.2964, 0.2997)
+
+
+def release_file(name, *folders):
+  """`name` in $DCSM_RELEASE (a clone of the release with its checkpoint) or a folder of it."""
+  root = os.environ.get("DCSM_RELEASE", "")
+  found = [p for p in (os.path.join(root, *f, name) for f in [()] + [(f,) for f in folders])
+           if root and os.path.isfile(p)]
+  if not found:
+    pytest.skip(f"needs {name}: set DCSM_RELEASE to a folder that holds it (or the release's "
+                f"clone, {'/'.join(folders)}/{name})")
+  return found[0]
+
+
+def test_release_notebook_figure_1(tmp_path):
+  """The released checkpoint imported (its scorer, its CLIP) scores Figure 1 as the notebook
+  printed: the notebook ran on CUDA, where PyTorch's convolutions default to TF32 (10-bit
+  mantissa), so the DCSM scores (about 2 to 6, through a 23,640-wide fc1) are held to 0.05 and
+  their order exactly; the cosines, printed to 4 decimals, to 2e-4."""
+  ckpt = release_file("dcsm_obja_ckpt.pt", "pretrained_models")
+  image = release_file("test_image1.jpg", "data")
+  scorer_dir, clip_dir = checkpoint.import_release(ckpt, str(tmp_path / "release"))
+  scores = scoring.score(clip_dir, scorer_dir, [image], list(FIGURE_1_CAPTIONS),
+                         column_rule="insert")[0]
+  np.testing.assert_allclose(scores, FIGURE_1_DCSM, atol=0.05)
+  assert list(np.argsort(scores)) == list(np.argsort(FIGURE_1_DCSM))
+  embedder = loading.embedder(clip_dir)
+  cosines = embedder.images([image]) @ embedder.texts(list(FIGURE_1_CAPTIONS))[0].T
+  np.testing.assert_allclose(cosines[0], FIGURE_1_COSINE, atol=2e-4)

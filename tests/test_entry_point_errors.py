@@ -90,7 +90,23 @@ def cases(tmp_path_factory):
   hierarchy = lambda *args: ("hierre_jax.hierarchy", [f"--model={good}",
                                                       f"--data_dir={SHARED_ROOT}",
                                                       f"--output_dir={tmp / 'hier'}", *args])
+  (tmp / "bad_regions.csv").write_text(f"image,caption,regions\n{a_file},a red star,"
+                                       "red:0 0 1\n")
+  (tmp / "no_regions.csv").write_text(f"image,caption\n{a_file},a red star\n")
+  contrastive = lambda csv, *args: ("hierre_jax.contrastive", [
+      "--config=configs/contrastive/shapes.py", f"--config.train_csv={tmp / csv}",
+      "--config.eval.csv=", f"--config.workdir={tmp / 'cw'}", *args])
   out = [
+      ("contrastive: a malformed region", *contrastive("bad_regions.csv"),
+       f"{tmp / 'bad_regions.csv'}: row 2: region 'red:0 0 1': expected word:x0 y0 x1 y1",
+       str(tmp / "cw")),
+      ("contrastive: grounding without regions", *contrastive(
+          "no_regions.csv", "--config.grounding_loss_weight=1"),
+       f"config.grounding_loss_weight=1.0: {tmp / 'no_regions.csv'} has no regions column",
+       str(tmp / "cw")),
+      ("contrastive: NaN grounding weight", *contrastive(
+          "bad_regions.csv", "--config.grounding_loss_weight=nan"),
+       "config.grounding_loss_weight=nan: must be a finite number >= 0", str(tmp / "cw")),
       ("config missing", "hierre_jax.train", ["--config=nosuch.py"],
        "--config=nosuch.py: no such config file", None),
       ("config syntax", "hierre_jax.train", [f"--config={tmp / 'syntax.py'}"],

@@ -24,6 +24,9 @@ def get_config():
       # > 0: plus this times FILIP's token-wise loss (word tokens against patches; the DCSM
       # study's positive control, configs/contrastive/shapes_tokens.py).
       token_loss_weight=0.0,
+      # > 0: plus this times the grounding loss (each word of a row's regions column on the
+      # patches of its box; configs/contrastive/shapes_grounded.py).
+      grounding_loss_weight=0.0,
       train_csv=f"{DATA}/train/captions.csv",
       workdir="workdirs/shapes_clip", export_dir="",
       batch_size=64, num_epochs=6, total_steps=0,

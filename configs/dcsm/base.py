@@ -20,7 +20,9 @@ def get_config():
       init="flax",                 # CHOICE: the CNN's initial draws, "flax" (Flax's defaults)
                                    # or "pytorch" (the release's PyTorch layers' defaults)
       column_rule="release", functional_rows=True, per_map=False,
-      table_seed=15,               # the functional rows' draws (numpy's generator)
+      table_seed=15,               # the functional rows' draws: the seed, and whose
+      table_generator="",          # generator ("torch", the release's; "numpy"; "": torch's
+                                   # where PyTorch is installed, else numpy's; recorded)
       augment=False,               # CHOICE: the release augments (perspective, rotation, salt
                                    # and pepper); off, every image is embedded once
       seed=0,

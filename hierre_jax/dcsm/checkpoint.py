@@ -60,10 +60,17 @@ def load(path):
   if os.path.exists(info_path):
     with open(info_path) as f:
       info = json.load(f)
-  if table is None or table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
+  words = functional_words(info)
+  if table is None or table.shape != (len(words), rows):
     raise errors.UserError(f"{path}/{SCORER_FILE}: {TABLE_KEY} missing or not "
-                           f"[{len(maps.FUNCTIONAL_WORDS)}, {rows}]")
+                           f"[{len(words)}, {rows}]")
   return params, table, {**info, "rows": rows, "columns": cols}
+
+
+def functional_words(info):
+  """The words of a scorer's functional table rows, in order: its info's "functional_words"
+  (a release checkpoint's learned_lookup), else the release's eleven."""
+  return info.get("functional_words") or list(maps.FUNCTIONAL_WORDS)
 
 
 def _torch(path, doing="reading"):
@@ -96,14 +103,22 @@ def read_release(path):
   if weight is None:
     raise errors.UserError(f"{path}: no external_logic_token_embeddings (the functional rows)")
   table = scorer.float32_array(weight)
-  if table.shape != (len(maps.FUNCTIONAL_WORDS), rows):
+  # The release's evaluation takes a learned_lookup that is set as its list of functional
+  # words (the table's rows, in order) in place of the eleven.
+  words = ckpt.get("learned_lookup")
+  if words is not None and not (
+      isinstance(words, (list, tuple)) and words and len(set(words)) == len(words)
+      and all(isinstance(w, str) and w and " " not in w for w in words)):
+    raise errors.UserError(f"{path}: learned_lookup is not a list of distinct single words "
+                           f"(the functional words): {str(words)[:80]}")
+  words = list(words) if words is not None else list(maps.FUNCTIONAL_WORDS)
+  if table.shape != (len(words), rows):
     raise errors.UserError(f"{path}: external_logic_token_embeddings has shape {table.shape}, "
-                           f"expected ({len(maps.FUNCTIONAL_WORDS)}, {rows})")
-  if ckpt.get("learned_lookup") is not None:  # DCSM_SPEC documents it only as None
-    raise errors.UserError(f"{path}: learned_lookup is set (a learned functional table); "
-                           "its use is not documented, so this checkpoint is not read")
+                           f"expected ({len(words)}, {rows})")
   info = {"rows": rows, "columns": cols, "column_rule": "release", "functional_rows": True,
           "per_map": False, "source": os.path.abspath(path), "epoch": ckpt.get("epoch")}
+  if words != list(maps.FUNCTIONAL_WORDS):
+    info["functional_words"] = words
   return params, table, info, ckpt.get("clip_state_dict"), ckpt.get("clip_text_tokenizer")
 
 
@@ -158,7 +173,8 @@ def write_release(scorer_dir, model, out_path):
   """Writes the release's `.pt` dict of a scorer folder and the CLIP it reads (a directory or
   train workdir): model_state_dict, external_logic_token_embeddings (an nn.Embedding(11,
   rows)), clip_state_dict (Hugging Face CLIPModel keys), clip_text_tokenizer
-  (transformers' CLIPTokenizer of the model's files), epoch, learned_lookup None. Read back
+  (transformers' CLIPTokenizer of the model's files), epoch, learned_lookup (None, or the
+  scorer's own functional words where they are not the release's eleven). Read back
   and compared before it is moved to `out_path` (a new file apart from the inputs)."""
   torch = _torch(out_path, "writing")
   if os.path.exists(out_path):
@@ -188,7 +204,8 @@ def write_release(scorer_dir, model, out_path):
           "external_logic_token_embeddings": lookup,
           "clip_state_dict": tensors(clip_state),
           "clip_text_tokenizer": transformers.CLIPTokenizer.from_pretrained(clip.model_dir),
-          "epoch": info.get("epoch"), "learned_lookup": None}
+          "epoch": info.get("epoch"),
+          "learned_lookup": info.get("functional_words")}
   partial = out_path + ".partial"
   try:
     torch.save(ckpt, partial)

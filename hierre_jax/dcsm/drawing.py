@@ -51,14 +51,25 @@ class Canvas:
   def background(self):
     return tuple(int(v) for v in self.rng.integers(205, 256, 3))
 
+  def placement(self, cell, scale, jitter):
+    """-> (centre (x, y), radius) in pixels of a shape in `cell` (col, row)."""
+    side = self.size / 3
+    return ((cell[0] + 0.5) * side + jitter[0], (cell[1] + 0.5) * side + jitter[1]), \
+        scale * side * 0.42
+
+  def box(self, cell, scale, jitter):
+    """-> (x0, y0, x1, y1): the square a shape is drawn in, as fractions of the canvas."""
+    (x, y), r = self.placement(cell, scale, jitter)
+    return tuple(float(np.clip(v / self.size, 0, 1)) for v in (x - r, y - r, x + r, y + r))
+
   def render(self, objects, background):
-    """objects: [(shape, colour name, cell (col, row), scale)] -> RGB PIL image."""
+    """objects: [(shape, colour name, cell (col, row), scale, jitter)] -> RGB PIL image,
+    with the objects in `image.info["objects"]`."""
     image = Image.new("RGB", (self.size, self.size), background)
     draw = ImageDraw.Draw(image)
-    cell = self.size / 3
-    for shape, colour, (col, row), scale, jitter in objects:
-      centre = ((col + 0.5) * cell + jitter[0], (row + 0.5) * cell + jitter[1])
-      draw_shape(draw, shape, centre, scale * cell * 0.42, COLOURS[colour])
+    for shape, colour, cell, scale, jitter in objects:
+      draw_shape(draw, shape, *self.placement(cell, scale, jitter), COLOURS[colour])
+    image.info["objects"] = list(objects)
     return image
 
   def jitter(self):

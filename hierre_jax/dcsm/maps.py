@@ -9,6 +9,7 @@ column is the model's global cosine.
 """
 import dataclasses
 import functools
+import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -32,27 +33,56 @@ FUNCTIONAL_WORDS = ("above", "below", "left", "right", "small", "big", "not", "n
 COLUMN_RULES = ("release", "token", "insert")
 
 
-def functional_table(rows, seed=15):
-  """-> [11, rows] float32: one fixed row per functional word, N(0, 1) draws (numpy's
-  generator seeded `seed`; the release draws with torch's, and an imported release scorer
-  brings its own table), each L2-normalised, then (row + 1) / 3."""
-  draws = np.random.default_rng(seed).standard_normal((len(FUNCTIONAL_WORDS), rows))
+# Whose generator draws the functional table: "torch" the release's (its training script
+# seeds torch's generator with 15 and draws nn.Embedding(11, rows)'s N(0, 1) weights next),
+# "numpy" numpy's (for a machine without PyTorch).
+TABLE_GENERATORS = ("torch", "numpy")
+
+
+def default_table_generator():
+  """"torch" where PyTorch is installed, else "numpy"."""
+  return "torch" if importlib.util.find_spec("torch") else "numpy"
+
+
+def check_table_generator(name, label="table_generator"):
+  """-> `name` resolved ("" the default); UserError naming `label` if unknown or unusable."""
+  name = name or default_table_generator()
+  if name not in TABLE_GENERATORS:
+    raise errors.UserError(f"{label}={name!r}: use one of {', '.join(TABLE_GENERATORS)}")
+  if name == "torch" and not importlib.util.find_spec("torch"):
+    raise errors.UserError(f"{label}='torch': PyTorch is not installed (pip install torch, or "
+                           "draw with numpy's generator)")
+  return name
+
+
+def functional_table(rows, seed=15, generator=""):
+  """-> [11, rows] float32: one fixed row per functional word, N(0, 1) draws of `generator`
+  (TABLE_GENERATORS; "" the default) seeded `seed`, each row L2-normalised (in float64),
+  then (row + 1) / 3. With torch's CPU generator these are the release's draws, so the
+  table is the release's to float32 rounding (an imported release scorer brings its own)."""
+  if check_table_generator(generator) == "torch":
+    import torch
+    draws = torch.randn(len(FUNCTIONAL_WORDS), rows,
+                        generator=torch.Generator().manual_seed(seed)).double().numpy()
+  else:
+    draws = np.random.default_rng(seed).standard_normal((len(FUNCTIONAL_WORDS), rows))
   return ((draws / np.linalg.norm(draws, axis=1, keepdims=True) + 1) / 3).astype(np.float32)
 
 
-def column_sources(caption, tokenizer, rule="release"):
+def column_sources(caption, tokenizer, rule="release", functional_words=FUNCTIONAL_WORDS):
   """-> [COLUMNS] int32: for each column of `caption`'s map after the functional rows, the
   map column it takes (>= 0) or the functional word's table row w as -(w + 1).
 
   The caption is split on single spaces; each functional word present (case-sensitive,
-  punctuation attached prevents a match) acts at its FIRST occurrence, in FUNCTIONAL_WORDS
-  order. Columns past COLUMNS (a truncated caption) are left as they are.
+  punctuation attached prevents a match) acts at its FIRST occurrence, in the order of
+  `functional_words` (a release checkpoint's `learned_lookup` may give its own list). Columns
+  past COLUMNS (a truncated caption) are left as they are.
   """
   if rule not in COLUMN_RULES:
     raise ValueError(f"column_rule={rule!r}: use one of {', '.join(COLUMN_RULES)}")
   words = caption.split(" ")
   sources = list(range(COLUMNS))
-  for w, word in enumerate(FUNCTIONAL_WORDS):
+  for w, word in enumerate(functional_words):
     if word not in words:
       continue
     at = words.index(word)
@@ -101,6 +131,7 @@ class MapOptions:
   functional_rows: bool = True
   standardize: bool = False     # z-score before scoring (the scorer's input always is)
   per_map: bool = False         # z-score each map instead of the whole block
+  functional_words: tuple = FUNCTIONAL_WORDS  # the words of the table's rows, in order
 
   def check(self):
     if self.column_rule not in COLUMN_RULES:

@@ -11,7 +11,8 @@ Layout of DIR:
       small_{A}_big_{B}.png and MIRROR_...
   train/negation.json ([{image, opposite, o1, o2}]: image holds o1 and no o2, opposite o2
       and no o1, paths relative to DIR) with images in train/negation/
-  train/captions.csv (image, caption): every image with each of its captions
+  train/captions.csv (image, caption, regions): every image with each of its captions, and
+      where the caption's shape, colour and size words are drawn (`grounding`)
   val/: the same for validation
   test/whatsup/controlled_images_dataset.json, test/coco_spatial/coco_qa_two_obj.json (+
       val2017/), test/clevr_bind/{val,gen}.csv, test/negbench/COCO_val_mcq_llama3.1_rephrased.csv,
@@ -31,6 +32,7 @@ import numpy as np
 import tqdm
 
 from hierre_jax import errors
+from hierre_jax import grounding
 from hierre_jax import sealed
 from hierre_jax.dcsm.drawing import COLOURS, Canvas
 
@@ -84,6 +86,7 @@ class Generator:
     self.rng = np.random.default_rng(seed)
     self.canvas = Canvas(size, self.rng)
     self.unseen_colour, self.unseen_pairs = held_out(seed)
+    self.objects = {}  # path of each image saved -> the objects drawn in it
 
   def path(self, *parts):
     path = os.path.join(self.out, *parts)
@@ -92,7 +95,19 @@ class Generator:
 
   def save(self, image, *parts):
     image.save(self.path(*parts))
+    self.objects[os.path.join(*parts)] = image.info["objects"]
     return os.path.join(*parts)
+
+  def regions(self, image, caption):
+    """The words of `caption` that name one object of `image` (a path `save` returned): its
+    shape, colour and size word ("small" / "big") -> [(word, box)] (`grounding`)."""
+    named = {}
+    for shape, colour, cell, scale, jitter in self.objects[image]:
+      size = {scale < 1: "small", scale > 1: "big"}.get(True)
+      for word in (shape, colour, size):
+        named.setdefault(word, []).append(self.canvas.box(cell, scale, jitter))
+    words = caption.split(" ")
+    return [(w, boxes[0]) for w, boxes in named.items() if w in words and len(boxes) == 1]
 
   def shape_pair(self, unseen=False):
     while True:
@@ -174,11 +189,13 @@ class Generator:
       json.dump(records, f, indent=1)
     with open(self.path(split, "captions.csv"), "w", newline="") as f:
       writer = csv.writer(f)
-      writer.writerow(["image", "caption"])
+      writer.writerow(["image", "caption", "regions"])
       for pair in (p for ps in read_pairs(self.out, split).values() for p in ps):
         for version in pair.captions:
           for image, caption in zip((pair.image, pair.opposite), version):
-            writer.writerow([os.path.relpath(image, os.path.join(self.out, split)), caption])
+            regions = self.regions(os.path.relpath(image, self.out), caption)
+            writer.writerow([os.path.relpath(image, os.path.join(self.out, split)), caption,
+                             grounding.format_regions(regions)])
 
   def write_whatsup(self, items, folder, unseen=False):
     """WhatsUp A/B format: [{image_path, caption_options[4]}], the true caption first."""

@@ -37,6 +37,9 @@ class DenseScorer:
 
   def __init__(self, features, params, table, options):
     options.check()
+    if table.shape[0] != len(options.functional_words):
+      raise errors.UserError(f"the functional table has {table.shape[0]} rows for "
+                             f"{len(options.functional_words)} functional words")
     if table.shape[1] != features.rows:
       raise errors.UserError(f"the scorer reads maps of {table.shape[1]} rows; the model "
                              f"gives {features.rows} image tokens: it was trained on another "
@@ -47,7 +50,8 @@ class DenseScorer:
   def captions(self, captions):
     """C strings -> ([C, 30, P] unit token features, [C, 30] functional-word sources)."""
     sources = np.stack([maps.column_sources(c, self.features.tokenizer,
-                                            self.options.column_rule) for c in captions])
+                                            self.options.column_rule,
+                                            self.options.functional_words) for c in captions])
     return self.features.texts(captions), sources
 
   def score(self, images, captions):
@@ -82,13 +86,15 @@ def load(model, scorer, batch_size=32, column_rule=""):
   scorer was trained with (DCSM_SPEC section 3)."""
   params, table, info = checkpoint.load(scorer)
   options = maps.MapOptions(column_rule or info.get("column_rule", "release"),
-                            info.get("functional_rows", True), per_map=info.get("per_map",
-                                                                                False))
+                            info.get("functional_rows", True),
+                            per_map=info.get("per_map", False),
+                            functional_words=tuple(checkpoint.functional_words(info)))
   return DenseScorer(maps.TokenFeatures(model, batch_size), params, table, options), info
 
 
 def score(model, scorer, images, captions, batch_size=32, column_rule=""):
-  """DCSM scores of every image against every caption, as the release's get_dcsm_scores:
+  """DCSM scores of every image against every caption, as the release's get_dcsm_scores
+  (which z-scores the maps of all images at once, here each image's: the same for one):
   [I] images (paths or PIL images) x [T] caption strings (scored as given: no benchmark's
   rewrites) -> [I, T] float32; `model`, `scorer`: as `load` takes them (load once and call
   `DenseScorer.score_all` to score many sets)."""

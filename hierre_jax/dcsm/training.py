@@ -177,7 +177,8 @@ def scorer_info(config, rows):
           "functional_rows": config.functional_rows, "per_map": config.per_map,
           "dropout": config.dropout, "backbone": config.model, "lr": config.lr,
           "batch_size": config.batch_size, "seed": config.seed, "augment": config.augment,
-          "table_seed": config.table_seed, "init": config.init}
+          "table_seed": config.table_seed, "table_generator": config.table_generator,
+          "init": config.init}
 
 
 def evaluate_now(config, features, params, table, step, writer):
@@ -202,7 +203,9 @@ def evaluate_now(config, features, params, table, step, writer):
 class ScorerTraining:
   """The DCSM scorer's objective on a frozen model (`trainer.run.Objective`)."""
 
-  resume_rules = config_values.ResumeRules(added_keys={"init": "flax"})
+  # Runs that predate table_generator drew their table with numpy.
+  resume_rules = config_values.ResumeRules(added_keys={"init": "flax",
+                                                      "table_generator": "numpy"})
   inputs = ()
 
   def __init__(self, config):
@@ -220,6 +223,9 @@ class ScorerTraining:
     config_values.number(config, "lr", 0, low_open=True)
     config_values.number(config, "dropout", 0, 1, high_open=True)
     scorer_lib.check_init(config.init)
+    # Resolved before the run's config is stored, so that a resume draws the same table.
+    config.table_generator = maps.check_table_generator(config.table_generator,
+                                                        "config.table_generator")
     errors.require_writable_dir(config.workdir, "workdir")
     locations.check_apart([("config.workdir", config.workdir)], [
         ("config.model", config.model), ("config.data_dir", config.data_dir),
@@ -234,7 +240,7 @@ class ScorerTraining:
     features = self.features = maps.TokenFeatures(config.model, config.feature_batch_size,
                                                    mesh=mesh)
     ctx.watch.lap("load")
-    self.table = maps.functional_table(features.rows, config.table_seed)
+    self.table = maps.functional_table(features.rows, config.table_seed, config.table_generator)
     sources = np.stack([maps.column_sources(c, features.tokenizer, config.column_rule)
                         for c in self.blocks.captions])
     # Without augmentation every image's tokens are computed once; with it, the frozen
