@@ -22,7 +22,6 @@ import numpy as np
 
 from hierre_jax import loading
 from hierre_jax.dcsm import benchmarks
-from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import drawing
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import procedural
@@ -99,14 +98,16 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--variant", default="", help="tokens or grounded: a positive control's "
                       "backbone and scorer (`bash launch/dcsm_shapes.sh SEED VARIANT`)")
+  parser.add_argument("--scorer", default="", help="another scorer of the same backbone "
+                      "(default workdirs/shapes_dcsm_{VARIANT_}SEED/scorer); its own column rule")
   args = parser.parse_args()
   run = f"{args.variant}_{args.seed}" if args.variant else str(args.seed)
   data = f"workdirs/shapes_data_{args.seed}"
   clip = f"workdirs/shapes_clip_{run}/hf_export"
-  params, table, _ = checkpoint.load(f"workdirs/shapes_dcsm_{run}/scorer")
-  features = maps.TokenFeatures(clip)
+  dense, _ = scoring.load(clip, args.scorer or f"workdirs/shapes_dcsm_{run}/scorer")
+  features = dense.features
   scorers = {"global_cosine": multiple_choice.GlobalCosine(loading.embedder(clip)),
-             "dcsm": scoring.DenseScorer(features, params, table, maps.MapOptions())}
+             "dcsm": dense}
   result = {"hard_negative_pairs": hard_negative_pairs(data, scorers)}
   result["localisation"] = dict(zip(("inside", "elsewhere", "inside_higher"),
                                     localisation(features)))

@@ -268,11 +268,11 @@ def ncd(data_dir, subset):
     match = NCD_NAME.match(name)
     if not match:
       raise errors.DataError(f"{os.path.join(folder, name)}: not an NCD image name "
-                             "{c1}_{A}_{c2}_{B}.png")
+                             "{c1}_{A}_{c2}_{B}.png (or .jpg, .jpeg)")
     items.append(Item(os.path.join(folder, name), ncd_captions(*match.groups()[:4], subset),
                       looked_for=name))
   if not items:
-    raise errors.UserError(f"{folder}: no {{c1}}_{{A}}_{{c2}}_{{B}}.png images")
+    raise errors.UserError(f"{folder}: no {{c1}}_{{A}}_{{c2}}_{{B}}.png (or .jpg) images")
   return Benchmark(f"ncd_{subset}", folder, items)
 
 

@@ -11,7 +11,8 @@ MAX_IMAGES_PER_CLASS = 1000  # CHOICE
 
 def class_means(feats, labels, num_classes, geometry=sphere.SPHERE):
   """[K, P] centroid (`geometry.mean`: on the sphere the normalised mean) of each class's
-  samples ([N, P] points, [N] classes), in float64."""
+  samples ([N, P] points, [N] classes), as float64 (computed in float64 on the sphere; the
+  Lorentz mean runs in JAX, in float32)."""
   feats, labels = np.asarray(feats, np.float64), np.asarray(labels)
   return np.stack([geometry.mean(feats[labels == k], axis=0)
                    for k in range(num_classes)]).astype(np.float64)
