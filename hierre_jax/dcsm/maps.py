@@ -34,8 +34,10 @@ COLUMN_RULES = ("release", "token", "insert")
 
 
 # Whose generator draws the functional table: "torch" the release's (its training script
-# seeds torch's generator with 15 and draws nn.Embedding(11, rows)'s N(0, 1) weights next),
-# "numpy" numpy's (for a machine without PyTorch).
+# seeds torch's generator with 15, loads CLIP, then draws nn.Embedding(11, rows)'s N(0, 1)
+# weights: the first draws after the seed where loading draws nothing, as transformers 5.25's
+# from_pretrained does; the release's 4.x version is not pinned), "numpy" numpy's (for a
+# machine without PyTorch).
 TABLE_GENERATORS = ("torch", "numpy")
 
 
