@@ -121,9 +121,10 @@ def test_functional_table_rows():
 
 
 def test_functional_table_draws_as_the_release_with_torch(monkeypatch):
-  """The release's script seeds torch's generator with 15 and draws nn.Embedding(11, 197)
-  next, then (F.normalize(rows) + 1) / 3: the default table equals that where PyTorch is
-  installed (to float32 rounding: our normalisation is in float64), numpy's otherwise."""
+  """The release's script seeds torch's generator with 15, loads CLIP (which draws nothing
+  from it in transformers 5.x) and draws nn.Embedding(11, 197), then (F.normalize(rows) + 1)
+  / 3: the default table equals that where PyTorch is installed (to float32 rounding: our
+  normalisation is in float64), numpy's otherwise."""
   torch = pytest.importorskip("torch")
   with torch.random.fork_rng():
     torch.manual_seed(15)
