@@ -6,7 +6,9 @@ that a backbone's tokens align: the study's positive control. config.grounding_l
 adds a supervised one instead: each word of a row's `regions` (`grounding`) puts its
 similarity on the patches of its box.
 
-config.loss: "contrastive" (CLIP's, cosine logits: a model on the sphere) or "meru" (MERU's,
+config.loss: "contrastive" (CLIP's, cosine logits: a model on the sphere), "sigmoid"
+(SigLIP's: each pair a binary decision on exp(logit_scale) cosine + logit_bias, for a
+checkpoint that stores a logit bias: SigLIP) or "meru" (MERU's,
 a hyperbolic MERU: logits -exp(logit_scale) d(v_i, t_j) plus 0.2 x the entailment-cone
 violation, FAMILIES_SPEC 1.3; the curvature and alphas are trained too, kept in MERU's
 bounds after every update, where MERU clamps them in its forward pass).
@@ -46,7 +48,7 @@ from hierre_jax.trainer import run
 
 MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
 # config.loss -> the geometry it is defined in.
-LOSSES = {"contrastive": "sphere", "meru": "lorentz"}
+LOSSES = {"contrastive": "sphere", "sigmoid": "sphere", "meru": "lorentz"}
 ENTAILMENT_WEIGHT = 0.2  # MERU's
 TOKEN_TERMS = ("token_loss_weight", "grounding_loss_weight")  # config keys of the token terms
 # MERU's bounds on its stored logs (FAMILIES_SPEC 1.3): curvature in [0.1, 10], alphas <= 1.
@@ -86,10 +88,12 @@ def read_pairs(path):
 
 class PairData:
   """Preprocessed pixels of every distinct image, token ids of every distinct caption, the
-  rows as (image index, caption index), and with a regions column each row's regions as
-  (token index of the word, box, whether a region) padded to the most regions of a row."""
+  rows as (image index, caption index), and with `pool_index` (for the grounding loss) each
+  row's regions as (token index of the word, box, whether a region) padded to the most
+  regions of a row."""
 
-  def __init__(self, path, tokenizer, preprocessing, max_length, pool_index, workers=None):
+  def __init__(self, path, tokenizer, preprocessing, max_length, pool_index=None,
+               workers=None):
     images, captions, regions = read_pairs(path)
     self.image_paths = list(dict.fromkeys(images))
     self.captions = list(dict.fromkeys(captions))
@@ -100,7 +104,7 @@ class PairData:
     ids = text_ids.tokenize(tokenizer, self.captions, max_length)
     self.ids = text_ids.pad(ids, text_ids.bucket_length(max(map(len, ids)), 8, max_length),
                             tokenizer.pad_token_id)
-    self.regions = None if regions is None else self.region_arrays(
+    self.regions = None if regions is None or pool_index is None else self.region_arrays(
         path, captions, regions, tokenizer, max_length, pool_index)
     self.pixels = np.concatenate(list(tqdm.tqdm(
         image_data.load_batches(self.image_paths, preprocessing, 64, workers),
@@ -178,6 +182,16 @@ def token_contrastive_loss(patches, words, mask, log_scale, caption):
   return symmetric_cross_entropy(scale * i2t, caption, scale * t2i)
 
 
+def sigmoid_loss(image, text, log_scale, bias, caption):
+  """Unit features [B, P] of B rows, the log logit scale, the logit bias, [B] caption index
+  -> (SigLIP's loss, [B, B] logits): logits exp(log_scale) <v_i, t_j> + bias, label +1 where
+  row j's caption is row i's (the same text counts as a positive) else -1; minus the sum
+  over j of log sigmoid(label * logit), averaged over the B images (Zhai et al., 2023)."""
+  logits = jnp.exp(log_scale) * image @ text.T + bias
+  labels = 2.0 * (caption[:, None] == caption[None, :]) - 1.0
+  return -jax.nn.log_sigmoid(labels * logits).sum(axis=1).mean(), logits
+
+
 def meru_loss(image, text, log_scale, caption, c):
   """Hyperboloid points [B, P] (space parts) of B rows, the log logit scale, [B] caption
   index, curvature c -> (MERU's loss, [B, B] logits): the symmetric cross-entropy of
@@ -230,6 +244,10 @@ def make_loss_fn(model, loss="contrastive", token_weight=0.0, grounding_weight=0
       c = jnp.exp(params["curv"])
       value, logits = meru_loss(lorentz.exp_map0(image, c), lorentz.exp_map0(text, c),
                                 log_scale, batch["caption"], c)
+    elif loss == "sigmoid":
+      value, logits = sigmoid_loss(model.geometry.lift(image), model.geometry.lift(text),
+                                   log_scale, params["logit_bias"].reshape(()),
+                                   batch["caption"])
     else:
       image, text = model.geometry.lift(image), model.geometry.lift(text)
       value, logits = contrastive_loss(image, text, log_scale, batch["caption"]), image @ text.T
@@ -321,6 +339,9 @@ class Contrastive:
     if model.geometry.name != LOSSES[loss]:
       raise errors.ConfigError(f"config.loss={loss!r}: defined on the {LOSSES[loss]}; "
                                f"{model.model_dir} lives in {model.geometry.name} space")
+    if loss == "sigmoid" and "logit_bias" not in model.params:
+      raise errors.ConfigError(f"config.loss='sigmoid': {model.model_dir} stores no "
+                               "logit_bias (SigLIP's loss is built for SigLIP checkpoints)")
     for key in TOKEN_TERMS:
       if config[key] and model.encoders().image_tokens is None:
         raise errors.ConfigError(f"config.{key}={config[key]}: the {model.family.name} family "
@@ -328,7 +349,7 @@ class Contrastive:
     if ctx.is_main:
       model_dir_lib.save_model_info(model, config.workdir)
     pairs = lambda path: PairData(path, model.tokenizer, model.preprocessing, model.max_length,
-                                  model.pool_index)
+                                  model.pool_index if config.grounding_loss_weight else None)
     self.data = pairs(config.train_csv)
     self.eval_data = pairs(config.eval.csv) if config.eval.csv else None
     if config.batch_size > len(self.data.rows):

@@ -90,6 +90,55 @@ def test_token_loss_equals_filip_written_with_loops():
                         "every token counted as a word")
 
 
+def test_sigmoid_loss_equals_siglips_formula_written_with_loops():
+  """SigLIP's loss, a loop per (image, text) pair in float64: -log sigmoid(z (t <v_i, t_j> +
+  b)), z = +1 for a pair of the same caption, summed over texts, averaged over images."""
+  rng = np.random.default_rng(6)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  image, text = unit(rng.normal(size=(4, 5))), unit(rng.normal(size=(4, 5)))
+  caption = np.array([0, 1, 0, 2])  # rows 0 and 2 share their caption
+  t, b = np.exp(2.3), -1.5
+  want = 0.0
+  for i in range(4):
+    for j in range(4):
+      z = 1.0 if caption[i] == caption[j] else -1.0
+      want -= np.log(1 / (1 + np.exp(-z * (t * image[i] @ text[j] + b)))) / 4
+  got, logits = contrastive.sigmoid_loss(image.astype(np.float32), text.astype(np.float32),
+                                         2.3, -1.5, caption)
+  # dots of 5, then a sum of 4 and a mean of 4 log-sigmoids (each <= t + |b| in size)
+  atol = tolerances.assert_reordered_close(got, want, terms=5 + 8, scale=t + 1.5)
+  np.testing.assert_allclose(logits, t * image @ text.T + b, rtol=1e-6, atol=1e-5)
+  distinct = contrastive.sigmoid_loss(image.astype(np.float32), text.astype(np.float32), 2.3,
+                                      -1.5, np.arange(4))
+  tolerances.assert_far(distinct[0], want, atol, "rows of the same caption taken as negatives")
+
+
+def test_sigmoid_objective_trains_a_siglip_and_refuses_a_clip(tmp_path):
+  from conftest import write_tiny_model
+  data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
+                              test_items=2)
+  config = shapes_config(data, tmp_path / "clip", 3)
+  config.loss = "sigmoid"
+  with pytest.raises(errors.ConfigError, match=r"config.loss='sigmoid': .*random_init stores no "
+                     r"logit_bias"):
+    contrastive.train(config)
+  start = write_tiny_model("siglip", str(tmp_path / "siglip_start"))
+  config.random_init = None
+  config.update(model=start, workdir=str(tmp_path / "run"), lr=3e-3, total_steps=6)
+  contrastive.train(config)
+  before, after = models.load(start), models.load(str(tmp_path / "run" / "hf_export"))
+  for group in ("text_model", "vision_model", "logit_scale", "logit_bias"):
+    assert not np.allclose(jax.tree.leaves(before.params[group])[0],
+                           jax.tree.leaves(after.params[group])[0]), group
+  batch = contrastive.PairData(config.train_csv, before.tokenizer, before.preprocessing,
+                               before.max_length).batch(0, 16, 0)
+  assert "positions" not in batch  # regions are read for the grounding loss only
+  loss_fn = contrastive.make_loss_fn(before, "sigmoid")
+  assert float(loss_fn(after.params, batch)[0]) < float(loss_fn(before.params, batch)[0]) - 0.1
+  import transformers
+  transformers.SiglipModel.from_pretrained(str(tmp_path / "run" / "hf_export"))
+
+
 def shapes_config(data_dir, workdir, steps):
   from configs.contrastive import shapes
   config = shapes.get_config()

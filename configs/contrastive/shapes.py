@@ -20,7 +20,9 @@ def get_config():
           vision=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                       num_attention_heads=4, image_size=64, patch_size=8),
           projection_dim=64, seed=0),
-      loss="contrastive",  # or "meru" (a hyperbolic MERU: random_init.family="meru")
+      # or "sigmoid" (SigLIP's: random_init.family="siglip") or "meru" (a hyperbolic MERU:
+      # random_init.family="meru")
+      loss="contrastive",
       # > 0: plus this times FILIP's token-wise loss (word tokens against patches; the DCSM
       # study's positive control, configs/contrastive/shapes_tokens.py).
       token_loss_weight=0.0,
