@@ -10,6 +10,7 @@ their own digests (`trainer.checkpointing`).
 import hashlib
 import json
 import os
+import shutil
 
 from hierre_jax import errors
 
@@ -39,6 +40,21 @@ def seal(folder, names, record=None, manifest=MANIFEST):
   with open(tmp, "w") as f:
     json.dump(body, f, indent=1)
   os.replace(tmp, path)
+
+
+def write_folder(out, write):
+  """Writes the sealed folder `out` whole -> out: `write(tmp)` fills a folder beside it and
+  returns the record; every file there is sealed, then the folder is renamed over `out`
+  (an existing one replaced). A killed writer leaves no half-written folder in place."""
+  tmp = f"{os.path.normpath(out)}.{os.getpid()}.tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  record = write(tmp)
+  seal(tmp, sorted(os.path.relpath(os.path.join(d, n), tmp)
+                   for d, _, names in os.walk(tmp) for n in names), record)
+  if os.path.exists(out):
+    shutil.rmtree(out)
+  os.replace(tmp, out)
+  return out
 
 
 def verify(folder, manifest=MANIFEST):

@@ -88,6 +88,35 @@ def test_an_export_over_the_source_model_or_the_workdir_is_refused_before_any_wo
   assert not (tmp_path / "new").exists()
 
 
+def test_write_folder_replaces_a_folder_whole_or_not_at_all(tmp_path):
+  out = tmp_path / "set"
+  out.mkdir()
+  (out / "old.txt").write_text("old")
+
+  def fail(tmp):
+    os.makedirs(os.path.join(tmp, "sub"))
+    open(os.path.join(tmp, "sub", "half.txt"), "w").write("half")
+    raise KeyboardInterrupt  # a writer killed halfway
+
+  with pytest.raises(KeyboardInterrupt):
+    sealed.write_folder(str(out), fail)
+  assert sorted(os.listdir(out)) == ["old.txt"]
+
+  def write(tmp):
+    os.makedirs(os.path.join(tmp, "sub"))
+    open(os.path.join(tmp, "sub", "a.txt"), "w").write("a")
+    open(os.path.join(tmp, "b.txt"), "w").write("b")
+    return {"seed": 3}
+
+  assert sealed.write_folder(str(out), write) == str(out)
+  assert sorted(os.listdir(out)) == ["b.txt", sealed.MANIFEST, "sub"]
+  assert sorted(os.listdir(tmp_path)) == ["set"]  # the killed writer's leftover cleared
+  assert sealed.verify(str(out)) == {"seed": 3}
+  (out / "sub" / "a.txt").write_text("A")  # files in sub-folders are sealed
+  with pytest.raises(sealed.DamagedError, match=r"sub/a.txt: changed or damaged"):
+    sealed.verify(str(out))
+
+
 def test_random_init_is_the_one_the_config_names(tmp_path):
   config = tiny_config(tmp_path, total_steps=1)
   train.train_and_export(config)

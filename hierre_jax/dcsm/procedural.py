@@ -26,7 +26,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 import tqdm
@@ -338,24 +337,20 @@ def make_data(out, seed=0, size=64, train_pairs=600, test_items=200, overwrite=F
     raise errors.UserError(f"{out}: not empty; make-data writes a whole new set (--overwrite "
                            "replaces the folder whole)")
   errors.require_writable_dir(out)
-  tmp = f"{os.path.normpath(out)}.{os.getpid()}.tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  generator = Generator(tmp, seed, size)
-  generator.write_pairs(train_pairs, "train")
-  generator.write_pairs(max(1, train_pairs // 6), "val")
-  generator.write_test(test_items)
-  record = {"generator": GENERATOR_VERSION, "seed": seed, "size": size,
-            "train_pairs": train_pairs, "test_items": test_items,
-            "unseen_colour": generator.unseen_colour,
-            "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}
-  with open(os.path.join(tmp, "procedural.json"), "w") as f:
-    json.dump(record, f, indent=1)
-  sealed.seal(tmp, sorted(os.path.relpath(os.path.join(d, n), tmp)
-                          for d, _, names in os.walk(tmp) for n in names), record)
-  if os.path.exists(out):
-    shutil.rmtree(out)
-  os.replace(tmp, out)
-  return out
+  def write(tmp):
+    generator = Generator(tmp, seed, size)
+    generator.write_pairs(train_pairs, "train")
+    generator.write_pairs(max(1, train_pairs // 6), "val")
+    generator.write_test(test_items)
+    record = {"generator": GENERATOR_VERSION, "seed": seed, "size": size,
+              "train_pairs": train_pairs, "test_items": test_items,
+              "unseen_colour": generator.unseen_colour,
+              "unseen_pairs": sorted(sorted(p) for p in generator.unseen_pairs)}
+    with open(os.path.join(tmp, "procedural.json"), "w") as f:
+      json.dump(record, f, indent=1)
+    return record
+
+  return sealed.write_folder(out, write)
 
 
 def verify(data_dir):

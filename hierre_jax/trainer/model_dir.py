@@ -1,7 +1,6 @@
 """The model a run starts from, where the run writes, and what a workdir keeps of the model
 to read its checkpoints."""
 import os
-import shutil
 
 from absl import logging
 
@@ -93,14 +92,13 @@ def write_random_init(config, out):
   """Writes the random checkpoint of config.random_init to `out` (beside it, then renamed
   over it: never half a checkpoint), sealed with its record."""
   r = config.random_init
-  tmp = f"{out}.{os.getpid()}.tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  random_family(config).write_random(tmp, r.text.to_dict(), r.vision.to_dict(), r.projection_dim,
-                                     seed=r.seed, **r.get("options", {}))
-  sealed.seal(tmp, sorted(os.listdir(tmp)), random_init_record(config))
-  if os.path.exists(out):
-    shutil.rmtree(out)
-  os.replace(tmp, out)
+
+  def write(tmp):
+    random_family(config).write_random(tmp, r.text.to_dict(), r.vision.to_dict(),
+                                       r.projection_dim, seed=r.seed, **r.get("options", {}))
+    return random_init_record(config)
+
+  sealed.write_folder(out, write)
 
 
 def prepare_model_dir(config, is_main, allow_config_change=False):
