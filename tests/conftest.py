@@ -1,8 +1,19 @@
 """Shared fixtures: small random Hugging Face checkpoints of each model family, saved to temp
 dirs (`family_dir` runs a test once per family)."""
+import atexit
 import os
+import shutil
+import tempfile
 
-import jax
+# One XLA compilation cache for the session, in a new temp folder (never the user's): the
+# programs that take over a second to compile are compiled once, in this process and in the
+# entry points the tests run as subprocesses (they inherit the environment). Set before JAX
+# is imported.
+_XLA_CACHE = tempfile.mkdtemp(prefix="hierre_jax_tests_xla_")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+
+import jax  # noqa: E402 (after the cache's environment)
 import numpy as np
 import pytest
 

@@ -10,14 +10,25 @@ from hierre_jax import models
 from hierre_jax.data import packing
 from hierre_jax.data import text as text_ids
 
-def direct_text_features(model_dir, texts, params=None):
-  """One text at a time, unpadded: the obviously-correct embedding -> [N, P] unit features
-  (of `params`, default the checkpoint's)."""
+def direct_text_embedder(model_dir):
+  """-> embed(texts, params=None) -> [N, P] unit features (of `params`, default the
+  checkpoint's), one text at a time, unpadded: the obviously-correct embedding. Each text
+  length compiles once for every call of one embedder."""
   model = models.load(model_dir)
-  params = model.params if params is None else params
   encode = jax.jit(embedding.text_encoder(model))
-  ids = text_ids.tokenize(model.tokenizer, texts, model.max_length)
-  return np.stack([np.asarray(encode(params, np.asarray([t], np.int32)))[0] for t in ids])
+
+  def embed(texts, params=None):
+    # On the host, whichever device they come from: one compilation per length.
+    params = jax.device_get(model.params if params is None else params)
+    ids = text_ids.tokenize(model.tokenizer, texts, model.max_length)
+    return np.stack([np.asarray(encode(params, np.asarray([t], np.int32)))[0] for t in ids])
+
+  return embed
+
+
+def direct_text_features(model_dir, texts, params=None):
+  """`direct_text_embedder`'s features of `texts` -> [N, P]."""
+  return direct_text_embedder(model_dir)(texts, params)
 
 
 def direct_image_features(model_dir, paths):

@@ -781,7 +781,8 @@ def test_evaluate_writes_both_scorers_side_by_side(tiny_clip_dir, shapes_data, t
 @pytest.mark.reordering
 def test_score_gives_every_image_against_every_caption(tiny_clip_dir, tmp_path, pictures):
   """dcsm.score [I, T] equals each image scored as one item of all T captions (the CNN on its
-  z-scored maps), however the images are batched; bad captions in one line."""
+  z-scored maps), or with zscore="all" the CNN on all maps z-scored as one block, however the
+  images are batched; bad captions in one line."""
   import hierre_jax.dcsm
   params = scorer.init_params(17, 30)
   scorer_dir = checkpoint.save(str(tmp_path / "scorer"), params, maps.functional_table(17),
@@ -802,6 +803,18 @@ def test_score_gives_every_image_against_every_caption(tiny_clip_dir, tmp_path, 
   chunked = dense.score_all(images, captions, pairs_per_call=2)
   np.testing.assert_allclose(chunked, got, atol=1e-4)
   assert np.abs(chunked[::-1] - got).max() > 1e-2 and np.abs(chunked[:, ::-1] - got).max() > 1e-2
+  # zscore="all" (get_dcsm_scores): the (3, 3, rows, 30) block z-scored as one, however the
+  # images are chunked; unlike each image's own block, and the same for one image.
+  block = maps.dense_maps(features, images, captions, column_rule="token", standardize=True)
+  want = scorer.Scorer().apply({"params": params}, block.reshape(-1, *block.shape[2:]))
+  for pairs_per_call in (256, 2):
+    whole = dense.score_all(images, captions, pairs_per_call, zscore="all")
+    np.testing.assert_allclose(whole, want.reshape(3, 3), atol=1e-4)
+  assert np.abs(whole - got).max() > 1e-2
+  np.testing.assert_allclose(hierre_jax.dcsm.score(tiny_clip_dir, scorer_dir, images[:1],
+                                                   captions, zscore="all"), got[:1], atol=1e-4)
+  with pytest.raises(errors.UserError, match="zscore='images': use one of image, all"):
+    dense.score_all(images, captions, zscore="images")
   with pytest.raises(errors.UserError, match="captions: expected a list of non-empty strings"):
     hierre_jax.dcsm.score(tiny_clip_dir, scorer_dir, images, "a caption")
   with pytest.raises(errors.UserError, match="nothing to score: 0 images, 3 captions"):

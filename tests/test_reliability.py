@@ -227,6 +227,7 @@ def test_skipped_rows_are_written_to_the_workdir(tmp_path):
 
 def test_runtime_options_apply_when_called_from_python(tmp_path):
   cache = str(tmp_path / "xla_cache")
+  session_cache = jax.config.jax_compilation_cache_dir  # the tests' (conftest)
   try:
     train.train_and_export(tiny_config(tmp_path / "w", total_steps=1, matmul_precision="high",
                                        compilation_cache_dir=cache))
@@ -234,7 +235,7 @@ def test_runtime_options_apply_when_called_from_python(tmp_path):
     assert jax.config.jax_compilation_cache_dir == cache
   finally:
     jax.config.update("jax_default_matmul_precision", "highest")
-    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_compilation_cache_dir", session_cache)
 
 
 def run_train_cli(*args, workdir, prefix=()):

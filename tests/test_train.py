@@ -149,7 +149,7 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family
   from conftest import write_tiny_model
   from hierre_jax.data import hierarcaps_csv
   from hierre_jax.radial import losses
-  from references import direct_text_features
+  from references import direct_text_embedder
   config = tiny_config(tmp_path, **options)
   model_dir = write_tiny_model(family, str(tmp_path / "m"))
   step_losses, start, _, step_pullback = run_steps(config, model_dir, jax.devices()[:1], 1,
@@ -157,9 +157,10 @@ def test_step_loss_equals_the_loss_of_texts_embedded_one_by_one(tmp_path, family
   data = hierarcaps_csv.read_hierarchies(config.train_csv)
   rows = step_rows(model_dir, data)
   texts = [t for r in rows for t in data.positives[r] + data.negatives[r]]
-  emb = direct_text_features(model_dir, texts, start).reshape(8, 8, -1)
-  root = direct_text_features(model_dir, [""], start)[0]
-  emb_orig = direct_text_features(model_dir, texts).reshape(8, 8, -1)
+  embed = direct_text_embedder(model_dir)
+  emb = embed(texts, start).reshape(8, 8, -1)
+  root = embed([""], start)[0]
+  emb_orig = embed(texts).reshape(8, 8, -1)
   ec = (config.ec_k, config.ec_margin) if config.loss == "ec" else None
   if config.root == "origin":
     root = np.zeros_like(root)

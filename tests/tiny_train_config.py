@@ -43,4 +43,5 @@ def get_config(family="clip"):
   config.log_every = 1
   config.checkpoint_every = 2
   config.eval.test_csv = ""
+  config.compilation_cache_dir = ""  # the tests' session cache (conftest), not the user's
   return config

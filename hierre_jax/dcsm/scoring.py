@@ -1,6 +1,7 @@
 """DCSM as a pair scorer: per-item maps of one image with its K captions, functional rows,
 z-scored over the item's (1, K, rows, 30) block (DCSM_SPEC section 4), scored by the CNN;
-`score` gives every image against every caption (the release's get_dcsm_scores)."""
+`score` gives every image against every caption (the release's get_dcsm_scores; its z-score
+over all images' maps as an option)."""
 import functools
 
 import jax
@@ -22,13 +23,29 @@ def score_maps(params, maps_):
 
 
 @functools.partial(jax.jit, static_argnames="options")
+def item_maps(image_tokens, text_tokens, sources, table, options):
+  """image_tokens [N, R, P], text_tokens [N, K, T, P], sources [N, K, T] -> maps [N, K, R, T]
+  with the functional rows `options` asks for (not z-scored)."""
+  out = jnp.einsum("nrp,nktp->nkrt", image_tokens, text_tokens)
+  return maps.with_functional_rows(out, sources, table) if options.functional_rows else out
+
+
+@functools.partial(jax.jit, static_argnames="options")
 def score_items(params, image_tokens, text_tokens, sources, table, options):
-  """image_tokens [N, R, P], text_tokens [N, K, T, P], sources [N, K, T] -> scores [N, K]."""
-  item_maps = jnp.einsum("nrp,nktp->nkrt", image_tokens, text_tokens)
-  if options.functional_rows:
-    item_maps = maps.with_functional_rows(item_maps, sources, table)
-  per_item = jax.vmap(lambda m: maps.standardize(m, options.per_map))(item_maps)
+  """image_tokens [N, R, P], text_tokens [N, K, T, P], sources [N, K, T] -> scores [N, K],
+  each item's [K, R, T] maps z-scored as one."""
+  per_item = jax.vmap(lambda m: maps.standardize(m, options.per_map))(
+      item_maps(image_tokens, text_tokens, sources, table, options))
   return score_maps(params, per_item)
+
+
+@jax.jit
+def score_standardized(params, maps_, mean, std):
+  """maps [N, K, R, T] z-scored with a given mean and std -> scores [N, K]."""
+  return score_maps(params, (maps_ - mean) / std)
+
+
+ZSCORE_BLOCKS = ("image", "all")
 
 
 class DenseScorer:
@@ -62,22 +79,41 @@ class DenseScorer:
     return np.asarray(score_items(self.params, image_tokens, text_tokens[rows], sources[rows],
                                   self.table, self.options))
 
-  def score_all(self, images, captions, pairs_per_call=256):
-    """I images x T captions -> [I, T]: each image one item of all T captions (its (1, T,
-    rows, 30) block z-scored as one, as an evaluation item), the captions embedded once,
-    about `pairs_per_call` pairs a call."""
+  def score_all(self, images, captions, pairs_per_call=256, zscore="image"):
+    """I images x T captions -> [I, T], the captions embedded once, about `pairs_per_call`
+    pairs a call. `zscore`: "image", each image one item of all T captions (its (1, T, rows,
+    30) block z-scored as one, as an evaluation item: an image's scores do not depend on the
+    other images); "all", the whole (I, T, rows, 30) block z-scored as one, as the release's
+    get_dcsm_scores (two passes: the block's mean and unbiased std, then the scores; the
+    image tokens kept in between)."""
+    if zscore not in ZSCORE_BLOCKS:
+      raise errors.UserError(f"zscore={zscore!r}: use one of {', '.join(ZSCORE_BLOCKS)}")
     text_tokens, sources = self.captions(list(captions))
     step = max(1, pairs_per_call // len(captions))
-    out = []
+
+    def items(image_tokens):  # the chunk's images, each with all T captions
+      n = len(image_tokens)
+      return (image_tokens, jnp.broadcast_to(text_tokens, (n, *text_tokens.shape)),
+              np.broadcast_to(sources, (n, *sources.shape)), self.table, self.options)
+
+    per_image = zscore == "image" or self.options.per_map  # (per_map: each map alone)
+    out = []  # per image: the chunks' scores; else the chunks' image tokens
     for start in tqdm.trange(0, len(images), step, desc="dcsm scores", leave=False,
                              disable=len(images) <= step):
-      chunk = images[start:start + step]
-      n = len(chunk)
-      out.append(np.asarray(score_items(
-          self.params, self.features.images(chunk),
-          jnp.broadcast_to(text_tokens, (n, *text_tokens.shape)),
-          np.broadcast_to(sources, (n, *sources.shape)), self.table, self.options)))
-    return np.concatenate(out)
+      image_tokens = self.features.images(images[start:start + step])
+      out.append(np.asarray(score_items(self.params, *items(image_tokens))) if per_image
+                 else image_tokens)
+    if per_image:
+      return np.concatenate(out)
+    total = squares = count = 0.0
+    for image_tokens in out:
+      block = np.asarray(item_maps(*items(image_tokens)), np.float64)
+      total, squares, count = total + block.sum(), squares + (block ** 2).sum(), count + block.size
+    mean = total / count
+    std = np.sqrt((squares - count * mean ** 2) / (count - 1))
+    return np.concatenate([np.asarray(score_standardized(
+        self.params, item_maps(*items(image_tokens)), np.float32(mean), np.float32(std)))
+        for image_tokens in out])
 
 
 def load(model, scorer, batch_size=32, column_rule=""):
@@ -92,14 +128,16 @@ def load(model, scorer, batch_size=32, column_rule=""):
   return DenseScorer(maps.TokenFeatures(model, batch_size), params, table, options), info
 
 
-def score(model, scorer, images, captions, batch_size=32, column_rule=""):
-  """DCSM scores of every image against every caption, as the release's get_dcsm_scores
-  (which z-scores the maps of all images at once, here each image's: the same for one):
+def score(model, scorer, images, captions, batch_size=32, column_rule="", zscore="image"):
+  """DCSM scores of every image against every caption, as the release's get_dcsm_scores:
   [I] images (paths or PIL images) x [T] caption strings (scored as given: no benchmark's
-  rewrites) -> [I, T] float32; `model`, `scorer`: as `load` takes them (load once and call
-  `DenseScorer.score_all` to score many sets)."""
+  rewrites) -> [I, T] float32. `zscore`: "image" (default) z-scores each image's maps as one
+  evaluation item, so that an image's scores do not depend on the others; "all" z-scores all
+  images' maps at once, as get_dcsm_scores does (the same for one image). `model`, `scorer`:
+  as `load` takes them (load once and call `DenseScorer.score_all` to score many sets)."""
   if isinstance(captions, str) or not all(isinstance(c, str) and c for c in captions):
     raise errors.UserError("captions: expected a list of non-empty strings")
   if not len(images) or not len(captions):
     raise errors.UserError(f"nothing to score: {len(images)} images, {len(captions)} captions")
-  return load(model, scorer, batch_size, column_rule)[0].score_all(list(images), captions)
+  return load(model, scorer, batch_size, column_rule)[0].score_all(list(images), captions,
+                                                                 zscore=zscore)

@@ -2,9 +2,6 @@
 import json
 import os
 
-import tensorboardX
-from tensorboardX.proto import summary_pb2
-
 
 SUPERSEDED_FILE = "metrics_superseded.jsonl"
 
@@ -29,6 +26,11 @@ class MetricWriter:
         with open(kept, "w") as f:
           f.writelines(line for line in lines if json.loads(line)["step"] <= resume_step)
         os.replace(kept, self.path)  # atomic: a kill here leaves one whole file or the other
+    # Imported here, not with the module: tensorboardX imports torch where it is installed
+    # (a second at the start of every command, most of which never write metrics).
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+    from tensorboardX.proto import summary_pb2  # pylint: disable=import-outside-toplevel
+    self.summary_pb2 = summary_pb2
     self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                                   purge_step=resume_step + 1)
 
@@ -38,8 +40,9 @@ class MetricWriter:
       f.write(json.dumps(row) + "\n")
     # Scalar summaries written as they are, so that TensorBoard's tags are metrics.jsonl's
     # names: `add_scalar` would rewrite the '@' of 'eval/coco/i2t_r@1' to '_'.
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
-                                         for k, v in row.items() if k != "step"])
+    proto = self.summary_pb2
+    summary = proto.Summary(value=[proto.Summary.Value(tag=k, simple_value=v)
+                                   for k, v in row.items() if k != "step"])
     self.tensorboard._get_file_writer().add_summary(summary, step)  # pylint: disable=protected-access
 
   def close(self):
