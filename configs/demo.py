@@ -18,6 +18,7 @@ def get_config():
   config = clip_b32.get_config()
   config.model = ""
   config.random_init = ml_collections.ConfigDict(dict(
+      family="clip",  # or any family of hierre_jax.models (--config.random_init.family=siglip)
       text=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=77),
       vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -52,13 +52,16 @@ def disk_full(error):
   return None
 
 
-def one_line(error):
-  """The one-line message of a user's mistake, or None for anything else."""
+RESUME_ADVICE = "run the same command again (it resumes from the last checkpoint)"
+
+
+def one_line(error, full_disk_advice=RESUME_ADVICE):
+  """The one-line message of a user's mistake, or None for anything else; a full disk's
+  ends with `full_disk_advice` (what running the command again does)."""
   where = disk_full(error)
   if where is not None:
     return (f"no space left on device{' writing ' + where if where else ''}: free some space "
-            "or choose a workdir on a larger disk, then run the same command again (it "
-            "resumes from the last checkpoint)")
+            f"or choose an output location on a larger disk, then {full_disk_advice}")
   if isinstance(error, USER_ERRORS):
     return " ".join(str(error).split("\n")).strip()
   return None
@@ -135,14 +138,15 @@ def quiet_logs():
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
 
 
-def run(main):
-  """app.run(main) with one-line errors for user mistakes (exit status 1)."""
+def run(main, full_disk_advice=RESUME_ADVICE):
+  """app.run(main) with one-line errors for user mistakes (exit status 1); a full disk's
+  message ends with `full_disk_advice`."""
   def wrapped(argv):
     quiet_logs()
     try:
       return main(argv)
     except Exception as e:  # pylint: disable=broad-except
-      message = one_line(e)
+      message = one_line(e, full_disk_advice)
       if message is None:
         raise
       sys.exit(f"error: {message}")

@@ -15,7 +15,8 @@ NON_COMPUTATIONAL = ("workdir", "export_dir", "log_every", "checkpoint_every",
 class ResumeRules:
   """How an objective's stored config.json is compared with the config of a resumed run
   (`trainer.checks.check_resume`): `added_keys` {key: the value runs started before the key
-  existed had}; `renamed_values` {key: {old value: new value}}; `layout_keys`: the
+  existed had; "a.b" for a key added inside the dict a, where the run has one};
+  `renamed_values` {key: {old value: new value}}; `layout_keys`: the
   objective's keys that only change how the work is laid out (beside NON_COMPUTATIONAL)."""
   added_keys: dict = dataclasses.field(default_factory=dict)
   renamed_values: dict = dataclasses.field(default_factory=dict)
@@ -27,7 +28,14 @@ class ResumeRules:
 
   def read_stored(self, stored):
     """A stored config (a dict) -> as a config of today reads it."""
-    stored = {**self.added_keys, **stored}
+    stored = {**{k: v for k, v in self.added_keys.items() if "." not in k}, **stored}
+    for key, value in self.added_keys.items():  # "a.b": added inside a dict the run has
+      *parents, leaf = key.split(".")
+      inner = stored
+      for p in parents:
+        inner = inner.get(p) if isinstance(inner, dict) else None
+      if isinstance(inner, dict):
+        inner.setdefault(leaf, value)
     for key, renames in self.renamed_values.items():
       if isinstance(stored.get(key), str) and stored[key] in renames:
         stored[key] = renames[stored[key]]

@@ -38,6 +38,7 @@ from hierre_jax import embedding
 from hierre_jax import errors
 from hierre_jax import grounding
 from hierre_jax import models
+from hierre_jax import sealed
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.geometry import lorentz
@@ -317,6 +318,9 @@ class Contrastive:
         raise errors.ConfigError(f"config.{key}={config[key]}: the token-level terms are built "
                                  "for loss='contrastive'")
     errors.require_writable_dir(config.workdir, "workdir")
+    for csv in (config.train_csv, config.eval.csv):  # a generated set's files as written
+      if csv and os.path.exists(csv):
+        sealed.verify_enclosing(csv)
     # A bad row fails before anything is written.
     if read_pairs(config.train_csv)[2] is None and config.grounding_loss_weight:
       raise errors.ConfigError(f"config.grounding_loss_weight={config.grounding_loss_weight}: "

@@ -11,12 +11,22 @@ another, any families. The suite writes OUT/results.json (one object per model),
 OUT/results.md (a Table-1-shaped table, the paper's rows of each --reference under ours) and
 OUT/results.png (HierarCaps tau_d against recall, a point per model). By default OUT is
 <workdir>/evaluations for one train workdir, else eval_results/<model> (or
-eval_results/<model A>__vs__<model B> for several) under the current directory: never inside
-a model directory, which may be uploaded as it is, nor on any input, nor in a folder holding
-another evaluation's files (refused before any compute). A train workdir's image features
-are read from and added to its store (<workdir>/image_features; --image_features_dir).
+eval_results/<model A>__vs__<model B> for several, a long name cut and ended by a digest;
+OUT/models.json lists them) under the current directory: never inside a model directory,
+which may be uploaded as it is, nor on any input, nor in a folder holding another
+evaluation's files (refused before any compute). A train workdir's image features are read
+from and added to its store (<workdir>/image_features; --image_features_dir, apart from the
+inputs).
+
+Every model is loaded and checked (weights finite, tokenizer and preprocessing files
+present) before the first is embedded, and the results are written after each model: a
+failure or a kill loses no finished model, and the same command run again computes only
+what OUT/results.json lacks (a model's missing evaluations, or all of them for a train
+workdir trained on since); results of other settings (tau_d ties, data files, dtype, ...)
+are refused, never mixed. The same model twice is refused.
 """
 import functools
+import hashlib
 import json
 import os
 
@@ -24,10 +34,12 @@ from absl import flags
 import jax
 
 from hierre_jax import cli
-from hierre_jax import loading
+from hierre_jax import embedding
 from hierre_jax import errors
+from hierre_jax import loading
 from hierre_jax import locations
 from hierre_jax import published
+from hierre_jax import sealed
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
@@ -85,32 +97,107 @@ flags.DEFINE_string("output_dir", "", "Where results go (see the module docstrin
 cli.define_image_features_flag()
 
 
+def model_key(model):
+  """What names a model however it is spelt: the real path of a local one, else the hub id."""
+  return locations.real(model) if os.path.exists(model) else model.rstrip("/")
+
+
+def distinct_models(models):
+  """`models` as given, each once: the same model twice (spelt alike or not, a trailing slash)
+  is refused in one line naming both."""
+  seen = {}
+  for m in models:
+    key = model_key(m)
+    if key in seen:
+      raise errors.UserError(f"--model={m} names the same model as --model={seen[key]}: give "
+                             "each model once")
+    seen[key] = m
+  return list(models)
+
+
+def default_name(models):
+  """eval_results/<name> of these models: their paths with / as __, joined by __vs__; past
+  NAME_BYTES cut and ended by a digest of the full list (models.json inside names them
+  all)."""
+  short = lambda m: os.path.normpath(m).strip("./").replace("/", "__") or "model"
+  name = "__vs__".join(short(m) for m in models)
+  if len(name.encode()) <= NAME_BYTES:
+    return name
+  digest = hashlib.sha256("\n".join(owner(models)["models"]).encode()).hexdigest()[:12]
+  return f"{name.encode()[:NAME_BYTES - 30].decode(errors='ignore')}__{len(models)}models_{digest}"
+
+
+NAME_BYTES = 120  # a default output folder's name (file systems allow 255)
+
+
 def output_dir(models, paths):
   """Where results go (the module docstring), checked before any compute: writable, apart
   from every input (a train workdir's own evaluations/ apart), and new, empty or an earlier
-  evaluation of the same models (`locations.claim`)."""
-  name = lambda m: os.path.normpath(m).strip("./").replace("/", "__") or "model"
+  evaluation of the same models, in any order (`locations.claim`); --image_features_dir
+  apart from the inputs too (a train workdir's own store apart)."""
   workdirs = [m for m in models if loading.is_train_workdir(m)]
   if FLAGS.output_dir:
     out = FLAGS.output_dir
   elif len(models) == 1 and workdirs:
     out = os.path.join(models[0], "evaluations")
   else:
-    out = os.path.join("eval_results", "__vs__".join(name(m) for m in models))
+    out = os.path.join("eval_results", default_name(models))
   inputs = [("--model", m) for m in models] + [(f"--{k}", v) for k, v in paths.items()
                                                if k in FLAGS and FLAGS[k].present]
   inputs.append(("--data_dir", FLAGS.data_dir))
   errors.require_writable_dir(out, "output folder")
   locations.check_apart([("--output_dir", out)], inputs,
                         allowed=[os.path.join(w, "evaluations") for w in workdirs])
-  locations.check_claimable(out, owner(models), "--output_dir")
+  if FLAGS.image_features_dir:
+    errors.require_writable_dir(FLAGS.image_features_dir, "image feature folder")
+    locations.check_apart([("--image_features_dir", FLAGS.image_features_dir)],
+                          inputs + [("--output_dir", out)], allowed=[
+                              os.path.join(w, embedding.IMAGE_FEATURES) for w in workdirs])
+  locations.check_claimable(out, folder_owner(out, models), "--output_dir")
   return out
 
 
 def owner(models):
-  """The owner record of an evaluation's output folder (`locations.claim`)."""
+  """The owner record of an evaluation's output folder (`locations.claim`): the models in
+  sorted order, so that the same models in another order are the same evaluation."""
   return {"writer": "hierre_jax.evaluate",
-          "models": [locations.real(m) if os.path.exists(m) else m for m in models]}
+          "models": sorted(model_key(m) for m in models)}
+
+
+def folder_owner(out, models):
+  """owner(models), or the record already in `out` where it names the same models in
+  another order (written before records were sorted)."""
+  found, wanted = locations.owner_of(out), owner(models)
+  if (isinstance(found, dict) and found.get("writer") == wanted["writer"]
+      and sorted(found.get("models") or []) == wanted["models"]):
+    return found
+  return wanted
+
+
+def settings(paths):
+  """What the numbers depend on besides the model: a rerun into the same folder keeps
+  earlier results only where these are the same."""
+  real = lambda p: locations.real(p) if p and os.path.exists(p) else p
+  return {"tau_d_ties": FLAGS.tau_d_ties, "hyperbolic_root": FLAGS.hyperbolic_root,
+          "compute_dtype": FLAGS.compute_dtype, "matmul_precision": FLAGS.matmul_precision,
+          "allow_missing_images": FLAGS.allow_missing_images, "min_images": FLAGS.min_images,
+          "data": {k: real(v) for k, v in sorted(paths.items())}}
+
+
+def earlier_results(out, models, wanted):
+  """{model: result} of an earlier run into `out` (its results.json), refused in one line
+  where it was computed with other settings (nothing is dropped or mixed)."""
+  found = {model_key(r["model"]): r for r in suite.read_results(out)}
+  for model, result in found.items():
+    differences = (sealed.record_differences(result["settings"], wanted)
+                   if isinstance(result.get("settings"), dict)
+                   else ["written before settings were recorded"])
+    if differences:
+      raise errors.UserError(
+          f"{os.path.join(out, 'results.json')}: {model}'s results were computed with other "
+          f"settings ({'; '.join(differences[:3])}): choose another --output_dir, or run with "
+          "the same settings (nothing was computed)")
+  return {m: found[model_key(m)] for m in models if model_key(m) in found}
 
 
 def embedder_of(model):
@@ -123,22 +210,63 @@ def embedder_of(model):
                           hyperbolic_root=FLAGS.hyperbolic_root)
 
 
+def verify_models(models):
+  """Every model loaded whole and checked (`loading.verify`) before the first is embedded
+  -> {model: checkpoint step}; says where --hyperbolic_root does not apply."""
+  steps = {}
+  for i, model in enumerate(models):
+    print(f"[check {i + 1}/{len(models)}] {model}", flush=True)
+    family, steps[model], geometry, own_root = loading.verify(model)
+    if FLAGS["hyperbolic_root"].present and (geometry == "sphere" or own_root):
+      print(f"note: --hyperbolic_root={FLAGS.hyperbolic_root} not used for {model}: "
+            + ("it lives on the sphere, rooted at the embedding of \"\"" if geometry == "sphere"
+               else "it has its own root"), flush=True)
+  return steps
+
+
 def run_suite(paths):
-  for model in FLAGS.model:  # every model readable before the first is embedded
+  models = distinct_models(FLAGS.model)
+  for model in models:  # a missing path or an unknown family: before any loading
     loading.check(model)
-  out = output_dir(FLAGS.model, paths)
+  out = output_dir(models, paths)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
                            FLAGS.tfds_data_dir, FLAGS.min_images)
-  results = suite.run({m: functools.partial(embedder_of, m) for m in FLAGS.model}, evaluators)
-  json_path, md_path = suite.write(results, locations.claim(out, owner(FLAGS.model),
-                                                            "--output_dir"), FLAGS.reference)
+  wanted = settings(paths)
+  previous = earlier_results(out, models, wanted)
+  steps = verify_models(models)
+  locations.claim(out, folder_owner(out, models), "--output_dir")
+  locations.write_file(os.path.join(out, "models.json"),
+                   lambda f: json.dump({"models": models}, f, indent=1))
+  save = lambda results: suite.write(results, out, FLAGS.reference)
+  results = suite.run({m: functools.partial(embedder_of, m) for m in models}, evaluators,
+                      previous, steps, {"settings": wanted}, save)
+  json_path, md_path = save(results)
   print(open(md_path).read())
   print(f"wrote {json_path} and {md_path}")
 
 
+def reference_chains(hierarcaps_dir):
+  """The --reference_model's chains in the data's reference_qualitative_predictions.json,
+  read before any compute (None without the flag); an unknown name refused in one line."""
+  if not FLAGS.reference_model:
+    return None
+  path = errors.require_file(os.path.join(hierarcaps_dir, "reference_qualitative_predictions"
+                                          ".json"), "reference predictions file")
+  with open(path) as f:
+    known = json.load(f)["models"]
+  if FLAGS.reference_model not in known:
+    raise errors.UserError(f"--reference_model={FLAGS.reference_model}: not in {path}; use one "
+                           f"of {', '.join(known)}")
+  return known[FLAGS.reference_model]
+
+
 def run_qualitative(paths):
+  if len(FLAGS.model) > 1:
+    raise errors.UserError(f"--mode=qualitative takes one --model ({len(FLAGS.model)} given): "
+                           "run it once per model")
   model = FLAGS.model[0]
   out_dir = output_dir([model], paths)
+  reference = reference_chains(os.path.join(FLAGS.data_dir, "hierarcaps"))
   embedder = embedder_of(model)
   step = embedder.checkpoint_step
   images_dir = paths["hierarcaps_images"]
@@ -155,9 +283,7 @@ def run_qualitative(paths):
   report.write_all(chains, images_dir, out,
                    title=model + ("" if step is None else f" (checkpoint step {step})"))
   print(f"wrote {out}.json/.csv/.html for {len(chains)} images")
-  if FLAGS.reference_model:
-    with open(os.path.join(hierarcaps_dir, "reference_qualitative_predictions.json")) as f:
-      reference = json.load(f)["models"][FLAGS.reference_model]
+  if reference is not None:
     agreement = hierarcaps.chain_agreement(hierarcaps.published_form(chains), reference)
     with open(out + "_vs_reference.json", "w") as f:
       json.dump({"model": model, "checkpoint_step": step,
@@ -173,4 +299,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["model"])
-  cli.run(main)
+  cli.run(main, full_disk_advice="run the same command again: the models whose results were "
+          "written are not computed again")

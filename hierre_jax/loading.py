@@ -23,6 +23,18 @@ def check(path):
   models.family_of(hf_io.resolve_model_dir(path))
 
 
+def verify(path):
+  """Loads `path` whole and checks what computing with it needs -> (family name, checkpoint
+  step, geometry name, whether it has its own root): weights readable and finite, config
+  accepted, tokenizer and preprocessing files present. Raises the one-line error its first
+  use would; the model is not kept (several models are checked before the first is used)."""
+  model = load(path)
+  hf_io.check_finite_params(model.params, model.model_dir)
+  model.tokenizer, model.preprocessing  # pylint: disable=pointless-statement (fail now)
+  return (model.family.name, model.checkpoint_step, model.geometry.name,
+          "root" in model.params)
+
+
 def load(path):
   """-> the `models.Model` of `path`, with its RE root in params["root"] where it has one
   (a checkpoint's params["root"], a directory's hf_io.ROOT_FILE).

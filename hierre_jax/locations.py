@@ -79,6 +79,20 @@ def claim(folder, owner, what):
   refusing one that holds anything else (`check_claimable`) -> folder."""
   check_claimable(folder, owner, what)
   os.makedirs(errors.require_writable_dir(folder, what), exist_ok=True)
-  with open(os.path.join(folder, OWNER_FILE), "w") as f:
-    json.dump(owner, f)
+  write_file(os.path.join(folder, OWNER_FILE), lambda f: json.dump(owner, f))
   return folder
+
+
+def write_file(path, write):
+  """write(f) into `path` (text) through a file beside it renamed over it -> path: a killed
+  or failed write leaves the old file; an OSError names `path` (a full disk's names none)."""
+  tmp = f"{path}.{os.getpid()}.tmp"
+  try:
+    with open(tmp, "w") as f:
+      write(f)
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise OSError(e.errno, e.strerror, path) from e
+  return path

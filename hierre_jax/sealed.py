@@ -45,8 +45,13 @@ def seal(folder, names, record=None, manifest=MANIFEST):
 def write_folder(out, write):
   """Writes the sealed folder `out` whole -> out: `write(tmp)` fills a folder beside it and
   returns the record; every file there is sealed, then the folder is renamed over `out`
-  (an existing one replaced). A killed writer leaves no half-written folder in place."""
-  tmp = f"{os.path.normpath(out)}.{os.getpid()}.tmp"
+  (an existing one replaced: the caller checks that it may be). A killed writer leaves no
+  half-written folder in place. Never the current directory or one of its ancestors."""
+  real = os.path.realpath(out)
+  if os.path.commonpath([os.getcwd(), real]) == real:
+    raise errors.UserError(f"{out}: is the current directory or holds it; write the folder "
+                           "elsewhere")
+  tmp = f"{real}.{os.getpid()}.tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   record = write(tmp)
   seal(tmp, sorted(os.path.relpath(os.path.join(d, n), tmp)
@@ -55,6 +60,16 @@ def write_folder(out, write):
     shutil.rmtree(out)
   os.replace(tmp, out)
   return out
+
+
+def unsealed_files(folder, manifest=MANIFEST):
+  """Paths (relative to folder) of the files under `folder` that its manifest does not list,
+  the manifest itself apart: what replacing the folder would delete that was not sealed."""
+  with open(os.path.join(folder, manifest)) as f:
+    listed = set(json.load(f)["files"])
+  found = (os.path.relpath(os.path.join(d, n), folder) for d, _, names in os.walk(folder)
+           for n in names)
+  return sorted(p for p in found if p not in listed and p != manifest)
 
 
 def verify(folder, manifest=MANIFEST):
@@ -79,6 +94,28 @@ def verify(folder, manifest=MANIFEST):
       raise DamagedError(f"{file}: changed or damaged since it was written (SHA-256 differs "
                          f"from {manifest})")
   return body.get("record")
+
+
+def verify_enclosing(path, manifest=MANIFEST):
+  """Verifies (`verify`) the nearest folder above the file `path` whose manifest lists it, so
+  that a file read out of a sealed folder (a generated data set's CSV) is never used changed;
+  a file no manifest lists is left to its reader -> that folder, or None."""
+  file = os.path.realpath(path)
+  folder = os.path.dirname(file)
+  while True:
+    if os.path.isfile(os.path.join(folder, manifest)):
+      try:
+        with open(os.path.join(folder, manifest)) as f:
+          listed = os.path.relpath(file, folder) in json.load(f)["files"]
+      except (OSError, ValueError, KeyError, TypeError):
+        listed = True  # an unreadable manifest: `verify` names it
+      if listed:
+        verify(folder, manifest)
+        return folder
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      return None
+    folder = parent
 
 
 def record_differences(stored, wanted, prefix=""):

@@ -289,7 +289,12 @@ def test_release_checkpoint_import(tmp_path):
           "optimizer_state_dict": {}, "epoch": 25, "learned_lookup": None}
   path = str(tmp_path / "dcsm_obja_ckpt.pt")
   torch.save(ckpt, path)
-  scorer_dir, imported = checkpoint.import_release(path, str(tmp_path / "out"))
+  # 64-wide towers are no OpenAI shape and a state dict holds no heads: never guessed.
+  with pytest.raises(errors.UserError, match=r"dcsm_obja_ckpt.pt: clip_state_dict's text width "
+                     r"64 and vision width 64 is no OpenAI CLIP shape .* --num_heads=TEXT,VISION"):
+    checkpoint.import_release(path, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")
+  scorer_dir, imported = checkpoint.import_release(path, str(tmp_path / "out"), ["1"])
   params, table, info = checkpoint.load(scorer_dir)
   np.testing.assert_array_equal(table, logic.weight.detach().numpy())
   assert info["column_rule"] == "release" and info["epoch"] == 25
@@ -310,7 +315,7 @@ def test_release_checkpoint_import(tmp_path):
               external_logic_token_embeddings=torch.nn.Embedding(3, 17))
   torch.save(ckpt, str(tmp_path / "learned.pt"))
   learned_dir, _ = checkpoint.import_release(str(tmp_path / "learned.pt"),
-                                             str(tmp_path / "learned"))
+                                             str(tmp_path / "learned"), ["1", "1"])
   _, learned_table, learned_info = checkpoint.load(learned_dir)
   assert learned_info["functional_words"] == ["with", "above", "near"]
   assert learned_table.shape == (3, 17)
@@ -318,8 +323,9 @@ def test_release_checkpoint_import(tmp_path):
   _, sources = dense.captions(["a star with a ring above"])
   # the release rule: the word index is the column; "with" is row 0, "above" row 1
   assert list(sources[0][:7]) == [0, 1, -1, 3, 4, -2, 6]
-  back = checkpoint.write_release(learned_dir, imported, str(tmp_path / "learned_back.pt"))
-  assert torch.load(back, weights_only=False)["learned_lookup"] == ["with", "above", "near"]
+  checkpoint.write_release(learned_dir, imported, str(tmp_path / "learned_back.pt"),
+                           any_backbone=True)
+  assert torch.load(str(tmp_path / "learned_back.pt"), weights_only=False)["learned_lookup"] == ["with", "above", "near"]
   for bad in (torch.nn.Embedding(3, 17), ["with", "with", "near"], "with above near"):
     ckpt["learned_lookup"] = bad
     torch.save(ckpt, str(tmp_path / "bad.pt"))
@@ -343,8 +349,14 @@ def test_release_layout_written_back_loads_in_pytorch_and_round_trips(tmp_path):
   scorer_dir = checkpoint.save(str(tmp_path / "scorer"), params, table,
                                {"rows": 17, "columns": 30, "epoch": 4})
   out = str(tmp_path / "mine.pt")
-  assert checkpoint.write_release(scorer_dir, clip_dir, out) == out
-  assert sorted(os.listdir(tmp_path)) == ["b16like", "mine.pt", "scorer"]  # no partial left
+  with pytest.raises(errors.UserError, match=r"not the release's ViT-B/16 backbone \(text_config"
+                     r".hidden_size=64 \(release: 512\).*--any_backbone writes it anyway"):
+    checkpoint.write_release(scorer_dir, clip_dir, out)
+  said = checkpoint.write_release(scorer_dir, clip_dir, out, any_backbone=True)
+  assert said.startswith(f"wrote {out}: scorer 17 rows x 30 columns, 11 functional rows; CLIP "
+                         "text 64 wide x 1 layers (1 heads)") and "not the release" in said
+  assert sorted(os.listdir(tmp_path)) == ["b16like", "mine.config.json", "mine.pt",
+                                          "scorer"]  # no partial left
   ckpt = torch.load(out, weights_only=False)
   twin = TorchTwin(17).eval()
   twin.load_state_dict(ckpt["model_state_dict"])  # strict
@@ -371,14 +383,43 @@ def test_release_layout_written_back_loads_in_pytorch_and_round_trips(tmp_path):
     np.testing.assert_array_equal(a, b)
   with pytest.raises(errors.UserError, match="mine.pt: exists; write the checkpoint to a new "
                      "file"):
-    checkpoint.write_release(scorer_dir, clip_dir, out)
+    checkpoint.write_release(scorer_dir, clip_dir, out, any_backbone=True)
   with pytest.raises(errors.UserError, match="lies inside the input --model="):
-    checkpoint.write_release(scorer_dir, clip_dir, os.path.join(clip_dir, "x.pt"))
+    checkpoint.write_release(scorer_dir, clip_dir, os.path.join(clip_dir, "x.pt"),
+                             any_backbone=True)
   other = checkpoint.save(str(tmp_path / "other"), scorer.init_params(50, 30),
                           maps.functional_table(50), {"rows": 50, "columns": 30})
   with pytest.raises(errors.UserError, match="the scorer reads maps of 50 rows; .* gives 17 "
                      "image tokens"):
-    checkpoint.write_release(other, clip_dir, str(tmp_path / "new.pt"))
+    checkpoint.write_release(other, clip_dir, str(tmp_path / "new.pt"), any_backbone=True)
+
+
+def test_heads_no_state_dict_holds_round_trip_through_the_sizes_file(tmp_path):
+  """A 128-wide CLIP with 4 heads (configs/contrastive/shapes.py's backbone) exported in the
+  release's layout and imported back: the heads come from the .config.json export-release
+  writes beside the .pt (width // 64 would give 2 and other features); without that file
+  they are refused, never guessed."""
+  clip_dir = str(tmp_path / "shapes_like")
+  save_torch_clip(clip_dir, dict(hidden_size=128, intermediate_size=96, num_hidden_layers=1,
+                                 num_attention_heads=4, eos_token_id=2),
+                  dict(hidden_size=128, intermediate_size=96, num_hidden_layers=1,
+                       num_attention_heads=4, image_size=32, patch_size=8), 16)
+  scorer_dir = checkpoint.save(str(tmp_path / "scorer"), scorer.init_params(17, 30, seed=1),
+                               maps.functional_table(17), {"rows": 17, "columns": 30})
+  out = str(tmp_path / "shapes.pt")
+  checkpoint.write_release(scorer_dir, clip_dir, out, any_backbone=True)
+  _, imported = checkpoint.import_release(out, str(tmp_path / "back"))
+  assert json.load(open(os.path.join(imported, "config.json")))["text_config"][
+      "num_attention_heads"] == 4
+  texts = ["a red star", "a circle above a square"]
+  np.testing.assert_allclose(loading.embedder(imported).texts(texts)[0],
+                             loading.embedder(clip_dir).texts(texts)[0], atol=1e-6)
+  os.remove(str(tmp_path / "shapes.config.json"))
+  with pytest.raises(errors.UserError, match="text width 128 and vision width 128 is no OpenAI"):
+    checkpoint.import_release(out, str(tmp_path / "again"))
+  with pytest.raises(errors.UserError, match="--num_heads: 3 text heads do not divide the "
+                     "width 128"):
+    checkpoint.import_release(out, str(tmp_path / "again"), ["3", "4"])
 
 
 def test_reading_a_torch_checkpoint_without_torch_says_so(tmp_path, monkeypatch):

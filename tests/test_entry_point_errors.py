@@ -107,6 +107,14 @@ def cases(tmp_path_factory):
       ("contrastive: NaN grounding weight", *contrastive(
           "bad_regions.csv", "--config.grounding_loss_weight=nan"),
        "config.grounding_loss_weight=nan: must be a finite number >= 0", str(tmp / "cw")),
+      ("a model and a random model", "hierre_jax.train", [
+          "--config=configs/demo.py", f"--config.model={good}", f"--config.workdir={work}"],
+       f"config.model={good!r} and config.random_init are both set: a run starts from one",
+       work),
+      ("the random family from the command line", "hierre_jax.train", [
+          "--config=configs/demo.py", "--config.random_init.family=nosuch",
+          f"--config.workdir={work}"], "config.random_init.family='nosuch': not a family",
+       work),
       ("config missing", "hierre_jax.train", ["--config=nosuch.py"],
        "--config=nosuch.py: no such config file", None),
       ("config syntax", "hierre_jax.train", [f"--config={tmp / 'syntax.py'}"],

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -174,3 +175,120 @@ def test_several_models_of_any_family_make_one_table(tiny_clip_dir, tmp_path, ca
   out = capsys.readouterr().out
   assert f"[model 1/2] {tiny_clip_dir}" in out and f"[model 2/2] {siglip_dir}" in out
   assert (tmp_path / "out_both" / "results.png").stat().st_size > 10_000
+
+
+def run_evaluate(**flags):
+  from absl.testing import flagsaver
+  data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
+  with flagsaver.flagsaver(data_dir=data_dir, image_batch_size=50, **flags):
+    evaluate.FLAGS.mark_as_parsed()
+    evaluate.main([])
+
+
+def test_several_models_are_all_checked_first_and_each_written_as_it_finishes(
+    tiny_clip_dir, tmp_path, capsys, monkeypatch):
+  """A model that cannot be computed with (truncated, NaN, no tokenizer) is refused before
+  the first model is embedded; each finished model is written at once, so a failure loses
+  none and the same command computes only what results.json lacks; other --evals are
+  merged in, the same models in another order are the same evaluation, other settings are
+  refused, and results.png is drawn anew from everything in results.json."""
+  from hierre_jax import errors
+  from hierre_jax.evaluators import suite
+  import safetensors.numpy
+  other = str(tmp_path / "other")
+  shutil.copytree(tiny_clip_dir, other)
+  weights = os.path.join(other, "model.safetensors")
+  tensors = safetensors.numpy.load_file(weights)
+  tensors["text_projection.weight"] = tensors["text_projection.weight"] * np.linspace(
+      0.2, 2, len(tensors["text_projection.weight"]), dtype=np.float32)[:, None]
+  safetensors.numpy.save_file(tensors, weights)
+  out = tmp_path / "out"
+  broken = {"truncated": lambda d: open(os.path.join(d, "model.safetensors"), "r+b").truncate(
+      1000), "nan": lambda d: safetensors.numpy.save_file(
+          dict(tensors, **{"logit_scale": np.array(np.nan, np.float32)}),
+          os.path.join(d, "model.safetensors")),
+            "no tokenizer": lambda d: os.remove(os.path.join(d, "vocab.json"))}
+  for name, damage in broken.items():
+    bad = str(tmp_path / name.replace(" ", "_"))
+    shutil.copytree(tiny_clip_dir, bad)
+    damage(bad)
+    capsys.readouterr()
+    with pytest.raises((errors.UserError, FileNotFoundError)):  # the CLI's one-line errors
+      run_evaluate(model=[tiny_clip_dir, bad], evals=["hyperlex"], output_dir=str(out))
+    assert "[model 1/2]" not in capsys.readouterr().out, name  # nothing embedded
+    assert not (out / "results.json").exists()
+  # The second model fails mid-run: the first one's results are on disk.
+  real_embedder = evaluate.embedder_of
+  def failing(model):
+    if model == other:
+      raise RuntimeError("killed")
+    return real_embedder(model)
+  monkeypatch.setattr(evaluate, "embedder_of", failing)
+  with pytest.raises(RuntimeError, match="killed"):
+    run_evaluate(model=[tiny_clip_dir, other], evals=["hyperlex"], output_dir=str(out))
+  [first] = json.load(open(out / "results.json"))
+  assert first["model"] == tiny_clip_dir and first["hyperlex/num_pairs"] == 2616
+  monkeypatch.undo()
+  capsys.readouterr()
+  run_evaluate(model=[tiny_clip_dir, other], evals=["hyperlex"], output_dir=str(out))
+  said = capsys.readouterr().out
+  assert f"[model 1/2] {tiny_clip_dir}: every result already written" in said
+  assert f"[model 2/2] {other}\n" in said
+  both = json.load(open(out / "results.json"))
+  assert both[0] == first and both[1]["hyperlex/rho_all"] != first["hyperlex/rho_all"]
+  # Another evaluation merged in (in another order of the models): nothing dropped.
+  run_evaluate(model=[other, tiny_clip_dir], evals=["hierarcaps"], output_dir=str(out))
+  merged = json.load(open(out / "results.json"))
+  assert [r["model"] for r in merged] == [other, tiny_clip_dir]
+  assert merged[1]["hyperlex/rho_all"] == first["hyperlex/rho_all"]
+  assert all("hierarcaps/tau_d" in r and "hyperlex/rho_all" in r for r in merged)
+  assert (out / "results.png").stat().st_size > 10_000
+  table = (out / "results.md").read_text()
+  assert "HierarCaps P" in table and "HyperLex rho_all" in table
+  with pytest.raises(errors.UserError, match=r"results.json: .* computed with other settings "
+                     r"\(tau_d_ties: 'release' -> 'tau_b'\)"):
+    run_evaluate(model=[other, tiny_clip_dir], evals=["hierarcaps"], output_dir=str(out),
+                 tau_d_ties="tau_b")
+  assert json.load(open(out / "results.json")) == merged
+  # results.png is redrawn from results.json: without HierarCaps results there is none.
+  only = tmp_path / "only_hyperlex"
+  run_evaluate(model=[tiny_clip_dir], evals=["hyperlex"], output_dir=str(only))
+  (only / "results.png").write_bytes(b"stale")
+  run_evaluate(model=[tiny_clip_dir], evals=["hyperlex"], output_dir=str(only))
+  assert not (only / "results.png").exists()
+  assert suite.read_results(str(only))[0]["settings"]["tau_d_ties"] == "release"
+
+
+def test_default_output_folder_names_are_bounded(tmp_path):
+  long = [f"/data/{'x' * 60}/run_{i}/checkpoints/export_of_a_long_experiment" for i in range(4)]
+  name = evaluate.default_name(long)
+  assert len(name.encode()) <= evaluate.NAME_BYTES and name.endswith(
+      evaluate.default_name(long)[-12:])
+  assert evaluate.default_name(long[::-1]) != evaluate.default_name(long[:3] + ["/other"])
+  assert evaluate.default_name(["a/b", "c"]) == "a__b__vs__c"  # short names as they were
+
+
+def test_a_full_disk_names_the_results_file(tiny_clip_dir, tmp_path):
+  """A full disk while the results are written: one line naming the file, and the advice
+  that fits evaluate (no checkpoints: finished models are kept)."""
+  mount_point = tmp_path / "small_disk"
+  mount_point.mkdir()
+  probe = subprocess.run(["unshare", "-rm", "sh", "-c",
+                          f"mount -t tmpfs -o size=64k tmpfs {mount_point}"],
+                         capture_output=True, text=True)
+  if shutil.which("unshare") is None or probe.returncode:
+    pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+  from runs import ROOT, python_env
+  data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
+  out = mount_point / "out"
+  command = ["unshare", "-rm", "sh", "-c",
+             f"mount -t tmpfs -o size=64k tmpfs {mount_point} && mkdir {out} && "
+             f"(dd if=/dev/zero of={mount_point}/fill bs=4k 2>/dev/null; true) && exec \"$@\"",
+             "sh", sys.executable, "-m", "hierre_jax.evaluate", f"--model={tiny_clip_dir}",
+             "--evals=hyperlex", f"--data_dir={data_dir}", f"--output_dir={out}"]
+  run = subprocess.run(command, env=python_env(1), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  lines = run.stderr.strip().splitlines()
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+  assert lines[-1].startswith(f"error: no space left on device writing {out}/"), lines[-1]
+  assert lines[-1].endswith("the models whose results were written are not computed again")

@@ -3,6 +3,7 @@ geoopt, the towers against a PyTorch twin written from the spec (`meru_twin`), t
 release's .pth layout both ways, and bad checkpoints named in one line."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -216,6 +217,7 @@ def save_pth(path, value):
 
 def test_bad_checkpoints_are_named_in_one_line(meru_dir, tmp_path):
   state = torch.load(os.path.join(meru_dir, random_init.FILE), weights_only=True)["model"]
+  shutil.copy(os.path.join(meru_dir, checkpoint.SIZES_FILE), tmp_path)  # the tiny heads
   cases = {
       "no model": ({"state_dict": state}, r"no \"model\" dict of weights"),
       "a list": ([1, 2], r"no \"model\" dict of weights \(.*found list\)"),
@@ -235,6 +237,38 @@ def test_bad_checkpoints_are_named_in_one_line(meru_dir, tmp_path):
   (tmp_path / "garbage.pth").write_bytes(b"not a pickle")
   with pytest.raises(errors.UserError, match=r"garbage.pth: not a torch checkpoint"):
     models.load(str(tmp_path / "garbage.pth"))
+
+
+def test_heads_come_from_the_sizes_record_never_from_a_guess(tmp_path):
+  """A .pth holds no attention heads: a 32-wide text tower of 2 heads is read with 2 (the
+  sizes file our writer puts beside it), the release's widths by its table, any other width
+  without that file refused in one line naming the file; a DDP `module.` prefix is stripped."""
+  d = random_init.write_random_meru(
+      str(tmp_path / "m"), dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
+      dict(random_init.TINY_VISION, num_attention_heads=4), 16)
+  model = models.load(d)
+  assert (model.config.text.num_heads, model.config.vision.num_heads) == (2, 4)
+  ids = np.asarray([model.tokenizer("a dog on grass")["input_ids"]], np.int32)
+  want = np.asarray(model.encoders().text(model.params, ids))
+  pth = os.path.join(d, random_init.FILE)
+  state = torch.load(pth, weights_only=True)["model"]
+  ddp = save_pth(tmp_path / "m" / "ddp.pth", {"model": {f"module.{k}": v
+                                                        for k, v in state.items()}})
+  os.remove(pth)
+  again = models.load(ddp)
+  np.testing.assert_array_equal(np.asarray(again.encoders().text(again.params, ids)), want)
+  sizes = os.path.join(d, checkpoint.SIZES_FILE)
+  record = json.load(open(sizes))
+  json.dump(dict(record, text_width=64), open(sizes, "w"))
+  with pytest.raises(errors.UserError, match=r"meru_config.json: text_width=64, but .*ddp.pth "
+                     "holds 32: the sizes record is another checkpoint's"):
+    models.load(ddp)
+  os.remove(sizes)
+  with pytest.raises(errors.UserError, match=r"ddp.pth: a vision tower of width 128 is not one "
+                     r"of MERU's release shapes, .* write them to .*meru_config.json"):
+    models.load(ddp)
+  assert checkpoint.heads(512, "text", None, "x.pth") == 8  # the release's text tower
+  assert checkpoint.heads(1024, "vision", None, "x.pth") == 16  # ViT-L
 
 
 def test_reading_a_pth_without_torch_says_so(meru_dir, monkeypatch):

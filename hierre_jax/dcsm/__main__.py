@@ -3,8 +3,10 @@
   train      --config configs/dcsm/<name>.py [--config.key=value]  the scorer on a frozen CLIP
   evaluate   --model=M [--scorer=S] --benchmarks=a,b --data_dir=D --output_dir=OUT
   make-data  --out DIR [--seed S] [--overwrite]  the procedural training and test sets
-  import     --checkpoint dcsm_obja_ckpt.pt --out DIR  the released checkpoint (needs torch)
-  export-release  --scorer=S --model=M --out FILE.pt  the release's .pt layout (needs torch)
+  import     --checkpoint dcsm_obja_ckpt.pt --out DIR [--num_heads=T,V]  the released
+             checkpoint (needs torch)
+  export-release  --scorer=S --model=M --out FILE.pt [--any_backbone]  the release's .pt
+             layout, and FILE.config.json (the CLIP's sizes) beside it (needs torch)
 """
 from absl import flags
 
@@ -42,11 +44,19 @@ flags.DEFINE_integer("batch_size", 32, "evaluate: images per device batch.")
 flags.DEFINE_string("out", None, "make-data / import: the output folder; export-release: the "
                     ".pt file (new).")
 flags.DEFINE_integer("seed", 0, "make-data: the seed of every drawing.")
-flags.DEFINE_bool("overwrite", False, "make-data: replace a non-empty --out whole.")
+flags.DEFINE_bool("overwrite", False, "make-data: replace a set make-data wrote at --out "
+                  "(its seal verifying, no other file there); any other folder is refused.")
 flags.DEFINE_integer("size", 64, "make-data: canvas side in pixels.")
 flags.DEFINE_integer("train_pairs", 600, "make-data: pairs per training set.")
 flags.DEFINE_integer("test_items", 200, "make-data: items per test set.")
 flags.DEFINE_string("checkpoint", None, "import: the released dcsm_obja_ckpt.pt.")
+flags.DEFINE_list("num_heads", [], "import: attention heads of the checkpoint's CLIP, one "
+                  "value for both towers or TEXT,VISION (a state dict does not store them); "
+                  "default: the X.config.json beside X.pt, else OpenAI's by width.")
+flags.register_validator("num_heads", lambda v: len(v) <= 2 and all(
+    h.isdigit() and int(h) > 0 for h in v), "--num_heads: one or two positive integers")
+flags.DEFINE_bool("any_backbone", False, "export-release: write a CLIP other than the "
+                  "release's ViT-B/16 (its code builds that and cannot load another).")
 
 
 def require(*names):
@@ -75,10 +85,11 @@ def main(argv):
                                FLAGS.test_items, FLAGS.overwrite))
   elif command == "export-release":
     require("scorer", "model", "out")
-    print(checkpoint.write_release(FLAGS.scorer, FLAGS.model, FLAGS.out))
+    print(checkpoint.write_release(FLAGS.scorer, FLAGS.model, FLAGS.out, FLAGS.any_backbone))
   else:
     require("checkpoint", "out")
-    scorer_dir, clip_dir = checkpoint.import_release(FLAGS.checkpoint, FLAGS.out)
+    scorer_dir, clip_dir = checkpoint.import_release(FLAGS.checkpoint, FLAGS.out,
+                                                     FLAGS.num_heads)
     print(f"scorer: {scorer_dir}\nCLIP: {clip_dir}")
 
 

@@ -26,7 +26,22 @@ from hierre_jax.models.clip import tokenizer as clip_tokenizer
 SCORER_FILE = "scorer.safetensors"
 INFO_FILE = "dcsm.json"
 TABLE_KEY = "functional_table"
-HEAD_DIM = 64  # every OpenAI CLIP tower's attention head width (heads are not in a state dict)
+# Attention heads of OpenAI CLIP towers by width (a state dict does not store them).
+OPENAI_HEADS = {"text": {512: 8, 768: 12, 1024: 16}, "vision": {768: 12, 1024: 16, 1280: 16}}
+# The backbone the release's code builds (CLIPModel.from_pretrained of ViT-B/16, 197 map rows)
+# before loading a checkpoint's clip_state_dict into it.
+RELEASE_BACKBONE = {
+    "text_config": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                        num_attention_heads=8, vocab_size=49408, max_position_embeddings=77),
+    "vision_config": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                          num_attention_heads=12, image_size=224, patch_size=16),
+    "projection_dim": 512}
+
+
+def sizes_file(pt_path):
+  """The sizes record beside a release-layout .pt (x.pt -> x.config.json): the CLIP config
+  that export-release writes and import reads (heads are in no state dict)."""
+  return os.path.splitext(pt_path)[0] + ".config.json"
 
 
 def save(out_dir, params, table, info):
@@ -122,41 +137,71 @@ def read_release(path):
   return params, table, info, ckpt.get("clip_state_dict"), ckpt.get("clip_text_tokenizer")
 
 
-def clip_config_from_state_dict(state_dict):
-  """transformers.CLIPConfig of an HF CLIPModel state dict: sizes from the shapes, heads of
-  HEAD_DIM, OpenAI's quick_gelu and legacy end-of-text id."""
+def clip_heads(state_dict, path, num_heads=None):
+  """(text heads, vision heads) of a clip_state_dict: `num_heads` (one value for both or a
+  pair), else the `sizes_file` beside `path`, else OpenAI's by width; else a one-line
+  UserError naming the flag and the file that would supply them."""
+  if num_heads:
+    heads = [int(h) for h in num_heads]
+    return (heads[0], heads[-1])
+  record = sizes_file(path)
+  if os.path.exists(record):
+    try:
+      with open(record) as f:
+        config = json.load(f)
+      return tuple(int(config[f"{t}_config"]["num_attention_heads"]) for t in ("text", "vision"))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise errors.UserError(f"{record}: unreadable sizes record ({type(e).__name__}: {e})") from e
+  widths = {"text": state_dict["text_model.embeddings.token_embedding.weight"].shape[1],
+            "vision": state_dict["vision_model.embeddings.patch_embedding.weight"].shape[0]}
+  heads = {t: OPENAI_HEADS[t].get(w) for t, w in widths.items()}
+  unknown = [f"{t} width {widths[t]}" for t, h in heads.items() if h is None]
+  if unknown:
+    raise errors.UserError(
+        f"{path}: clip_state_dict's {' and '.join(unknown)} is no OpenAI CLIP shape and a state "
+        f"dict does not record attention heads: pass --num_heads=TEXT,VISION, or keep "
+        f"{sizes_file(path)} (export-release writes it) beside the checkpoint")
+  return heads["text"], heads["vision"]
+
+
+def clip_config_from_state_dict(state_dict, heads):
+  """transformers.CLIPConfig of an HF CLIPModel state dict: sizes from the shapes, `heads`
+  (text, vision) from `clip_heads`, OpenAI's quick_gelu and legacy end-of-text id."""
   shape = lambda k: tuple(state_dict[k].shape)
   layers = lambda tower: len({k.split(".")[3] for k in state_dict
                               if k.startswith(f"{tower}.encoder.layers.")})
   vocab, text_width = shape("text_model.embeddings.token_embedding.weight")
   vision_width, _, patch, _ = shape("vision_model.embeddings.patch_embedding.weight")
   grid = int(round((shape("vision_model.embeddings.position_embedding.weight")[0] - 1) ** 0.5))
+  for width, h, tower in ((text_width, heads[0], "text"), (vision_width, heads[1], "vision")):
+    if h < 1 or width % h:
+      raise errors.UserError(f"--num_heads: {h} {tower} heads do not divide the width {width}")
   return transformers.CLIPConfig(
       text_config=dict(
           hidden_size=text_width, num_hidden_layers=layers("text_model"),
           intermediate_size=shape("text_model.encoder.layers.0.mlp.fc1.weight")[0],
-          num_attention_heads=text_width // HEAD_DIM, vocab_size=vocab,
+          num_attention_heads=heads[0], vocab_size=vocab,
           max_position_embeddings=shape("text_model.embeddings.position_embedding.weight")[0],
           hidden_act="quick_gelu", eos_token_id=modeling.LEGACY_EOS_TOKEN_ID, bos_token_id=0,
           pad_token_id=1),
       vision_config=dict(
           hidden_size=vision_width, num_hidden_layers=layers("vision_model"),
           intermediate_size=shape("vision_model.encoder.layers.0.mlp.fc1.weight")[0],
-          num_attention_heads=vision_width // HEAD_DIM, patch_size=patch,
+          num_attention_heads=heads[1], patch_size=patch,
           image_size=grid * patch, hidden_act="quick_gelu"),
       projection_dim=shape("text_projection.weight")[0])
 
 
-def import_release(path, out_dir):
+def import_release(path, out_dir, num_heads=None):
   """Writes out_dir/scorer (a scorer folder) and out_dir/clip (the checkpoint's CLIP as a
-  Hugging Face directory; its tokenizer, else the OpenAI vocabulary) -> (scorer dir, clip
-  dir or None when the checkpoint holds no clip_state_dict)."""
+  Hugging Face directory, heads by `clip_heads`; its tokenizer, else the OpenAI vocabulary)
+  -> (scorer dir, clip dir or None when the checkpoint holds no clip_state_dict)."""
   params, table, info, clip_state, tokenizer = read_release(path)
   clip_dir = None
   if clip_state is not None:
     clip_dir = os.path.join(out_dir, "clip")
     state = {k: scorer.float32_array(v) for k, v in clip_state.items()}
-    hf_config = clip_config_from_state_dict(state)
+    hf_config = clip_config_from_state_dict(state, clip_heads(state, path, num_heads))
     params_clip = convert.state_dict_to_params(
         {k: v for k, v in state.items() if k not in convert.IGNORED_KEYS},
         modeling.ClipConfig.from_hf(hf_config), source=f"{path}: clip_state_dict")
@@ -169,16 +214,37 @@ def import_release(path, out_dir):
   return save(os.path.join(out_dir, "scorer"), params, table, info), clip_dir
 
 
-def write_release(scorer_dir, model, out_path):
+def backbone_differences(hf_config):
+  """'key: ours (release: theirs)' for each size of `hf_config` (a CLIPConfig) that is not the
+  release's ViT-B/16 (`RELEASE_BACKBONE`): what the release's loader would refuse."""
+  config = hf_config.to_dict()
+  out = []
+  for key, wanted in RELEASE_BACKBONE.items():
+    for name, value in (wanted.items() if isinstance(wanted, dict) else [(None, wanted)]):
+      found = config[key][name] if name else config[key]
+      if found != value:
+        out.append(f"{key}.{name or ''}".rstrip(".") + f"={found} (release: {value})")
+  return out
+
+
+def write_release(scorer_dir, model, out_path, any_backbone=False):
   """Writes the release's `.pt` dict of a scorer folder and the CLIP it reads (a directory or
-  train workdir): model_state_dict, external_logic_token_embeddings (an nn.Embedding(11,
-  rows)), clip_state_dict (Hugging Face CLIPModel keys), clip_text_tokenizer
-  (transformers' CLIPTokenizer of the model's files), epoch, learned_lookup (None, or the
-  scorer's own functional words where they are not the release's eleven). Read back
-  and compared before it is moved to `out_path` (a new file apart from the inputs)."""
+  train workdir) -> a line saying what was written: model_state_dict,
+  external_logic_token_embeddings (an nn.Embedding(11, rows)), clip_state_dict (Hugging Face
+  CLIPModel keys), clip_text_tokenizer (transformers' CLIPTokenizer of the model's files),
+  epoch, learned_lookup (None, or the scorer's own functional words where they are not the
+  release's eleven); and `sizes_file` beside it (the CLIP config, whose heads no state dict
+  holds). A backbone other than the release's ViT-B/16 (which its code builds before loading
+  the state dict) is refused unless `any_backbone`. Read back and compared before it is
+  moved to `out_path` (a new file apart from the inputs)."""
   torch = _torch(out_path, "writing")
+  record = sizes_file(out_path)
   if os.path.exists(out_path):
     raise errors.UserError(f"--out={out_path}: exists; write the checkpoint to a new file")
+  if os.path.exists(record):
+    raise errors.UserError(f"--out={out_path}: its sizes file {record} exists; write the "
+                           "checkpoint to a new file")
+  errors.require_writable_dir(os.path.dirname(os.path.abspath(out_path)), "--out folder")
   locations.check_apart([("--out", out_path)], [("--scorer", scorer_dir), ("--model", model)])
   params, table, info = load(scorer_dir)
   clip = loading.load(model)
@@ -188,11 +254,16 @@ def write_release(scorer_dir, model, out_path):
             else "")
     raise errors.UserError(f"{model}: a {clip.family.name} model; the release's checkpoint "
                            f"holds a Hugging Face CLIP{hint}")
-  vision = convert.load_hf_config(clip.model_dir).vision_config
+  hf_config = convert.load_hf_config(clip.model_dir)
+  vision = hf_config.vision_config
   tokens = (vision.image_size // vision.patch_size) ** 2 + 1
   if table.shape[1] != tokens:
     raise errors.UserError(f"{scorer_dir}: the scorer reads maps of {table.shape[1]} rows; "
                            f"{model} gives {tokens} image tokens")
+  other = backbone_differences(hf_config)
+  if other and not any_backbone:
+    raise errors.UserError(f"{model}: not the release's ViT-B/16 backbone ({'; '.join(other)}): "
+                           "the release's code cannot load it; --any_backbone writes it anyway")
   lookup = torch.nn.Embedding(*table.shape)
   with torch.no_grad():
     lookup.weight.copy_(torch.from_numpy(table))
@@ -207,8 +278,15 @@ def write_release(scorer_dir, model, out_path):
           "epoch": info.get("epoch"),
           "learned_lookup": info.get("functional_words")}
   partial = out_path + ".partial"
+  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   try:
-    torch.save(ckpt, partial)
+    try:
+      torch.save(ckpt, partial)
+      with open(partial + ".json", "w") as f:
+        json.dump(hf_config.to_dict(), f, indent=1)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+      raise errors.UserError(f"--out={out_path}: cannot write the checkpoint there "
+                             f"({str(e).strip().splitlines()[0][:120]}); nothing was left") from e
     back_params, back_table, _, back_clip, _ = read_release(partial)
     same = (np.array_equal(back_table, table) and all(
         np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back_params),
@@ -216,8 +294,16 @@ def write_release(scorer_dir, model, out_path):
             and all(np.array_equal(back_clip[k].numpy(), v) for k, v in clip_state.items()))
     if not same:
       raise errors.UserError(f"{out_path}: the written checkpoint did not read back the same")
+    os.replace(partial + ".json", record)
     os.replace(partial, out_path)
   finally:  # a failed write or read-back leaves no partial file
-    if os.path.exists(partial):
-      os.remove(partial)
-  return out_path
+    for path in (partial, partial + ".json"):
+      if os.path.exists(path):
+        os.remove(path)
+  text, vision = hf_config.text_config, hf_config.vision_config
+  return (f"wrote {out_path}: scorer {table.shape[1]} rows x {info['columns']} columns, "
+          f"{len(functional_words(info))} functional rows; CLIP text {text.hidden_size} wide "
+          f"x {text.num_hidden_layers} layers ({text.num_attention_heads} heads), vision "
+          f"{vision.hidden_size} x {vision.num_hidden_layers} ({vision.num_attention_heads} "
+          f"heads), {tokens} map rows{'' if not other else ' (not the release backbone)'}; "
+          f"its sizes in {record}")

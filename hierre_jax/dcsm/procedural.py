@@ -32,6 +32,7 @@ import tqdm
 
 from hierre_jax import errors
 from hierre_jax import grounding
+from hierre_jax import locations
 from hierre_jax import sealed
 from hierre_jax.dcsm.drawing import COLOURS, Canvas
 
@@ -330,12 +331,15 @@ def read_pairs(data_dir, split="train"):
 
 def make_data(out, seed=0, size=64, train_pairs=600, test_items=200, overwrite=False):
   """Writes the procedural training, validation and test data to `out` (see the module
-  doc), a new or empty folder (`overwrite`: an existing one replaced whole); the validation
+  doc), a new or empty folder (`overwrite`: a set make-data wrote there before, whose seal
+  verifies, replaced whole; any other folder refused, `check_replaceable`); the validation
   sets have a sixth of the training pairs. Written beside `out`, sealed (`verify`), then
   renamed into place: a killed run leaves no half-written set."""
-  if os.path.isdir(out) and os.listdir(out) and not overwrite:
-    raise errors.UserError(f"{out}: not empty; make-data writes a whole new set (--overwrite "
-                           "replaces the folder whole)")
+  if os.path.isdir(out) and os.listdir(out):
+    if not overwrite:
+      raise errors.UserError(f"{out}: not empty; make-data writes a whole new set (--overwrite "
+                             "replaces a set make-data wrote there)")
+    check_replaceable(out)
   errors.require_writable_dir(out)
   def write(tmp):
     generator = Generator(tmp, seed, size)
@@ -353,17 +357,42 @@ def make_data(out, seed=0, size=64, train_pairs=600, test_items=200, overwrite=F
   return sealed.write_folder(out, write)
 
 
+def check_replaceable(out):
+  """Refuses (one line) to replace `out` unless make-data wrote it: procedural.json and the
+  seal present, every file there sealed and unchanged. Never the current directory or one
+  of its ancestors."""
+  real = locations.real(out)
+  if locations.within(os.getcwd(), real):
+    raise errors.UserError(f"--out={out} is the current directory or holds it: --overwrite "
+                           "replaces only a folder make-data wrote; choose another --out")
+  if not os.path.exists(os.path.join(out, "procedural.json")):
+    raise errors.UserError(f"--out={out} holds files make-data did not write (no "
+                           "procedural.json): --overwrite replaces only a set make-data "
+                           "wrote; choose a new or empty folder (nothing was deleted)")
+  try:
+    sealed.verify(out)
+  except sealed.DamagedError as e:
+    raise errors.UserError(f"--overwrite: {e}; its files are not all as make-data wrote them, "
+                           "so nothing was deleted: remove the folder yourself or choose "
+                           "another --out") from e
+  extra = sealed.unsealed_files(out)
+  if extra:
+    raise errors.UserError(f"--overwrite: {os.path.join(out, extra[0])} was not written by "
+                           f"make-data ({len(extra)} such file(s)), so nothing was deleted: "
+                           "move them or choose another --out")
+
+
 def verify(data_dir):
   """Refuses (`sealed.DamagedError`, naming the file) a folder `make_data` wrote whose files
   changed since; folders of other origin (no procedural.json) are not checked."""
   if os.path.exists(os.path.join(data_dir, "procedural.json")):
-    again = ("write the set again: python -m hierre_jax.dcsm make-data "
-             f"--out={data_dir} --overwrite")
     try:
       record = sealed.verify(data_dir)
     except sealed.DamagedError as e:
-      raise sealed.DamagedError(f"{e}; {again}") from e
+      raise sealed.DamagedError(f"{e}; write the set again to a new folder (python -m "
+                                "hierre_jax.dcsm make-data --out=NEW)") from e
     if (record or {}).get("generator", 1) < GENERATOR_VERSION:
       raise errors.UserError(f"{data_dir}: written by procedural generator "
                              f"{(record or {}).get('generator', 1)}, whose colour test sets "
-                             f"count a true caption as wrong; {again}")
+                             f"count a true caption as wrong; write the set again: python -m "
+                             f"hierre_jax.dcsm make-data --out={data_dir} --overwrite")

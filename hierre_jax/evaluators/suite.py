@@ -10,6 +10,7 @@ from absl import flags
 
 from hierre_jax import config_values
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax import published
 from hierre_jax.evaluators import plot
 from hierre_jax.evaluators import registry
@@ -84,19 +85,43 @@ def evaluate(embedder, evaluators):
   return out
 
 
-def run(embedders, evaluators):
+def has_results(result, evaluator_name):
+  """Whether a result dict holds the metrics of the evaluator named `evaluator_name`."""
+  return any(k.startswith(f"{evaluator_name}/") for k in result or {})
+
+
+def run(embedders, evaluators, previous=None, steps=None, header=None, save=None):
   """{model name: Embedder, or a function () -> Embedder} -> list of result dicts, one per
   model. Models given as functions are loaded one after another (one model's towers and
-  features in memory at a time), each announced on a progress line."""
-  results = []
+  features in memory at a time), each announced on a progress line.
+
+  previous: {model name: result dict} of an earlier run (the same settings): its metrics are
+  kept and only the evaluators it lacks run; none when its checkpoint step differs from
+  `steps` {model name: step} (a train workdir trained on: evaluated again). header: {key:
+  value} put in every new result (the settings). save: called with the results so far after
+  each model, so that a failure or a kill loses no finished model.
+  """
+  previous, steps, results = previous or {}, steps or {}, []
   for i, (model, embedder) in enumerate(embedders.items()):
+    prev = previous.get(model)
+    if prev is not None and model in steps and prev.get("checkpoint_step") != steps[model]:
+      print(f"[model {i + 1}/{len(embedders)}] {model}: checkpoint step {steps[model]}, its "
+            f"results are of step {prev.get('checkpoint_step')}: evaluated again", flush=True)
+      prev = None
+    todo = [e for e in evaluators if not has_results(prev, e.name)]
+    if not todo:
+      print(f"[model {i + 1}/{len(embedders)}] {model}: every result already written", flush=True)
+      results.append({**prev, "model": model})
+      continue
     if callable(embedder):
       print(f"[model {i + 1}/{len(embedders)}] {model}", flush=True)
       embedder = embedder()
-    results.append({"model": model, "family": embedder.model.family.name,
+    results.append({**(prev or {}), "model": model, "family": embedder.model.family.name,
                     "checkpoint_step": embedder.checkpoint_step, "root": embedder.root_source,
-                    **evaluate(embedder, evaluators)})
+                    **(header or {}), **evaluate(embedder, todo)})
     del embedder
+    if save is not None:
+      save(results + [previous[m] for m in list(embedders)[i + 1:] if m in previous])
   return results
 
 
@@ -127,10 +152,14 @@ COUNT_LEGEND = ("n: the items each number was computed over (HyperLex: word pair
 
 def markdown_table(results, papers=()):
   """One row per model, then one per (name, metrics) pair of `papers`; the columns of
-  TABLE that any of our rows has (a published number of a benchmark not evaluated is left
-  out). Our cells show the item count behind each number (`item_count`)."""
-  rows = [(r["model"], r) for r in results] + list(papers)
-  columns = [(title, key) for title, key in TABLE if any(key in r for r in results)]
+  TABLE that any row has, of the benchmarks our rows evaluated (a published number of a
+  benchmark not evaluated is left out; MERU's traversal P/R stay beside sphere models).
+  Our cells show the item count behind each number (`item_count`)."""
+  papers = list(papers)
+  rows = [(r["model"], r) for r in results] + papers
+  evaluated = lambda key: any(has_results(r, key.split("/")[0]) for r in results)
+  columns = [(title, key) for title, key in TABLE
+             if any(key in r for _, r in rows) and evaluated(key)]
   def cell(r, key):
     if not isinstance(r.get(key), (int, float)):
       return ""
@@ -143,22 +172,45 @@ def markdown_table(results, papers=()):
   return "\n".join(lines) + "\n\n" + COUNT_LEGEND + "\n"
 
 
+def read_results(output_dir):
+  """The result dicts of output_dir/results.json ([] where there is none); a file that does
+  not parse as a list of results is refused, naming it."""
+  path = os.path.join(output_dir, "results.json")
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      results = json.load(f)
+    if not (isinstance(results, list) and all(isinstance(r, dict) and "model" in r
+                                              for r in results)):
+      raise ValueError("not a list of results with a model each")
+  except (OSError, ValueError) as e:
+    raise errors.DataError(f"{path}: unreadable results ({e}); move it away or choose another "
+                           "--output_dir") from e
+  return results
+
+
 def write(results, output_dir, references=()):
   """-> paths of results.json and results.md in `output_dir`, with the published rows of
   each of `references` (keys of published.SUITE; a string: one) under ours; and
-  results.png (`plot.tau_d_against_recall`) when HierarCaps was evaluated."""
+  results.png (`plot.tau_d_against_recall`), drawn anew from `results` whenever HierarCaps
+  was evaluated (an earlier one removed when it is not). Each file is replaced whole."""
   references = [references] if isinstance(references, str) else list(references)
   unknown = [r for r in references if r and r not in published.SUITE]
   if unknown:
     raise ValueError(f"reference {unknown[0]!r}: use one of {', '.join(published.SUITE)}")
   papers = dict(row for r in references if r for row in published.SUITE[r].items())
   os.makedirs(output_dir, exist_ok=True)
-  json_path = os.path.join(output_dir, "results.json")
-  md_path = os.path.join(output_dir, "results.md")
-  with open(json_path, "w") as f:
-    json.dump(results, f, indent=1)
-  with open(md_path, "w") as f:
-    f.write(markdown_table(results, papers.items()))
+  json_path = locations.write_file(os.path.join(output_dir, "results.json"),
+                         lambda f: json.dump(results, f, indent=1))
+  md_path = locations.write_file(os.path.join(output_dir, "results.md"),
+                       lambda f: f.write(markdown_table(results, papers.items())))
+  png = os.path.join(output_dir, "results.png")
   if any("hierarcaps/tau_d" in r for r in results):
-    plot.tau_d_against_recall(results, papers, os.path.join(output_dir, "results.png"))
+    try:
+      plot.tau_d_against_recall(results, papers, png)
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, png) from e
+  elif os.path.exists(png):
+    os.remove(png)  # no HierarCaps result: a picture of earlier results would be stale
   return json_path, md_path

@@ -11,7 +11,8 @@ ADDED_KEYS = {"compute_dtype": "float32", "scan_layers": False, "pullback_cache"
               "tiers": [0, 1, 2, 3],
               "negatives": True, "loss": "re", "ec_k": 0.1, "ec_margin": 0.1,
               "root": "empty_string", "trainable": "text_tower", "train_images_dir": "",
-              "pack_texts": False, "pack_rows_multiple": 1, "export_hf": False}
+              "pack_texts": False, "pack_rows_multiple": 1, "export_hf": False,
+              "random_init.family": "clip"}
 
 # Values renamed since runs were started: a stored config.json holding the old value is read
 # with the new one (a run of loss="clip" resumes as loss="contrastive").

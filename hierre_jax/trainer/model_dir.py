@@ -26,10 +26,22 @@ def export_owner(config):
   return {"writer": "hierre_jax export", "workdir": locations.real(config.workdir)}
 
 
+def check_model_source(config):
+  """One start: config.model or config.random_init, never both (one line naming both keys:
+  a random model must not be trained and exported in place of the checkpoint named)."""
+  if config.get("random_init") and config.get("model"):
+    raise errors.ConfigError(
+        f"config.model={config.model!r} and config.random_init are both set: a run starts "
+        "from one; add --config.random_init=None to train that checkpoint, or leave "
+        "config.model empty for a random one")
+
+
 def check_locations(config, data_inputs):
-  """Before anything is written: the workdir and the export folder apart from the model
+  """Before anything is written: config.model or config.random_init (`check_model_source`);
+  the workdir and the export folder apart from the model
   directory and `data_inputs` ((what, path) pairs), the export folder neither the workdir nor
   one of its own folders, and a config.export_dir outside it new, empty or this run's."""
+  check_model_source(config)
   inputs = list(data_inputs)
   if not config.get("random_init"):
     inputs.insert(0, ("config.model", config.model))
@@ -67,8 +79,9 @@ def check_export_format(config, family):
 
 
 def random_init_record(config):
-  """What a workdir's random checkpoint was written for: config.random_init as a dict."""
-  return config.random_init.to_dict()
+  """What a workdir's random checkpoint was written for: config.random_init as a dict (its
+  family named)."""
+  return {"family": UNNAMED_RANDOM_FAMILY, **config.random_init.to_dict()}
 
 
 def random_family(config):
@@ -116,6 +129,7 @@ def prepare_model_dir(config, is_main, allow_config_change=False):
   if is_main:
     try:
       stored = sealed.verify(out) if os.path.exists(out) else None
+      stored = None if stored is None else {"family": UNNAMED_RANDOM_FAMILY, **stored}
     except sealed.DamagedError as e:
       logging.warning("%s; writing the random checkpoint again", str(e).splitlines()[0])
       stored = None

@@ -8,6 +8,7 @@ summarise. What is trained, on what and how is the `Objective`'s.
 import contextlib
 import dataclasses
 import os
+import shutil
 from typing import Callable, Protocol
 
 import jax
@@ -77,8 +78,9 @@ class Objective(Protocol):
 def train(config, objective, allow_config_change=False):
   """Runs (or resumes) `objective` in config.workdir -> the final TrainState.
 
-  Nothing is written before `objective.check`. One run at a time holds the workdir
-  (`workdir_lock`). A workdir that holds checkpoints resumes from the newest one that
+  Nothing is written before `objective.check`; a workdir this run created is removed again
+  when `prepare` fails (the model refused): no step was taken. One run at a time holds the
+  workdir (`workdir_lock`). A workdir that holds checkpoints resumes from the newest one that
   verifies, if the config's computational keys and the pinned inputs are unchanged
   (`loop.open_run`); with `allow_config_change` they may differ, and a train state of
   another layout is restored where both have the same leaves.
@@ -89,12 +91,15 @@ def train(config, objective, allow_config_change=False):
   run = Context(config, mesh, is_main, watch, allow_config_change)
   objective.check(run)
   sharding.check_batch_size(objective.rows_per_step, mesh)
+  created = is_main and not os.path.exists(config.workdir)
   with workdir_lock.WorkdirLock(config.workdir) if is_main else contextlib.nullcontext():
     loop.apply_runtime_options(config)
     manager = loop.open_run(config, allow_config_change, is_main, objective.resume_rules,
                             objective.inputs)
+    refused = created
     try:
       plan = objective.prepare(run)
+      refused = False
       tx = loop.make_optimizer(config, plan.total_steps, plan.trained)
       state, state_sharding = loop.create_train_state(plan.params, tx, mesh)
       state, left_fresh = loop.restore_or_start(manager, state, allow_config_change,
@@ -110,6 +115,8 @@ def train(config, objective, allow_config_change=False):
       watch.lap()  # counted by phase inside loop.run
     finally:
       manager.close()  # finishes (or fails) a pending write before the program ends
+      if refused:  # prepare refused the model: the workdir this run made holds only what it
+        shutil.rmtree(config.workdir, ignore_errors=True)  # wrote, and no step was taken
   if not is_main:
     return state
   loop.close_metrics(run.writer, config.workdir, objective.curve_panels)

@@ -18,7 +18,7 @@ from hierre_jax.models.meru import checkpoint
 from hierre_jax.models.meru import modeling
 from hierre_jax.models.meru import random_init
 
-CONFIG_FILE = "meru_config.json"  # a train workdir's record of the sizes (`save_info`)
+CONFIG_FILE = checkpoint.SIZES_FILE  # the sizes: beside our .pth, in a workdir's model_info
 
 
 def pth_name(source):

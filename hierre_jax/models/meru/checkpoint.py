@@ -6,9 +6,12 @@ keys are those of ../shared/FAMILIES_SPEC.md 1.3 (derived from the module defini
 Fused attention projections (the image tower's `attn.qkv`, the text tower's
 `attn.in_proj_*`, rows q;k;v) are split into q/k/v on reading and fused again on writing,
 so a written checkpoint holds the same tensors as the one read (bit-identical). Reading
-and writing need torch; the sizes come from the tensors themselves.
+and writing need torch; the sizes come from the tensors themselves, the attention heads
+(which no .pth stores) from the `SIZES_FILE` beside it that our writer adds, else from the
+release's table, else the checkpoint is refused (never guessed).
 """
 import dataclasses
+import json
 import os
 
 import jax
@@ -18,6 +21,7 @@ from hierre_jax import errors
 from hierre_jax.models import hf_io
 from hierre_jax.models.meru import modeling
 
+SIZES_FILE = "meru_config.json"  # `MeruConfig.to_dict`: beside our .pth, and in model_info
 SKIPPED = ("textual.attn_mask",)  # a stored buffer (the causal mask): not read, written back
 HYPERBOLIC_SCALARS = ("curv", "visual_alpha", "textual_alpha")
 STATIC = {
@@ -92,26 +96,68 @@ def read_state_dict(path):
     found = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
     raise NotAMeruCheckpoint(f"{path}: no \"model\" dict of weights (a MERU release checkpoint "
                              f"holds one; found {found})")
-  return {k: v.detach().float().numpy() for k, v in checkpoint["model"].items()
+  model = checkpoint["model"]
+  if model and all(k.startswith("module.") for k in model):  # saved from a DDP wrapper
+    model = {k[len("module."):]: v for k, v in model.items()}
+  return {k: v.detach().float().numpy() for k, v in model.items()
           if k not in SKIPPED and hasattr(v, "detach")}
 
 
+def recorded_sizes(pth):
+  """The sizes recorded in SIZES_FILE beside `pth` (a dict of `MeruConfig.of_sizes`
+  keywords), None where there is none."""
+  path = os.path.join(os.path.dirname(os.path.abspath(pth)), SIZES_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      sizes = json.load(f)
+    int(sizes["text_heads"]), int(sizes["vision_heads"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise errors.UserError(f"{path}: unreadable sizes record ({type(e).__name__}: {e})") from e
+  return sizes
+
+
+def heads(width, tower, recorded, pth):
+  """A tower's attention heads: `recorded` (SIZES_FILE), else the release's; else a one-line
+  UserError naming the file that would supply them."""
+  key = "text_heads" if tower == "text" else "vision_heads"
+  found = recorded[key] if recorded else modeling.release_heads(width, tower)
+  if found is None:
+    raise errors.UserError(
+        f"{pth}: a {tower} tower of width {width} is not one of MERU's release shapes, and a "
+        f".pth does not record attention heads: write them to "
+        f"{os.path.join(os.path.dirname(os.path.abspath(pth)), SIZES_FILE)} ({{\"{key}\": N, "
+        "...}, as hierre_jax's exports do)")
+  return int(found)
+
+
 def config_of(state_dict, path, scan_layers=True):
-  """The `MeruConfig` whose shapes the tensors have (heads: `modeling.heads_of`)."""
+  """The `MeruConfig` whose shapes the tensors have, heads by `heads`; a SIZES_FILE beside
+  `path` whose sizes differ from the tensors' is refused, naming the first."""
   try:
     width = state_dict["visual.cls_token"].shape[-1]
     text = state_dict["textual.token_embed.weight"]
     patch = state_dict["visual.patch_embed.proj.weight"].shape[-1]
     grid = int(round(np.sqrt(state_dict["visual.pos_embed"].shape[1] - 1)))
-    return modeling.MeruConfig.of_sizes(
-        width, layer_count(state_dict, "visual.blocks"), modeling.heads_of(width, "vision"),
-        text.shape[1], layer_count(state_dict, "textual.resblocks"),
-        modeling.heads_of(text.shape[1], "text"), state_dict["textual_proj.weight"].shape[0],
-        "curv" in state_dict, grid * patch, patch, text.shape[0],
-        state_dict["textual.posit_embed"].shape[0], scan_layers)
+    sizes = dict(vision_width=width, vision_depth=layer_count(state_dict, "visual.blocks"),
+                 text_width=text.shape[1],
+                 text_depth=layer_count(state_dict, "textual.resblocks"),
+                 projection_dim=state_dict["textual_proj.weight"].shape[0],
+                 hyperbolic="curv" in state_dict, image_size=grid * patch, patch_size=patch,
+                 vocab_size=text.shape[0], context=state_dict["textual.posit_embed"].shape[0])
   except KeyError as e:
     raise NotAMeruCheckpoint(f"{path}: no {e.args[0]} (not a MERU or MERU-release CLIP "
                              "checkpoint)") from None
+  recorded = recorded_sizes(path)
+  for key, value in sizes.items():
+    if recorded and key in recorded and recorded[key] != value:
+      raise errors.UserError(f"{os.path.join(os.path.dirname(os.path.abspath(path)), SIZES_FILE)}:"
+                             f" {key}={recorded[key]!r}, but {path} holds {value!r}: the sizes "
+                             "record is another checkpoint's")
+  return modeling.MeruConfig.of_sizes(
+      **sizes, vision_heads=heads(width, "vision", recorded, path),
+      text_heads=heads(sizes["text_width"], "text", recorded, path), scan_layers=scan_layers)
 
 
 def state_dict_to_params(state_dict, config, source):
@@ -196,7 +242,8 @@ def load(path, scan_layers=True):
 
 
 def save(params, config, out_path):
-  """Writes {"model": state dict} as MERU's release does -> out_path (a .pth file)."""
+  """Writes {"model": state dict} as MERU's release does -> out_path (a .pth file), and
+  SIZES_FILE beside it (the heads a .pth does not hold)."""
   import torch  # pylint: disable=g-import-not-at-top
   params = dict(params)
   params.pop("root", None)
@@ -205,4 +252,7 @@ def save(params, config, out_path):
   state["textual.attn_mask"] = torch.full((context, context), float("-inf")).triu(1)
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   torch.save({"model": state}, out_path)
+  with open(os.path.join(os.path.dirname(os.path.abspath(out_path)), SIZES_FILE), "w",
+            encoding="utf-8") as f:  # the heads, which the .pth does not hold
+    json.dump(config.to_dict(), f, indent=1)
   return out_path

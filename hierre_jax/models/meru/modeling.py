@@ -28,14 +28,12 @@ SOT, EOT = 49406, 49407
 VISION_SIZES = {"s": (384, 12, 12), "b": (768, 12, 12), "l": (1024, 24, 16)}
 
 
-def heads_of(width, tower):
-  """Attention heads of a tower of `width` (a .pth does not store them): the release's
-  (ViT-S 12, B 12, L 16; text 8 at 512), else one per 64 channels."""
+def release_heads(width, tower):
+  """Attention heads of a release tower of `width` (a .pth does not store them): ViT-S 12,
+  B 12, L 16; text 8 at 512. None for any other width: heads are then never guessed."""
   if tower == "vision":
-    for w, _, heads in VISION_SIZES.values():
-      if w == width:
-        return heads
-  return max(1, width // 64)
+    return next((heads for w, _, heads in VISION_SIZES.values() if w == width), None)
+  return 8 if width == 512 else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,12 +15,15 @@ TINY_VISION = dict(hidden_size=128, num_hidden_layers=2, image_size=64, patch_si
 
 
 def config_of(text, vision, projection_dim, hyperbolic=True):
-  """A `MeruConfig` from HF-style size dicts (hidden_size, num_hidden_layers, and for the
-  image tower image_size, patch_size); heads as a .pth implies them (`heads_of`)."""
+  """A `MeruConfig` from HF-style size dicts (hidden_size, num_hidden_layers, optional
+  num_attention_heads, and for the image tower image_size, patch_size); heads where not
+  given: the release's for its widths, else one per 64 channels (recorded beside the .pth)."""
   width, text_width = vision["hidden_size"], text.get("hidden_size", 512)
+  heads = lambda sizes, w, tower: (sizes.get("num_attention_heads")
+                                   or modeling.release_heads(w, tower) or max(1, w // 64))
   return modeling.MeruConfig.of_sizes(
-      width, vision["num_hidden_layers"], modeling.heads_of(width, "vision"), text_width,
-      text.get("num_hidden_layers", 12), modeling.heads_of(text_width, "text"), projection_dim,
+      width, vision["num_hidden_layers"], heads(vision, width, "vision"), text_width,
+      text.get("num_hidden_layers", 12), heads(text, text_width, "text"), projection_dim,
       hyperbolic, vision.get("image_size", 224), vision.get("patch_size", 16))
 
 
