@@ -22,6 +22,7 @@ from conftest import TINY_TOWER_TERMS
 from conftest import save_torch_clip
 from hierre_jax import errors
 from hierre_jax import loading
+from hierre_jax import sealed
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import evaluate
@@ -920,7 +921,6 @@ def test_global_cosine_harness_works_for_every_family(family_dir, shapes_data, t
 
 
 def test_generated_data_and_scorers_are_sealed_and_never_used_damaged(shapes_data, tmp_path):
-  from hierre_jax import sealed
   data = str(tmp_path / "data")
   shutil.copytree(shapes_data, data)
   procedural.read_pairs(data)  # verified
@@ -938,6 +938,19 @@ def test_generated_data_and_scorers_are_sealed_and_never_used_damaged(shapes_dat
   # make-data never merges: a full folder is refused, --overwrite replaces it whole
   with pytest.raises(errors.UserError, match=r"data: not empty; make-data writes a whole new"):
     procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4)
+  # --overwrite removes only a set as make-data wrote it: a changed one is kept, as is
+  # a set with a file of someone else's
+  with pytest.raises(errors.UserError, match=r"--overwrite: .*changed or damaged .*nothing was "
+                     "deleted"):
+    procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
+  assert os.path.exists(image)
+  shutil.rmtree(data)
+  shutil.copytree(shapes_data, data)
+  open(os.path.join(data, "train", "notes.txt"), "w").write("mine")
+  with pytest.raises(errors.UserError, match=r"--overwrite: .*train/notes.txt was not written by "
+                     "make-data"):
+    procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
+  os.remove(os.path.join(data, "train", "notes.txt"))
   procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
   assert json.load(open(os.path.join(data, "procedural.json")))["seed"] == 2
   assert sealed.verify(data)["train_pairs"] == 4 and not glob.glob(f"{data}.*.tmp")
@@ -956,6 +969,38 @@ def test_generated_data_and_scorers_are_sealed_and_never_used_damaged(shapes_dat
   open(info, "a").write(" ")
   with pytest.raises(sealed.DamagedError, match=rf"{info}: changed or damaged"):
     checkpoint.load(out)
+  os.remove(os.path.join(out, sealed.MANIFEST))  # its seal removed: refused, not read unverified
+  with pytest.raises(sealed.DamagedError, match=r"scorer/sealed.json: no manifest"):
+    checkpoint.load(out)
+
+
+def test_make_data_overwrite_deletes_nothing_it_did_not_write(tmp_path, monkeypatch):
+  """--overwrite on a folder of the user's, the current directory or an ancestor of it:
+  refused, every file kept; the new set is built beside its target, never inside the cwd."""
+  cwd = tmp_path / "work"
+  (cwd / "sub").mkdir(parents=True)
+  (cwd / "keep.txt").write_text("keep")
+  theirs = tmp_path / "theirs"
+  theirs.mkdir()
+  (theirs / "a.txt").write_text("keep")
+  monkeypatch.chdir(cwd / "sub")
+  for out, message in ((str(theirs), "holds files make-data did not write"),
+                       (".", "is the current directory or holds it"),
+                       ("..", "is the current directory or holds it")):
+    if out in (".",):
+      (cwd / "sub" / "x.txt").write_text("keep")
+    with pytest.raises(errors.UserError, match=message):
+      procedural.make_data(out, size=32, train_pairs=4, test_items=4, overwrite=True)
+  assert (theirs / "a.txt").read_text() == "keep" and (cwd / "keep.txt").exists()
+  assert sorted(os.listdir(cwd / "sub")) == ["x.txt"] and sorted(os.listdir(cwd)) == [
+      "keep.txt", "sub"]
+  os.remove(cwd / "sub" / "x.txt")
+  with pytest.raises(errors.UserError, match="is the current directory or holds it"):
+    procedural.make_data(".", size=32, train_pairs=4, test_items=4)  # empty, still refused
+  procedural.make_data("new", size=32, train_pairs=4, test_items=4)
+  assert sorted(os.listdir(".")) == ["new"]  # built beside, renamed into place
+  procedural.make_data("new", seed=1, size=32, train_pairs=4, test_items=4, overwrite=True)
+  assert procedural.verify("new") is None and sealed.verify("new")["seed"] == 1
 
 
 def test_evaluate_refuses_too_few_items_another_backbone_and_another_runs_folder(

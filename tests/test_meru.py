@@ -185,6 +185,12 @@ def test_export_round_trip_is_bit_identical(meru_dir, tmp_path):
   for key, value in before.items():
     assert torch.equal(after[key], value), key
   meru_twin.twin_of(after, model.config)  # loads strictly
+  for over in (meru_dir, os.path.join(meru_dir, "sub")):  # never over or beside the source
+    with pytest.raises(errors.UserError, match=r"(is|lies inside) the input model_dir="):
+      model.export(over)
+  file_model = models.load(os.path.join(out, random_init.FILE))  # a .pth given as the file
+  with pytest.raises(errors.UserError, match=r"contains the input model_dir=.*meru.pth"):
+    file_model.export(out)
 
 
 def test_clip_baseline_of_the_release_lives_on_the_sphere(tmp_path):

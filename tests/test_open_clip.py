@@ -101,6 +101,17 @@ def test_features_equal_transformers_clip_of_the_hf_export(tiny_dir, tmp_path):
   ids = text_ids.pad(text_ids.tokenize(model.tokenizer, TEXTS, 77), 77, 0)
   np.testing.assert_array_equal(model.encoders().text(model.params, ids),
                                 hf.encoders().text(hf.params, ids))
+  # open_clip cleans text (HTML entities, ftfy): the export keeps that for hierre_jax (its
+  # record of cleaning), so "dog &amp; cat" has the source's features after the round trip;
+  # transformers' own tokenizer does not clean (the export warns).
+  import transformers
+  from hierre_jax import loading
+  texts = ["dog &amp; cat", "a  caf\u00e9 &lt;sign&gt;"]
+  source, back = loading.embedder(tiny_dir).texts(texts)[0], loading.embedder(out).texts(texts)[0]
+  np.testing.assert_allclose(back, source, atol=1e-6)
+  plain = transformers.CLIPTokenizer.from_pretrained(out)
+  assert plain(texts[0])["input_ids"] != hf.tokenizer(texts[0])["input_ids"]
+  assert hf.tokenizer(texts[0])["input_ids"] == model.tokenizer(texts[0])["input_ids"]
 
 
 def test_export_round_trip_and_training_checkpoints(tiny_dir, tmp_path):
@@ -127,6 +138,16 @@ def test_export_round_trip_and_training_checkpoints(tiny_dir, tmp_path):
     again = models.load(path)
     assert again.family is oc_family.FAMILY
     jax.tree.map(np.testing.assert_array_equal, again.params, model.params)
+  # The library API refuses what the entry points refuse: no export over or beside the source
+  # (open_clip_model.safetensors there would win over the newest epoch at every later load).
+  for out in (str(train), str(train / "sub")):
+    with pytest.raises(errors.UserError, match=r"(is|lies inside) the input model_dir="):
+      models.load(str(train)).export(out)
+  assert sorted(os.listdir(train)) == ["epoch_1.pt", "epoch_3.pt", "open_clip_config.json"]
+  torch.save({"epoch": 4, "state_dict": dict(state, step=7)}, train / "epoch_4.pt")
+  with pytest.raises(errors.UserError, match=r"epoch_4.pt: state_dict\['step'\] is a int, not a "
+                     "tensor"):
+    models.load(str(train))
 
 
 @pytest.mark.parametrize("change,key", [

@@ -63,10 +63,7 @@ def load(path):
   if os.path.isfile(path):
     return read_release(path)[:3]
   errors.require_file(os.path.join(path, SCORER_FILE), "DCSM scorer file")
-  if os.path.exists(os.path.join(path, sealed.MANIFEST)):
-    sealed.verify(path)  # a damaged scorer is refused, naming its file
-  else:
-    logging.warning("%s: not sealed (written before scorers were): read unverified", path)
+  sealed.verify(path)  # a damaged or unsealed scorer is refused, naming its file
   tensors = safetensors.numpy.load_file(os.path.join(path, SCORER_FILE))
   table = tensors.pop(TABLE_KEY, None)
   params, rows, cols = scorer.from_state_dict(tensors, os.path.join(path, SCORER_FILE))
@@ -80,6 +77,16 @@ def load(path):
     raise errors.UserError(f"{path}/{SCORER_FILE}: {TABLE_KEY} missing or not "
                            f"[{len(words)}, {rows}]")
   return params, table, {**info, "rows": rows, "columns": cols}
+
+
+def check_backbone(info, model, scorer):
+  """Warns (one line) where a scorer is used with another model than the backbone its
+  info records: a same-shaped model gives maps the scorer was not trained on."""
+  recorded = info.get("backbone")
+  real = lambda p: locations.real(p) if os.path.exists(p) else p.rstrip("/")
+  if recorded and real(str(recorded)) != real(str(model)):
+    logging.warning("%s was trained on the backbone %s; scoring with %s: its scores are "
+                    "meaningful only if that is the same model", scorer, recorded, model)
 
 
 def functional_words(info):
@@ -247,6 +254,7 @@ def write_release(scorer_dir, model, out_path, any_backbone=False):
   errors.require_writable_dir(os.path.dirname(os.path.abspath(out_path)), "--out folder")
   locations.check_apart([("--out", out_path)], [("--scorer", scorer_dir), ("--model", model)])
   params, table, info = load(scorer_dir)
+  check_backbone(info, model, scorer_dir)
   clip = loading.load(model)
   if clip.family.name != "clip":
     hint = ("; write it as a Hugging Face CLIPModel directory first "

@@ -161,9 +161,9 @@ class TokenFeatures:
     encoders = self.model.encoders()
     if encoders.image_tokens is None:
       raise errors.UserError(
-          f"{model}: the {self.model.family.name} family has no per-token features (SigLIP: "
-          "no class token, no projection of its patches); dense maps need a CLIP-class model "
-          "(clip, open_clip)")
+          f"{model}: the {self.model.family.name} family has no per-token features (its "
+          "towers give one pooled feature per text and image); dense maps need a family whose "
+          "encoders give every token's projected feature (text_tokens, image_tokens)")
     params = dict(self.model.params)
     params.pop("root", None)
     self.batch_size, self.image_workers = batch_size, image_workers

@@ -3,6 +3,7 @@ z-scored over the item's (1, K, rows, 30) block (DCSM_SPEC section 4), scored by
 `score` gives every image against every caption (the release's get_dcsm_scores; its z-score
 over all images' maps as an option)."""
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -121,6 +122,7 @@ def load(model, scorer, batch_size=32, column_rule=""):
   workdir; `scorer` a scorer folder or the released .pt; `column_rule` "" for the one the
   scorer was trained with (DCSM_SPEC section 3)."""
   params, table, info = checkpoint.load(scorer)
+  checkpoint.check_backbone(info, model, scorer)
   options = maps.MapOptions(column_rule or info.get("column_rule", "release"),
                             info.get("functional_rows", True),
                             per_map=info.get("per_map", False),
@@ -135,6 +137,9 @@ def score(model, scorer, images, captions, batch_size=32, column_rule="", zscore
   evaluation item, so that an image's scores do not depend on the others; "all" z-scores all
   images' maps at once, as get_dcsm_scores does (the same for one image). `model`, `scorer`:
   as `load` takes them (load once and call `DenseScorer.score_all` to score many sets)."""
+  if isinstance(images, (str, bytes, os.PathLike)):
+    raise errors.UserError(f"images: expected a list of image paths or PIL images, got the "
+                           f"one path {images!r} (pass [{images!r}])")
   if isinstance(captions, str) or not all(isinstance(c, str) and c for c in captions):
     raise errors.UserError("captions: expected a list of non-empty strings")
   if not len(images) or not len(captions):

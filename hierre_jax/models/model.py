@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hierre_jax import locations
 from hierre_jax.models import family as family_lib
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -98,7 +99,10 @@ class Model:
   def export(self, out_dir, params=None, hf=False):
     """Writes `params` (default the model's) in the family's checkpoint format -> out_dir;
     `hf`: as a Hugging Face model directory (open_clip's `write_hf_checkpoint`; the Hugging
-    Face families' own format), ValueError for a family that has none (MERU)."""
+    Face families' own format), ValueError for a family that has none (MERU). An out_dir
+    that is, lies inside or holds the model's own files is refused (`locations.check_apart`):
+    an export never overwrites, nor lands beside, the checkpoint it was read from."""
+    locations.check_apart([("out_dir", out_dir)], [("model_dir", self.model_dir)])
     write = self.family.write_checkpoint
     if hf and not self.family.architectures:
       write = getattr(self.family, "write_hf_checkpoint", None)

@@ -2,6 +2,7 @@
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import hf_io
+from hierre_jax.models.clip import cleaned_tokenizer
 from hierre_jax.models.clip import convert
 from hierre_jax.models.clip import modeling
 from hierre_jax.models.clip import preprocessing
@@ -42,7 +43,12 @@ class Clip:
     return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
 
   def load_tokenizer(self, model_dir):
-    return tokenizer.load_tokenizer(model_dir)
+    """transformers' CLIPTokenizer; one that cleans texts first where the directory says so
+    (`cleaned_tokenizer.CLEANING_FILE`, written by the Hugging Face export of open_clip)."""
+    found = tokenizer.load_tokenizer(model_dir)
+    if cleaned_tokenizer.cleans(model_dir):
+      return cleaned_tokenizer.CleanedTokenizer.from_pretrained(model_dir)
+    return found
 
   def preprocessing(self, model_dir, config, use="classification"):
     return preprocessing.Preprocessing.from_model_dir(model_dir, config.vision.image_size)

@@ -4,6 +4,8 @@ whitespace collapsed and stripped (lower-casing is the BPE's own). transformers'
 CLIPTokenizer does none of the first three: "a &amp; b" would keep "amp"."""
 import functools
 import html
+import json
+import os
 import re
 import tempfile
 
@@ -28,6 +30,23 @@ class CleanedTokenizer(transformers.CLIPTokenizer):
     elif text is not None:
       text = [clean(t) for t in text]
     return super().__call__(text, *args, **kwargs)
+
+
+# Beside a CLIP directory's tokenizer files: its texts are cleaned (`clean`) before the BPE,
+# as the open_clip model it was exported from cleans them. transformers ignores the file.
+CLEANING_FILE = "text_cleaning.json"
+
+
+def write_cleaning_record(out_dir):
+  """Writes out_dir/CLEANING_FILE: hierre_jax reads the directory with `CleanedTokenizer`."""
+  with open(os.path.join(out_dir, CLEANING_FILE), "w", encoding="utf-8") as f:
+    json.dump({"clean": "openai", "steps": ["ftfy.fix_text", "html.unescape x2",
+                                            "whitespace collapsed"]}, f, indent=1)
+
+
+def cleans(model_dir):
+  """Whether a CLIP directory's texts are cleaned before the BPE (its CLEANING_FILE)."""
+  return os.path.exists(os.path.join(model_dir, CLEANING_FILE))
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,7 +21,8 @@ from hierre_jax.models.clip import preprocessing
 # Non-persistent buffers some checkpoints carry; they hold no weights.
 IGNORED_KEYS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "preprocessor_config.json")
+                   "special_tokens_map.json", "preprocessor_config.json",
+                   "text_cleaning.json")  # cleaned_tokenizer.CLEANING_FILE
 
 
 def hf_key_to_path(key, ndim):

@@ -6,6 +6,7 @@ this package reads and writes open_clip's files and the sizes of its config."""
 import json
 import os
 
+from absl import logging
 import jax
 
 from hierre_jax import errors
@@ -68,10 +69,18 @@ class OpenClip:
 
   def write_hf_checkpoint(self, params, config, out_dir, source_dir):
     """The same weights as a Hugging Face `CLIPModel` directory (config, safetensors, the
-    OpenAI tokenizer files, preprocessor_config.json of the open_clip preprocessing)."""
+    OpenAI tokenizer files, preprocessor_config.json of the open_clip preprocessing), and
+    the record that its texts are cleaned as open_clip cleans them (hierre_jax reads it;
+    transformers' CLIPTokenizer does not clean: said in a warning)."""
     model_cfg, _ = oc_config.read(checkpoint.model_dir_of(source_dir))
     out = clip_convert.export_clip(params, oc_config.hf_config(model_cfg), out_dir)
     clip_tokenizer.write_clip_vocab(out)
+    cleaned_tokenizer.write_cleaning_record(out)
+    logging.warning(
+        "%s: transformers' CLIPTokenizer does not clean text as open_clip does (ftfy, HTML "
+        "entities unescaped, whitespace collapsed): clean texts such as 'a &amp; b' before "
+        "tokenising with transformers; hierre_jax reads %s there and cleans them", out,
+        cleaned_tokenizer.CLEANING_FILE)
     self.preprocessing(source_dir, config).write_hf_config(out)
     return out
 

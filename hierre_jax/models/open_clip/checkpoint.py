@@ -122,6 +122,10 @@ def read_state(path):
       state = state["state_dict"]  # a training checkpoint (epoch_N.pt)
     if not isinstance(state, dict):
       raise hf_io.CheckpointFormatError(f"{path}: not a state dict")
+    for key, value in state.items():
+      if not hasattr(value, "float"):
+        raise hf_io.CheckpointFormatError(f"{path}: state_dict[{key!r}] is a "
+                                          f"{type(value).__name__}, not a tensor")
     tensors = {k.removeprefix("module."): v.float().numpy() for k, v in state.items()}
   return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
 
