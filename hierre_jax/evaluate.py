@@ -217,7 +217,8 @@ def verify_models(models):
   for i, model in enumerate(models):
     print(f"[check {i + 1}/{len(models)}] {model}", flush=True)
     family, steps[model], geometry, own_root = loading.verify(model)
-    if FLAGS["hyperbolic_root"].present and (geometry == "sphere" or own_root):
+    asked = FLAGS["hyperbolic_root"]
+    if (asked.present or asked.value != asked.default) and (geometry == "sphere" or own_root):
       print(f"note: --hyperbolic_root={FLAGS.hyperbolic_root} not used for {model}: "
             + ("it lives on the sphere, rooted at the embedding of \"\"" if geometry == "sphere"
                else "it has its own root"), flush=True)

@@ -122,6 +122,7 @@ def test_sigmoid_objective_trains_a_siglip_and_refuses_a_clip(tmp_path):
   with pytest.raises(errors.ConfigError, match=r"config.loss='sigmoid': .*random_init stores no "
                      r"logit_bias"):
     contrastive.train(config)
+  assert not os.path.exists(config.workdir)  # a refused run leaves no workdir it made
   start = write_tiny_model("siglip", str(tmp_path / "siglip_start"))
   config.random_init = None
   config.update(model=start, workdir=str(tmp_path / "run"), lr=3e-3, total_steps=6)
@@ -273,6 +274,22 @@ def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(t
   config.random_init = shapes_config(data, tmp_path, 1).random_init
   with pytest.raises(errors.ConfigError, match=r"config.loss='meru': defined on the lorentz; "):
     contrastive.train(config)
+
+
+def test_a_generated_set_changed_since_make_data_is_refused(tmp_path):
+  """The pairs CSV of a make-data folder is read only while the folder's seal verifies (a
+  hand-edited captions.csv or image is refused, naming it), before anything is written."""
+  from hierre_jax import sealed
+  data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
+                              test_items=2)
+  config = shapes_config(data, tmp_path / "run", 2)
+  with open(config.train_csv, "a") as f:
+    f.write(open(config.train_csv).read().splitlines()[1] + "\n")
+  with pytest.raises(sealed.DamagedError, match=r"train/captions.csv: changed or damaged since "
+                     "it was written"):
+    contrastive.train(config)
+  assert not os.path.exists(config.workdir)
+  assert sealed.verify_enclosing(str(tmp_path / "elsewhere.csv")) is None  # not in a sealed set
 
 
 def test_bad_pairs_file_names_the_row(tmp_path):

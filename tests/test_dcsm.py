@@ -821,7 +821,8 @@ def test_evaluate_writes_both_scorers_side_by_side(tiny_clip_dir, shapes_data, t
 
 
 @pytest.mark.reordering
-def test_score_gives_every_image_against_every_caption(tiny_clip_dir, tmp_path, pictures):
+def test_score_gives_every_image_against_every_caption(tiny_clip_dir, tmp_path, pictures,
+                                                       monkeypatch):
   """dcsm.score [I, T] equals each image scored as one item of all T captions (the CNN on its
   z-scored maps), or with zscore="all" the CNN on all maps z-scored as one block, however the
   images are batched; bad captions in one line."""
@@ -861,6 +862,19 @@ def test_score_gives_every_image_against_every_caption(tiny_clip_dir, tmp_path, 
     hierre_jax.dcsm.score(tiny_clip_dir, scorer_dir, images, "a caption")
   with pytest.raises(errors.UserError, match="nothing to score: 0 images, 3 captions"):
     hierre_jax.dcsm.score(tiny_clip_dir, scorer_dir, [], captions)
+  with pytest.raises(errors.UserError, match=r"images: expected a list of image paths or PIL "
+                     r"images, got the one path 'a.jpg' \(pass \['a.jpg'\]\)"):
+    hierre_jax.dcsm.score(tiny_clip_dir, scorer_dir, "a.jpg", captions)
+  # a scorer trained on another backbone is named (a same-shaped model scores silently else)
+  other = checkpoint.save(str(tmp_path / "other_scorer"), params, maps.functional_table(17),
+                          {"rows": 17, "columns": 30, "backbone": str(tmp_path / "elsewhere")})
+  warned = []
+  monkeypatch.setattr(checkpoint.logging, "warning", lambda *a: warned.append(a[0] % a[1:]))
+  scoring.load(tiny_clip_dir, scorer_dir)
+  assert not warned
+  scoring.load(tiny_clip_dir, other)
+  assert warned == [f"{other} was trained on the backbone {tmp_path / 'elsewhere'}; scoring with "
+                    f"{tiny_clip_dir}: its scores are meaningful only if that is the same model"]
 
 
 def test_command_line(tmp_path):

@@ -184,6 +184,10 @@ def cases(tmp_path_factory):
        "--classes=breeds:living71: ", str(tmp / "hier")),
       ("class file without templates", *hierarchy(f"--classes={tmp / 'no_templates.json'}"),
        f"{tmp / 'no_templates.json'}: no 'templates' list", str(tmp / "hier")),
+      ("hierarchy image features inside the data", *hierarchy(
+          f"--image_features_dir={SHARED_ROOT}/features"),
+       f"--image_features_dir={SHARED_ROOT}/features lies inside the input --data_dir="
+       f"{SHARED_ROOT}", f"{SHARED_ROOT}/features"),
       ("ontology the class set lacks", *hierarchy("--ontology=breeds"),
        "--ontology=breeds: the class set cifar100 has no 'breeds' grouping; use one of wordnet, "
        "cifar100_superclasses", str(tmp / "hier")),
@@ -210,6 +214,30 @@ def cases(tmp_path_factory):
        f"config.export_dir={theirs} holds files not written by this command", work),
       ("make-data into a full folder", "hierre_jax.dcsm", ["make-data", f"--out={theirs}"],
        f"{theirs}: not empty; make-data writes a whole new set (--overwrite", None),
+      ("make-data --overwrite of a user's folder", "hierre_jax.dcsm", [
+          "make-data", f"--out={theirs}", "--overwrite"],
+       f"--out={theirs} holds files make-data did not write (no procedural.json)", None),
+      ("import with heads of no number", "hierre_jax.dcsm", [
+          "import", f"--checkpoint={a_file}", f"--out={tmp / 'imp'}", "--num_heads=x"],
+       "--num_heads: one or two positive integers", str(tmp / "imp")),
+      ("release checkpoint below a file", *release(f"--scorer={scorer_dir}", f"--model={good}",
+                                                  f"--out={a_file}/x.pt"),
+       f"cannot be used as the --out folder: it is below the file {a_file}", None),
+      ("the same model twice", *evaluate(f"--model={good}/"),
+       f"--model={good}/ names the same model as --model={good}: give each model once",
+       str(tmp / "eval")),
+      ("image features inside the model", *evaluate(f"--image_features_dir={good}/features"),
+       f"--image_features_dir={good}/features lies inside the input --model={good}",
+       f"{good}/features"),
+      ("qualitative with several models", *evaluate(f"--model={nan}", "--mode=qualitative"),
+       "--mode=qualitative takes one --model (2 given)", str(tmp / "eval")),
+      ("unknown reference chains", "hierre_jax.evaluate", [
+          f"--model={good}", "--mode=qualitative", f"--data_dir={SHARED_ROOT}",
+          "--reference_model=nosuch", f"--output_dir={tmp / 'eval'}"],
+       "--reference_model=nosuch: not in ", str(tmp / "eval")),
+      ("a non-finite model among several", *evaluate(f"--model={nan}", "--evals=hyperlex",
+                                                     f"--data_dir={SHARED_ROOT}"),
+       f"{nan}: 1 of ", str(tmp / "eval")),
       ("release checkpoint over a file", *release(f"--scorer={scorer_dir}", f"--model={good}",
                                                   f"--out={a_file}"),
        f"--out={a_file}: exists; write the checkpoint to a new file", None),

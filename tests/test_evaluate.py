@@ -257,6 +257,11 @@ def test_several_models_are_all_checked_first_and_each_written_as_it_finishes(
   run_evaluate(model=[tiny_clip_dir], evals=["hyperlex"], output_dir=str(only))
   assert not (only / "results.png").exists()
   assert suite.read_results(str(only))[0]["settings"]["tau_d_ties"] == "release"
+  capsys.readouterr()
+  run_evaluate(model=[tiny_clip_dir], evals=["hyperlex"], output_dir=str(tmp_path / "root"),
+               hyperbolic_root="empty_string")
+  assert (f"note: --hyperbolic_root=empty_string not used for {tiny_clip_dir}: it lives on the "
+          "sphere") in capsys.readouterr().out
 
 
 def test_default_output_folder_names_are_bounded(tmp_path):

@@ -338,3 +338,19 @@ def test_evaluators_are_registered_by_name_and_the_published_numbers_fit_the_tab
     assert set(row) <= keys
   for name, entry in registry.ENTRIES.items():
     assert all(key.startswith(f"{name}/") for _, key in entry.columns), name
+
+
+def test_the_table_keeps_published_columns_of_evaluated_benchmarks():
+  """--reference=meru beside a sphere model: MERU's traversal P/R stay in the table (the
+  paper's row has them, HierarCaps was evaluated); a benchmark not evaluated stays out."""
+  from hierre_jax import published
+  from hierre_jax.evaluators import suite
+  ours = [{"model": "m", "hierarcaps/precision": 0.5, "hierarcaps/recall": 0.4,
+           "hierarcaps/tau_d": 0.9, "hierarcaps/num_images": 1000}]
+  lines = suite.markdown_table(ours, published.SUITE["meru"].items()).splitlines()
+  assert "MERU traversal P" in lines[0] and "COCO" not in lines[0]
+  assert "| paper: MERU ViT-L (hyperbolic traversal) | " in "\n".join(lines)
+  meru_row = next(l for l in lines if l.startswith("| paper: MERU ViT-L (hyperbolic"))
+  assert "| 0.110 | 0.110 |" in meru_row
+  # a benchmark only the paper's rows have is left out (HyperLex not evaluated here)
+  assert "HyperLex" not in lines[0]

@@ -18,6 +18,7 @@ import os
 from absl import flags
 
 from hierre_jax import cli
+from hierre_jax import embedding
 from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import locations
@@ -71,10 +72,14 @@ def main(argv):
            if os.path.exists(FLAGS.model) else FLAGS.model, "classes": FLAGS.classes,
            "modality": FLAGS.modality}
   errors.require_writable_dir(FLAGS.output_dir, "output folder")
-  locations.check_apart([("--output_dir", FLAGS.output_dir)], [
-      (f"--{k}", FLAGS[k].value) for k in ("model", "classes", "data_dir", "images",
-                                           "eval_images", "tfds_data_dir")
-      if FLAGS[k].value not in (None, "tfds")])
+  inputs = [(f"--{k}", FLAGS[k].value) for k in ("model", "classes", "data_dir", "images",
+                                                 "eval_images", "tfds_data_dir")
+            if FLAGS[k].value not in (None, "tfds")]
+  locations.check_apart([("--output_dir", FLAGS.output_dir)], inputs)
+  own_store = ([os.path.join(FLAGS.model, embedding.IMAGE_FEATURES)]
+               if loading.is_train_workdir(FLAGS.model) else [])
+  locations.check_apart([("--image_features_dir", FLAGS.image_features_dir)], inputs,
+                        allowed=own_store)
   locations.check_claimable(FLAGS.output_dir, owner, "--output_dir")
   class_set = classes_lib.load(FLAGS.classes, FLAGS.data_dir, wn)
   for name in FLAGS.ontology:  # each available for this class set, before any compute
