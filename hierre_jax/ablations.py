@@ -33,6 +33,7 @@ from hierre_jax import published
 from hierre_jax import sealed
 from hierre_jax import train
 from hierre_jax.evaluators import suite
+from hierre_jax.evaluators import tables
 from hierre_jax.radial import config as re_config
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import loop
@@ -183,7 +184,7 @@ def markdown(grids, rows):
   for grid in grids:
     ours = [dict(r, model=r["variant"]) for r in rows if r["grid"] == grid]
     papers = [(f"paper: {r['variant']}", published.ABLATIONS[r["variant"]]) for r in ours]
-    sections.append(f"## {grid}\n\n" + suite.markdown_table(ours, papers))
+    sections.append(f"## {grid}\n\n" + tables.markdown_table(ours, papers))
   return "\n".join(sections)
 
 

@@ -42,6 +42,7 @@ from hierre_jax import published
 from hierre_jax import sealed
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
+from hierre_jax.evaluators import results_files
 from hierre_jax.evaluators import suite
 from hierre_jax.radial import report
 
@@ -187,7 +188,7 @@ def settings(paths):
 def earlier_results(out, models, wanted):
   """{model: result} of an earlier run into `out` (its results.json), refused in one line
   where it was computed with other settings (nothing is dropped or mixed)."""
-  found = {model_key(r["model"]): r for r in suite.read_results(out)}
+  found = {model_key(r["model"]): r for r in results_files.read_results(out)}
   for model, result in found.items():
     differences = (sealed.record_differences(result["settings"], wanted)
                    if isinstance(result.get("settings"), dict)
@@ -238,7 +239,7 @@ def run_suite(paths):
   locations.claim(out, folder_owner(out, models), "--output_dir")
   locations.write_file(os.path.join(out, "models.json"),
                    lambda f: json.dump({"models": models}, f, indent=1))
-  save = lambda results: suite.write(results, out, FLAGS.reference)
+  save = lambda results: results_files.write(results, out, FLAGS.reference)
   results = suite.run({m: functools.partial(embedder_of, m) for m in models}, evaluators,
                       previous, steps, {"settings": wanted}, save)
   json_path, md_path = save(results)

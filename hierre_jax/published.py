@@ -30,6 +30,31 @@ SUITE = {
             "hierarcaps/precision": 0.15, "hierarcaps/recall": 0.44, "hierarcaps/tau_d": 0.97,
             "hyperlex/rho_all": 0.50, "hyperlex/rho_nouns": 0.54, "breeds/mean/r@1": 0.32,
             "breeds/mean/r@5": 0.65}},
+    # Table 1's OpenCLIP rows (laion/CLIP-ViT-B-32-laion2B-s34B-b79K and
+    # laion/CLIP-ViT-H-14-laion2B-s32B-b79K, the supplementary's checkpoints; the open_clip
+    # family loads them as distributed).
+    "open_clip_b32": {
+        "paper: OpenCLIP ViT-B/32 zero-shot": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.33, "hierarcaps/tau_d": 0.87,
+            "hyperlex/rho_all": 0.34, "hyperlex/rho_nouns": 0.37, "breeds/mean/r@1": 0.23,
+            "breeds/mean/r@5": 0.50, "coco/t2i_r@1": 0.39, "coco/t2i_r@5": 0.65,
+            "cifar10/top1": 0.94, "cifar100/top1": 0.76},
+        "paper: OpenCLIP ViT-B/32 RE fine-tuned": {
+            "hierarcaps/precision": 0.14, "hierarcaps/recall": 0.40, "hierarcaps/tau_d": 0.98,
+            "hyperlex/rho_all": 0.49, "hyperlex/rho_nouns": 0.55, "breeds/mean/r@1": 0.25,
+            "breeds/mean/r@5": 0.56, "coco/t2i_r@1": 0.39, "coco/t2i_r@5": 0.65,
+            "cifar10/top1": 0.93, "cifar100/top1": 0.77}},
+    "open_clip_h14": {
+        "paper: OpenCLIP ViT-H/14 zero-shot": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.32, "hierarcaps/tau_d": 0.83,
+            "hyperlex/rho_all": 0.06, "hyperlex/rho_nouns": 0.03, "breeds/mean/r@1": 0.23,
+            "breeds/mean/r@5": 0.50, "coco/t2i_r@1": 0.48, "coco/t2i_r@5": 0.73,
+            "cifar10/top1": 0.98, "cifar100/top1": 0.86},
+        "paper: OpenCLIP ViT-H/14 RE fine-tuned": {
+            "hierarcaps/precision": 0.16, "hierarcaps/recall": 0.36, "hierarcaps/tau_d": 0.97,
+            "hyperlex/rho_all": 0.37, "hyperlex/rho_nouns": 0.39, "breeds/mean/r@1": 0.31,
+            "breeds/mean/r@5": 0.65, "coco/t2i_r@1": 0.48, "coco/t2i_r@5": 0.73,
+            "cifar10/top1": 0.98, "cifar100/top1": 0.86}},
     # Tables 1 and 4 (ALIGN_SPEC section 7): Table 4 repeats Table 1's COCO R@1, R@5 and
     # CIFAR numbers and adds COCO R@10 and Flickr30K.
     "align": {

@@ -26,6 +26,7 @@ from hierre_jax import sharding
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
+from hierre_jax.evaluators import uncertainty
 from hierre_jax.radial import config as re_config
 from hierre_jax.radial import train_batches
 from hierre_jax.radial import train_step
@@ -49,7 +50,8 @@ def evaluate_now(config, model, step, writer, mesh, evaluators, image_features):
                                 image_features if e.keep_image_features else None)
   result = {}
   if e.test_csv:
-    result = hierarcaps.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir)
+    result, _ = uncertainty.with_intervals(
+        hierarcaps.evaluate_hierarcaps(embedder, e.test_csv, e.images_dir))
     if e.heldout_csv:
       test_images = set(hierarcaps_csv.read_hierarchies(e.test_csv).images)
       result["heldout"] = hierarcaps.angle_statistics(embedder, e.heldout_csv, test_images)

@@ -10,6 +10,8 @@ from hierre_jax import loading
 from hierre_jax.geometry import sphere
 from hierre_jax import errors
 from hierre_jax.evaluators import hyperlex
+from hierre_jax.evaluators import tables
+from hierre_jax.evaluators import uncertainty
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
@@ -51,6 +53,11 @@ def test_hyperlex_equals_a_loop_over_the_real_pairs(tiny_embedder):
   want_nouns = scipy_stats.spearmanr([scores[i] for i in nouns], [human[i] for i in nouns]).statistic
   assert got["rho_all"] == pytest.approx(want_all, abs=1e-4)
   assert got["rho_nouns"] == pytest.approx(want_nouns, abs=1e-4)
+  # the items recompute the metric; the length baseline: specific minus general characters
+  assert uncertainty.value(got["items"]["rho_all"]) == pytest.approx(got["rho_all"], abs=1e-12)
+  length = [len(r[0]) - len(r[1]) for r in rows]
+  assert got["baseline/length/rho_all"] == pytest.approx(
+      scipy_stats.spearmanr(length, human).statistic, abs=1e-12)
   nouns_file = hyperlex.read_pairs(shared_path("hyperlex", "nouns-verbs", "hyperlex-nouns.txt"))
   assert len(nouns_file.score) == 2163 and set(nouns_file.pos) == {"N"}
 
@@ -113,7 +120,7 @@ def test_near_empty_image_set_is_refused_before_anything_is_embedded(tmp_path, p
     retrieval.Retrieval("coco", pairs, str(tmp_path), allow_missing_images=True)
   counts = {"model": "m", "coco/t2i_r@1": 0.8, "coco/num_images": 2,
             "coco/num_annotated_images": 5000}
-  assert "| m | 0.800 (n=2 of 5000) |" in suite.markdown_table([counts])
+  assert "| m | 0.800 (n=2 of 5000) |" in tables.markdown_table([counts])
 
 
 def test_retrieval_ranks_planted_embeddings_and_ties():
@@ -127,6 +134,8 @@ def test_retrieval_ranks_planted_embeddings_and_ties():
   # Image 0: caption 0 first; image 1: caption 2 is 1st (0.7, only it has y); image 2: caption
   # 3 first.
   assert (got["i2t_r@1"], got["i2t_r@2"]) == (1.0, 1.0)
+  assert got["items"]["t2i_r@1"].arrays[0].tolist() == [1, 0, 0, 1]  # per caption
+  assert got["items"]["i2t_r@1"].arrays[0].tolist() == [1, 1, 1]  # per image
 
 
 def test_retrieval_annotation_files_name_what_is_missing(tmp_path):
@@ -278,15 +287,18 @@ def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
   hits = np.zeros((4, 10), bool)
   hits[2] = True  # alpha 2 is right on every image
   hits[1, :3] = True
-  assert breeds.cross_validated_recall(hits) == (1.0, [2, 2])
+  recall, chosen, held_out = breeds.cross_validated_recall(hits)
+  assert (recall, chosen) == (1.0, [2, 2]) and held_out.tolist() == [1.0] * 10
   hits[2, :] = False
   hits[3, 0] = True
-  recall, chosen = breeds.cross_validated_recall(hits, seed=1)
+  recall, chosen, held_out = breeds.cross_validated_recall(hits, seed=1)
   order = np.random.default_rng(1).permutation(10)
   halves = (order[:5], order[5:])
   want = np.mean([hits[int(np.argmax(hits[:, f].mean(1))), t].mean()
                   for f, t in (halves, halves[::-1])])
-  assert recall == pytest.approx(want)
+  assert recall == pytest.approx(want) == held_out.mean()  # equal halves: the items' mean
+  for (fit, test), best in zip((halves, halves[::-1]), chosen):
+    np.testing.assert_array_equal(held_out[test], hits[best, test])
 
   hierarchies = shared_path("breeds", "breeds_hierarchies_full.json")
   hierarchy = breeds.Hierarchy(hierarchies, "living17")
@@ -330,7 +342,7 @@ def test_evaluators_are_registered_by_name_and_the_published_numbers_fit_the_tab
   assert suite.evaluate("m", [evaluator]) == {"constant/value": len(paths["constant_file"]),
                                               "constant/embedder": "m"}
   # Every published number has its column, and every column its evaluator's metric prefix.
-  keys = {key for _, key in suite.TABLE}
+  keys = {key for _, key in tables.TABLE}
   for rows in published.SUITE.values():
     for name, row in rows.items():
       assert set(row) <= keys, name
@@ -344,13 +356,104 @@ def test_the_table_keeps_published_columns_of_evaluated_benchmarks():
   """--reference=meru beside a sphere model: MERU's traversal P/R stay in the table (the
   paper's row has them, HierarCaps was evaluated); a benchmark not evaluated stays out."""
   from hierre_jax import published
-  from hierre_jax.evaluators import suite
   ours = [{"model": "m", "hierarcaps/precision": 0.5, "hierarcaps/recall": 0.4,
            "hierarcaps/tau_d": 0.9, "hierarcaps/num_images": 1000}]
-  lines = suite.markdown_table(ours, published.SUITE["meru"].items()).splitlines()
+  lines = tables.markdown_table(ours, published.SUITE["meru"].items()).splitlines()
   assert "MERU traversal P" in lines[0] and "COCO" not in lines[0]
   assert "| paper: MERU ViT-L (hyperbolic traversal) | " in "\n".join(lines)
   meru_row = next(l for l in lines if l.startswith("| paper: MERU ViT-L (hyperbolic"))
   assert "| 0.110 | 0.110 |" in meru_row
   # a benchmark only the paper's rows have is left out (HyperLex not evaluated here)
   assert "HyperLex" not in lines[0]
+
+
+def test_bootstrap_intervals_and_paired_differences_on_constructed_items():
+  """Percentile-bootstrap intervals cover what they should, shrink with n, are the same for
+  the same seed; a paired difference of a model with itself is exactly 0, one of a model
+  better on every item is above 0; Spearman items recompute scipy's rho."""
+  import scipy.stats
+  rng = np.random.default_rng(3)
+  coin = uncertainty.hits(rng.random(1000) < 0.3)
+  lo, hi = uncertainty.interval(coin)
+  assert lo < 0.3 < hi and hi - lo == pytest.approx(2 * 1.96 * np.sqrt(0.21 / 1000), rel=0.15)
+  assert uncertainty.interval(coin) == [lo, hi]  # seeded
+  small = uncertainty.hits(coin.arrays[0][:100])
+  assert np.diff(uncertainty.interval(small))[0] > 2.5 * (hi - lo)
+  assert uncertainty.paired_difference(coin, coin) == (0.0, [0.0, 0.0])
+  better = uncertainty.hits(np.maximum(coin.arrays[0], rng.random(1000) < 0.2))
+  d, (dlo, dhi) = uncertainty.paired_difference(better, coin)
+  assert d > 0 and 0 < dlo <= d <= dhi
+  x, y = rng.normal(size=500), rng.normal(size=500)
+  y += x
+  rho = uncertainty.Items("spearman", (x, y))
+  assert uncertainty.value(rho) == pytest.approx(scipy.stats.spearmanr(x, y).statistic, abs=1e-12)
+  assert uncertainty.interval(rho)[0] < uncertainty.value(rho) < uncertainty.interval(rho)[1]
+  weighted = uncertainty.Items("weighted_mean", (np.array([1.0, 0, 0, 0]), np.array([0.5, 0.5,
+                                                                                    1 / 6] + [1 / 6])))
+  assert uncertainty.value(weighted) == pytest.approx(0.5 / (1 + 1 / 3))
+  with pytest.raises(ValueError, match="not the same items"):
+    uncertainty.paired_difference(coin, small)
+
+
+def test_length_control_scores_length_zero_beyond_length():
+  """A radius that is the token count scores the token-count baseline and exactly 0 beyond
+  length; a radius that knows depth among captions of equal length scores above 0; the
+  controlled subsets follow the paper's rules."""
+  from hierre_jax.evaluators import length_control
+  from hierre_jax.radial import hierarchical_retrieval as hr
+  rng = np.random.default_rng(0)
+  rows, depth = 400, np.tile(np.arange(4), (400, 1))
+  counts = depth * 2 + rng.integers(0, 6, size=(rows, 4))  # longer with depth, overlapping
+  index = np.arange(rows * 4).reshape(rows, 4)
+  flat_counts, flat_depth = counts.ravel(), depth.ravel().astype(float)
+  as_length = length_control.residual_after_length(flat_counts * 0.1, flat_counts)
+  assert not as_length.any()
+  assert length_control.tau_a_vs_order(as_length[index]).mean() == 0.0
+  knows = flat_depth + 0.01 * flat_counts  # depth beyond what length says
+  beyond = length_control.tau_a_vs_order(
+      length_control.residual_after_length(knows, flat_counts)[index]).mean()
+  assert beyond > 0.5
+  assert hr.kendall_tau_vs_order(counts.astype(float)).mean() < hr.kendall_tau_vs_order(
+      knows[index]).mean()
+  words = np.array([[3, 3, 5, 9], [2, 3, 4, 8], [2, 2, 6, 11]])
+  masks = length_control.subset_masks(words)
+  assert masks["same_general_words"].tolist() == [True, False, True]
+  assert masks["close_specific_words"].tolist() == [True, True, False]
+  assert length_control.word_counts(["a dog", " two  big cats "]).tolist() == [2, 3]
+
+
+def test_results_md_has_baselines_intervals_and_marks_differences_holding_zero(tmp_path):
+  """results.md from constructed results: baseline rows, intervals beside numbers, the
+  length and depth tables, paired differences with '~' where the interval holds 0; the
+  items are sealed and read back."""
+  from hierre_jax.evaluators import results_files
+  rng = np.random.default_rng(1)
+  tau = rng.uniform(0.5, 0.9, 300)
+  def result(model, shift):
+    items = {"hierarcaps/tau_d": uncertainty.hits(np.clip(tau + shift, -1, 1)),
+             "hyperlex/rho_all": uncertainty.Items("spearman", (tau, tau + rng.normal(
+                 scale=1, size=300)))}
+    r = {"model": model, "family": "clip", "hierarcaps/num_rows": 300,
+         "hierarcaps/num_images": 300, "hierarcaps/baseline/tokens/tau_d": 0.937,
+         "hierarcaps/baseline/tokens/tau_d_ci95": [0.93, 0.945], "hyperlex/num_pairs": 300,
+         "items": items}
+    for key, it in items.items():
+      r[key], r[f"{key}_ci95"] = uncertainty.value(it), uncertainty.interval(it)
+    return r
+  results = [result("a", 0.0), result("b", 0.05)]
+  results_files.write(results, str(tmp_path), ["clip_b32"])
+  md = (tmp_path / "results.md").read_text()
+  assert "| baseline: token count (clip tokenizer) |  |  | 0.937 [0.930, 0.945] (n=300) |" in md
+  a = results[0]
+  lo, hi = a["hierarcaps/tau_d_ci95"]
+  assert f"| a |  |  | {a['hierarcaps/tau_d']:.3f} [{lo:.3f}, {hi:.3f}] (n=300) |" in md
+  line = next(l for l in md.splitlines() if l.startswith("| b | +"))
+  assert "+0.050 [+0.0" in line and line.count(" ~") == 1  # tau_d found, rho not
+  back = results_files.read_results(str(tmp_path))
+  assert back[1]["paired_differences"]["to"] == "a"
+  np.testing.assert_array_equal(back[1]["items"]["hierarcaps/tau_d"].arrays[0],
+                                results[1]["items"]["hierarcaps/tau_d"].arrays[0])
+  with open(tmp_path / "items.json", "a") as f:
+    f.write(" ")
+  with pytest.raises(errors.DataError, match="items.json: changed or damaged"):
+    results_files.read_results(str(tmp_path))

@@ -1,6 +1,6 @@
 """Benchmark evaluators: each an object whose `run(embedder)` returns its metrics, and a
 `registry.Entry` its module registers. The modules are imported here in the order of the
-summary table's columns (`suite.TABLE`); a new evaluator is one more module and line."""
+summary table's columns (`tables.TABLE`); a new evaluator is one more module and line."""
 # pylint: disable=g-bad-import-order  (registration order, not alphabetical)
 from hierre_jax.evaluators import hierarcaps  # noqa: F401
 from hierre_jax.evaluators import hyperlex  # noqa: F401

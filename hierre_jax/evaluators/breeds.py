@@ -16,6 +16,7 @@ import numpy as np
 from hierre_jax.errors import DataError
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry
+from hierre_jax.evaluators import uncertainty
 from hierre_jax.evaluators.ranking import ranks_of_targets
 from hierre_jax.geometry import sphere
 
@@ -95,16 +96,19 @@ def pair_ranks(image_emb, label_emb, root, targets, alphas=ALPHAS, chunk=256,
 
 
 def cross_validated_recall(hits, seed=0):
-  """[A, M] bool hits per alpha and image -> (recall, [2] chosen alpha indices): pick the
-  best alpha on one random half, report on the other, average both directions."""
+  """[A, M] bool hits per alpha and image -> (recall, [2] chosen alpha indices, [M] each
+  image's held-out hit): pick the best alpha on one random half, report on the other,
+  average both directions."""
   order = np.random.default_rng(seed).permutation(hits.shape[1])
   halves = (order[:len(order) // 2], order[len(order) // 2:])
   recalls, chosen = [], []
+  held_out = np.zeros(hits.shape[1])
   for fit, test in (halves, halves[::-1]):
     best = int(np.argmax(hits[:, fit].mean(1)))
     chosen.append(best)
     recalls.append(hits[best, test].mean())
-  return float(np.mean(recalls)), chosen
+    held_out[test] = hits[best, test]
+  return float(np.mean(recalls)), chosen, held_out
 
 
 class Breeds:
@@ -130,18 +134,26 @@ class Breeds:
     ensemble = prompts.ensemble(embedder, labels, self.templates)  # once for all datasets
     _, root = embedder.texts([])
     out = {"alphas": list(ALPHAS), "seed": self.seed}
+    held_out = {k: [] for k in KS}  # per dataset: each image's held-out hit
+    items = {}
     for name, (hierarchy, paths, targets) in self.datasets.items():
       label_emb = ensemble[[index[label] for label in hierarchy.labels]]
       ranks = pair_ranks(embedder.images(paths), label_emb, root, targets,
                          geometry=embedder.geometry)
       result = {"num_images": len(paths), "num_labels": len(hierarchy.labels)}
       for k in KS:
-        result[f"r@{k}"], chosen = cross_validated_recall(ranks < k, self.seed)
+        result[f"r@{k}"], chosen, hits = cross_validated_recall(ranks < k, self.seed)
         result[f"alpha_r@{k}"] = [ALPHAS[c] for c in chosen]
+        held_out[k].append(hits)
+        items[f"{name}/r@{k}"] = uncertainty.hits(hits)
       out[name] = result
     for k in KS:
       out[f"mean/r@{k}"] = float(np.mean([out[n][f"r@{k}"] for n in self.datasets]))
-    return out
+      # the mean over datasets: each image weighs 1 / (datasets x its dataset's images)
+      weights = np.concatenate([np.full(len(h), 1 / len(h)) for h in held_out[k]])
+      items[f"mean/r@{k}"] = uncertainty.Items("weighted_mean",
+                                               (np.concatenate(held_out[k]), weights))
+    return {**out, "items": items}
 
 
 registry.register(registry.Entry(

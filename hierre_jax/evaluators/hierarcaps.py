@@ -8,8 +8,10 @@ import numpy as np
 
 from hierre_jax import errors
 from hierre_jax.data import hierarcaps_csv
+from hierre_jax.evaluators import length_control
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import traversal
+from hierre_jax.evaluators import uncertainty
 from hierre_jax.radial import hierarchical_retrieval as hr
 from hierre_jax.radial import losses
 from hierre_jax.data.indexing import distinct, index_rows
@@ -36,7 +38,10 @@ def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius=
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,
                         ties="release"):
   """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings;
-  for a hyperbolic model also P and R of MERU's traversal (`traversal`) in "traversal"."""
+  for a hyperbolic model also P and R of MERU's traversal (`traversal`) in "traversal";
+  beside them what length explains (`length_checks`), recall and mean radius per depth, and
+  in "items" each metric's per-item values (`uncertainty.Items`: rows for tau_d, images for
+  P and R)."""
   data = hierarcaps_csv.read_hierarchies(test_csv)
   candidates, row_tier_index = index_rows(data.positives)
   images, rows_table = hr.group_rows_by_image(data.images)
@@ -44,6 +49,19 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
   preds, radii, seconds = retrieval_predictions(embedder, candidates, paths, num_levels)
   t = time.perf_counter()
   metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties)
+  precision, tiers_found = hr.precision_and_tiers_found(
+      preds, hr.ground_truth_indices(rows_table, row_tier_index))
+  tau = hr.kendall_tau_vs_order(radii[row_tier_index], ties)
+  items = {"precision": precision, "recall": tiers_found.mean(1), "tau_d": tau}
+  row_radii = radii[row_tier_index]  # [R, 4]
+  for depth in range(row_tier_index.shape[1]):
+    items[f"depth/{depth + 1}/mean_radius"] = row_radii[:, depth]
+    items[f"depth/{depth + 1}/recall"] = tiers_found[:, depth].astype(np.float64)
+  more, more_items = length_checks(candidates, row_tier_index, radii, embedder.model.tokenizer,
+                                   ties, image_of_row(rows_table, len(row_tier_index)),
+                                   items)
+  metrics.update(more)
+  items.update(more_items)
   if embedder.geometry.name == "lorentz":
     chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
                                 embedder.images(paths))
@@ -51,9 +69,45 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
         chains, hr.ground_truth_indices(rows_table, row_tier_index))
     metrics["traversal"] = {"precision": float(precision.mean()),
                             "recall": float(recall.mean()), **traversal.CHOICES}
+    items.update({"traversal/precision": precision, "traversal/recall": recall})
+  for key, values in items.items():  # every item metric as a number too ("a/b": a's b)
+    if key not in ("precision", "recall", "tau_d") and not key.startswith("traversal/"):
+      metrics[key] = float(np.nanmean(values))
   seconds["retrieval"] += time.perf_counter() - t
   metrics["seconds"] = seconds
+  metrics["items"] = {k: uncertainty.Items("mean", (np.asarray(v, np.float64),))
+                      for k, v in items.items()}
   return metrics
+
+
+def image_of_row(rows_table, num_rows):
+  """[R] the image index of each row (`hr.group_rows_by_image`'s table read backwards)."""
+  out = np.empty(num_rows, np.int64)
+  for m, rows in enumerate(rows_table):
+    out[rows[rows >= 0]] = m
+  return out
+
+
+def length_checks(candidates, row_tier_index, radii, tokenizer, ties, row_image, items):
+  """-> (counts, per-item values) of what caption length explains (`length_control`): the
+  token- and word-count baselines' tau_d, the model's order beyond length, and tau_d, P and
+  R on the paper's controlled subsets (P and R over the images of the subset's rows)."""
+  tokens = length_control.token_counts(tokenizer, candidates)
+  words = length_control.word_counts(candidates)
+  out = {"baseline/tokens/tau_d": hr.kendall_tau_vs_order(
+             tokens[row_tier_index].astype(np.float64), ties),
+         "baseline/words/tau_d": hr.kendall_tau_vs_order(
+             words[row_tier_index].astype(np.float64), ties),
+         "beyond_length/tau_d": length_control.tau_a_vs_order(
+             length_control.residual_after_length(radii, tokens)[row_tier_index])}
+  counts = {}
+  for name, mask in length_control.subset_masks(words[row_tier_index]).items():
+    subset_images = np.unique(row_image[mask])
+    out[f"subset/{name}/tau_d"] = items["tau_d"][mask]
+    out[f"subset/{name}/precision"] = items["precision"][subset_images]
+    out[f"subset/{name}/recall"] = items["recall"][subset_images]
+    counts[f"subset/{name}/num_rows"] = int(mask.sum())
+  return counts, out
 
 
 def angle_statistics(embedder, csv_path, images=None):

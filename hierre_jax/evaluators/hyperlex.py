@@ -13,6 +13,7 @@ import scipy.stats
 
 from hierre_jax.errors import DataError
 from hierre_jax.evaluators import registry
+from hierre_jax.evaluators import uncertainty
 
 PROMPT = "a picture of a {}"
 COLUMNS = ("WORD1", "WORD2", "POS", "TYPE", "AVG_SCORE")
@@ -77,12 +78,24 @@ class HyperLex:
     return -np.asarray(embedder.geometry.exterior_angle(general, specific, root), np.float64)
 
   def run(self, embedder):
+    """rho_all and rho_nouns, and the same of the length baseline (`length_scores`), with
+    their items (word pairs) for intervals."""
     scores, p = self.scores(embedder), self.pairs
     nouns = p.pos == "N"
-    return {"rho_all": float(scipy.stats.spearmanr(scores, p.score).statistic),
-            "rho_nouns": float(scipy.stats.spearmanr(scores[nouns], p.score[nouns]).statistic),
-            "num_pairs": len(scores), "num_noun_pairs": int(nouns.sum()),
-            "prompt": self.prompt}
+    length = self.length_scores()
+    items = {"rho_all": (scores, p.score), "rho_nouns": (scores[nouns], p.score[nouns]),
+             "baseline/length/rho_all": (length, p.score),
+             "baseline/length/rho_nouns": (length[nouns], p.score[nouns])}
+    rho = {k: float(scipy.stats.spearmanr(*v).statistic) for k, v in items.items()}
+    return {**rho, "num_pairs": len(scores), "num_noun_pairs": int(nouns.sum()),
+            "prompt": self.prompt,
+            "items": {k: uncertainty.Items("spearman", v) for k, v in items.items()}}
+
+  def length_scores(self):
+    """[N] the trivial baseline: characters of the specific word minus those of the general
+    one (a general word tends to be the shorter); no model."""
+    p = self.pairs
+    return np.array([len(a) - len(b) for a, b in zip(p.word1, p.word2)], np.float64)
 
 
 registry.register(registry.Entry(

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from hierre_jax.evaluators import registry
+from hierre_jax.evaluators import uncertainty
 from hierre_jax.geometry import sphere
 from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
 from hierre_jax.errors import DataError
@@ -66,7 +67,8 @@ def flickr_pairs(karpathy_json, split="test"):
 
 
 def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024, geometry=sphere.SPHERE):
-  """[C, D] captions, [C] image index of each caption, [M, D] images -> R@k both ways.
+  """[C, D] captions, [C] image index of each caption, [M, D] images -> R@k both ways, and
+  "items": each R@k's hits per query (`uncertainty.Items`).
 
   Image-to-text: an image's rank is that of its best-ranked caption.
   """
@@ -78,11 +80,12 @@ def recall_at_k(text_emb, caption_image, image_emb, ks=KS, chunk=1024, geometry=
     caps = np.nonzero((caption_image >= s) & (caption_image < s + chunk))[0]
     ranks = ranks_of_targets(sims[caption_image[caps] - s], caps)
     np.minimum.at(i2t, caption_image[caps], ranks)
-  out = {}
+  out, items = {}, {}
   for k in ks:
     out[f"t2i_r@{k}"] = float((t2i < k).mean())
     out[f"i2t_r@{k}"] = float((i2t < k).mean())
-  return out
+    items[f"t2i_r@{k}"], items[f"i2t_r@{k}"] = uncertainty.hits(t2i < k), uncertainty.hits(i2t < k)
+  return {**out, "items": items}  # items: captions (t2i) and images (i2t)
 
 
 class Retrieval:

@@ -1,20 +1,14 @@
 """The evaluation suite: evaluators by name, read from a data root laid out like the
-project's `../shared` (each path overridable), run over several models; results as
-`results.json` (one object per model, metrics named `<benchmark>/<metric>`) and a
-Table-1-shaped `results.md` with the paper's published rows beside ours.
+project's `../shared` (each path overridable), run over several models, each metric with
+its interval (`uncertainty`); the files are `results_files`', the tables `tables`'.
 """
-import json
-import os
-
 from absl import flags
 
 from hierre_jax import config_values
 from hierre_jax import errors
-from hierre_jax import locations
-from hierre_jax import published
-from hierre_jax.evaluators import plot
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
+from hierre_jax.evaluators import uncertainty
 
 NAMES = tuple(registry.ENTRIES)
 
@@ -78,11 +72,19 @@ def paths_from_flags():
 
 
 def evaluate(embedder, evaluators):
-  """-> {'<benchmark>/<metric>': value} of one model over `evaluators`."""
-  out = {}
+  """-> {'<benchmark>/<metric>': value} of one model over `evaluators`, with
+  '<metric>_ci95': [lo, hi] where the evaluator gives the metric's items."""
+  return evaluate_items(embedder, evaluators)[0]
+
+
+def evaluate_items(embedder, evaluators):
+  """-> (`evaluate`'s metrics, {'<benchmark>/<metric>': uncertainty.Items}) of one model."""
+  out, items = {}, {}
   for evaluator in evaluators:
-    out.update(config_values.flatten(evaluator.run(embedder), f"{evaluator.name}/", "/"))
-  return out
+    metrics, found = uncertainty.with_intervals(evaluator.run(embedder))
+    out.update(config_values.flatten(metrics, f"{evaluator.name}/", "/"))
+    items.update({f"{evaluator.name}/{k}": v for k, v in found.items()})
+  return out, items
 
 
 def has_results(result, evaluator_name):
@@ -92,8 +94,9 @@ def has_results(result, evaluator_name):
 
 def run(embedders, evaluators, previous=None, steps=None, header=None, save=None):
   """{model name: Embedder, or a function () -> Embedder} -> list of result dicts, one per
-  model. Models given as functions are loaded one after another (one model's towers and
-  features in memory at a time), each announced on a progress line.
+  model, each with "items" ({metric: uncertainty.Items}, for intervals and paired
+  differences). Models given as functions are loaded one after another (one model's towers
+  and features in memory at a time), each announced on a progress line.
 
   previous: {model name: result dict} of an earlier run (the same settings): its metrics are
   kept and only the evaluators it lacks run; none when its checkpoint step differs from
@@ -116,101 +119,12 @@ def run(embedders, evaluators, previous=None, steps=None, header=None, save=None
     if callable(embedder):
       print(f"[model {i + 1}/{len(embedders)}] {model}", flush=True)
       embedder = embedder()
-    results.append({**(prev or {}), "model": model, "family": embedder.model.family.name,
+    metrics, items = evaluate_items(embedder, todo)
+    prev = prev or {}
+    results.append({**prev, "model": model, "family": embedder.model.family.name,
                     "checkpoint_step": embedder.checkpoint_step, "root": embedder.root_source,
-                    **(header or {}), **evaluate(embedder, todo)})
+                    **(header or {}), **metrics, "items": {**prev.get("items", {}), **items}})
     del embedder
     if save is not None:
       save(results + [previous[m] for m in list(embedders)[i + 1:] if m in previous])
   return results
-
-
-# (column title, metric key) of the Table-1-shaped summary, in registration order.
-TABLE = tuple(column for entry in registry.ENTRIES.values() for column in entry.columns)
-
-
-
-def item_count(result, key):
-  """'n' or 'n of N': how many items metric `key` of a result was computed over (N: how many
-  its data names, where fewer were present); '' when the result records none."""
-  benchmark = key.split("/")[0]
-  if benchmark == "hyperlex":
-    n = result.get("hyperlex/num_noun_pairs" if key.endswith("nouns") else "hyperlex/num_pairs")
-  elif benchmark == "breeds":
-    n = sum(v for k, v in result.items() if k.startswith("breeds/") and k.endswith("/num_images"))
-  else:
-    n = result.get(f"{benchmark}/num_images")
-  annotated = result.get(f"{benchmark}/num_annotated_images")
-  if not n:
-    return ""
-  return f"{n} of {annotated}" if annotated and annotated != n else f"{n}"
-
-
-COUNT_LEGEND = ("n: the items each number was computed over (HyperLex: word pairs; the others: "
-                "images), 'of N' where only part of the benchmark's images were present")
-
-
-def markdown_table(results, papers=()):
-  """One row per model, then one per (name, metrics) pair of `papers`; the columns of
-  TABLE that any row has, of the benchmarks our rows evaluated (a published number of a
-  benchmark not evaluated is left out; MERU's traversal P/R stay beside sphere models).
-  Our cells show the item count behind each number (`item_count`)."""
-  papers = list(papers)
-  rows = [(r["model"], r) for r in results] + papers
-  evaluated = lambda key: any(has_results(r, key.split("/")[0]) for r in results)
-  columns = [(title, key) for title, key in TABLE
-             if any(key in r for _, r in rows) and evaluated(key)]
-  def cell(r, key):
-    if not isinstance(r.get(key), (int, float)):
-      return ""
-    n = item_count(r, key)
-    return f"{r[key]:.3f}" + (f" (n={n})" if n else "")
-  lines = ["| model | " + " | ".join(t for t, _ in columns) + " |",
-           "| --- |" + " --- |" * len(columns)]
-  lines += [f"| {name} | " + " | ".join(cell(r, k) for _, k in columns) + " |"
-            for name, r in rows]
-  return "\n".join(lines) + "\n\n" + COUNT_LEGEND + "\n"
-
-
-def read_results(output_dir):
-  """The result dicts of output_dir/results.json ([] where there is none); a file that does
-  not parse as a list of results is refused, naming it."""
-  path = os.path.join(output_dir, "results.json")
-  if not os.path.exists(path):
-    return []
-  try:
-    with open(path) as f:
-      results = json.load(f)
-    if not (isinstance(results, list) and all(isinstance(r, dict) and "model" in r
-                                              for r in results)):
-      raise ValueError("not a list of results with a model each")
-  except (OSError, ValueError) as e:
-    raise errors.DataError(f"{path}: unreadable results ({e}); move it away or choose another "
-                           "--output_dir") from e
-  return results
-
-
-def write(results, output_dir, references=()):
-  """-> paths of results.json and results.md in `output_dir`, with the published rows of
-  each of `references` (keys of published.SUITE; a string: one) under ours; and
-  results.png (`plot.tau_d_against_recall`), drawn anew from `results` whenever HierarCaps
-  was evaluated (an earlier one removed when it is not). Each file is replaced whole."""
-  references = [references] if isinstance(references, str) else list(references)
-  unknown = [r for r in references if r and r not in published.SUITE]
-  if unknown:
-    raise ValueError(f"reference {unknown[0]!r}: use one of {', '.join(published.SUITE)}")
-  papers = dict(row for r in references if r for row in published.SUITE[r].items())
-  os.makedirs(output_dir, exist_ok=True)
-  json_path = locations.write_file(os.path.join(output_dir, "results.json"),
-                         lambda f: json.dump(results, f, indent=1))
-  md_path = locations.write_file(os.path.join(output_dir, "results.md"),
-                       lambda f: f.write(markdown_table(results, papers.items())))
-  png = os.path.join(output_dir, "results.png")
-  if any("hierarcaps/tau_d" in r for r in results):
-    try:
-      plot.tau_d_against_recall(results, papers, png)
-    except OSError as e:
-      raise OSError(e.errno, e.strerror, png) from e
-  elif os.path.exists(png):
-    os.remove(png)  # no HierarCaps result: a picture of earlier results would be stale
-  return json_path, md_path

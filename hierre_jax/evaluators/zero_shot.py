@@ -8,6 +8,7 @@ from hierre_jax.errors import DataError
 from hierre_jax.geometry import sphere
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry
+from hierre_jax.evaluators import uncertainty
 from hierre_jax.evaluators.ranking import similarity_ranks
 
 
@@ -34,9 +35,11 @@ def tfds_images(name, split="test", data_dir=None):
 
 def top_k_accuracy(image_emb, label_emb, labels, ks=(1, 5), chunk=4096, geometry=sphere.SPHERE):
   """[M, D] images, [L, D] classes, [M] true class -> {'top{k}': share with the class among
-  the k most similar}; equal similarities rank the lower class index first."""
+  the k most similar, and "items": the hits per image}; equal similarities rank the lower
+  class index first."""
   ranks = similarity_ranks(image_emb, label_emb, labels, chunk, geometry)
-  return {f"top{k}": float((ranks < k).mean()) for k in ks}
+  return {**{f"top{k}": float((ranks < k).mean()) for k in ks},
+          "items": {f"top{k}": uncertainty.hits(ranks < k) for k in ks}}
 
 
 class ZeroShot:

@@ -87,19 +87,25 @@ def prediction_chains(preds):
   return [list(p[k]) for p, k in zip(preds, keep)]
 
 
-def precision_recall(preds, ground_truth):
-  """Per-image precision and recall.
+def precision_and_tiers_found(preds, ground_truth):
+  """Per-image precision, and which tiers were found.
 
   preds: [M, L] candidate indices per level. ground_truth: [M, G, 4] candidate
   indices of the tier texts of every row of each image (rows padded with -1).
-  Returns ([M] precision, [M] recall).
+  Returns ([M] precision, [M, 4] bool: some row's tier-k text was predicted).
   """
   keep = first_of_runs(preds)  # a text never returns once left (the admissible set only grows)
   hit = (preds[:, :, None, None] == ground_truth[:, None]) & keep[:, :, None, None]
   pred_is_gt = hit.any(axis=(2, 3))  # [M, L]
   precision = pred_is_gt.sum(1) / np.maximum(1, keep.sum(1))
-  tier_found = hit.any(axis=1).any(axis=1)  # [M, 4]: some row's tier-k text predicted
-  return precision, tier_found.mean(1)
+  return precision, hit.any(axis=1).any(axis=1)
+
+
+def precision_recall(preds, ground_truth):
+  """([M] precision, [M] recall: the share of the 4 tiers found) per image (arguments as
+  `precision_and_tiers_found`)."""
+  precision, tiers_found = precision_and_tiers_found(preds, ground_truth)
+  return precision, tiers_found.mean(1)
 
 
 def kendall_tau_vs_order(values, ties="release"):
