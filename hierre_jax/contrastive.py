@@ -51,6 +51,7 @@ MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clips its logit scale at 100
 # config.loss -> the geometry it is defined in.
 LOSSES = {"contrastive": "sphere", "sigmoid": "sphere", "meru": "lorentz"}
 ENTAILMENT_WEIGHT = 0.2  # MERU's
+MERU_FROZEN = ("visual.pos_embed",)  # MERU's image tower: a fixed 2-D sin-cos position table
 TOKEN_TERMS = ("token_loss_weight", "grounding_loss_weight")  # config keys of the token terms
 # MERU's bounds on its stored logs (FAMILIES_SPEC 1.3): curvature in [0.1, 10], alphas <= 1.
 LOG_BOUNDS = {"curv": (float(np.log(0.1)), float(np.log(10.0))),
@@ -360,9 +361,11 @@ class Contrastive:
       raise errors.ConfigError(f"config.batch_size={config.batch_size}: more than the "
                                f"{len(self.data.rows)} rows of {config.train_csv}")
     ctx.watch.lap("load")
-    return run.Plan(model.params, tuple(k for k in model.params
-                                        if k not in model.family.buffers),
-                    loop.total_steps(config, len(self.data.rows) // config.batch_size))
+    meru = config.loss == "meru"  # MERU's recipe: its sin-cos position table stays fixed,
+    return run.Plan(model.params, tuple(k for k in model.params  # and no decay of gains,
+                                        if k not in model.family.buffers),  # biases, scalars
+                    loop.total_steps(config, len(self.data.rows) // config.batch_size),
+                    frozen=MERU_FROZEN if meru else (), decay_matrices_only=meru)
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
     config, mesh = self.config, ctx.mesh

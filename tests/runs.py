@@ -4,10 +4,13 @@ evaluation files."""
 import csv
 import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from conftest import shared_file
 
@@ -56,3 +59,18 @@ def small_eval_files(out_dir, num_rows=24):
     csv.writer(f).writerows([expanded[0]] + [r for r in expanded[1:]
                                              if r[2].rsplit("/", 1)[-1] in images])
   return test_csv, heldout_csv
+
+
+def small_disk_or_skip(tmp_path):
+  """A folder to mount a small tmpfs on inside `unshare -rm` (a private mount namespace):
+  skips the test where this machine cannot."""
+  mount_point = tmp_path / "small_disk"
+  mount_point.mkdir()
+  if shutil.which("unshare") is None:
+    pytest.skip("no unshare here: cannot mount a small tmpfs")
+  probe = subprocess.run(["unshare", "-rm", "sh", "-c",
+                          f"mount -t tmpfs -o size=1m tmpfs {mount_point}"],
+                         capture_output=True, text=True)
+  if probe.returncode:
+    pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+  return mount_point

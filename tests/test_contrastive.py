@@ -266,6 +266,9 @@ def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(t
                            jax.tree.leaves(exported.params[group])[0]), group
   for group in ("pixel_mean", "pixel_std"):  # stored statistics, not trained
     np.testing.assert_array_equal(start[group], exported.params[group])
+  # MERU's fixed position table of the image tower
+  np.testing.assert_array_equal(start["visual"]["pos_embed"],
+                                exported.params["visual"]["pos_embed"])
   assert np.log(0.1) <= exported.params["curv"] <= np.log(10.0)
   assert exported.params["textual_alpha"] <= 0 and exported.params["visual_alpha"] <= 0
   state = torch.load(str(tmp_path / "run" / "hf_export" / random_init.FILE), weights_only=True)
@@ -274,6 +277,36 @@ def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(t
   config.random_init = shapes_config(data, tmp_path, 1).random_init
   with pytest.raises(errors.ConfigError, match=r"config.loss='meru': defined on the lorentz; "):
     contrastive.train(config)
+
+
+def test_meru_recipe_freezes_the_position_table_and_decays_matrices_only():
+  """One AdamW step on zero gradients with weight decay: with MERU's recipe only matrices
+  decay (no gain, bias or stored scalar moves), and a frozen leaf stays put whatever its
+  gradient; without it every trained leaf decays."""
+  import ml_collections
+  import optax
+  from hierre_jax.trainer import loop
+  config = ml_collections.ConfigDict(dict(schedule="constant", lr=0.1, b1=0.9, b2=0.98,
+                                          eps=1e-6, weight_decay=0.5, grad_clip_norm=0.0))
+  params = {"visual": {"pos_embed": np.ones((1, 5, 4), np.float32),
+                       "norm": {"scale": np.ones(4, np.float32)},
+                       "kernel": np.ones((4, 4), np.float32)},
+            "curv": np.zeros((), np.float32) + 0.3, "pixel_mean": np.ones(3, np.float32)}
+  grads = jax.tree.map(np.zeros_like, params)
+  grads["visual"]["pos_embed"] = np.ones((1, 5, 4), np.float32)
+  def step(**kwargs):
+    tx = loop.make_optimizer(config, 10, ("visual", "curv"), **kwargs)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return optax.apply_updates(params, updates)
+  meru = step(frozen=("visual.pos_embed",), decay_matrices_only=True)
+  np.testing.assert_array_equal(meru["visual"]["pos_embed"], params["visual"]["pos_embed"])
+  np.testing.assert_array_equal(meru["visual"]["norm"]["scale"], 1.0)
+  assert float(meru["curv"]) == pytest.approx(0.3)
+  assert (np.asarray(meru["visual"]["kernel"]) < 1).all()  # decayed
+  plain = step()
+  assert (np.asarray(plain["visual"]["norm"]["scale"]) < 1).all()
+  assert float(plain["curv"]) < 0.3 and (np.asarray(plain["visual"]["pos_embed"]) < 1).all()
+  np.testing.assert_array_equal(plain["pixel_mean"], 1.0)  # not a trained group
 
 
 def test_a_generated_set_changed_since_make_data_is_refused(tmp_path):

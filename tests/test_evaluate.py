@@ -297,14 +297,8 @@ def test_default_output_folder_names_are_bounded(tmp_path):
 def test_a_full_disk_names_the_results_file(tiny_clip_dir, tmp_path):
   """A full disk while the results are written: one line naming the file, and the advice
   that fits evaluate (no checkpoints: finished models are kept)."""
-  mount_point = tmp_path / "small_disk"
-  mount_point.mkdir()
-  probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                          f"mount -t tmpfs -o size=64k tmpfs {mount_point}"],
-                         capture_output=True, text=True)
-  if shutil.which("unshare") is None or probe.returncode:
-    pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
-  from runs import ROOT, python_env
+  from runs import ROOT, python_env, small_disk_or_skip
+  mount_point = small_disk_or_skip(tmp_path)
   data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
   out = mount_point / "out"
   command = ["unshare", "-rm", "sh", "-c",

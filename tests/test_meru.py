@@ -57,15 +57,46 @@ def test_lorentz_functions_equal_the_float64_formulas(c):
   origin = jnp.zeros(16, jnp.float32)
   np.testing.assert_allclose(lorentz.law_of_cosines_angle(f32(x), f32(y), origin, c), want,
                              atol=3e-3)
-  # The spec's clamp: past s = sqrt(c)|v| = asinh(2^15), sinh(s) / s is taken at the
-  # bound (finite, growing only linearly with |v|).
-  far = np.asarray(lorentz.exp_map0(f32(direction[:1] * 50 / np.sqrt(c)), c))
-  np.testing.assert_allclose(np.linalg.norm(far) * np.sqrt(c), 2.0 ** 15 * 50 / np.arcsinh(2.0 ** 15),
-                             rtol=1e-5)
+  # MERU's clamp: past s = sqrt(c)|v| = asinh(2^15) only the sinh argument is capped, so
+  # the point's norm saturates at 2^15 / sqrt(c) (it does not keep growing with |v|).
+  for length in (20, 50):
+    far = np.asarray(lorentz.exp_map0(f32(direction[:1] * length / np.sqrt(c)), c))
+    np.testing.assert_allclose(np.linalg.norm(far) * np.sqrt(c), 2.0 ** 15, rtol=1e-5)
   # ... and not when it is another point (a wrong root would pass otherwise).
   root = f32(meru_twin.exp_map0_64(rng.normal(size=16) * 0.5, c))
   moved = np.asarray(lorentz.law_of_cosines_angle(f32(x), f32(y), root, c))
   assert np.abs(moved - want).max() > 0.1
+
+
+def test_gradients_are_finite_at_the_origin():
+  """exp_map0, log_map0, distance0, half_aperture, MERU's angle and the RE loss terms have
+  finite gradients at exactly zero (a zero tangent vector, a point at the origin), as MERU's
+  own clamps keep them; exp_map0's derivative there is the identity."""
+  from hierre_jax.radial import losses
+  c = 1.0
+  zero = jnp.zeros(8, jnp.float32)
+  y = jnp.asarray(np.random.default_rng(0).normal(size=8) * 0.5, jnp.float32)
+  scalar = {
+      "exp_map0": lambda v: lorentz.exp_map0(v, c).sum(),
+      "log_map0": lambda x: lorentz.log_map0(x, c).sum(),
+      "distance0": lambda x: lorentz.distance0(x, c),
+      "half_aperture": lambda x: lorentz.half_aperture(x, c),
+      "oxy_angle at the origin": lambda x: lorentz.oxy_angle(x, y, c),
+      "angle to the origin": lambda x: lorentz.oxy_angle(y, x, c),
+  }
+  for name, fn in scalar.items():
+    grad = np.asarray(jax.grad(fn)(zero))
+    assert np.isfinite(grad).all(), name
+  np.testing.assert_allclose(jax.jacfwd(lambda v: lorentz.exp_map0(v, c))(zero), np.eye(8),
+                             atol=1e-6)
+  geometry = lorentz.Lorentz(c)
+  # a row (4 tiers, 4 negatives) whose first text sits at the origin
+  batch = jnp.stack([zero, y, 2 * y, 3 * y, -y, y[::-1], 0.5 * y, -2 * y])[None]
+  def ec(e):
+    p, q = losses.re_angles(e, zero, geometry=geometry)
+    pos, neg = losses.ec_terms(p, q, e, zero, 0.1, 0.1, geometry=geometry)
+    return pos.sum() + neg.sum() + p.sum() - q.sum()
+  assert np.isfinite(np.asarray(jax.grad(ec)(batch))).all()
 
 
 def test_lorentz_agrees_with_geoopt():
@@ -379,16 +410,17 @@ def slow_traversal(texts, image, c, steps=50, root_candidate=True):
   winners = []
   for t in np.linspace(1.0, 0.0, steps):
     p = meru_twin.exp_map0_64(t * v[None], c)[0] if t > 0 else np.zeros_like(v)
-    best, best_score = None, -np.inf
+    best, best_score = None, -np.inf  # None: no admissible candidate at this point
     for i, x in enumerate(texts):
       inside = meru_twin.oxy_angle64(x[None], p[None], c)[0] <= meru_twin.half_aperture64(
           x[None], c)[0] if np.linalg.norm(p) > 0 else False
-      score = (x @ p - meru_twin.time64(x, c) * meru_twin.time64(p, c)) if inside else -1e12
-      if score > best_score:
+      score = x @ p - meru_twin.time64(x, c) * meru_twin.time64(p, c)
+      if inside and score > best_score:
         best, best_score = i, score
     if root_candidate and -meru_twin.time64(p, c) / np.sqrt(c) > best_score:
       best = len(texts)
-    winners.append(best)
+    if best is not None:
+      winners.append(best)
   distinct = [w for w in dict.fromkeys(winners) if w < len(texts)]
   return distinct[::-1]
 
@@ -411,6 +443,12 @@ def test_traversal_equals_a_loop_over_steps_and_candidates():
   no_root = traversal.traverse(geometry, texts.astype(np.float32), images.astype(np.float32),
                                root_candidate=False)
   assert no_root == [slow_traversal(texts, image, c, root_candidate=False) for image in images]
+  # An image no cone holds at any step, without [ROOT]: an empty chain (not text 0).
+  outside = meru_twin.exp_map0_64(-directions[:1] * 3.0, c)
+  assert traversal.traverse(geometry, texts.astype(np.float32), outside.astype(np.float32),
+                            root_candidate=False) == [slow_traversal(
+                                texts, outside[0], c, root_candidate=False)]
+  assert slow_traversal(texts, outside[0], c, root_candidate=False) == []
   dropped = traversal.traverse(geometry, texts.astype(np.float32), images.astype(np.float32),
                                drop_first=True)
   assert dropped == [chain[1:] for chain in got]

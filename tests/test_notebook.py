@@ -50,3 +50,40 @@ def test_notebook_runs_with_local_stand_ins(tmp_path, monkeypatch):
                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
   assert "ext(animal, dog)" in outputs and "image/png" in outputs and "tau_d" in outputs
   assert "triplet agreement" in outputs and (workdir / "dendrogram.png").exists()
+
+
+def test_comparison_notebook_runs_on_tiny_models(tmp_path, monkeypatch):
+  """notebooks/compare_models.ipynb as shipped, on two tiny random models of two families and
+  16 real HierarCaps rows: one table with baselines, intervals and the paired difference,
+  and the picture."""
+  nbformat = pytest.importorskip("nbformat")
+  nbclient = pytest.importorskip("nbclient")
+  from conftest import write_tiny_model
+  test_csv, _ = small_eval_files(str(tmp_path), num_rows=16)
+  models = [write_tiny_model("clip", str(tmp_path / "clip")),
+            write_tiny_model("siglip", str(tmp_path / "siglip"))]
+  out = tmp_path / "compare"
+  parameters = dict(
+      PACKAGE=ROOT, MODELS=models, HIERARCAPS_TEST_CSV=test_csv,
+      HIERARCAPS_IMAGES=os.path.dirname(shared_file("hierarcaps_test.csv")) + "/test_images",
+      HYPERLEX=os.path.join(os.path.dirname(os.path.dirname(shared_file(
+          "hierarcaps_test.csv"))), "hyperlex", "hyperlex-all.txt"),
+      REFERENCES=["clip_b32"], OUTPUT_DIR=str(out), INSTALL=False)
+  nb = nbformat.read(os.path.join(ROOT, "notebooks", "compare_models.ipynb"), as_version=4)
+  tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+  assert len(tagged) == 1
+  nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(
+      "\n".join(f"{k} = {v!r}" for k, v in parameters.items())))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                          resources={"metadata": {"path": str(tmp_path)}}).execute()
+  results = json.loads((out / "results.json").read_text())
+  assert [r["family"] for r in results] == ["clip", "siglip"]
+  assert results[1]["paired_differences"]["to"] == models[0]
+  md = (out / "results.md").read_text()
+  assert "| baseline: token count (clip tokenizer) |" in md
+  assert "| baseline: token count (siglip tokenizer) |" in md and "## Paired differences" in md
+  outputs = "".join(o.get("text", "") + json.dumps(o.get("data", {}))
+                    for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+  assert "image/png" in outputs and f"minus {models[0]}: tau_d" in outputs
+  assert "beyond length:" in outputs

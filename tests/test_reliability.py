@@ -23,7 +23,7 @@ from hierre_jax.trainer import loop
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import workdir_lock
-from runs import ROOT, python_env
+from runs import ROOT, python_env, small_disk_or_skip
 from tiny_training import tiny_config
 
 
@@ -262,13 +262,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_full_disk_is_one_line_naming_the_directory(tmp_path):
-  mount_point = tmp_path / "small_disk"
-  mount_point.mkdir()
-  probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                          f"mount -t tmpfs -o size=1m tmpfs {mount_point}"],
-                         capture_output=True, text=True)
-  if shutil.which("unshare") is None or probe.returncode:
-    pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+  mount_point = small_disk_or_skip(tmp_path)
   workdir = mount_point / "w"
   # 20 MB hold the random model and model_info but not the first checkpoint (~20 MB).
   out = run_train_cli(workdir=workdir, prefix=[

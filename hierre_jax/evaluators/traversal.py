@@ -26,7 +26,8 @@ CHOICES = {"steps": STEPS, "candidates": "distinct positive texts of the test fi
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _winners(images, texts, c, steps, root_candidate):
   """[m, P] image points, [N, P] text points -> [m, steps] winner per step, image to root
-  (N for [ROOT])."""
+  (N for [ROOT], N + 1 where no candidate may win: no cone holds the point and [ROOT] does
+  not compete)."""
   tangent = lorentz.log_map0(images, c)  # [m, P]
   fractions = jnp.linspace(1.0, 0.0, steps)
   points = lorentz.exp_map0(fractions[None, :, None] * tangent[:, None], c)  # [m, S, P]
@@ -38,13 +39,16 @@ def _winners(images, texts, c, steps, root_candidate):
   root = -lorentz.time_part(points, c) / jnp.sqrt(c)  # <O, p>_L, O = (1/sqrt(c), 0)
   if root_candidate:
     scores = jnp.concatenate([scores, root[..., None]], axis=-1)
-  return jnp.argmax(scores, axis=-1)
+  nobody = texts.shape[0] + 1
+  return jnp.where(inside.any(-1) | root_candidate, jnp.argmax(scores, axis=-1), nobody)
 
 
 def traverse(geometry, text_emb, image_emb, steps=STEPS, root_candidate=True,
              drop_first=False, chunk=16):
   """Chains of candidate indices, general to specific, one per image: [N, P] text and
-  [M, P] image points of `geometry` (a `lorentz.Lorentz`); [ROOT] never appears in a chain."""
+  [M, P] image points of `geometry` (a `lorentz.Lorentz`); [ROOT] never appears in a chain,
+  and a step where no candidate may win (no cone holds the point, [ROOT] not competing)
+  adds nothing."""
   texts = jnp.asarray(text_emb, jnp.float32)
   chains = []
   starts = range(0, len(image_emb), chunk)

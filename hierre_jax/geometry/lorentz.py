@@ -33,15 +33,18 @@ def time_part(x, c):
 
 
 def exp_map0(v, c):
-  """Tangent vectors at O [..., D] -> points (space parts) [..., D]: sinh(s) v / s,
-  s = sqrt(c)|v| clamped to [EPS, asinh(2^15)]."""
-  s = jnp.clip(jnp.sqrt(c) * jnp.sqrt(jnp.sum(v * v, axis=-1)), EPS, MAX_SINH_INPUT)
-  return (jnp.sinh(s) / s)[..., None] * v
+  """Tangent vectors at O [..., D] -> points (space parts) [..., D]: MERU's
+  sinh(min(s, asinh(2^15))) v / s, s = max(sqrt(c)|v|, EPS): only the sinh argument is
+  capped, so |exp_map0(v)| saturates at 2^15 / sqrt(c) (FAMILIES_SPEC 1.2); finite
+  gradients at v = 0."""
+  s = jnp.maximum(jnp.sqrt(c) * _norm(v), EPS)
+  return (jnp.sinh(jnp.minimum(s, MAX_SINH_INPUT)) / s)[..., None] * v
 
 
 def log_map0(x, c):
-  """Points [..., D] -> tangent vectors at O [..., D]; |log_map0(x)| = d(O, x)."""
-  d0 = jnp.arccosh(jnp.maximum(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)), 1.0 + EPS))
+  """Points [..., D] -> tangent vectors at O [..., D]; |log_map0(x)| = d(O, x); finite
+  gradients at x = 0."""
+  d0 = _arccosh(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)))
   return (d0 / jnp.maximum(jnp.sqrt(c) * _norm(x), EPS))[..., None] * x
 
 
@@ -70,8 +73,7 @@ def distance(x, y, c):
 
 def distance0(x, c):
   """d(O, x) = acosh(sqrt(1 + c|x|^2)) / sqrt(c), monotone in |x|."""
-  return jnp.arccosh(jnp.maximum(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)),
-                                 1.0 + EPS)) / jnp.sqrt(c)
+  return _arccosh(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1))) / jnp.sqrt(c)
 
 
 def _acos(cosine):
@@ -80,7 +82,7 @@ def _acos(cosine):
 
 def half_aperture(x, c, k=MIN_RADIUS):
   """Half-aperture of the entailment cone at x: asin(2K / (sqrt(c)|x|)), clamped."""
-  ratio = 2.0 * k / (jnp.sqrt(c) * jnp.sqrt(jnp.sum(x * x, axis=-1)) + EPS)
+  ratio = 2.0 * k / (jnp.sqrt(c) * _norm(x) + EPS)
   return jnp.arcsin(jnp.clip(ratio, -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
 
 

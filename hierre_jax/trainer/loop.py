@@ -33,9 +33,11 @@ class TrainState:
   opt_state: optax.OptState
 
 
-def make_optimizer(config, total_steps, trained):
+def make_optimizer(config, total_steps, trained, frozen=(), decay_matrices_only=False):
   """AdamW (config.lr, schedule, b1, b2, eps, weight_decay, grad_clip_norm) on the top-level
-  parameter groups `trained`; zero updates for the rest (optax masking)."""
+  parameter groups `trained`; zero updates for the rest (optax masking) and for the leaves
+  at the dotted paths `frozen`; with `decay_matrices_only`, weight decay on leaves of 2 or
+  more dimensions only (MERU's: no decay of gains, biases and stored scalars)."""
   if config.schedule == "constant":
     lr = config.lr
   elif config.schedule == "warmup_cosine":
@@ -43,12 +45,28 @@ def make_optimizer(config, total_steps, trained):
                                             max(total_steps, config.warmup_steps + 1))
   else:
     raise ValueError(f"config.schedule={config.schedule!r}: use 'constant' or 'warmup_cosine'")
+  decay_mask = ((lambda params: jax.tree.map(lambda x: jnp.ndim(x) >= 2, params))
+                if decay_matrices_only else None)
   adamw = optax.adamw(lr, b1=config.b1, b2=config.b2, eps=config.eps,
-                      weight_decay=config.weight_decay)
+                      weight_decay=config.weight_decay, mask=decay_mask)
   if config.grad_clip_norm:
     adamw = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
-  labels = lambda params: {k: ("train" if k in trained else "freeze") for k in params}
+
+  def labels(params):
+    def group(name, tree):
+      if name not in trained:
+        return "freeze"
+      if not any(f.startswith(f"{name}.") for f in frozen):
+        return "train"
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: "freeze" if f"{name}.{dotted(path)}" in frozen else "train", tree)
+    return {k: group(k, v) for k, v in params.items()}
   return optax.multi_transform({"train": adamw, "freeze": optax.set_to_zero()}, labels)
+
+
+def dotted(path):
+  """A jax tree path of dict keys -> 'a.b.c'."""
+  return ".".join(str(getattr(p, "key", p)) for p in path)
 
 
 def create_train_state(params, tx, mesh):

@@ -36,10 +36,14 @@ class Context:
 @dataclasses.dataclass
 class Plan:
   """What an objective trains: the initial parameters (any extra leaf, e.g. a root vector,
-  included), the top-level groups the optimizer updates, and the step count."""
+  included), the top-level groups the optimizer updates, and the step count; `frozen`:
+  dotted paths of leaves inside those groups that stay fixed; `decay_matrices_only`:
+  weight decay on leaves of 2 or more dimensions only (no gains, biases or scalars)."""
   params: dict
   trained: tuple
   total_steps: int
+  frozen: tuple = ()
+  decay_matrices_only: bool = False
 
 
 @dataclasses.dataclass
@@ -100,7 +104,8 @@ def train(config, objective, allow_config_change=False):
     try:
       plan = objective.prepare(run)
       refused = False
-      tx = loop.make_optimizer(config, plan.total_steps, plan.trained)
+      tx = loop.make_optimizer(config, plan.total_steps, plan.trained, plan.frozen,
+                               plan.decay_matrices_only)
       state, state_sharding = loop.create_train_state(plan.params, tx, mesh)
       state, left_fresh = loop.restore_or_start(manager, state, allow_config_change,
                                                 config.workdir, is_main)
