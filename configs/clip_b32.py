@@ -50,7 +50,9 @@ def get_config():
   # "ec": entailment-cone margin terms in place of P and -Q; "contrastive": CLIP's contrastive loss
   # between each row's image (frozen image tower) and one positive text drawn per row.
   config.loss = "re"
-  config.ec_k, config.ec_margin = 0.1, 0.1  # loss="ec" only: psi's K and the margin m
+  # loss="ec" only: psi's K and the margin m. K means twice as much on the sphere as on MERU's
+  # hyperboloid: the sphere's psi = arcsin(K / |x - root|), MERU's arcsin(2K / (sqrt(c)|x|)).
+  config.ec_k, config.ec_margin = 0.1, 0.1
   config.train_images_dir = ""  # loss="contrastive" only: the folder of train_csv's images
   # The root: "empty_string" (the text tower's own, moving with it), or fixed at "mean" (of
   # the pretrained features of every training text), "origin" or "pretrained" (the

@@ -110,6 +110,12 @@ def check_geometry(config, model):
       if config[key] == value:
         raise errors.ConfigError(f"config.{key}={value!r}: defined on the sphere; "
                                  f"{model.model_dir} lives in {model.geometry.name} space")
+    if config.loss == "ec" and config.root != "origin":
+      # MERU's cone aperture is measured from the origin; the EC angle from the root
+      raise errors.ConfigError(
+          f"config.loss='ec' with config.root={config.root!r}: in {model.geometry.name} space "
+          "the entailment cone's aperture is measured from the origin while the angle is "
+          "measured from the root; use config.root='origin' (MERU's cones)")
   return model
 
 

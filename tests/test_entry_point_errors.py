@@ -149,6 +149,12 @@ def cases(tmp_path_factory):
           "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv=",
           "--config.root=mean"],
        f"config.root='mean': defined on the sphere; {meru_dir} lives in lorentz space", work),
+      ("hyperbolic cones seen from another root", "hierre_jax.train", [
+          "--config=configs/clip_b32.py", f"--config.model={meru_dir}", f"--config.workdir={work}",
+          "--config.train_csv=hierre_jax/assets/hierarcaps_sample.csv", "--config.eval.test_csv=",
+          "--config.loss=ec"],
+       "config.loss='ec' with config.root='empty_string': in lorentz space the entailment "
+       "cone's aperture is measured from the origin", work),
       ("truncated open_clip weights", *alone(oc_truncated),
        f"{oc_weights}: cannot read this safetensors file (truncated or corrupt?", str(tmp / "eval")),
       ("open_clip custom text tower", *alone(oc_custom),

@@ -100,3 +100,25 @@ def test_remat_gives_the_same_features_and_gradients(family_dir):
   loss = lambda remat: lambda p: embedding.text_encoder(model, remat)(p, ids).sum()
   for a, b in zip(jax.value_and_grad(loss(False))(text), jax.value_and_grad(loss(True))(text)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)
+
+
+def test_half_precision_weights_load_as_their_float32_values(family_dir, tmp_path):
+  """Large checkpoints are often stored in float16 or bfloat16: every family's safetensors
+  reader takes them and computes in float32 with exactly the stored values."""
+  import shutil
+  import ml_dtypes
+  full = models.load(family_dir)
+  for np_dtype in (np.float16, ml_dtypes.bfloat16):
+    half = str(tmp_path / np.dtype(np_dtype).name)
+    shutil.copytree(family_dir, half)
+    weights = [n for n in os.listdir(half) if n.endswith(".safetensors")]
+    assert weights
+    for name in weights:
+      tensors = safetensors.numpy.load_file(os.path.join(half, name))
+      safetensors.numpy.save_file({k: v.astype(np_dtype) if v.dtype == np.float32 else v
+                                   for k, v in tensors.items()}, os.path.join(half, name))
+    rounded = jax.tree.map(lambda x: np.asarray(x).astype(np_dtype).astype(np.float32),
+                           full.params)
+    for a, b in zip(jax.tree.leaves(models.load(half).params), jax.tree.leaves(rounded)):
+      assert a.dtype == np.float32
+      np.testing.assert_array_equal(a, b)

@@ -20,7 +20,11 @@ from hierre_jax.geometry import lorentz
 STEPS = 50
 OUTSIDE_CONE = -1e12  # the score of a text whose cone does not hold the point
 CHOICES = {"steps": STEPS, "candidates": "distinct positive texts of the test file",
-           "root_candidate": True, "drop_first": False}
+           "root_candidate": True, "drop_first": False,
+           # MERU's script starts at the image's point; the RE paper says "the closest text
+           # embedding to the given image", which is not what is done here
+           "start": "the image's embedding",
+           "walk_to": "the origin (whatever --hyperbolic_root says)"}
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
