@@ -23,6 +23,27 @@ def test_matches_clip_image_processor(rng, shape, size):
   np.testing.assert_allclose(got, reference(image, size, size), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("width, height", [(640, 427), (427, 640), (500, 375), (640, 480)])
+def test_open_clip_and_meru_crop_where_torchvision_does(rng, width, height):
+  """torchvision's CenterCrop (open_clip's and MERU's transforms) offsets the crop by
+  int(round((h - crop) / 2.0)) where HF floors: one pixel apart for 640x427 (55.5 -> 56).
+  Written from torchvision's documented formula: Resize(224) on PIL (bicubic, the long side
+  truncated), then that crop."""
+  image = Image.fromarray((rng.random((height, width, 3)) * 255).astype(np.uint8))
+  short, long_ = (width, height) if width <= height else (height, width)
+  resized_long = int(224 * long_ / short)
+  size = (224, resized_long) if width <= height else (resized_long, 224)
+  x = np.asarray(image.resize(size, Image.Resampling.BICUBIC), np.float32) / 255.0
+  top = int(round((x.shape[0] - 224) / 2.0))
+  left = int(round((x.shape[1] - 224) / 2.0))
+  want = x[top:top + 224, left:left + 224]
+  p = ip.Preprocessing(224, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), round_crop=True)
+  np.testing.assert_allclose(ip.preprocess(image, p), want, atol=1e-6)
+  hf = ip.preprocess(image, ip.Preprocessing(224, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+  if (resized_long - 224) % 2 and round((resized_long - 224) / 2.0) != (resized_long - 224) // 2:
+    assert np.abs(hf - want).max() > 0.01  # HF's floor is a pixel off
+
+
 def test_real_test_image_and_grayscale(rng):
   path = shared_file("test_images/COCO_val2014_000000000139.jpg")
   got = ip.preprocess(path, ip.Preprocessing())

@@ -114,6 +114,22 @@ def test_features_equal_transformers_clip_of_the_hf_export(tiny_dir, tmp_path):
   assert hf.tokenizer(texts[0])["input_ids"] == model.tokenizer(texts[0])["input_ids"]
 
 
+def test_preprocessing_crops_as_torchvision_and_epoch_latest_is_found(tiny_dir, tmp_path):
+  """open_clip's transforms are torchvision's (CenterCrop rounds the offset); a run folder
+  holding only epoch_latest.pt (open_clip's --save-most-recent) is read."""
+  import shutil
+  model = models.load(tiny_dir)
+  assert model.preprocessing.round_crop
+  run = tmp_path / "run"
+  run.mkdir()
+  shutil.copy(os.path.join(tiny_dir, "open_clip_config.json"), run)
+  state = safetensors.numpy.load_file(os.path.join(tiny_dir, checkpoint.SAFETENSORS))
+  torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state.items()}},
+             run / "epoch_latest.pt")
+  import jax
+  jax.tree.map(np.testing.assert_array_equal, models.load(str(run)).params, model.params)
+
+
 def test_export_round_trip_and_training_checkpoints(tiny_dir, tmp_path):
   """The export rewrites the same tensors; an epoch_N.pt ({"state_dict"}, "module." keys,
   the newest epoch) with the config beside it reads the same parameters, as a folder or as

@@ -1,7 +1,8 @@
 """CLIP image preprocessing in numpy/PIL, matching transformers' CLIPImageProcessor.
 
-Resize the shortest side to `size` (bicubic), center crop `crop` x `crop` (or, `squash`,
-resize the whole image to `crop` x `crop`), scale to [0, 1], normalise with the mean/std.
+Resize the shortest side to `size` (bicubic), center crop `crop` x `crop` (HF's offset, or
+torchvision's with `round_crop`) (or, `squash`, resize the whole image to `crop` x `crop`),
+scale to [0, 1], normalise with the mean/std.
 Output is NHWC float32.
 """
 import dataclasses
@@ -24,6 +25,9 @@ class Preprocessing:
   mean: tuple = OPENAI_CLIP_MEAN
   std: tuple = OPENAI_CLIP_STD
   squash: bool = False  # resize to crop x crop whatever the aspect ratio, nothing cropped
+  # The centre crop's offset: HF's image processors floor (h - crop) / 2; torchvision's
+  # CenterCrop (open_clip's and MERU's transforms) rounds it (half to even, as Python's round)
+  round_crop: bool = False
 
   @classmethod
   def from_model_dir(cls, model_dir, image_size):
@@ -70,7 +74,9 @@ def preprocess(image, p: Preprocessing):
   shape = (p.crop, p.crop) if p.squash else resized_shape(*image.size, p.size)
   image = image.resize(shape, Image.Resampling.BICUBIC)
   x = np.asarray(image, np.float32)
-  top, left = (x.shape[0] - p.crop) // 2, (x.shape[1] - p.crop) // 2
+  offset = ((lambda extra: int(round(extra / 2.0))) if p.round_crop
+            else (lambda extra: extra // 2))
+  top, left = offset(x.shape[0] - p.crop), offset(x.shape[1] - p.crop)
   if top < 0 or left < 0:
     raise ValueError(f"image of size {x.shape[1]}x{x.shape[0]} is smaller than the crop {p.crop}")
   x = x[top:top + p.crop, left:left + p.crop] / 255.0

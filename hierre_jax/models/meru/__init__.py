@@ -85,7 +85,8 @@ class Meru:
     whole image squashed to a square (use="retrieval", MERU's retrieval)."""
     size = config.vision.image_size
     return clip_preprocessing.Preprocessing(size, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
-                                            squash=use == "retrieval")
+                                            squash=use == "retrieval",
+                                            round_crop=True)  # torchvision's CenterCrop
 
   def pool_index(self, config, ids):
     return ids.argmax(axis=-1)  # EOT, the largest id

@@ -76,6 +76,11 @@ class OpenClip:
     out = clip_convert.export_clip(params, oc_config.hf_config(model_cfg), out_dir)
     clip_tokenizer.write_clip_vocab(out)
     cleaned_tokenizer.write_cleaning_record(out)
+    if self.preprocessing(source_dir, config).squash:
+      logging.warning(
+          "%s: the source squashes images to a square (preprocess_cfg.resize_mode='squash'); a "
+          "Hugging Face CLIPImageProcessor resizes the short side and crops, so images are "
+          "seen otherwise there", out)
     logging.warning(
         "%s: transformers' CLIPTokenizer does not clean text as open_clip does (ftfy, HTML "
         "entities unescaped, whitespace collapsed): clean texts such as 'a &amp; b' before "
@@ -120,7 +125,8 @@ class OpenClip:
     size = config.vision.image_size
     return clip_preprocessing.Preprocessing(
         size, size, tuple(p.get("mean", clip_preprocessing.OPENAI_CLIP_MEAN)),
-        tuple(p.get("std", clip_preprocessing.OPENAI_CLIP_STD)), squash=mode == "squash")
+        tuple(p.get("std", clip_preprocessing.OPENAI_CLIP_STD)), squash=mode == "squash",
+        round_crop=True)  # torchvision's CenterCrop
 
   def pool_index(self, config, ids):
     return ids.argmax(axis=-1)  # the end of text, the largest id (open_clip's pool_type argmax)

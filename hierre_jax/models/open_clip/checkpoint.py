@@ -18,6 +18,7 @@ from hierre_jax.models import hf_io
 SAFETENSORS = "open_clip_model.safetensors"
 PYTORCH_BIN = "open_clip_pytorch_model.bin"
 EPOCH = re.compile(r"epoch_(\d+)\.pt")
+LATEST = "epoch_latest.pt"
 # The text tower's causal mask: a buffer, not a weight, in older files.
 IGNORED = ("attn_mask",)
 
@@ -109,7 +110,9 @@ def weights_file(path):
   epochs = sorted((int(m[1]), n) for n in os.listdir(path) if (m := EPOCH.fullmatch(n)))
   if epochs:
     return os.path.join(path, epochs[-1][1])
-  raise FileNotFoundError(f"{path}: no {SAFETENSORS}, {PYTORCH_BIN} or epoch_N.pt")
+  if os.path.exists(os.path.join(path, LATEST)):  # open_clip's --save-most-recent alone
+    return os.path.join(path, LATEST)
+  raise FileNotFoundError(f"{path}: no {SAFETENSORS}, {PYTORCH_BIN}, epoch_N.pt or {LATEST}")
 
 
 def read_state(path):
