@@ -98,6 +98,36 @@ def test_siglip2_tokenizer_is_pinned_to_right_padding(siglip64_dir, tmp_path):
   assert all(len(x) == 64 and x[0] != 0 and x[-1] == 0 for x in ids)
 
 
+def test_siglip2_hub_layout_lower_cases_as_the_model_was_trained(siglip64_dir, tmp_path):
+  """SigLIP 2's hub folders name GemmaTokenizer (tokenizer.json, no lower-casing) though
+  SigLIP 2 was trained on lower-cased text; in HierarCaps only level-4 captions have capitals,
+  so keeping case would line casing up with depth. Texts are lower-cased for that layout
+  (SigLIP 1's spiece folders are untouched)."""
+  import shutil
+  import transformers
+  from tokenizers import Tokenizer, models as bpe_models, normalizers, pre_tokenizers, trainers
+  d = shutil.copytree(siglip64_dir, tmp_path / "siglip2_hub")
+  for name in ("spiece.model", "tokenizer_config.json"):
+    os.remove(d / name)
+  bpe = Tokenizer(bpe_models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+  bpe.normalizer = normalizers.Replace(" ", "\u2581")
+  bpe.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous")
+  bpe.train_from_iterator(["a dog on the grass", "A Dog On The Grass"] * 20, trainers.BpeTrainer(
+      vocab_size=200, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]))
+  bpe.save(str(d / "tokenizer.json"))
+  (d / "tokenizer_config.json").write_text(json.dumps({
+      "tokenizer_class": "GemmaTokenizer", "pad_token": "<pad>", "eos_token": "<eos>",
+      "bos_token": "<bos>", "unk_token": "<unk>", "add_bos_token": False}))
+  plain = transformers.AutoTokenizer.from_pretrained(str(d))
+  assert type(plain).__name__ == "GemmaTokenizer"
+  assert plain("A Dog")["input_ids"] != plain("a dog")["input_ids"]  # the hub class keeps case
+  tokenizer = models.load(str(d)).tokenizer
+  assert tokenizer(["A Dog On The Grass"])["input_ids"] == tokenizer(["a dog on the grass"])[
+      "input_ids"]
+  spiece = models.load(siglip64_dir).tokenizer  # SigLIP 1: its own tokenizer, as it is
+  assert not spiece.lower_case
+
+
 def test_siglip2_naflex_and_headless_configs_are_refused(siglip64_dir, tmp_path):
   import shutil
   for change, message in ((dict(architectures=["Siglip2Model"], model_type="siglip2"),

@@ -6,6 +6,8 @@ input (FAMILIES_SPEC section 2). transformers stopped padding by default, and Si
 tokenizer class pads on the LEFT: `MaxLengthTokenizer` always pads to the length, right.
 The RE root "" is then `length` x eos. SigLIP's tokenizer lower-cases and strips
 punctuation, so a punctuation-only text becomes the root itself: such texts are logged.
+SigLIP 2's hub folders name Gemma's tokenizer, which keeps case, though SigLIP 2 was trained
+on lower-cased text: texts are lower-cased for it (`LOWER_CASED_CLASSES`).
 """
 import functools
 import io
@@ -17,6 +19,9 @@ import transformers
 
 # Files of a SigLIP tokenizer: SentencePiece (SigLIP) or tokenizer.json (SigLIP 2's Gemma).
 FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# SigLIP 2's hub folders name the Gemma tokenizer, which keeps case; SigLIP 2 was trained on
+# lower-cased text (transformers' Siglip2Tokenizer is Gemma's with a lower-casing normaliser).
+LOWER_CASED_CLASSES = ("GemmaTokenizer", "GemmaTokenizerFast", "Siglip2Tokenizer")
 
 
 class MaxLengthTokenizer:
@@ -26,13 +31,16 @@ class MaxLengthTokenizer:
   max_length asked by a caller is ignored: the model's length is the only right one.
   """
 
-  def __init__(self, tokenizer, length):
+  def __init__(self, tokenizer, length, lower_case=False):
     self.tokenizer = tokenizer
     self.length = length
+    self.lower_case = lower_case  # texts lower-cased first (SigLIP 2's training)
     self.pad_token_id = tokenizer.pad_token_id
 
   def __call__(self, text, **unused):
     texts = [text] if isinstance(text, str) else list(text)
+    if self.lower_case:
+      texts = [t.lower() for t in texts]
     out = self.tokenizer(texts, padding="max_length", truncation=True,
                          max_length=self.length, padding_side="right")
     ids = [list(x) for x in out["input_ids"]]
@@ -45,13 +53,30 @@ class MaxLengthTokenizer:
     return {"input_ids": ids[0] if isinstance(text, str) else ids}
 
 
+def tokenizer_class(model_dir):
+  """The tokenizer_class its tokenizer_config.json names ('' where it names none)."""
+  path = os.path.join(model_dir, "tokenizer_config.json")
+  if not os.path.exists(path):
+    return ""
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get("tokenizer_class") or ""
+
+
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(model_dir, length):
-  """`MaxLengthTokenizer` of the tokenizer files of `model_dir`; names the missing files."""
+  """`MaxLengthTokenizer` of the tokenizer files of `model_dir`, lower-casing where the
+  folder is SigLIP 2's (its tokenizer_config names Gemma's tokenizer, LOWER_CASED_CLASSES);
+  names the missing files."""
   if not any(os.path.exists(os.path.join(model_dir, n)) for n in FILES[:2]):
     raise FileNotFoundError(f"{model_dir}: no SigLIP tokenizer files (spiece.model or "
                             "tokenizer.json)")
-  return MaxLengthTokenizer(transformers.AutoTokenizer.from_pretrained(model_dir), length)
+  name = tokenizer_class(model_dir)
+  lower = name in LOWER_CASED_CLASSES
+  if lower:
+    logging.info("%s: %s (SigLIP 2): texts are lower-cased as SigLIP 2 was trained",
+                 model_dir, name)
+  return MaxLengthTokenizer(transformers.AutoTokenizer.from_pretrained(model_dir), length,
+                            lower_case=lower)
 
 
 def train_spiece(texts, out_dir, vocab_size):
