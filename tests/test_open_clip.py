@@ -175,7 +175,11 @@ def test_export_round_trip_and_training_checkpoints(tiny_dir, tmp_path):
     (lambda c: c["vision_cfg"].update(layers=[3, 4, 6, 3]), "vision_cfg.layers"),
     (lambda c: c.update(multimodal_cfg={"width": 512}), "multimodal_cfg"),
     (lambda c: c["text_cfg"].update(hf_tokenizer_name="timm/ViT-B-16-SigLIP"),
-     "text_cfg.hf_tokenizer_name")])
+     "text_cfg.hf_tokenizer_name"),
+    (lambda c: c["text_cfg"].update(tokenizer_kwargs={"clean": "canonicalize"}),
+     "text_cfg.tokenizer_kwargs"),
+    (lambda c: c["vision_cfg"].update(rope_theta=10000), "vision_cfg.rope_theta"),
+    (lambda c: c.update(new_option=1), "new_option")])
 def test_other_classes_are_refused_naming_the_key(tiny_dir, tmp_path, change, key):
   import shutil
   bad = shutil.copytree(tiny_dir, tmp_path / "bad")

@@ -33,6 +33,20 @@ TEXT_DEFAULTS = dict(ls_init_value=None, hf_tokenizer_name=None, tokenizer_mode=
                      scale_attn=False, scale_fc=False)
 MODEL_DEFAULTS = dict(custom_text=False, multimodal_cfg=None, init_logit_bias=None,
                       nonscalar_logit_scale=False)
+# Every other key read: sizes, and options that do not change inference. A key on none of
+# these lists (a newer open_clip option) is refused: read wrongly it could change features.
+MODEL_KEYS = {"embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "cast_dtype",
+              "init_logit_scale"} | set(MODEL_DEFAULTS)
+VISION_KEYS = {"layers", "width", "head_width", "mlp_ratio", "patch_size", "image_size",
+               "patch_dropout", "output_tokens", "attn_pooler_queries", "attn_pooler_heads",
+               "timm_model_pretrained", "timm_pool", "timm_proj", "timm_proj_bias",
+               "timm_drop", "timm_drop_path"} | set(VISION_DEFAULTS)
+TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "pad_id",
+             "output_tokens", "tokenizer_kwargs", "hf_model_pretrained", "hf_proj_type",
+             "hf_pooler_type"} | set(TEXT_DEFAULTS)
+# open_clip's SimpleTokenizer cleans as OpenAI's (`clean="lower"`, its default), which is what
+# our cleaned CLIP BPE does; another cleaning ("canonicalize", "whitespace") is refused.
+TOKENIZER_KWARGS = ({}, {"clean": "lower"})
 LAYER_NORM_EPS = 1e-5
 SOT, EOT = 49406, 49407
 
@@ -62,6 +76,17 @@ def check(model_cfg, path):
   def refuse(key, value, why):
     raise errors.UserError(f"{path}: {key}={value!r}: {why}; hierre_jax reads open_clip's "
                            "standard CLIP class (ViT towers) only")
+  for where, cfg, known in (("", model_cfg, MODEL_KEYS),
+                            ("vision_cfg.", model_cfg.get("vision_cfg") or {}, VISION_KEYS),
+                            ("text_cfg.", model_cfg.get("text_cfg") or {}, TEXT_KEYS)):
+    unknown = sorted(set(cfg) - known) if isinstance(cfg, dict) else []
+    if unknown:
+      refuse(f"{where}{unknown[0]}", cfg[unknown[0]], "an option hierre_jax does not know "
+             "(it may change the towers)")
+  kwargs = (model_cfg.get("text_cfg") or {}).get("tokenizer_kwargs") or {}
+  if kwargs not in TOKENIZER_KWARGS:
+    refuse("text_cfg.tokenizer_kwargs", kwargs, "another text cleaning than open_clip's "
+           "default (clean='lower'), which is the one implemented")
   for key, default in MODEL_DEFAULTS.items():
     if model_cfg.get(key, default) not in (default, {}):
       refuse(key, model_cfg[key], "not the standard CLIP class (custom text tower, CoCa or a "
