@@ -724,11 +724,27 @@ def test_benchmark_readers_on_the_release_layout(tmp_path):
 def test_readers_name_what_does_not_parse_and_keep_the_distributed_counts(tmp_path):
   d = str(tmp_path)
   release_layout(d)
+  # NCD: names of another shape, MIRROR files and non-images are passed over as the
+  # release's reader does, and said
+  before = benchmarks.read("ncd_1", d)
   touch_image(f"{d}/NCD_colorful_composite_squares/red_cube.png")
+  touch_image(f"{d}/NCD_colorful_composite_squares/MIRROR_red_cube_blue_ball.png")
+  (tmp_path / "NCD_colorful_composite_squares" / "notes.txt").write_text("")
   (tmp_path / "NCD_colorful_composite_squares" / ".DS_Store").write_text("")
-  with pytest.raises(errors.DataError, match=r"NCD_colorful_composite_squares/red_cube.png: "
-                     r"not an NCD image name \{c1\}_\{A\}_\{c2\}_\{B\}.png"):
-    benchmarks.read("ncd_1", d)
+  ncd = benchmarks.read("ncd_1", d)
+  assert ncd.items == before.items and len(ncd.skipped) == 3
+  assert "3 file(s) passed over as the release's reader does" in ncd.count_note
+  # NegBench as the release reads it on POSIX: one folder literally named with backslashes,
+  # its CSV written with a byte-order mark (the release opens it as utf-8-sig)
+  literal = tmp_path / "literal"
+  shutil.copytree(tmp_path / "NegBench" / "evaluation data" / "images",
+                  literal / "NegBench\\evaluation data\\images")
+  csv_path = literal / "NegBench\\evaluation data\\images" / "COCO_val_mcq_llama3.1_rephrased.csv"
+  csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+  shutil.copytree(tmp_path / "val2017", literal / "val2017")
+  bom = benchmarks.read("negbench_coco", str(literal))
+  assert [(i.answer, i.group) for i in bom.items] == [(2, "negative"), (0, "affirmation")]
+  assert not bom.missing
   # a missing image stays an item, counted and refused unless allowed
   os.remove(f"{d}/VOC2007/JPEGImages/000001.jpg")
   neg = benchmarks.read("negbench_voc", d)

@@ -47,14 +47,20 @@ class Benchmark:
   prefix: str = ""        # the release's caption prefix for this benchmark
   on_under: bool = False  # the release's WhatsUp " on" / " under" rewrites apply
   expected: int = None    # the item count DCSM_SPEC lists for the distributed files
+  skipped: tuple = ()     # files passed over as the release's reader passes them over
 
   @property
   def count_note(self):
-    """"" when the count is as distributed (or none is listed), else what differs."""
-    if self.expected is None or self.expected == len(self.items):
-      return ""
-    return (f"{self.source}: {len(self.items)} items where the distributed benchmark has "
-            f"{self.expected}; its published numbers are not comparable")
+    """"" when the count is as distributed (or none is listed) and nothing was passed over,
+    else what differs."""
+    notes = []
+    if self.skipped:
+      notes.append(f"{len(self.skipped)} file(s) passed over as the release's reader does "
+                   f"(e.g. {self.skipped[0]})")
+    if self.expected is not None and self.expected != len(self.items):
+      notes.append(f"{len(self.items)} items where the distributed benchmark has "
+                   f"{self.expected}; its published numbers are not comparable")
+    return f"{self.source}: {'; '.join(notes)}" if notes else ""
 
   @property
   def missing(self):
@@ -110,7 +116,7 @@ def _read_json(path):
 
 
 def _read_csv(path, columns):
-  with open(path, newline="", encoding="utf-8") as f:
+  with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as the release reads
     reader = csv.DictReader(f)
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
@@ -217,7 +223,9 @@ def negbench(data_dir, source):
   POSIX path) under val2017/ (COCO) or VOC2007/JPEGImages/ (VOC)."""
   name = {"coco": "COCO_val_mcq_llama3.1_rephrased.csv",
           "voc": "VOC2007_mcq_llama3.1_rephrased.csv"}[source]
-  path = _find(data_dir, [os.path.join("NegBench", "evaluation data", "images", name), name,
+  path = _find(data_dir, [os.path.join("NegBench", "evaluation data", "images", name),
+                          # the release's Windows path, one folder of that name on POSIX
+                          os.path.join("NegBench\\evaluation data\\images", name), name,
                           os.path.join("images", name), os.path.join("negbench", name)],
                f"NegBench {source} file")
   columns = ["image_path", "correct_answer", "caption_0", "caption_1", "caption_2",
@@ -257,23 +265,24 @@ def ncd_captions(c1, a, c2, b, subset):
 def ncd(data_dir, subset):
   """NCD composites, no annotation file: every `{c1}_{A}_{c2}_{B}.<png|jpg>` of the folder
   NCD_colorful_composite_squares (or data_dir itself, so named); subsets 1 and 2 are two
-  phrasings of the same images. Hidden files are passed over; any other name that does not
-  parse is refused, naming it."""
+  phrasings of the same images. As the release's reader, files named MIRROR, files that are
+  no image and names of another shape are passed over (counted in `skipped`, said in the
+  results); hidden files are not counted."""
   folder = data_dir if os.path.basename(os.path.normpath(data_dir)) == NCD_FOLDER else _find(
       data_dir, [NCD_FOLDER], "NCD folder")
-  items = []
+  items, skipped = [], []
   for name in sorted(os.listdir(folder)):
     if name.startswith("."):
       continue
     match = NCD_NAME.match(name)
-    if not match:
-      raise errors.DataError(f"{os.path.join(folder, name)}: not an NCD image name "
-                             "{c1}_{A}_{c2}_{B}.png (or .jpg, .jpeg)")
+    if not match or "MIRROR" in name:
+      skipped.append(name)
+      continue
     items.append(Item(os.path.join(folder, name), ncd_captions(*match.groups()[:4], subset),
                       looked_for=name))
   if not items:
     raise errors.UserError(f"{folder}: no {{c1}}_{{A}}_{{c2}}_{{B}}.png (or .jpg) images")
-  return Benchmark(f"ncd_{subset}", folder, items)
+  return Benchmark(f"ncd_{subset}", folder, items, skipped=tuple(skipped))
 
 
 # name -> (reader, the files' folder under --data_dir, category for the procedural summary)
