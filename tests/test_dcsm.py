@@ -121,11 +121,11 @@ def test_functional_table_rows():
   assert abs(table.mean() - 1 / 3) < 0.01 and table.std() < 0.05
 
 
-def test_functional_table_draws_as_the_release_with_torch(monkeypatch):
-  """The release's script seeds torch's generator with 15, loads CLIP (which draws nothing
-  from it in transformers 5.x) and draws nn.Embedding(11, 197), then (F.normalize(rows) + 1)
-  / 3: the default table equals that where PyTorch is installed (to float32 rounding: our
-  normalisation is in float64), numpy's otherwise."""
+def test_functional_table_is_torchs_first_draws_after_seed_15(monkeypatch):
+  """nn.Embedding(11, 197) drawn right after torch.manual_seed(15), then (F.normalize(rows)
+  + 1) / 3: the default table equals that where PyTorch is installed (to float32 rounding:
+  our normalisation is in float64), numpy's otherwise. (The release's script loads CLIP in
+  between, which draws nothing in transformers 5.x but does in its pinned 4.26.)"""
   torch = pytest.importorskip("torch")
   with torch.random.fork_rng():
     torch.manual_seed(15)

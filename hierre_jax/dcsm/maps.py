@@ -33,11 +33,13 @@ FUNCTIONAL_WORDS = ("above", "below", "left", "right", "small", "big", "not", "n
 COLUMN_RULES = ("release", "token", "insert")
 
 
-# Whose generator draws the functional table: "torch" the release's (its training script
-# seeds torch's generator with 15, loads CLIP, then draws nn.Embedding(11, rows)'s N(0, 1)
-# weights: the first draws after the seed where loading draws nothing, as transformers 5.25's
-# from_pretrained does; the release's 4.x version is not pinned), "numpy" numpy's (for a
-# machine without PyTorch).
+# Whose generator draws the functional table: "torch" the first N(0, 1) draws of torch's
+# generator seeded 15, as nn.Embedding(11, rows) draws them (the release's training script
+# seeds with 15, loads CLIP, then draws that embedding; this equals the release's table only
+# where loading CLIP draws nothing from torch's generator, as transformers 5.x's
+# from_pretrained does. The release pins transformers 4.26, whose from_pretrained does draw
+# while initialising, so its tables differ from this; a released checkpoint carries its own
+# table, which import reads), "numpy" numpy's (for a machine without PyTorch).
 TABLE_GENERATORS = ("torch", "numpy")
 
 
