@@ -1105,3 +1105,34 @@ def test_release_notebook_figure_1(tmp_path):
   embedder = loading.embedder(clip_dir)
   cosines = embedder.images([image]) @ embedder.texts(list(FIGURE_1_CAPTIONS))[0].T
   np.testing.assert_allclose(cosines[0], FIGURE_1_COSINE, atol=2e-4)
+
+
+def test_a_checkpoint_written_by_the_releases_pinned_transformers_imports(tmp_path):
+  """tests/fixtures/dcsm_release_4_26.pt was written as the release's save code writes its
+  checkpoint, with the versions it pins (transformers 4.26.1, tokenizers 0.13.3;
+  launch/dcsm_release_fixture.sh): its pickled slow CLIPTokenizer names classes today's
+  transformers lacks (torch.load alone fails on `Trie`). Read with stand-ins for every
+  pickled class (nothing of the pickle runs), its table, CNN and CLIP import, the
+  tokenizer's own vocabulary is kept, and the CLIP's text features equal what 4.26 computed."""
+  import torch
+  from runs import ROOT
+  fixture = os.path.join(ROOT, "tests", "fixtures", "dcsm_release_4_26.pt")
+  want = json.load(open(fixture[:-3] + ".json"))
+  assert want["transformers"] == "4.26.1" and want["tokenizers"] == "0.13.3"
+  with pytest.raises(Exception, match="Trie"):
+    torch.load(fixture, weights_only=False)  # what failed before
+  scorer_dir, clip_dir = checkpoint.import_release(fixture, str(tmp_path / "imported"), ["1"])
+  _, table, info = checkpoint.load(scorer_dir)
+  np.testing.assert_array_equal(table, np.asarray(want["table"], np.float32))
+  assert info["epoch"] == 25
+  embedder = loading.embedder(clip_dir)
+  tokenizer = embedder.model.tokenizer
+  assert [tokenizer(t)["input_ids"] for t in want["texts"]] == want["input_ids"]
+  features, _ = embedder.texts(want["texts"])
+  expected = np.asarray(want["text_features"], np.float32)
+  expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+  np.testing.assert_allclose(features, expected, atol=1e-5)
+  # nothing of the pickle's own classes was imported or run
+  ckpt = checkpoint._torch_load(fixture)  # pylint: disable=protected-access
+  assert isinstance(ckpt["clip_text_tokenizer"], checkpoint.Stub)
+  assert ckpt["clip_text_tokenizer"].qualified.endswith("CLIPTokenizer")

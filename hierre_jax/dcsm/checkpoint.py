@@ -6,6 +6,8 @@ options, backbone, provenance); the import of the released PyTorch checkpoint
 writer of that `.pt` layout from a scorer folder and its CLIP, for the release's scripts."""
 import json
 import os
+import pickle
+import types
 
 from absl import logging
 import jax
@@ -104,12 +106,102 @@ def _torch(path, doing="reading"):
   return torch
 
 
+class Stub:
+  """Stands in for every class of a release checkpoint's pickle that is not a tensor, a
+  storage or a plain container (the pickled tokenizer of whichever transformers wrote it, an
+  nn.Embedding, a compiled pattern): it keeps the arguments and state it is given and runs
+  nothing, so no code of the pickle executes and no version of transformers is needed."""
+
+  qualified = "?"
+
+  def __new__(cls, *args, **kwargs):
+    del kwargs
+    out = super().__new__(cls)
+    out.args, out.state = args, None
+    return out
+
+  def __init__(self, *args, **kwargs):
+    pass
+
+  def __setstate__(self, state):
+    self.state = state
+
+  def __call__(self, *args, **kwargs):  # a stubbed function called by the pickle
+    return Stub.of(f"{self.qualified}()")(*args, **kwargs)
+
+  @staticmethod
+  def of(qualified):
+    return type("Stub", (Stub,), {"qualified": qualified})
+
+
+class ReleaseUnpickler(pickle.Unpickler):
+  """Unpickles torch's tensors and storages and Python's plain containers; every other
+  class becomes a `Stub` (nothing the pickle names is imported beyond those)."""
+
+  PLAIN = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+           ("builtins", "slice"), ("builtins", "complex"), ("builtins", "bytearray"),
+           ("copyreg", "_reconstructor"), ("builtins", "object")}
+
+  def find_class(self, module, name):
+    if (module, name) in self.PLAIN or (
+        module.split(".")[0] == "torch" and not module.startswith("torch.nn.modules")
+        and (name.startswith("_rebuild") or "Storage" in name or name in ("Size", "device")
+             or module in ("torch._utils", "torch.storage", "torch._tensor"))):
+      return super().find_class(module, name)
+    if module == "torch.nn.parameter" and name == "Parameter":
+      return super().find_class(module, name)
+    return Stub.of(f"{module}.{name}")
+
+
+def release_pickle_module():
+  """A `pickle_module` for torch.load whose Unpickler is `ReleaseUnpickler`."""
+  return types.SimpleNamespace(Unpickler=ReleaseUnpickler, load=pickle.load,
+                               __name__="release_pickle")
+
+
+def stub_tensor(value, key):
+  """The weight of a pickled nn.Embedding (a `Stub` holding its _parameters) or a tensor."""
+  if isinstance(value, Stub):
+    parameters = (value.state or {}).get("_parameters", {}) if isinstance(value.state, dict) \
+        else {}
+    if "weight" in parameters:
+      return parameters["weight"]
+    raise errors.UserError(f"{key}: a pickled {value.qualified} without a weight")
+  return value
+
+
 def _torch_load(path):
   torch = _torch(path)
   try:  # a zip pickle of modules and a tokenizer, tensors saved on CUDA
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False,
+                      pickle_module=release_pickle_module())
   except Exception as e:  # pylint: disable=broad-except  torch raises many kinds
     raise errors.UserError(f"{path}: cannot read this PyTorch checkpoint ({e})") from e
+
+
+def tokenizer_files(tokenizer, out_dir):
+  """Writes the vocabulary of a release checkpoint's pickled CLIP tokenizer (a `Stub`): a
+  transformers 4.x slow CLIPTokenizer's encoder and bpe_ranks as vocab.json and merges.txt,
+  or a transformers 5.x one's tokenizers.Tokenizer (its pickled JSON) as tokenizer.json ->
+  True; False where the stub holds neither."""
+  state = tokenizer.state if isinstance(tokenizer, Stub) else None
+  backend = state.get("_tokenizer") if isinstance(state, dict) else None
+  if isinstance(backend, Stub) and isinstance(backend.state, (str, bytes)):
+    os.makedirs(out_dir, exist_ok=True)
+    text = backend.state.decode() if isinstance(backend.state, bytes) else backend.state
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+      f.write(text)
+    return True
+  if not (isinstance(state, dict) and isinstance(state.get("encoder"), dict)
+          and isinstance(state.get("bpe_ranks"), dict)):
+    return False
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
+    json.dump(state["encoder"], f, ensure_ascii=False)
+  merges = sorted(state["bpe_ranks"].items(), key=lambda item: item[1])
+  with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+    f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for (a, b), _ in merges))
+  return True
 
 
 def read_release(path):
@@ -120,8 +212,8 @@ def read_release(path):
     raise errors.UserError(f"{path}: no model_state_dict: not a DCSM release checkpoint")
   params, rows, cols = scorer.from_state_dict(ckpt["model_state_dict"],
                                               f"{path}: model_state_dict")
-  embedding = ckpt.get("external_logic_token_embeddings")
-  weight = getattr(embedding, "weight", embedding)
+  weight = stub_tensor(ckpt.get("external_logic_token_embeddings"),
+                       f"{path}: external_logic_token_embeddings")
   if weight is None:
     raise errors.UserError(f"{path}: no external_logic_token_embeddings (the functional rows)")
   table = scorer.float32_array(weight)
@@ -213,9 +305,10 @@ def import_release(path, out_dir, num_heads=None):
         {k: v for k, v in state.items() if k not in convert.IGNORED_KEYS},
         modeling.ClipConfig.from_hf(hf_config), source=f"{path}: clip_state_dict")
     convert.export_clip(params_clip, hf_config, clip_dir)
-    if tokenizer is not None:
-      tokenizer.save_pretrained(clip_dir)
-    else:
+    if not tokenizer_files(tokenizer, clip_dir):
+      logging.warning("%s: clip_text_tokenizer holds no CLIP vocabulary (%s); the OpenAI CLIP "
+                      "vocabulary is written instead", path,
+                      getattr(tokenizer, "qualified", type(tokenizer).__name__))
       clip_tokenizer.write_clip_vocab(clip_dir)
     info["backbone"] = os.path.abspath(clip_dir)
   return save(os.path.join(out_dir, "scorer"), params, table, info), clip_dir
