@@ -182,3 +182,31 @@ def test_random_siglip_writes_a_loadable_checkpoint(tmp_path):
   processor = transformers.AutoProcessor.from_pretrained(out)
   assert processor.image_processor.size == {"height": 32, "width": 32}
   assert_parity(out)
+
+
+def test_the_preprocessors_resample_filter_is_honoured(siglip64_dir, tmp_path, rng):
+  """SigLIP 2 ships "resample": 2 (bilinear): pixels as transformers' SiglipImageProcessor
+  gives them with that filter, not bicubic's; a filter number PIL lacks is refused."""
+  import shutil
+  import transformers
+  from PIL import Image
+  from hierre_jax.models import siglip
+  d = shutil.copytree(siglip64_dir, tmp_path / "bilinear")
+  siglip.write_preprocessor_config(models.load(siglip64_dir).preprocessing, str(d))
+  path = d / "preprocessor_config.json"
+  config = json.loads(path.read_text())
+  config["resample"] = 2
+  path.write_text(json.dumps(config))
+  model = models.load(str(d))
+  assert model.preprocessing.resample == 2
+  image = Image.fromarray((rng.random((50, 70, 3)) * 255).astype(np.uint8))
+  processor = transformers.SiglipImageProcessor.from_pretrained(str(d))
+  want = processor(images=image, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
+  np.testing.assert_allclose(model.preprocessing.preprocess(image), want, atol=1e-5)
+  bicubic = models.load(siglip64_dir).preprocessing.preprocess(image)
+  assert np.abs(bicubic - want).max() > 0.01
+  config["resample"] = 9
+  path.write_text(json.dumps(config))
+  with pytest.raises(errors.UserError, match=r"preprocessor_config.json: resample=9 is not a "
+                     "PIL filter number"):
+    models.load(str(d)).preprocessing  # pylint: disable=expression-not-assigned

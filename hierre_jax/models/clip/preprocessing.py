@@ -1,6 +1,6 @@
 """CLIP image preprocessing in numpy/PIL, matching transformers' CLIPImageProcessor.
 
-Resize the shortest side to `size` (bicubic), center crop `crop` x `crop` (HF's offset, or
+Resize the shortest side to `size` (bicubic, or the config's `resample`), center crop `crop` x `crop` (HF's offset, or
 torchvision's with `round_crop`) (or, `squash`, resize the whole image to `crop` x `crop`),
 scale to [0, 1], normalise with the mean/std.
 Output is NHWC float32.
@@ -12,6 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from hierre_jax import errors
 from hierre_jax.data import images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -28,6 +29,7 @@ class Preprocessing:
   # The centre crop's offset: HF's image processors floor (h - crop) / 2; torchvision's
   # CenterCrop (open_clip's and MERU's transforms) rounds it (half to even, as Python's round)
   round_crop: bool = False
+  resample: int = 3  # PIL's filter number, as preprocessor_config.json's "resample" (3: bicubic)
 
   @classmethod
   def from_model_dir(cls, model_dir, image_size):
@@ -42,7 +44,8 @@ class Preprocessing:
     return cls(size["shortest_edge"] if isinstance(size, dict) else size,
                crop["height"] if isinstance(crop, dict) else crop,
                tuple(c.get("image_mean", OPENAI_CLIP_MEAN)),
-               tuple(c.get("image_std", OPENAI_CLIP_STD)))
+               tuple(c.get("image_std", OPENAI_CLIP_STD)),
+               resample=resample_of(c, path))
 
 
   def preprocess(self, image):
@@ -53,12 +56,22 @@ class Preprocessing:
     """Writes model_dir/preprocessor_config.json: transformers' CLIPImageProcessor with these
     settings (what `CLIPProcessor.from_pretrained` needs beside the tokenizer files)."""
     config = {"image_processor_type": "CLIPImageProcessor", "do_convert_rgb": True,
-              "do_resize": True, "size": {"shortest_edge": self.size}, "resample": 3,
+              "do_resize": True, "size": {"shortest_edge": self.size}, "resample": self.resample,
               "do_center_crop": True, "crop_size": {"height": self.crop, "width": self.crop},
               "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
               "image_mean": list(self.mean), "image_std": list(self.std)}
     with open(os.path.join(model_dir, "preprocessor_config.json"), "w") as f:
       json.dump(config, f, indent=2)
+
+
+def resample_of(preprocessor_config, path):
+  """The "resample" filter of a preprocessor config (3, bicubic, where it names none); a
+  value that is no PIL filter is refused naming the file."""
+  value = preprocessor_config.get("resample", 3)
+  if value not in {int(r) for r in Image.Resampling}:
+    raise errors.UserError(f"{path}: resample={value!r} is not a PIL filter number "
+                           f"({', '.join(f'{int(r)} {r.name.lower()}' for r in Image.Resampling)})")
+  return int(value)
 
 
 def resized_shape(width, height, size):
@@ -72,7 +85,7 @@ def preprocess(image, p: Preprocessing):
   """PIL image or path -> [crop, crop, 3] float32."""
   image = images.open_rgb(image)
   shape = (p.crop, p.crop) if p.squash else resized_shape(*image.size, p.size)
-  image = image.resize(shape, Image.Resampling.BICUBIC)
+  image = image.resize(shape, Image.Resampling(p.resample))
   x = np.asarray(image, np.float32)
   offset = ((lambda extra: int(round(extra / 2.0))) if p.round_crop
             else (lambda extra: extra // 2))

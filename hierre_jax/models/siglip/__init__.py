@@ -25,7 +25,7 @@ def write_preprocessor_config(p, out_dir):
   """out_dir/preprocessor_config.json: transformers' SiglipImageProcessor with the settings
   of `p` (a squashing `Preprocessing`)."""
   config = {"image_processor_type": "SiglipImageProcessor", "do_resize": True,
-            "size": {"height": p.crop, "width": p.crop}, "resample": 3, "do_rescale": True,
+            "size": {"height": p.crop, "width": p.crop}, "resample": p.resample, "do_rescale": True,
             "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean),
             "image_std": list(p.std), "processor_class": "SiglipProcessor"}
   with open(os.path.join(out_dir, "preprocessor_config.json"), "w", encoding="utf-8") as f:
@@ -89,7 +89,8 @@ class Siglip:
 
   def preprocessing(self, model_dir, config, use="classification"):
     """The whole image squashed to the model's size (bicubic), x / 255, mean = std = 0.5
-    unless preprocessor_config.json says otherwise."""
+    unless preprocessor_config.json says otherwise (its mean, std and resample filter:
+    SigLIP 2 ships bilinear)."""
     path = os.path.join(model_dir, "preprocessor_config.json")
     found = {}
     if os.path.exists(path):
@@ -98,7 +99,8 @@ class Siglip:
     size = config.vision.image_size
     return clip_preprocessing.Preprocessing(
         size, size, tuple(found.get("image_mean", SIGLIP_MEAN)),
-        tuple(found.get("image_std", SIGLIP_STD)), squash=True)
+        tuple(found.get("image_std", SIGLIP_STD)), squash=True,
+        resample=clip_preprocessing.resample_of(found, path))
 
   def pool_index(self, config, ids):
     return ids[..., 0] * 0 + (ids.shape[-1] - 1)  # the last position (numpy or jax ids)
