@@ -707,6 +707,21 @@ def test_benchmark_readers_on_the_release_layout(tmp_path):
   vga = read["vg_attribution"].items[0]  # upstream order (false caption first)
   assert vga.answer == 1 and vga.captions[1] == "the red door"
   assert multiple_choice.item_image(vga).size == (10, 5)
+  # the release reads items with Image.open(..).convert("RGB"): transparency dropped (the
+  # families' reading composites it onto white), a float box rounded as PIL crops it
+  rgba = np.zeros((8, 12, 4), np.uint8)
+  rgba[..., 0], rgba[..., 3] = 200, 255
+  rgba[:4, :4, 3] = 0  # a transparent corner over red
+  Image.fromarray(rgba, "RGBA").save(f"{d}/alpha.png")
+  item = benchmarks.Item(f"{d}/alpha.png", ("a", "b"))
+  got = np.asarray(multiple_choice.item_image(item))
+  assert got[0, 0].tolist() == [200, 0, 0]  # dropped, as convert("RGB")
+  from hierre_jax.data import images as image_data
+  assert np.asarray(image_data.open_rgb(f"{d}/alpha.png"))[0, 0].tolist() == [255, 255, 255]
+  boxed = benchmarks.Item(f"{d}/alpha.png", ("a", "b"), box=(0.6, 1.5, 5.5, 4.4))
+  assert multiple_choice.item_image(boxed).size == Image.open(f"{d}/alpha.png").convert(
+      "RGB").crop((0.6, 1.5, 6.1, 5.9)).size == (5, 4)  # PIL rounds: (1, 2, 6, 6)
+  assert multiple_choice.item_image(whatsup.items[0]) == whatsup.items[0].image  # a path
   for source, folder in (("coco", "val2017"), ("voc", "VOC2007/JPEGImages")):
     neg = read[f"negbench_{source}"]  # file names under the image folder, answers honoured
     assert [os.path.relpath(os.path.dirname(i.image), d) for i in neg.items] == [folder] * 2

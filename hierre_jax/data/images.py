@@ -14,6 +14,16 @@ class ImageError(errors.UserError):
   """An image file that cannot be read; the message names it."""
 
 
+def has_transparency(path):
+  """Whether the image file at `path` has an alpha band or a transparent palette colour
+  (False for a file that cannot be read: its reader names it)."""
+  try:
+    with Image.open(path) as f:
+      return "A" in f.getbands() or f.info.get("transparency") is not None
+  except (OSError, SyntaxError, ValueError):
+    return False
+
+
 def to_rgb(image):
   """PIL image -> RGB as transformers' `convert_to_rgb`: transparency (an alpha band or a
   palette's transparent colour) composited onto white, not dropped."""

@@ -10,6 +10,7 @@ strictly above every other; `accuracy_ties_as_correct` counts a tie at the top a
 DCSM release's argmax does).
 """
 import numpy as np
+from PIL import Image
 import tqdm
 
 from hierre_jax import errors
@@ -35,11 +36,21 @@ class GlobalCosine:
 
 
 def item_image(item):
-  """An item's image: its path, or the PIL crop of its box (x, y, w, h)."""
-  if item.box is None:
+  """An item's image as the DCSM release reads its benchmarks, `Image.open(path).convert(
+  "RGB")` (transparency dropped, where the families' own reading composites it onto white),
+  cropped to its box (x, y, w, h) as PIL crops a float box (rounded): its path where that is
+  the same image, else the PIL image."""
+  if item.box is None and not image_data.has_transparency(item.image):
     return item.image
+  try:
+    with Image.open(item.image) as f:
+      image = f.convert("RGB")
+  except (OSError, SyntaxError, ValueError) as e:
+    raise image_data.ImageError(f"{item.image}: cannot read this image ({e})") from e
+  if item.box is None:
+    return image
   x, y, w, h = item.box
-  return image_data.open_rgb(item.image).crop((int(x), int(y), int(x + w), int(y + h)))
+  return image.crop((x, y, x + w, y + h))
 
 
 def evaluate(scorer, items, rewrite=lambda caption: caption, chunk=256, desc=None):
