@@ -208,3 +208,19 @@ def test_preprocess_cfg_is_honoured(tiny_dir, tmp_path):
     json.dump(found, f)
   with pytest.raises(errors.UserError, match="preprocess_cfg.interpolation='bilinear'"):
     models.load(str(d)).preprocessing
+
+
+def test_open_clip_reads_texts_as_its_own_tokenizer(tiny_dir):
+  """open_clip's SimpleTokenizer lower-cases with Python (a word-final capital sigma becomes
+  the final sigma, which transformers' lower-casing does not) and has other special-token
+  strings, so a literal "<|endoftext|>" in a caption is text to it (MERU's OpenAI tokenizer
+  reads it as the special token, as transformers does)."""
+  from hierre_jax.models import meru
+  tokenizer = models.load(tiny_dir).tokenizer
+  eot = 49407
+  ids = tokenizer("a dog <|endoftext|> cat")["input_ids"]
+  assert ids[-1] == eot and eot not in ids[1:-1]
+  meru_ids = meru.FAMILY.load_tokenizer("")("a dog <|endoftext|> cat")["input_ids"]
+  assert eot in meru_ids[1:-1]
+  assert tokenizer("ΟΔΟΣ")["input_ids"] == tokenizer("οδος")["input_ids"] != tokenizer(
+      "οδοσ")["input_ids"]

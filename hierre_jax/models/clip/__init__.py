@@ -46,8 +46,10 @@ class Clip:
     """transformers' CLIPTokenizer; one that cleans texts first where the directory says so
     (`cleaned_tokenizer.CLEANING_FILE`, written by the Hugging Face export of open_clip)."""
     found = tokenizer.load_tokenizer(model_dir)
-    if cleaned_tokenizer.cleans(model_dir):
-      return cleaned_tokenizer.CleanedTokenizer.from_pretrained(model_dir)
+    record = cleaned_tokenizer.cleaning_record(model_dir)
+    if record is not None:
+      return cleaned_tokenizer.CleanedTokenizer.from_pretrained(
+          model_dir, split_special_tokens=bool(record.get("literal_special_tokens")))
     return found
 
   def preprocessing(self, model_dir, config, use="classification"):

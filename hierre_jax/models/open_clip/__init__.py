@@ -75,7 +75,7 @@ class OpenClip:
     model_cfg, _ = oc_config.read(checkpoint.model_dir_of(source_dir))
     out = clip_convert.export_clip(params, oc_config.hf_config(model_cfg), out_dir)
     clip_tokenizer.write_clip_vocab(out)
-    cleaned_tokenizer.write_cleaning_record(out)
+    cleaned_tokenizer.write_cleaning_record(out, literal_special_tokens=True)
     if self.preprocessing(source_dir, config).squash:
       logging.warning(
           "%s: the source squashes images to a square (preprocess_cfg.resize_mode='squash'); a "
@@ -107,7 +107,7 @@ class OpenClip:
     return out_dir
 
   def load_tokenizer(self, model_dir):
-    return cleaned_tokenizer.bpe_tokenizer()
+    return cleaned_tokenizer.bpe_tokenizer(literal_special_tokens=True)  # open_clip's reading
 
   def preprocessing(self, model_dir, config, use="classification"):
     """open_clip's preprocess_cfg: mean/std, the short side resized and the centre cropped
