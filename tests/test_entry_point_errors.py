@@ -228,7 +228,7 @@ def cases(tmp_path_factory):
        "--num_heads: one or two positive integers", str(tmp / "imp")),
       ("release checkpoint below a file", *release(f"--scorer={scorer_dir}", f"--model={good}",
                                                   f"--out={a_file}/x.pt"),
-       f"cannot be used as the --out folder: it is below the file {a_file}", None),
+       f"{a_file}: cannot be used as the folder of --out={a_file}/x.pt: it is a file", None),
       ("the same model twice", *evaluate(f"--model={good}/"),
        f"--model={good}/ names the same model as --model={good}: give each model once",
        str(tmp / "eval")),

@@ -344,7 +344,8 @@ def write_release(scorer_dir, model, out_path, any_backbone=False):
   if os.path.exists(record):
     raise errors.UserError(f"--out={out_path}: its sizes file {record} exists; write the "
                            "checkpoint to a new file")
-  errors.require_writable_dir(os.path.dirname(os.path.abspath(out_path)), "--out folder")
+  errors.require_writable_dir(os.path.dirname(os.path.abspath(out_path)),
+                             f"folder of --out={out_path}")
   locations.check_apart([("--out", out_path)], [("--scorer", scorer_dir), ("--model", model)])
   params, table, info = load(scorer_dir)
   check_backbone(info, model, scorer_dir)
