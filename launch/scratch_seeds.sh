@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-seeds=("${@:-0 1 2}")
+seeds=("$@")
 [ $# -eq 0 ] && seeds=(0 1 2)
 models=(--model=workdirs/scratch_seed${seeds[0]}/random_init)
 for s in "${seeds[@]}"; do
