@@ -407,7 +407,7 @@ def test_heads_no_state_dict_holds_round_trip_through_the_sizes_file(tmp_path):
                        num_attention_heads=4, image_size=32, patch_size=8), 16)
   scorer_dir = checkpoint.save(str(tmp_path / "scorer"), scorer.init_params(17, 30, seed=1),
                                maps.functional_table(17), {"rows": 17, "columns": 30})
-  out = str(tmp_path / "shapes.pt")
+  out = str(tmp_path / "new_folder" / "shapes.pt")  # a missing folder is made
   checkpoint.write_release(scorer_dir, clip_dir, out, any_backbone=True)
   _, imported = checkpoint.import_release(out, str(tmp_path / "back"))
   assert json.load(open(os.path.join(imported, "config.json")))["text_config"][
@@ -415,7 +415,7 @@ def test_heads_no_state_dict_holds_round_trip_through_the_sizes_file(tmp_path):
   texts = ["a red star", "a circle above a square"]
   np.testing.assert_allclose(loading.embedder(imported).texts(texts)[0],
                              loading.embedder(clip_dir).texts(texts)[0], atol=1e-6)
-  os.remove(str(tmp_path / "shapes.config.json"))
+  os.remove(str(tmp_path / "new_folder" / "shapes.config.json"))
   with pytest.raises(errors.UserError, match="text width 128 and vision width 128 is no OpenAI"):
     checkpoint.import_release(out, str(tmp_path / "again"))
   with pytest.raises(errors.UserError, match="--num_heads: 3 text heads do not divide the "

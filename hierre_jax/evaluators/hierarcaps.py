@@ -70,6 +70,7 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
     metrics["traversal"] = {"precision": float(precision.mean()),
                             "recall": float(recall.mean()), **traversal.CHOICES}
     items.update({"traversal/precision": precision, "traversal/recall": recall})
+  items = {k: v for k, v in items.items() if len(v)}  # (a subset no test row falls in)
   for key, values in items.items():  # every item metric as a number too ("a/b": a's b)
     if key not in ("precision", "recall", "tau_d") and not key.startswith("traversal/"):
       metrics[key] = float(np.nanmean(values))
