@@ -98,17 +98,12 @@ flags.DEFINE_string("output_dir", "", "Where results go (see the module docstrin
 cli.define_image_features_flag()
 
 
-def model_key(model):
-  """What names a model however it is spelt: the real path of a local one, else the hub id."""
-  return locations.real(model) if os.path.exists(model) else model.rstrip("/")
-
-
 def distinct_models(models):
   """`models` as given, each once: the same model twice (spelt alike or not, a trailing slash)
   is refused in one line naming both."""
   seen = {}
   for m in models:
-    key = model_key(m)
+    key = locations.canonical(m)
     if key in seen:
       raise errors.UserError(f"--model={m} names the same model as --model={seen[key]}: give "
                              "each model once")
@@ -162,7 +157,7 @@ def owner(models):
   """The owner record of an evaluation's output folder (`locations.claim`): the models in
   sorted order, so that the same models in another order are the same evaluation."""
   return {"writer": "hierre_jax.evaluate",
-          "models": sorted(model_key(m) for m in models)}
+          "models": sorted(locations.canonical(m) for m in models)}
 
 
 def folder_owner(out, models):
@@ -188,7 +183,7 @@ def settings(paths):
 def earlier_results(out, models, wanted):
   """{model: result} of an earlier run into `out` (its results.json), refused in one line
   where it was computed with other settings (nothing is dropped or mixed)."""
-  found = {model_key(r["model"]): r for r in results_files.read_results(out)}
+  found = {locations.canonical(r["model"]): r for r in results_files.read_results(out)}
   for model, result in found.items():
     differences = (sealed.record_differences(result["settings"], wanted)
                    if isinstance(result.get("settings"), dict)
@@ -198,7 +193,7 @@ def earlier_results(out, models, wanted):
           f"{os.path.join(out, 'results.json')}: {model}'s results were computed with other "
           f"settings ({'; '.join(differences[:3])}): choose another --output_dir, or run with "
           "the same settings (nothing was computed)")
-  return {m: found[model_key(m)] for m in models if model_key(m) in found}
+  return {m: found[locations.canonical(m)] for m in models if locations.canonical(m) in found}
 
 
 def embedder_of(model):
@@ -217,7 +212,7 @@ def verify_models(models):
   steps = {}
   for i, model in enumerate(models):
     print(f"[check {i + 1}/{len(models)}] {model}", flush=True)
-    family, steps[model], geometry, own_root = loading.verify(model)
+    steps[model], geometry, own_root = loading.verify(model)
     asked = FLAGS["hyperbolic_root"]
     if (asked.present or asked.value != asked.default) and (geometry == "sphere" or own_root):
       print(f"note: --hyperbolic_root={FLAGS.hyperbolic_root} not used for {model}: "

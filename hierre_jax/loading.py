@@ -24,15 +24,14 @@ def check(path):
 
 
 def verify(path):
-  """Loads `path` whole and checks what computing with it needs -> (family name, checkpoint
-  step, geometry name, whether it has its own root): weights readable and finite, config
+  """Loads `path` whole and checks what computing with it needs -> (checkpoint step,
+  geometry name, whether it has its own root): weights readable and finite, config
   accepted, tokenizer and preprocessing files present. Raises the one-line error its first
   use would; the model is not kept (several models are checked before the first is used)."""
   model = load(path)
   hf_io.check_finite_params(model.params, model.model_dir)
   model.tokenizer, model.preprocessing  # pylint: disable=pointless-statement (fail now)
-  return (model.family.name, model.checkpoint_step, model.geometry.name,
-          "root" in model.params)
+  return model.checkpoint_step, model.geometry.name, "root" in model.params
 
 
 def load(path):

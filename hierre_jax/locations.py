@@ -18,6 +18,12 @@ def real(path):
   return os.path.realpath(os.path.expanduser(path))
 
 
+def canonical(path):
+  """What names a model or file however it is spelt: the real path of a local one, else the
+  string (a hub id) without a trailing slash."""
+  return real(path) if os.path.exists(path) else path.rstrip("/")
+
+
 def within(path, folder):
   """Whether real `path` is `folder` or lies inside it."""
   return os.path.commonpath([path, folder]) == folder

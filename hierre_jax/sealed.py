@@ -13,6 +13,7 @@ import os
 import shutil
 
 from hierre_jax import errors
+from hierre_jax import locations
 
 MANIFEST = "sealed.json"
 
@@ -35,11 +36,7 @@ def seal(folder, names, record=None, manifest=MANIFEST):
   `record` (JSON). Written beside it and renamed over it: never half a manifest."""
   body = {"files": {name: file_digest(os.path.join(folder, name)) for name in names},
           "record": record}
-  path = os.path.join(folder, manifest)
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(body, f, indent=1)
-  os.replace(tmp, path)
+  locations.write_file(os.path.join(folder, manifest), lambda f: json.dump(body, f, indent=1))
 
 
 def write_folder(out, write):

@@ -415,7 +415,14 @@ def test_heads_no_state_dict_holds_round_trip_through_the_sizes_file(tmp_path):
   texts = ["a red star", "a circle above a square"]
   np.testing.assert_allclose(loading.embedder(imported).texts(texts)[0],
                              loading.embedder(clip_dir).texts(texts)[0], atol=1e-6)
-  os.remove(str(tmp_path / "new_folder" / "shapes.config.json"))
+  record = tmp_path / "new_folder" / "shapes.config.json"
+  sizes = json.loads(record.read_text())
+  record.write_text(json.dumps(dict(sizes, text_config=dict(sizes["text_config"],
+                                                            hidden_size=64))))
+  with pytest.raises(errors.UserError, match=r"shapes.config.json: text hidden_size=64, but "
+                     r".*shapes.pt holds 128: the sizes record is another checkpoint's"):
+    checkpoint.import_release(out, str(tmp_path / "again"))
+  os.remove(record)
   with pytest.raises(errors.UserError, match="text width 128 and vision width 128 is no OpenAI"):
     checkpoint.import_release(out, str(tmp_path / "again"))
   with pytest.raises(errors.UserError, match="--num_heads: 3 text heads do not divide the "

@@ -109,7 +109,7 @@ def test_batched_equals_slow_loop_on_the_real_test_set(rng):
   radii = np.linalg.norm(emb_matrix - root, axis=1)
   preds = hr.retrieve(emb_matrix.astype(np.float32), radii,
                       np.stack([image_emb[n] for n in images]).astype(np.float32), chunk=300)
-  got, _, _ = hr.hierarcaps_metrics(preds, table, row_tier_index, radii)
+  got, *_ = hr.hierarcaps_metrics(preds, table, row_tier_index, radii)
   assert (got["precision"], got["recall"], got["tau_d"]) == pytest.approx(want, abs=1e-12)
   assert got["recall"] > 0.05 and got["num_candidates"] == len(candidates)
 

@@ -85,8 +85,7 @@ def check_backbone(info, model, scorer):
   """Warns (one line) where a scorer is used with another model than the backbone its
   info records: a same-shaped model gives maps the scorer was not trained on."""
   recorded = info.get("backbone")
-  real = lambda p: locations.real(p) if os.path.exists(p) else p.rstrip("/")
-  if recorded and real(str(recorded)) != real(str(model)):
+  if recorded and locations.canonical(str(recorded)) != locations.canonical(str(model)):
     logging.warning("%s was trained on the backbone %s; scoring with %s: its scores are "
                     "meaningful only if that is the same model", scorer, recorded, model)
 
@@ -119,9 +118,6 @@ class Stub:
     out = super().__new__(cls)
     out.args, out.state = args, None
     return out
-
-  def __init__(self, *args, **kwargs):
-    pass
 
   def __setstate__(self, state):
     self.state = state
@@ -162,8 +158,7 @@ def release_pickle_module():
 def stub_tensor(value, key):
   """The weight of a pickled nn.Embedding (a `Stub` holding its _parameters) or a tensor."""
   if isinstance(value, Stub):
-    parameters = (value.state or {}).get("_parameters", {}) if isinstance(value.state, dict) \
-        else {}
+    parameters = value.state.get("_parameters", {}) if isinstance(value.state, dict) else {}
     if "weight" in parameters:
       return parameters["weight"]
     raise errors.UserError(f"{key}: a pickled {value.qualified} without a weight")
@@ -243,16 +238,22 @@ def clip_heads(state_dict, path, num_heads=None):
   if num_heads:
     heads = [int(h) for h in num_heads]
     return (heads[0], heads[-1])
+  widths = {"text": state_dict["text_model.embeddings.token_embedding.weight"].shape[1],
+            "vision": state_dict["vision_model.embeddings.patch_embedding.weight"].shape[0]}
   record = sizes_file(path)
   if os.path.exists(record):
     try:
       with open(record) as f:
         config = json.load(f)
-      return tuple(int(config[f"{t}_config"]["num_attention_heads"]) for t in ("text", "vision"))
+      recorded = {t: (int(config[f"{t}_config"]["hidden_size"]),
+                      int(config[f"{t}_config"]["num_attention_heads"])) for t in widths}
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise errors.UserError(f"{record}: unreadable sizes record ({type(e).__name__}: {e})") from e
-  widths = {"text": state_dict["text_model.embeddings.token_embedding.weight"].shape[1],
-            "vision": state_dict["vision_model.embeddings.patch_embedding.weight"].shape[0]}
+    for tower, (width, _) in recorded.items():
+      if width != widths[tower]:
+        raise errors.UserError(f"{record}: {tower} hidden_size={width}, but {path} holds "
+                               f"{widths[tower]}: the sizes record is another checkpoint's")
+    return recorded["text"][1], recorded["vision"][1]
   heads = {t: OPENAI_HEADS[t].get(w) for t, w in widths.items()}
   unknown = [f"{t} width {widths[t]}" for t, h in heads.items() if h is None]
   if unknown:

@@ -48,10 +48,8 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
   paths = [os.path.join(images_dir, name) for name in images]
   preds, radii, seconds = retrieval_predictions(embedder, candidates, paths, num_levels)
   t = time.perf_counter()
-  metrics, _, _ = hr.hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties)
-  precision, tiers_found = hr.precision_and_tiers_found(
-      preds, hr.ground_truth_indices(rows_table, row_tier_index))
-  tau = hr.kendall_tau_vs_order(radii[row_tier_index], ties)
+  metrics, precision, tiers_found, tau = hr.hierarcaps_metrics(preds, rows_table,
+                                                                row_tier_index, radii, ties)
   items = {"precision": precision, "recall": tiers_found.mean(1), "tau_d": tau}
   row_radii = radii[row_tier_index]  # [R, 4]
   for depth in range(row_tier_index.shape[1]):

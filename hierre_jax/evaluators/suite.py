@@ -8,6 +8,7 @@ from hierre_jax import config_values
 from hierre_jax import errors
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
+from hierre_jax.evaluators import tables
 from hierre_jax.evaluators import uncertainty
 
 NAMES = tuple(registry.ENTRIES)
@@ -87,11 +88,6 @@ def evaluate_items(embedder, evaluators):
   return out, items
 
 
-def has_results(result, evaluator_name):
-  """Whether a result dict holds the metrics of the evaluator named `evaluator_name`."""
-  return any(k.startswith(f"{evaluator_name}/") for k in result or {})
-
-
 def run(embedders, evaluators, previous=None, steps=None, header=None, save=None):
   """{model name: Embedder, or a function () -> Embedder} -> list of result dicts, one per
   model, each with "items" ({metric: uncertainty.Items}, for intervals and paired
@@ -111,7 +107,7 @@ def run(embedders, evaluators, previous=None, steps=None, header=None, save=None
       print(f"[model {i + 1}/{len(embedders)}] {model}: checkpoint step {steps[model]}, its "
             f"results are of step {prev.get('checkpoint_step')}: evaluated again", flush=True)
       prev = None
-    todo = [e for e in evaluators if not has_results(prev, e.name)]
+    todo = [e for e in evaluators if not tables.has_results(prev or {}, e.name)]
     if not todo:
       print(f"[model {i + 1}/{len(embedders)}] {model}: every result already written", flush=True)
       results.append({**prev, "model": model})

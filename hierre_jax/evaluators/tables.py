@@ -29,6 +29,7 @@ COUNT_LEGEND = ("n: the items each number was computed over (HierarCaps: rows fo
 
 
 def has_results(result, benchmark):
+  """Whether a result dict holds metrics of `benchmark` (an evaluator's name)."""
   return any(k.startswith(f"{benchmark}/") for k in result)
 
 

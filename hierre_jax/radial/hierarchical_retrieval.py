@@ -151,12 +151,14 @@ def ground_truth_indices(rows_table, row_tier_index):
 
 def hierarcaps_metrics(preds, rows_table, row_tier_index, radii, ties="release"):
   """P, R (means over images) and tau_d (mean over rows; `ties` as in kendall_tau_vs_order)
-  as a dict, plus per-image arrays."""
-  precision, recall = precision_recall(preds, ground_truth_indices(rows_table, row_tier_index))
+  as a dict, plus the per-item arrays behind them: [M] precision, [M, 4] tiers found per
+  image (R is their mean), [R] tau of each row."""
+  precision, tiers_found = precision_and_tiers_found(
+      preds, ground_truth_indices(rows_table, row_tier_index))
   tau = kendall_tau_vs_order(radii[row_tier_index], ties)
-  return {"precision": float(precision.mean()), "recall": float(recall.mean()),
+  return {"precision": float(precision.mean()), "recall": float(tiers_found.mean(1).mean()),
           "tau_d": float(np.nanmean(tau)), "tau_d_ties": ties,
           "tau_d_undefined_rows": int(np.isnan(tau).sum()),
           "num_images": len(preds), "num_rows": len(row_tier_index),
-          "num_candidates": len(radii)}, precision, recall
+          "num_candidates": len(radii)}, precision, tiers_found, tau
 
