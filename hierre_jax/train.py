@@ -110,7 +110,7 @@ def check_geometry(config, model):
       if config[key] == value:
         raise errors.ConfigError(f"config.{key}={value!r}: defined on the sphere; "
                                  f"{model.model_dir} lives in {model.geometry.name} space")
-    if config.loss == "ec" and config.root != "origin":
+    if config.loss == "ec" and config.root != "origin" and model.geometry.name == "lorentz":
       # MERU's cone aperture is measured from the origin; the EC angle from the root
       raise errors.ConfigError(
           f"config.loss='ec' with config.root={config.root!r}: in {model.geometry.name} space "

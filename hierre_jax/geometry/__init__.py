@@ -4,6 +4,7 @@ scores and the averages of features go through a family's geometry, so that anot
 (MERU's Lorentz hyperboloid) is a second implementation, not a branch in every evaluator.
 
 `sphere.SPHERE`: unit vectors with a root vector (CLIP, ALIGN; SPEC section 2).
+`lorentz.Lorentz(c)`: MERU's hyperboloid. `flat.FLAT`: R^P, the hyperbolic study's control.
 """
 from typing import Protocol
 

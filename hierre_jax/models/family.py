@@ -100,9 +100,9 @@ class Family(Protocol):
     """ids [..., T] (numpy or jax) -> [...] index of the token a text is pooled at."""
 
   # The towers and their space.
-  def geometry(self, params: dict) -> Geometry:
+  def geometry(self, params: dict, config: Any) -> Geometry:
     """The space a checkpoint's features live in (`geometry.sphere.SPHERE`; a hyperbolic
-    family's depends on its stored curvature)."""
+    family's depends on its stored curvature and its recorded sizes)."""
 
   def encoders(self, config: Any, remat: bool = False) -> Encoders:
     """The pure encoders of `config` (`remat`: recompute activations in the backward pass)."""

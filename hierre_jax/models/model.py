@@ -58,7 +58,7 @@ class Model:
 
   @functools.cached_property
   def geometry(self):
-    return self.family.geometry(self.params)
+    return self.family.geometry(self.params, self.config)
 
   @property
   def embedding_size(self):

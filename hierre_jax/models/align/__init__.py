@@ -56,7 +56,7 @@ class Align:
   def pool_index(self, config, ids):
     return np.zeros(ids.shape[:-1], np.int32)  # [CLS]
 
-  def geometry(self, params):
+  def geometry(self, params, config):
     return sphere.SPHERE
 
   def encoders(self, config, remat=False):

@@ -58,7 +58,7 @@ class Clip:
   def pool_index(self, config, ids):
     return modeling.end_of_text_position(ids, config.text.eos_token_id)
 
-  def geometry(self, params):
+  def geometry(self, params, config):
     return sphere.SPHERE
 
   def encoders(self, config, remat=False):

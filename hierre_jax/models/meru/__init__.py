@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from hierre_jax import errors
+from hierre_jax.geometry import flat
 from hierre_jax.geometry import lorentz
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
@@ -38,7 +39,9 @@ class Meru:
   text_groups = ("textual", "textual_proj")
   text_params = ("textual", "textual_proj", "textual_alpha")
   buffers = ("pixel_mean", "pixel_std")  # stored statistics, never trained
-  random_options = ("hyperbolic",)  # False: the release's CLIP baseline (the sphere)
+  # hyperbolic=False: the release's CLIP baseline (the sphere); flat=True: a hyperbolic
+  # checkpoint's tangent vectors read as points of flat R^P (the hyperbolic study's control)
+  random_options = ("hyperbolic", "flat")
   image_groups = ("visual", "visual_proj", "visual_alpha", "pixel_mean", "pixel_std")
 
   def owns(self, path):
@@ -72,9 +75,10 @@ class Meru:
     with open(os.path.join(info_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
       json.dump(config.to_dict(), f, indent=1)
 
-  def write_random(self, out_dir, text, vision, projection_dim, seed=0, hyperbolic=True):
+  def write_random(self, out_dir, text, vision, projection_dim, seed=0, hyperbolic=True,
+                   flat=False):
     return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed,
-                                         hyperbolic)
+                                         hyperbolic, flat)
 
   def load_tokenizer(self, model_dir):
     return cleaned_tokenizer.bpe_tokenizer()
@@ -91,7 +95,11 @@ class Meru:
   def pool_index(self, config, ids):
     return ids.argmax(axis=-1)  # EOT, the largest id
 
-  def geometry(self, params):
+  def geometry(self, params, config):
+    """The hyperboloid of the stored curvature; the sphere for the CLIP baseline (no
+    curvature); flat R^P where the sizes record says `flat` (only our writer puts it)."""
+    if config.flat:
+      return flat.FLAT
     if "curv" not in params:
       return sphere.SPHERE
     return lorentz.Lorentz(float(np.exp(np.asarray(params["curv"], np.float64))))

@@ -157,7 +157,8 @@ def config_of(state_dict, path, scan_layers=True):
                              "record is another checkpoint's")
   return modeling.MeruConfig.of_sizes(
       **sizes, vision_heads=heads(width, "vision", recorded, path),
-      text_heads=heads(sizes["text_width"], "text", recorded, path), scan_layers=scan_layers)
+      text_heads=heads(sizes["text_width"], "text", recorded, path), scan_layers=scan_layers,
+      flat=bool(recorded.get("flat", False)) if recorded else False)
 
 
 def state_dict_to_params(state_dict, config, source):

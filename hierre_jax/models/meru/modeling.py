@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hierre_jax import errors
 from hierre_jax.models.clip import modeling as clip_modeling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,23 +40,31 @@ def release_heads(width, tower):
 @dataclasses.dataclass(frozen=True)
 class MeruConfig:
   """Both towers (`clip_modeling.TowerConfig`: exact GELU, eps 1e-5), the embedding size,
-  whether the checkpoint is hyperbolic (MERU) or the CLIP baseline, and the layer layout."""
+  whether the checkpoint is hyperbolic (MERU) or the CLIP baseline, and the layer layout.
+  `flat`: a hyperbolic checkpoint whose tangent vectors are read as points of flat R^P with
+  no exponential map (the hyperbolic study's control; recorded in the sizes file only)."""
   text: clip_modeling.TowerConfig
   vision: clip_modeling.TowerConfig
   projection_dim: int = 512
   hyperbolic: bool = True
   scan_layers: bool = True
+  flat: bool = False
+
+  def __post_init__(self):
+    if self.flat and not self.hyperbolic:
+      raise errors.ConfigError("flat=True: the flat control reads a hyperbolic checkpoint's "
+                               "tangent vectors; this one has no curvature (hyperbolic=False)")
 
   @classmethod
   def of_sizes(cls, vision_width, vision_depth, vision_heads, text_width=512, text_depth=12,
                text_heads=8, projection_dim=512, hyperbolic=True, image_size=224,
-               patch_size=16, vocab_size=49408, context=77, scan_layers=True):
+               patch_size=16, vocab_size=49408, context=77, scan_layers=True, flat=False):
     tower = functools.partial(clip_modeling.TowerConfig, hidden_act="gelu", layer_norm_eps=1e-5)
     return cls(tower(text_width, 4 * text_width, text_depth, text_heads,
                      max_positions=context, vocab_size=vocab_size, eos_token_id=EOT),
                tower(vision_width, 4 * vision_width, vision_depth, vision_heads,
                      image_size=image_size, patch_size=patch_size),
-               projection_dim, hyperbolic, scan_layers)
+               projection_dim, hyperbolic, scan_layers, flat)
 
   def to_dict(self):
     """The sizes (`of_sizes` keywords): what a train workdir records to read its checkpoints."""
@@ -64,7 +73,7 @@ class MeruConfig:
                 vision_heads=v.num_heads, text_width=t.hidden_size, text_depth=t.num_layers,
                 text_heads=t.num_heads, projection_dim=self.projection_dim,
                 hyperbolic=self.hyperbolic, image_size=v.image_size, patch_size=v.patch_size,
-                vocab_size=t.vocab_size, context=t.max_positions)
+                vocab_size=t.vocab_size, context=t.max_positions, flat=self.flat)
 
 
 class VisionTransformer(nn.Module):

@@ -131,7 +131,7 @@ class OpenClip:
   def pool_index(self, config, ids):
     return ids.argmax(axis=-1)  # the end of text, the largest id (open_clip's pool_type argmax)
 
-  def geometry(self, params):
+  def geometry(self, params, config):
     return sphere.SPHERE
 
   def encoders(self, config, remat=False):

@@ -105,7 +105,7 @@ class Siglip:
   def pool_index(self, config, ids):
     return ids[..., 0] * 0 + (ids.shape[-1] - 1)  # the last position (numpy or jax ids)
 
-  def geometry(self, params):
+  def geometry(self, params, config):
     return sphere.SPHERE
 
   def encoders(self, config, remat=False):
