@@ -82,7 +82,7 @@ def run_config(variant, seed, lr, steps, train_csv, out):
   v = VARIANTS[variant]
   config.random_init.options.hyperbolic = v["hyperbolic"]
   config.random_init.options.flat = v["flat"]
-  config.random_init.seed = config.seed = seed
+  config.seed = seed  # the weights' draws too (config.random_init.seed refers to it)
   config.root = v["root"]
   config.lr = lr
   config.total_steps = steps

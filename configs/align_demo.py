@@ -15,6 +15,7 @@ def get_config():
       family="align",
       text=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=64),
-      vision=random_init.TINY_VISION, projection_dim=40, seed=0))
+      vision=random_init.TINY_VISION, projection_dim=40))
+  config.random_init.seed = config.get_ref("seed")  # one seed: weights, batches, dropout
   config.workdir = "workdirs/align_demo"
   return config

@@ -23,7 +23,8 @@ def get_config():
                 num_attention_heads=4, max_position_embeddings=77),
       vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, image_size=64, patch_size=16),
-      projection_dim=64, seed=0))
+      projection_dim=64))
+  config.random_init.seed = config.get_ref("seed")  # one seed: weights, batches, dropout
   config.train_csv = SHARED_TRAIN if os.path.exists(SHARED_TRAIN) else BUNDLED_SAMPLE
   if not os.path.exists(config.eval.test_csv):
     config.eval.test_csv = ""  # no HierarCaps test set here: train and export only

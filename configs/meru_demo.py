@@ -17,7 +17,8 @@ def get_config():
   config = demo.get_config()
   config.random_init = ml_collections.ConfigDict(dict(
       family="meru", text=dict(hidden_size=128, num_hidden_layers=2),
-      vision=random_init.TINY_VISION, projection_dim=64, seed=0))
+      vision=random_init.TINY_VISION, projection_dim=64))
+  config.random_init.seed = config.get_ref("seed")  # one seed: weights, batches, dropout
   config.root = "origin"
   config.workdir = "workdirs/meru_demo"
   return config

@@ -20,7 +20,8 @@ def get_config():
   config.random_init = ml_collections.ConfigDict(dict(
       family="meru", text=dict(hidden_size=256, num_hidden_layers=2),
       vision=dict(hidden_size=128, num_hidden_layers=1, image_size=224, patch_size=32),
-      projection_dim=256, seed=0, options=dict(hyperbolic=True)))
+      projection_dim=256, options=dict(hyperbolic=True)))
+  config.random_init.seed = config.get_ref("seed")  # one seed: weights, batches, dropout
   config.root = "origin"
   config.workdir = "workdirs/meru_scratch"
   return config

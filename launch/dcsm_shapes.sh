@@ -18,7 +18,7 @@ py=${PYTHON:-.venv/bin/python}
 [ -f "$data/procedural.json" ] || $py -m hierre_jax.dcsm make-data --out "$data" --seed "$seed"
 $py -m hierre_jax.contrastive --config "$config" \
     --config.train_csv="$data/train/captions.csv" --config.eval.csv="$data/val/captions.csv" \
-    --config.workdir="$clip" --config.seed="$seed" --config.random_init.seed="$seed"
+    --config.workdir="$clip" --config.seed="$seed"
 $py -m hierre_jax.dcsm train --config configs/dcsm/shapes.py --config.model="$clip/hf_export" \
     --config.data_dir="$data" --config.eval.data_dir="$data" --config.workdir="$dcsm" \
     --config.seed="$seed"

@@ -12,7 +12,7 @@ seeds=("$@")
 models=(--model=workdirs/scratch_seed${seeds[0]}/random_init)
 for s in "${seeds[@]}"; do
   $PY -m hierre_jax.train --config configs/scratch.py --config.seed="$s" \
-      --config.random_init.seed="$s" --config.workdir="workdirs/scratch_seed$s"
+      --config.workdir="workdirs/scratch_seed$s"
   models+=(--model="workdirs/scratch_seed$s")
 done
 $PY -m hierre_jax.evaluate "${models[@]}" --evals=hierarcaps,hyperlex --data_dir=../shared \

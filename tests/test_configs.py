@@ -28,3 +28,22 @@ def test_paper_settings():
   assert (c.lambda_p, c.lambda_e, c.lambda_m, c.schedule, c.grad_clip_norm) == (
       10.0, 1.0, 1.0, "constant", 0.0)
   assert scratch.get_config().lambda_p == 0.0
+
+
+def shipped_configs():
+  """Every configs/**/*.py with a get_config(), by module name."""
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parent.parent / "configs"
+  names = [".".join(p.relative_to(root.parent).with_suffix("").parts)
+           for p in sorted(root.rglob("*.py")) if p.name != "__init__.py"]
+  return [n for n in names if hasattr(importlib.import_module(n), "get_config")]
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_config_seed_draws_the_random_weights_too(name):
+  """One seed per run (issue 41): config.seed also draws a random_init's weights."""
+  config = importlib.import_module(name).get_config()
+  if not config.get("random_init"):
+    pytest.skip("loads pretrained weights")
+  config.seed = 12345
+  assert config.random_init.seed == 12345

@@ -234,6 +234,42 @@ def test_clip_baseline_of_the_release_lives_on_the_sphere(tmp_path):
   np.testing.assert_allclose(np.linalg.norm(feats, axis=-1), 1.0, rtol=1e-6)
 
 
+def test_the_flat_control_reads_the_tangent_vectors_as_points_of_flat_space(meru_dir, tmp_path):
+  """flat=True (the hyperbolic study's control): the same parameters as the hyperbolic
+  checkpoint, its tangent vectors log_map0(x) taken as points of R^P; recorded in the
+  sizes file, kept by a round trip, refused without a curvature."""
+  from hierre_jax.geometry import flat
+  d = random_init.write_random_meru(str(tmp_path / "flat"), random_init.TINY_TEXT,
+                                    random_init.TINY_VISION, 64, seed=1, flat=True)
+  model = models.load(d)
+  assert model.geometry is flat.FLAT and model.config.flat
+  texts = ["a dog", "an animal on grass", ""]
+  hyperbolic = loading.embedder(meru_dir)
+  tangent = hyperbolic.geometry.chart(hyperbolic.texts(texts)[0])
+  feats, root = loading.embedder(d).texts(texts)  # root: the origin, as for the hyperboloid
+  np.testing.assert_allclose(root, 0.0)
+  np.testing.assert_allclose(feats, tangent, rtol=1e-4, atol=1e-5 * np.abs(tangent).max())
+  np.testing.assert_allclose(np.asarray(model.geometry.radius(feats, root)),
+                             np.linalg.norm(feats, axis=-1), rtol=1e-6)
+  out = model.export(str(tmp_path / "again"))
+  assert models.load(out).geometry is flat.FLAT
+  with pytest.raises(errors.ConfigError, match="no curvature"):
+    random_init.write_random_meru(str(tmp_path / "bad"), random_init.TINY_TEXT,
+                                  random_init.TINY_VISION, 64, hyperbolic=False, flat=True)
+
+
+def test_flat_geometry_against_hand_computed_values():
+  from hierre_jax.geometry import flat
+  g, r = flat.FLAT, np.zeros(2, np.float32)
+  x, y = np.array([3.0, 4.0], np.float32), np.array([3.0, 8.0], np.float32)
+  assert float(g.radius(x, r)) == pytest.approx(5.0)  # not normalised: |x|
+  assert float(g.exterior_angle(x, y, r)) == pytest.approx(np.arccos(0.8), abs=1e-6)
+  assert float(g.pullback(x[None], y[None])) == pytest.approx(16.0 / 4)
+  sims = g.similarity(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]]))
+  np.testing.assert_allclose(sims, [[-1.0, -9.0, -4.0]])
+  np.testing.assert_allclose(g.mean(np.array([[1.0, 2.0], [3.0, 6.0]]), 0), [2.0, 4.0])
+
+
 def test_meru_features_through_the_embedder_are_points_of_the_hyperboloid(meru_dir):
   embedder = loading.embedder(meru_dir)
   feats, root = embedder.texts(["a dog", "an animal"])
@@ -685,7 +721,7 @@ def test_random_init_options_are_the_familys(tmp_path):
   assert baseline.geometry.name == "sphere" and "curv" not in baseline.params
   config.random_init.options = dict(curvature=2.0)
   with pytest.raises(errors.UserError, match=r"config.random_init.options.curvature: not an "
-                     r"option of a random meru checkpoint \(hyperbolic\)"):
+                     r"option of a random meru checkpoint \(hyperbolic, flat\)"):
     model_dir.prepare_model_dir(config, is_main=True)
   config.random_init.family = "clip"
   config.random_init.options = dict(hyperbolic=False)

@@ -12,6 +12,7 @@ from configs.ablations import common
 def apply(config):
   config.model = ""
   config.random_init = demo.get_config().random_init
+  config.random_init.seed = config.get_ref("seed")  # this run's seed, not the demo's
   config.random_init.text.update(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
                                  num_attention_heads=8)
   config.random_init.vision.update(hidden_size=768, intermediate_size=3072,

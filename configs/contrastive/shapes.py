@@ -11,7 +11,7 @@ DATA = "workdirs/shapes_data"
 
 
 def get_config():
-  return ml_collections.ConfigDict(dict(
+  config = ml_collections.ConfigDict(dict(
       model="",
       random_init=dict(
           family="clip",
@@ -19,7 +19,7 @@ def get_config():
                     num_attention_heads=4, max_position_embeddings=77, eos_token_id=2),
           vision=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                       num_attention_heads=4, image_size=64, patch_size=8),
-          projection_dim=64, seed=0),
+          projection_dim=64),
       # or "sigmoid" (SigLIP's: random_init.family="siglip") or "meru" (a hyperbolic MERU:
       # random_init.family="meru")
       loss="contrastive",
@@ -40,3 +40,5 @@ def get_config():
       eval=dict(csv=f"{DATA}/val/captions.csv", every_steps=500, at_start=False, at_end=True,
                 image_batch_size=64),
   ))
+  config.random_init.seed = config.get_ref("seed")  # one seed: weights, batches
+  return config
