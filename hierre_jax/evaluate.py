@@ -24,6 +24,11 @@ failure or a kill loses no finished model, and the same command run again comput
 what OUT/results.json lacks (a model's missing evaluations, or all of them for a train
 workdir trained on since); results of other settings (tau_d ties, data files, dtype, ...)
 are refused, never mixed. The same model twice is refused.
+
+Beside the models, the tables carry baselines: the length baselines of each family's
+tokenizer (docs/evaluation_suite.md) and, unless --norandom_baseline, the row of
+random:M, the first model M of each family with its weights drawn afresh (same sizes,
+tokenizer and preprocessing; `loading.RANDOM`).
 """
 import functools
 import hashlib
@@ -48,7 +53,11 @@ from hierre_jax.radial import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", None, "A model directory of any family or hub id, or a "
-                          "hierre_jax.train workdir; repeat for several models.")
+                          "hierre_jax.train workdir, or random:PATH (PATH's family and sizes, "
+                          "weights drawn afresh); repeat for several models.")
+flags.DEFINE_bool("random_baseline", True, "Also evaluate random:M for the first model M of "
+                  "each family (the same family and sizes, random weights, seed 0) as a "
+                  "baseline row.")
 flags.DEFINE_enum("mode", "suite", ["suite", "qualitative"], "What to run.")
 flags.DEFINE_list("evals", ["hierarcaps"], f"Suite evaluations, any of {', '.join(suite.NAMES)}.")
 flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
@@ -221,17 +230,35 @@ def verify_models(models):
   return steps
 
 
+def random_baselines(models, families):
+  """random:M for the first model M of each family among `models` ({model: family name or
+  None}), unless random:M is among them already."""
+  given = {locations.canonical(loading.random_source(m)) for m in models
+           if loading.random_source(m) is not None}
+  out, seen = [], set()
+  for m in models:
+    family = families[m] or m  # a hub id's family is known once it is loaded
+    if loading.random_source(m) is None and family not in seen:
+      seen.add(family)
+      if locations.canonical(m) not in given:
+        out.append(loading.RANDOM + m)
+  return out
+
+
 def run_suite(paths):
   models = distinct_models(FLAGS.model)
-  for model in models:  # a missing path or an unknown family: before any loading
-    loading.check(model)
+  # a missing path or an unknown family: before any loading
+  families = {model: loading.check(model) for model in models}
   out = output_dir(models, paths)
+  given = models  # the output folder's owner: the models asked for (baselines are rows)
+  if FLAGS.random_baseline:
+    models = models + random_baselines(models, families)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
                            FLAGS.tfds_data_dir, FLAGS.min_images)
   wanted = settings(paths)
   previous = earlier_results(out, models, wanted)
   steps = verify_models(models)
-  locations.claim(out, folder_owner(out, models), "--output_dir")
+  locations.claim(out, folder_owner(out, given), "--output_dir")
   locations.write_file(os.path.join(out, "models.json"),
                    lambda f: json.dump({"models": models}, f, indent=1))
   save = lambda results: results_files.write(results, out, FLAGS.reference)

@@ -1,5 +1,7 @@
-"""A model from any path a user passes: a checkpoint directory, a hub id, or a train
-workdir (its newest checkpoint that verifies); and an `embedding.Embedder` of it."""
+"""A model from any path a user passes: a checkpoint directory, a hub id, a train
+workdir (its newest checkpoint that verifies), or `random:PATH` (PATH's family, sizes,
+tokenizer and preprocessing with weights drawn afresh: evaluate's baseline row); and an
+`embedding.Embedder` of it."""
 import os
 
 from hierre_jax import embedding
@@ -9,6 +11,15 @@ from hierre_jax.models import hf_io
 from hierre_jax.trainer import checkpointing
 
 
+RANDOM = "random:"
+RANDOM_SEED = 0
+
+
+def random_source(path):
+  """PATH of a `random:PATH` model, else None."""
+  return path[len(RANDOM):] if path.startswith(RANDOM) else None
+
+
 def is_train_workdir(path):
   return (os.path.isdir(os.path.join(path, "checkpoints"))
           and os.path.isdir(os.path.join(path, "model_info")))
@@ -16,11 +27,16 @@ def is_train_workdir(path):
 
 def check(path):
   """Before any compute: `path` is a train workdir or a checkpoint of a family this library
-  reads (`models.family_of`); a missing local path or an unsupported checkpoint raises the
-  one-line error that loading it would. A hub id is checked when it is loaded."""
-  if is_train_workdir(path) or not (os.path.exists(path) or hf_io.looks_local(path)):
-    return
-  models.family_of(hf_io.resolve_model_dir(path))
+  reads (`models.family_of`) -> the family's name (None for a hub id, checked when it is
+  loaded); a missing local path or an unsupported checkpoint raises the one-line error
+  that loading it would."""
+  if random_source(path) is not None:
+    return check(random_source(path))
+  if is_train_workdir(path):
+    return models.family_of(os.path.join(path, "model_info")).name
+  if not (os.path.exists(path) or hf_io.looks_local(path)):
+    return None
+  return models.family_of(hf_io.resolve_model_dir(path)).name
 
 
 def verify(path):
@@ -40,8 +56,15 @@ def load(path):
 
   Train workdirs use the newest orbax checkpoint that verifies (its step in
   `checkpoint_step`) and workdir/model_info (verified against its seal); anything else is
-  a checkpoint directory or hub id (`models.load`).
+  a checkpoint directory or hub id (`models.load`). `random:PATH`: PATH's model with
+  the family's random draws (`Family.random_params`, seed RANDOM_SEED) for its weights,
+  its stored statistics (`Family.buffers`) kept, no root of its own.
   """
+  if random_source(path) is not None:
+    model = load(random_source(path))
+    drawn = model.family.random_params(model.config, RANDOM_SEED)
+    drawn.update({k: model.params[k] for k in model.family.buffers})
+    return models.Model(model.family, model.config, drawn, model.model_dir)
   if not is_train_workdir(path):
     model = models.load(path)
     root = hf_io.read_root(model.model_dir, model.embedding_size)

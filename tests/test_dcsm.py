@@ -37,6 +37,8 @@ from runs import python_env
 from tiny_training import dcsm_config
 
 torch = pytest.importorskip("torch")
+from fixtures import make_dcsm_release_4_26  # pylint: disable=g-import-not-at-top (needs torch)
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CAPTIONS = ["A picture of a circle above a star", "", "a cyan circle above a star without a",
             "no dog is not here " * 6, "x"]
@@ -187,22 +189,7 @@ def test_with_functional_rows_and_standardize():
   np.testing.assert_allclose(per.std(axis=(-2, -1), ddof=1), 1, rtol=1e-5)
 
 
-class TorchTwin(torch.nn.Module):
-  """The release's CNN, written from DCSM_SPEC section 5."""
-
-  def __init__(self, rows, cols=30, p=0.1):
-    super().__init__()
-    self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
-    self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
-    self.fc1 = torch.nn.Linear(4 * rows * cols, 128)
-    self.fc2 = torch.nn.Linear(128, 1)
-    self.drop2d, self.drop = torch.nn.Dropout2d(p), torch.nn.Dropout(p)
-
-  def forward(self, x):  # [N, rows, cols]
-    x = self.drop2d(torch.relu(self.conv1(x[:, None])))
-    x = self.drop2d(torch.relu(self.conv2(x)))
-    x = self.drop(torch.relu(self.fc1(x.flatten(1))))
-    return self.drop(self.fc2(x))[:, 0]
+TorchTwin = make_dcsm_release_4_26.CNN  # the release's CNN, written from the spec
 
 
 def test_scorer_size_and_pytorch_twin(tmp_path):
@@ -374,10 +361,16 @@ def test_release_layout_written_back_loads_in_pytorch_and_round_trips(tmp_path):
   for key, value in model.state_dict().items():
     if "position_ids" not in key:
       np.testing.assert_array_equal(ckpt["clip_state_dict"][key].numpy(), value.numpy(), key)
-  assert ckpt["clip_text_tokenizer"]("a star")["input_ids"] == \
-      transformers.CLIPTokenizer.from_pretrained(clip_dir)("a star")["input_ids"]
+  # The tokenizer as its files' texts: plain strings, which transformers 4.26 unpickles too
+  # (launch/dcsm_release_readback.sh loads and scores this file there).
+  files = ckpt["clip_text_tokenizer"]
+  assert {"vocab.json", "merges.txt"} <= set(files) and all(
+      isinstance(v, str) for v in files.values())
+  assert files["vocab.json"] == open(os.path.join(clip_dir, "vocab.json")).read()
   assert ckpt["epoch"] == 4 and ckpt["learned_lookup"] is None
-  scorer_back, _ = checkpoint.import_release(out, str(tmp_path / "back"))
+  scorer_back, clip_back = checkpoint.import_release(out, str(tmp_path / "back"))
+  assert transformers.CLIPTokenizer.from_pretrained(clip_back)("a star")["input_ids"] == \
+      transformers.CLIPTokenizer.from_pretrained(clip_dir)("a star")["input_ids"]
   back, back_table, _ = checkpoint.load(scorer_back)
   np.testing.assert_array_equal(back_table, table)
   for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):

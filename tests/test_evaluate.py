@@ -54,6 +54,27 @@ def test_packed_and_bucketed_text_embedding_equal_one_by_one(family_dir, monkeyp
     np.testing.assert_allclose(padded.texts(texts)[0], want, atol=1e-5)
 
 
+def test_random_model_of_a_family_is_its_sizes_with_fresh_draws(family_dir):
+  """random:PATH (evaluate's baseline row): PATH's family, config, tokenizer and stored
+  statistics, every weight drawn afresh (the family's `random_params`), no root or step."""
+  import jax
+  model, random = loading.load(family_dir), loading.load(loading.RANDOM + family_dir)
+  assert random.family is model.family and random.config == model.config
+  assert random.model_dir == model.model_dir and random.checkpoint_step is None
+  drawn = {k: v for k, v in random.params.items() if k not in model.family.buffers}
+  own = {k: v for k, v in model.params.items() if k not in model.family.buffers + ("root",)}
+  assert jax.tree.structure(drawn) == jax.tree.structure(own)
+  pairs = list(zip(jax.tree.leaves(drawn), jax.tree.leaves(own)))
+  assert all(a.shape == b.shape and a.dtype == b.dtype for a, b in pairs)
+  assert sum(not np.array_equal(a, b) for a, b in pairs) > len(pairs) // 2  # drawn afresh
+  for k in model.family.buffers:
+    np.testing.assert_array_equal(random.params[k], model.params[k])
+  feats, _ = loading.embedder(loading.RANDOM + family_dir).texts(["a dog", "an animal"])
+  assert np.isfinite(feats).all() and not np.allclose(
+      feats, loading.embedder(family_dir).texts(["a dog", "an animal"])[0], atol=1e-3)
+  assert loading.check(loading.RANDOM + family_dir) == model.family.name
+
+
 def test_hierarcaps_evaluation_equals_slow_loop(family_dir):
   test_csv = shared_file("hierarcaps_test.csv")
   images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
@@ -79,13 +100,20 @@ def test_cli_suite_and_qualitative(family_dir, tmp_path):
   tiny_dir = family_dir
   data_dir = os.path.dirname(os.path.dirname(shared_file("hierarcaps_test.csv")))
   before = set(os.listdir(tiny_dir))
-  reference = {"align": "align"}.get(models.family_of(tiny_dir).name, "clip_b32")
+  family = models.family_of(tiny_dir).name
+  reference = {"align": "align"}.get(family, "clip_b32")
+  with_random = family == "clip"  # the random row's work once (every family: test below)
   with flagsaver.flagsaver(model=[tiny_dir], data_dir=data_dir, image_batch_size=50,
                            evals=["hierarcaps", "hyperlex"], output_dir=str(tmp_path),
-                           reference=[reference]):
+                           reference=[reference], random_baseline=with_random):
     evaluate.FLAGS.mark_as_parsed()
     evaluate.main([])
-  [result] = json.load(open(tmp_path / "results.json"))
+  result, *random_row = json.load(open(tmp_path / "results.json"))
+  if with_random:  # the same family's random model as a baseline row, compared pairwise
+    [random_row] = random_row
+    assert random_row["model"] == f"random:{tiny_dir}" and random_row["family"] == family
+    assert random_row["hierarcaps/tau_d"] != result["hierarcaps/tau_d"]
+    assert set(random_row["paired_differences"]) > {"to", "hierarcaps/tau_d"}
   assert result["model"] == tiny_dir and result["checkpoint_step"] is None
   assert result["family"] == models.family_of(tiny_dir).name
   assert (tmp_path / "results.png").stat().st_size > 10_000
@@ -98,6 +126,7 @@ def test_cli_suite_and_qualitative(family_dir, tmp_path):
   ci = lambda key: "[{:.3f}, {:.3f}]".format(*result[f"{key}_ci95"])
   assert table[4].startswith(f"| {tiny_dir} | {result['hierarcaps/precision']:.3f} "
                              f"{ci('hierarcaps/precision')} (n=1000) |")
+  assert table[5].startswith(f"| random:{tiny_dir} | ") == with_random
   assert (f"| {result['hyperlex/rho_nouns']:.3f} {ci('hyperlex/rho_nouns')} (n=2163) |"
           in table[4])
   # the trivial baselines as rows: tau_d by token count alone (0.937 with CLIP's BPE)

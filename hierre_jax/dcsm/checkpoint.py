@@ -175,10 +175,19 @@ def _torch_load(path):
 
 
 def tokenizer_files(tokenizer, out_dir):
-  """Writes the vocabulary of a release checkpoint's pickled CLIP tokenizer (a `Stub`): a
+  """Writes the vocabulary of a release checkpoint's CLIP tokenizer: the {file name: text}
+  dict export-release writes (`tokenizer_texts`), or a pickled tokenizer (a `Stub`): a
   transformers 4.x slow CLIPTokenizer's encoder and bpe_ranks as vocab.json and merges.txt,
   or a transformers 5.x one's tokenizers.Tokenizer (its pickled JSON) as tokenizer.json ->
-  True; False where the stub holds neither."""
+  True; False where it holds none of these."""
+  if isinstance(tokenizer, dict) and tokenizer and all(
+      name in convert.TOKENIZER_FILES and isinstance(text, str)
+      for name, text in tokenizer.items()):
+    os.makedirs(out_dir, exist_ok=True)
+    for name, text in tokenizer.items():
+      with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
+        f.write(text)
+    return True
   state = tokenizer.state if isinstance(tokenizer, Stub) else None
   backend = state.get("_tokenizer") if isinstance(state, dict) else None
   if isinstance(backend, Stub) and isinstance(backend.state, (str, bytes)):
@@ -197,6 +206,21 @@ def tokenizer_files(tokenizer, out_dir):
   with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
     f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for (a, b), _ in merges))
   return True
+
+
+def tokenizer_texts(model_dir):
+  """{file name: text} of a CLIP directory's tokenizer files (`convert.TOKENIZER_FILES`):
+  what export-release stores as clip_text_tokenizer. Plain strings unpickle under any
+  transformers and tokenizers version (a pickled tokenizer object does not: one written by
+  transformers 5 cannot be read under the release's 4.26.1 / 0.13.3), and the release's
+  evaluation never reads that key."""
+  out = {}
+  for name in convert.TOKENIZER_FILES:
+    path = os.path.join(model_dir, name)
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        out[name] = f.read()
+  return out
 
 
 def read_release(path):
@@ -332,7 +356,8 @@ def write_release(scorer_dir, model, out_path, any_backbone=False):
   """Writes the release's `.pt` dict of a scorer folder and the CLIP it reads (a directory or
   train workdir) -> a line saying what was written: model_state_dict,
   external_logic_token_embeddings (an nn.Embedding(11, rows)), clip_state_dict (Hugging Face
-  CLIPModel keys), clip_text_tokenizer (transformers' CLIPTokenizer of the model's files),
+  CLIPModel keys), clip_text_tokenizer (the model's tokenizer files as {name: text}, which
+  any transformers version unpickles: `tokenizer_texts`),
   epoch, learned_lookup (None, or the scorer's own functional words where they are not the
   release's eleven); and `sizes_file` beside it (the CLIP config, whose heads no state dict
   holds). A backbone other than the release's ViT-B/16 (which its code builds before loading
@@ -377,7 +402,7 @@ def write_release(scorer_dir, model, out_path, any_backbone=False):
                                                            info["columns"])),
           "external_logic_token_embeddings": lookup,
           "clip_state_dict": tensors(clip_state),
-          "clip_text_tokenizer": transformers.CLIPTokenizer.from_pretrained(clip.model_dir),
+          "clip_text_tokenizer": tokenizer_texts(clip.model_dir),
           "epoch": info.get("epoch"),
           "learned_lookup": info.get("functional_words")}
   partial = out_path + ".partial"

@@ -9,6 +9,9 @@ To add a family: a sub-package of `models/` whose `FAMILY` implements `Family`, 
 import dataclasses
 from typing import Any, Callable, Protocol
 
+import jax
+import numpy as np
+
 from hierre_jax.geometry import Geometry
 
 
@@ -29,6 +32,11 @@ def linen_encoders(model, **methods):
   class, e.g. text=CLIP.encode_text) applied with a params tree."""
   apply = lambda method: lambda params, *x: model.apply({"params": params}, *x, method=method)
   return Encoders(**{name: apply(method) for name, method in methods.items()})
+
+
+def numpy_tree(params):
+  """A parameter tree of jax arrays -> the same tree of numpy arrays (a loaded model's)."""
+  return jax.tree.map(np.asarray, params)
 
 
 # What images are embedded for: zero-shot classification, traversal and everything else,
@@ -86,6 +94,10 @@ class Family(Protocol):
                    seed: int = 0, **options) -> str:
     """A random checkpoint of these tower sizes (drawn so that features carry signal);
     `options` are the family's `random_options`."""
+
+  def random_params(self, config: Any, seed: int = 0) -> dict:
+    """A parameter tree of `config` (layout included) as `write_random` draws one, numpy:
+    the same-family random model that evaluate scores as a baseline row."""
 
   # Texts and images.
   def load_tokenizer(self, model_dir: str) -> Any:

@@ -47,6 +47,9 @@ class Align:
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_align(out_dir, text, vision, projection_dim, seed)
 
+  def random_params(self, config, seed=0):
+    return family.numpy_tree(random_init.draw(modeling.variable_shapes(config), config, seed))
+
   def load_tokenizer(self, model_dir):
     return tokenizer.load_tokenizer(model_dir)
 

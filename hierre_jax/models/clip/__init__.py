@@ -1,4 +1,6 @@
 """CLIP (OpenAI and OpenCLIP checkpoints in Hugging Face's `CLIPModel` format)."""
+import jax
+
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import hf_io
@@ -41,6 +43,9 @@ class Clip:
 
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
+
+  def random_params(self, config, seed=0):
+    return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 
   def load_tokenizer(self, model_dir):
     """transformers' CLIPTokenizer; one that cleans texts first where the directory says so

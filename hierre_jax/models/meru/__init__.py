@@ -4,6 +4,7 @@ the sphere). Written from ../shared/FAMILIES_SPEC.md section 1 and the maths."""
 import json
 import os
 
+import jax
 import numpy as np
 
 from hierre_jax import errors
@@ -79,6 +80,9 @@ class Meru:
                    flat=False):
     return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed,
                                          hyperbolic, flat)
+
+  def random_params(self, config, seed=0):
+    return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 
   def load_tokenizer(self, model_dir):
     return cleaned_tokenizer.bpe_tokenizer()

@@ -106,6 +106,9 @@ class OpenClip:
     checkpoint.write(checkpoint.from_hf(clip_convert.params_to_state_dict(params)), out_dir)
     return out_dir
 
+  def random_params(self, config, seed=0):
+    return CLIP.random_params(config, seed)
+
   def load_tokenizer(self, model_dir):
     return cleaned_tokenizer.bpe_tokenizer(literal_special_tokens=True)  # open_clip's reading
 

@@ -7,6 +7,8 @@ which compares projected tokens, does not apply."""
 import json
 import os
 
+import jax
+
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import hf_io
@@ -81,6 +83,9 @@ class Siglip:
     out = random_init.write_random_siglip(out_dir, text, vision, projection_dim, seed)
     write_preprocessor_config(self.preprocessing(out, self.read_config(out, True)), out)
     return out
+
+  def random_params(self, config, seed=0):
+    return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 
   def load_tokenizer(self, model_dir):
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
