@@ -736,6 +736,33 @@ def test_benchmark_readers_on_the_release_layout(tmp_path):
       d, "NCD_colorful_composite_squares")
 
 
+def test_readers_never_read_an_image_outside_the_data_dir(tmp_path):
+  """A record's image outside --data_dir (WhatsUp's "data/..." resolved from the folder
+  above, an absolute NegBench path, a "../" name) is missing, never read; a linked image
+  folder inside --data_dir is followed."""
+  d = str(tmp_path / "data")
+  write_json(f"{d}/controlled_images_dataset.json", [
+      {"image_path": "data/controlled_images/mug_on_table.jpeg",
+       "caption_options": WHATSUP_OPTIONS},
+      {"image_path": "../elsewhere/cup.jpeg", "caption_options": WHATSUP_OPTIONS}])
+  touch_image(f"{tmp_path}/data/controlled_images_x/unused.jpeg")
+  touch_image(f"{tmp_path}/controlled_images/mug_on_table.jpeg")  # beside --data_dir: no
+  touch_image(f"{tmp_path}/elsewhere/cup.jpeg")
+  whatsup = benchmarks.read("whatsup_a", d)
+  assert len(whatsup.items) == len(whatsup.missing) == 2
+  touch_image(f"{tmp_path}/coco/val2017/000000000139.jpg")
+  os.symlink(f"{tmp_path}/coco/val2017", f"{d}/val2017")  # a user's linked copy: followed
+  negbench = f"{d}/NegBench/evaluation data/images"
+  os.makedirs(negbench)
+  with open(f"{negbench}/COCO_val_mcq_llama3.1_rephrased.csv", "w", newline="") as f:
+    csv.writer(f).writerows([
+        ["image_path", "correct_answer", "caption_0", "caption_1", "caption_2", "caption_3"],
+        ["/somewhere/000000000139.jpg", "0", "a", "b", "c", "d"],
+        [f"{tmp_path}/elsewhere/cup.jpeg", "0", "a", "b", "c", "d"]])
+  neg = benchmarks.read("negbench_coco", d)
+  assert [i.image for i in neg.items] == [f"{d}/val2017/000000000139.jpg", ""]
+
+
 def test_readers_name_what_does_not_parse_and_keep_the_distributed_counts(tmp_path):
   d = str(tmp_path)
   release_layout(d)

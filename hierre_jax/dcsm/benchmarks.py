@@ -26,6 +26,7 @@ import os
 import re
 
 from hierre_jax import errors
+from hierre_jax import locations
 from hierre_jax.dcsm import procedural
 
 
@@ -87,16 +88,19 @@ EXPECTED_ITEMS = {"whatsup_a": 412, "whatsup_b": 408, "coco_spatial_1": 2247,
                   "vg_attribution": 28748, "negbench_coco": 5914, "negbench_voc": 5031}
 
 
-def _image(roots, rel, renames=()):
-  """-> (the existing file among roots x (rel and its renamed forms: each rename applied
-  on top of the earlier ones), or "", rel)."""
+def _image(data_dir, roots, rel, renames=()):
+  """-> (the first existing file among roots x (rel and its renamed forms: each rename
+  applied on top of the earlier ones) whose path lies inside data_dir, or "", rel): a file
+  a record names outside --data_dir (an absolute path, "..", a root above it) is never read
+  (links inside data_dir are followed: a linked val2017/ is a user's copy)."""
   names = [rel]
   for a, b in renames:
     names += [re.sub(a, b, name) for name in names if re.search(a, name)]
+  inside = os.path.abspath(data_dir)
   for root in roots:
     for name in names:
       path = os.path.join(root, name)
-      if os.path.isfile(path):
+      if os.path.isfile(path) and locations.within(os.path.abspath(path), inside):
         return path, rel
   return "", rel
 
@@ -142,7 +146,8 @@ def whatsup(data_dir, subset):
     if not isinstance(record, dict) or not isinstance(record.get("image_path"), str):
       raise _data_error(path, i, "expected an object with image_path and caption_options")
     captions = _captions(path, i, record.get("caption_options"), 4)
-    image, rel = _image(roots, record["image_path"], WHATSUP_RENAMES + ((r"^data/", ""),))
+    image, rel = _image(data_dir, roots, record["image_path"],
+                        WHATSUP_RENAMES + ((r"^data/", ""),))
     items.append(Item(image, captions, looked_for=rel))
   return Benchmark(f"whatsup_{subset}", path, items, prefix="An image of ", on_under=True,
                    expected=EXPECTED_ITEMS[f"whatsup_{subset}"])
@@ -167,7 +172,7 @@ def spatial_pairs(data_dir, source, objects):
       rel = rel_of(record[0])
     except (TypeError, ValueError):
       raise _data_error(path, i, f"image id {record[0]!r} is not a number") from None
-    image, _ = _image(roots, rel)
+    image, _ = _image(data_dir, roots, rel)
     items.append(Item(image, _captions(path, i, record[1:], 2), looked_for=rel))
   name = f"{source}_spatial_{objects}"
   return Benchmark(name, path, items, expected=EXPECTED_ITEMS[name])
@@ -185,7 +190,7 @@ def clevr_bind(data_dir, split):
   roots = [os.path.join(folder, "images", split), os.path.join(folder, "images"), folder]
   items = []
   for i, row in enumerate(_read_csv(path, columns)):
-    image, rel = _image(roots, row["file_name"])
+    image, rel = _image(data_dir, roots, row["file_name"])
     items.append(Item(image, _captions(path, i, [row[c] for c in columns[1:]], 5),
                       looked_for=rel))
   return Benchmark(f"clevr_bind_{split}", path, items, prefix="An image of a ")
@@ -207,7 +212,7 @@ def vg_attribution(data_dir, true_first=False):
     except (KeyError, TypeError, ValueError) as e:
       raise _data_error(path, i, f"expected image_path, bbox_x/y/w/h, true_caption and "
                         f"false_caption ({e!r})") from None
-    image, _ = _image(roots, rel)
+    image, _ = _image(data_dir, roots, rel)
     if true_first:
       items.append(Item(image, captions, 0, box, rel))
     else:
@@ -243,7 +248,9 @@ def negbench(data_dir, source):
     if not 0 <= answer < 4:
       raise _data_error(path, i, f"correct_answer {answer} is not in 0..3")
     rel = row["image_path"]
-    image = _image(roots, rel)[0] or _image([by_name], re.split(r"[\\/]", rel)[-1])[0]
+    # the release's lookup (the file name in val2017/ or VOC2007/JPEGImages/) first
+    image = (_image(data_dir, [by_name], re.split(r"[\\/]", rel)[-1])[0]
+             or _image(data_dir, roots, rel)[0])
     items.append(Item(image, _captions(path, i, [row[f"caption_{k}"] for k in range(4)], 4),
                       answer, looked_for=rel, group=row.get("correct_answer_template") or ""))
   return Benchmark(f"negbench_{source}", path, items,

@@ -135,8 +135,11 @@ def score(model, scorer, images, captions, batch_size=32, column_rule="", zscore
   [I] images (paths or PIL images) x [T] caption strings (scored as given: no benchmark's
   rewrites) -> [I, T] float32. `zscore`: "image" (default) z-scores each image's maps as one
   evaluation item, so that an image's scores do not depend on the others; "all" z-scores all
-  images' maps at once, as get_dcsm_scores does (the same for one image). `model`, `scorer`:
-  as `load` takes them (load once and call `DenseScorer.score_all` to score many sets)."""
+  images' maps at once, as get_dcsm_scores does (the same for one image). `column_rule`: ""
+  for the scorer's own (DCSM_SPEC section 3); get_dcsm_scores, in the release's notebook,
+  inserts the functional column ("insert"): zscore="all", column_rule="insert" compute what
+  it computes. `model`, `scorer`: as `load` takes them (load once and call
+  `DenseScorer.score_all` to score many sets)."""
   if isinstance(images, (str, bytes, os.PathLike)):
     raise errors.UserError(f"images: expected a list of image paths or PIL images, got the "
                            f"one path {images!r} (pass [{images!r}])")
