@@ -168,6 +168,8 @@ def cases(tmp_path_factory):
        "architecture ['Siglip2Model'] is not supported", str(tmp / "eval")),
       ("one of several models missing", *evaluate("--model=./nosuch/model"),
        "./nosuch/model: no such checkpoint directory", str(tmp / "eval")),
+      ("a random model of a missing one", *evaluate("--model=random:./nosuch/model"),
+       "./nosuch/model: no such checkpoint directory", str(tmp / "eval")),
       ("Hugging Face export of a MERU", "hierre_jax.train", [
           "--config", f"{TINY_CONFIG}:meru", f"--config.workdir={work}", "--config.export_hf=True"],
        "config.export_hf=True: a meru model has no Hugging Face format", work),

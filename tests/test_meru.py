@@ -258,6 +258,18 @@ def test_the_flat_control_reads_the_tangent_vectors_as_points_of_flat_space(meru
                                   random_init.TINY_VISION, 64, hyperbolic=False, flat=True)
 
 
+def test_a_random_meru_keeps_its_geometry_sizes_and_pixel_statistics(meru_dir):
+  """random:PATH of a MERU (evaluate's baseline row): fresh tower draws, MERU's initial
+  scalars (so the hyperboloid's curvature 1), the stored pixel statistics kept."""
+  model, random = loading.load(meru_dir), loading.load(loading.RANDOM + meru_dir)
+  assert random.geometry.name == "lorentz" and random.config == model.config
+  assert jax.tree.structure(random.params) == jax.tree.structure(model.params)
+  assert not np.array_equal(random.params["textual_proj"]["kernel"],
+                            model.params["textual_proj"]["kernel"])
+  for k in ("pixel_mean", "pixel_std"):
+    np.testing.assert_array_equal(random.params[k], model.params[k])
+
+
 def test_flat_geometry_against_hand_computed_values():
   from hierre_jax.geometry import flat
   g, r = flat.FLAT, np.zeros(2, np.float32)
