@@ -336,10 +336,9 @@ class Contrastive:
     model = self.model = models.load(
         model_dir_lib.prepare_model_dir(config, ctx.is_main, ctx.allow_config_change),
         config.scan_layers)
-    if model.family.name == "align":
-      raise errors.UserError(f"{model.model_dir}: contrastive training of both towers is built "
-                             f"for CLIP and MERU; align's image tower would need its "
-                             "BatchNorm statistics trained")
+    refusal = model.family.contrastive_refusal(model.model_dir)
+    if refusal:
+      raise errors.UserError(f"{model.model_dir}: {refusal}")
     loss = config.loss
     if model.geometry.name != LOSSES[loss]:
       raise errors.ConfigError(f"config.loss={loss!r}: defined on the {LOSSES[loss]}; "

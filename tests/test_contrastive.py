@@ -335,3 +335,26 @@ def test_bad_pairs_file_names_the_row(tmp_path):
   path.write_text("file,text\na.png,x\n")
   with pytest.raises(errors.DataError, match="needs the columns image and caption"):
     contrastive.read_pairs(str(path))
+
+
+def test_checkpoints_whose_training_the_trainer_cannot_follow_are_refused(tmp_path):
+  """A family says what of a checkpoint's own training the contrastive trainer would not
+  follow (`Family.contrastive_refusal`): open_clip's patch dropout, ALIGN's BatchNorm."""
+  from conftest import write_tiny_model
+  data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
+                              test_items=2)
+  config = shapes_config(data, tmp_path / "run", 2)
+  config.random_init = None
+  dropped = write_tiny_model("open_clip", str(tmp_path / "open_clip"))
+  path = os.path.join(dropped, "open_clip_config.json")
+  found = json.load(open(path))
+  found["model_cfg"]["vision_cfg"]["patch_dropout"] = 0.5
+  json.dump(found, open(path, "w"))
+  config.model = dropped
+  with pytest.raises(errors.UserError, match=r"vision_cfg.patch_dropout=0.5: open_clip drops "
+                     r"that share of the image patches in training"):
+    contrastive.train(config)
+  config.model = write_tiny_model("align", str(tmp_path / "align"))
+  with pytest.raises(errors.UserError, match=r"would need its BatchNorm statistics trained"):
+    contrastive.train(config)
+  assert not os.path.exists(config.workdir)

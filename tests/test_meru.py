@@ -270,6 +270,24 @@ def test_a_random_meru_keeps_its_geometry_sizes_and_pixel_statistics(meru_dir):
     np.testing.assert_array_equal(random.params[k], model.params[k])
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_pth_loads_as_its_float32_values(meru_dir, tmp_path, dtype):
+  """A .pth saved in half precision (model.half() before torch.save) reads as float32 with
+  exactly the stored values."""
+  import ml_dtypes
+  pth = os.path.join(meru_dir, random_init.FILE)
+  state = torch.load(pth, weights_only=True)["model"]
+  half = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
+          for k, v in state.items()}
+  shutil.copy(os.path.join(meru_dir, checkpoint.SIZES_FILE), tmp_path)
+  torch.save({"model": half}, str(tmp_path / random_init.FILE))
+  np_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+  full, loaded = models.load(meru_dir), models.load(str(tmp_path))
+  for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(full.params)):
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, np.asarray(b).astype(np_dtype).astype(np.float32))
+
+
 def test_flat_geometry_against_hand_computed_values():
   from hierre_jax.geometry import flat
   g, r = flat.FLAT, np.zeros(2, np.float32)

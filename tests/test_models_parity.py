@@ -103,10 +103,12 @@ def test_remat_gives_the_same_features_and_gradients(family_dir):
 
 
 def test_half_precision_weights_load_as_their_float32_values(family_dir, tmp_path):
-  """Large checkpoints are often stored in float16 or bfloat16: every family's safetensors
-  reader takes them and computes in float32 with exactly the stored values."""
+  """Large checkpoints are often stored in float16 or bfloat16: every family's reader takes
+  them, as safetensors and as a PyTorch .bin, and computes in float32 with exactly the
+  stored values."""
   import shutil
   import ml_dtypes
+  torch = pytest.importorskip("torch")
   full = models.load(family_dir)
   for np_dtype in (np.float16, ml_dtypes.bfloat16):
     half = str(tmp_path / np.dtype(np_dtype).name)
@@ -120,5 +122,18 @@ def test_half_precision_weights_load_as_their_float32_values(family_dir, tmp_pat
     rounded = jax.tree.map(lambda x: np.asarray(x).astype(np_dtype).astype(np.float32),
                            full.params)
     for a, b in zip(jax.tree.leaves(models.load(half).params), jax.tree.leaves(rounded)):
+      assert a.dtype == np.float32
+      np.testing.assert_array_equal(a, b)
+    as_bin = half + "_bin"  # the same tensors as torch writes them (pytorch_model.bin)
+    shutil.copytree(half, as_bin)
+    for name in weights:
+      tensors = safetensors.numpy.load_file(os.path.join(as_bin, name))
+      os.remove(os.path.join(as_bin, name))
+      torch_dtype = {np.float16: torch.float16}.get(np_dtype, torch.bfloat16)
+      state = {k: torch.from_numpy(v.astype(np.float32)).to(torch_dtype)
+               if v.dtype == np_dtype else torch.from_numpy(v) for k, v in tensors.items()}
+      torch.save(state, os.path.join(as_bin, name.replace("model.safetensors",
+                                                          "pytorch_model.bin")))
+    for a, b in zip(jax.tree.leaves(models.load(as_bin).params), jax.tree.leaves(rounded)):
       assert a.dtype == np.float32
       np.testing.assert_array_equal(a, b)

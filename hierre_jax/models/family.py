@@ -95,6 +95,10 @@ class Family(Protocol):
     """A random checkpoint of these tower sizes (drawn so that features carry signal);
     `options` are the family's `random_options`."""
 
+  def contrastive_refusal(self, model_dir: str) -> str:
+    """Why the contrastive trainer (`hierre_jax.contrastive`) cannot train this checkpoint
+    as its own training did, in one line naming the setting; "" when it can."""
+
   def random_params(self, config: Any, seed: int = 0) -> dict:
     """A parameter tree of `config` (layout included) as `write_random` draws one, numpy:
     the same-family random model that evaluate scores as a baseline row."""

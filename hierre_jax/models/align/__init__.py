@@ -47,6 +47,10 @@ class Align:
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_align(out_dir, text, vision, projection_dim, seed)
 
+  def contrastive_refusal(self, model_dir):
+    return ("contrastive training of both towers is built for CLIP-like towers; ALIGN's "
+            "EfficientNet would need its BatchNorm statistics trained")
+
   def random_params(self, config, seed=0):
     return family.numpy_tree(random_init.draw(modeling.variable_shapes(config), config, seed))
 

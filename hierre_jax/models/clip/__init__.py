@@ -44,6 +44,9 @@ class Clip:
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
 
+  def contrastive_refusal(self, model_dir):
+    return ""
+
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 

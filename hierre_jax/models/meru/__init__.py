@@ -81,6 +81,9 @@ class Meru:
     return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed,
                                          hyperbolic, flat)
 
+  def contrastive_refusal(self, model_dir):
+    return ""
+
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 

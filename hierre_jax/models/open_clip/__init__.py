@@ -106,6 +106,16 @@ class OpenClip:
     checkpoint.write(checkpoint.from_hf(clip_convert.params_to_state_dict(params)), out_dir)
     return out_dir
 
+  def contrastive_refusal(self, model_dir):
+    """open_clip trains with patch dropout where its config sets it; our trainer does not."""
+    model_cfg, _ = oc_config.read(checkpoint.model_dir_of(model_dir))
+    share = (model_cfg.get("vision_cfg") or {}).get("patch_dropout") or 0.0
+    if share:
+      return (f"{oc_config.CONFIG_FILE}: vision_cfg.patch_dropout={share}: open_clip drops "
+              "that share of the image patches in training, which the contrastive trainer "
+              "does not do")
+    return ""
+
   def random_params(self, config, seed=0):
     return CLIP.random_params(config, seed)
 

@@ -84,6 +84,9 @@ class Siglip:
     write_preprocessor_config(self.preprocessing(out, self.read_config(out, True)), out)
     return out
 
+  def contrastive_refusal(self, model_dir):
+    return ""
+
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
 
