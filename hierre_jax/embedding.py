@@ -219,7 +219,7 @@ class Embedder:
     params = dict(model.params)
     self.root = params.pop("root", None)
     self.root_source = "model" if self.root is not None else "empty_string"
-    if self.root is None and model.geometry.name != "sphere":
+    if self.root is None and model.geometry.has_origin:
       if options.hyperbolic_root not in ROOTS:
         raise errors.UserError(f"hyperbolic_root={options.hyperbolic_root!r}: use one of "
                                f"{ROOTS}")

@@ -376,12 +376,10 @@ def write_release(scorer_dir, model, out_path, any_backbone=False):
   params, table, info = load(scorer_dir)
   check_backbone(info, model, scorer_dir)
   clip = loading.load(model)
-  if clip.family.name != "clip":
-    hint = ("; write it as a Hugging Face CLIPModel directory first "
-            "(Model.export(out, hf=True))" if hasattr(clip.family, "write_hf_checkpoint")
-            else "")
+  if clip.family.name != "clip":  # the release's format is this family's: a CLIPModel
     raise errors.UserError(f"{model}: a {clip.family.name} model; the release's checkpoint "
-                           f"holds a Hugging Face CLIP{hint}")
+                           "holds a Hugging Face CLIP (an open_clip model becomes one by "
+                           "Model.export(out, hf=True))")
   hf_config = convert.load_hf_config(clip.model_dir)
   vision = hf_config.vision_config
   tokens = (vision.image_size // vision.patch_size) ** 2 + 1

@@ -60,7 +60,7 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
                                    items)
   metrics.update(more)
   items.update(more_items)
-  if embedder.geometry.name == "lorentz":
+  if embedder.geometry.has_traversal:
     chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
                                 embedder.images(paths))
     precision, recall = traversal.chain_metrics(
@@ -144,7 +144,7 @@ def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr
   if radius not in embedder.geometry.radius_kinds:
     raise errors.UserError(f"radius {radius!r}: this model's {embedder.geometry.name} space has "
                            f"{', '.join(embedder.geometry.radius_kinds)}")
-  if procedure == "traversal" and embedder.geometry.name != "lorentz":
+  if procedure == "traversal" and not embedder.geometry.has_traversal:
     raise errors.UserError("traversal chains walk a hyperbolic model's space; this model's "
                            f"features live in {embedder.geometry.name} space")
   data = hierarcaps_csv.read_hierarchies(candidates_csv)

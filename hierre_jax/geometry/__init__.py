@@ -15,6 +15,8 @@ class Geometry(Protocol):
   name: str
   radius_kinds: tuple  # the kinds `radius` takes, the space's own first
   chain_radius: str  # the `radius` kind of qualitative chains (the release's on the sphere)
+  has_origin: bool  # an origin a root may be (the hyperboloid's O, flat space's 0; not the sphere)
+  has_traversal: bool  # MERU's image traversal (evaluators/traversal.py) is defined here
 
   def lift(self, features):
     """[..., P] encoder outputs -> [..., P] points of the space (jnp)."""

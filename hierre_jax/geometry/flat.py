@@ -18,6 +18,8 @@ class Flat:
 
   name = "flat"
   chain_radius = "euclidean"
+  has_origin = True
+  has_traversal = False
   radius_kinds = ("euclidean",)
 
   def lift(self, features):

@@ -119,6 +119,8 @@ class Lorentz:
   c: float
   name = "lorentz"
   chain_radius = "geodesic"
+  has_origin = True
+  has_traversal = True
   radius_kinds = ("geodesic",)
 
   def lift(self, features):

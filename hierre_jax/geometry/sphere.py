@@ -69,6 +69,8 @@ class Sphere:
 
   name = "sphere"
   chain_radius = "cosine"
+  has_origin = False
+  has_traversal = False
   RADII = {"euclidean": radius, "cosine": cosine_distance}
   radius_kinds = tuple(RADII)
 

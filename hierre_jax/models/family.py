@@ -65,6 +65,7 @@ class Family(Protocol):
   image_groups: tuple      # top-level groups of the image tower (frozen in RE training)
   random_options: tuple    # keyword options of `write_random` (config.random_init.options)
   buffers: tuple           # top-level entries that are stored, never trained (statistics)
+  hf_format: bool          # whether `write_hf_checkpoint` writes a Hugging Face directory
 
   # The checkpoint format.
   def owns(self, path: str) -> bool:
@@ -86,6 +87,11 @@ class Family(Protocol):
   # Optional, for a family whose own format is not Hugging Face's but whose towers are
   # (open_clip): write_hf_checkpoint(params, config, out_dir, source_dir) -> out_dir, a
   # transformers directory of the same weights (`Model.export(out, hf=True)`).
+
+  def write_hf_checkpoint(self, params: dict, config: Any, out_dir: str,
+                          source_dir: str) -> str:
+    """The same weights as a Hugging Face model directory -> out_dir (`write_checkpoint`
+    for a family whose format is one); ValueError where `hf_format` is False."""
 
   def save_info(self, source_dir: str, config: Any, info_dir: str) -> None:
     """Writes what `read_config`, `load_tokenizer` and `preprocessing` read (no weights)."""

@@ -72,8 +72,7 @@ def export(model, params, config):
 def check_export_format(config, family):
   """Before anything is written: config.export_hf only for a family with a Hugging Face
   format (a one-line ConfigError otherwise)."""
-  if config.get("export_hf") and not (family.architectures
-                                      or hasattr(family, "write_hf_checkpoint")):
+  if config.get("export_hf") and not family.hf_format:
     raise errors.ConfigError(f"config.export_hf=True: a {family.name} model has no Hugging "
                              "Face format; export it in its own (export_hf=False)")
 

@@ -22,6 +22,7 @@ class Clip:
   text_params = ("text_model", "text_projection", "logit_scale")  # setup declares logit_scale
   random_options = ()
   buffers = ()
+  hf_format = True  # its own format is a Hugging Face directory
   image_groups = ("vision_model", "visual_projection")
 
   def owns(self, path):
@@ -43,6 +44,9 @@ class Clip:
 
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
+
+  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
+    return self.write_checkpoint(params, config, out_dir, source_dir)
 
   def contrastive_refusal(self, model_dir):
     return ""

@@ -40,6 +40,7 @@ class Meru:
   text_groups = ("textual", "textual_proj")
   text_params = ("textual", "textual_proj", "textual_alpha")
   buffers = ("pixel_mean", "pixel_std")  # stored statistics, never trained
+  hf_format = False  # transformers has no MERU class
   # hyperbolic=False: the release's CLIP baseline (the sphere); flat=True: a hyperbolic
   # checkpoint's tangent vectors read as points of flat R^P (the hyperbolic study's control)
   random_options = ("hyperbolic", "flat")
@@ -70,6 +71,9 @@ class Meru:
     checkpoint.save(params, config, os.path.join(out_dir, pth_name(source_dir)))
     hf_io.write_root(out_dir, root)
     return out_dir
+
+  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
+    raise ValueError(f"{source_dir}: a meru model has no Hugging Face format to export to")
 
   def save_info(self, source_dir, config, info_dir):
     os.makedirs(info_dir, exist_ok=True)

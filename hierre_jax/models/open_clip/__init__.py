@@ -35,6 +35,7 @@ class OpenClip:
   image_groups = CLIP.image_groups
   random_options = ()
   buffers = ()
+  hf_format = True  # written as a CLIPModel directory (`write_hf_checkpoint`)
 
   def owns(self, path):
     """A directory with open_clip_config.json (no HF config.json), or a weights file
