@@ -8,6 +8,8 @@ from hierre_jax import embedding
 from hierre_jax import models
 from hierre_jax import sealed
 from hierre_jax.models import hf_io
+from hierre_jax.models import root_file
+from hierre_jax.models import state_dicts
 from hierre_jax.trainer import checkpointing
 
 
@@ -45,14 +47,14 @@ def verify(path):
   accepted, tokenizer and preprocessing files present. Raises the one-line error its first
   use would; the model is not kept (several models are checked before the first is used)."""
   model = load(path)
-  hf_io.check_finite_params(model.params, model.model_dir)
+  state_dicts.check_finite_params(model.params, model.model_dir)
   model.tokenizer, model.preprocessing  # pylint: disable=pointless-statement (fail now)
   return model.checkpoint_step, model.geometry.name, "root" in model.params
 
 
 def load(path):
   """-> the `models.Model` of `path`, with its RE root in params["root"] where it has one
-  (a checkpoint's params["root"], a directory's hf_io.ROOT_FILE).
+  (a checkpoint's params["root"], a directory's root_file.ROOT_FILE).
 
   Train workdirs use the newest orbax checkpoint that verifies (its step in
   `checkpoint_step`) and workdir/model_info (verified against its seal); anything else is
@@ -67,14 +69,14 @@ def load(path):
     return models.Model(model.family, model.config, drawn, model.model_dir)
   if not is_train_workdir(path):
     model = models.load(path)
-    root = hf_io.read_root(model.model_dir, model.embedding_size)
+    root = root_file.read_root(model.model_dir, model.embedding_size)
     return model if root is None else model.with_params({**model.params, "root": root})
   ckpts = checkpointing.RunCheckpoints(os.path.join(path, "checkpoints"), read_only=True)
   params, step = ckpts.restore_latest_params()
   ckpts.close()
   if step is None:
     raise FileNotFoundError(f"{path}/checkpoints: no finished checkpoint")
-  hf_io.check_finite_params(params, f"{path}/checkpoints/{step}")
+  state_dicts.check_finite_params(params, f"{path}/checkpoints/{step}")
   info = os.path.join(path, "model_info")
   if os.path.exists(os.path.join(info, sealed.MANIFEST)):  # workdirs since 2026-12-03
     sealed.verify(info)

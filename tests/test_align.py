@@ -12,7 +12,7 @@ from conftest import ALIGN_TINY_TEXT, write_tiny_model
 from hierre_jax import loading
 from hierre_jax import errors
 from hierre_jax import models
-from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.align import convert
 from hierre_jax.models.align import modeling
 from hierre_jax.models.align import random_init
@@ -56,7 +56,7 @@ def test_align_bad_inputs_are_named(align_dir, tmp_path):
   del tensors["text_projection.bias"]
   tensors["vision_model.extra.weight"] = np.zeros(2, np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(hf_io.CheckpointFormatError, match=r"missing 1 \['text_projection.bias'\]; "
+  with pytest.raises(state_dicts.CheckpointFormatError, match=r"missing 1 \['text_projection.bias'\]; "
                      r"unexpected 1 \['vision_model.extra.weight'\]"):
     models.load(no_tok)
   assert convert.hf_key_to_path("vision_model.encoder.blocks.3.projection.project_bn."

@@ -8,7 +8,7 @@ import safetensors.numpy
 
 from hierre_jax import errors
 from hierre_jax.data import text as text_ids
-from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import convert
 from hierre_jax.models.clip import random_init
 from hierre_jax.models.clip import tokenizer
@@ -34,11 +34,11 @@ def test_key_mapping_both_ways():
 
 def test_layout_transposes_invert():
   x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-  y = hf_io.to_flax_array("kernel", x)
+  y = state_dicts.to_flax_array("kernel", x)
   assert y.shape == (4, 5, 3, 2) and y[1, 2, 0, 1] == x[1, 0, 1, 2]
-  np.testing.assert_array_equal(hf_io.to_hf_array("kernel", y), x)
+  np.testing.assert_array_equal(state_dicts.to_hf_array("kernel", y), x)
   m = np.arange(6.0).reshape(2, 3)
-  assert hf_io.to_flax_array("kernel", m).shape == (3, 2)
+  assert state_dicts.to_flax_array("kernel", m).shape == (3, 2)
 
 
 def tiny_checkpoint(tmp_path):
@@ -53,7 +53,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
   del tensors["text_model.final_layer_norm.bias"]
   tensors["text_model.extra.weight"] = np.zeros(3, np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(hf_io.CheckpointFormatError,
+  with pytest.raises(state_dicts.CheckpointFormatError,
                      match=r"missing 1 \['text_model.final_layer_norm.bias'\]; "
                      r"unexpected 1 \['text_model.extra.weight'\]$"):
     convert.load_clip(d)
@@ -64,7 +64,7 @@ def test_many_mismatched_keys_are_counted_not_listed(tmp_path):
   path = os.path.join(d, "model.safetensors")
   tensors = {"model." + k: v for k, v in safetensors.numpy.load_file(path).items()}
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(hf_io.CheckpointFormatError) as info:
+  with pytest.raises(state_dicts.CheckpointFormatError) as info:
     convert.load_clip(d)
   message = str(info.value)
   assert "\n" not in message and len(message) < 1200, message
@@ -76,7 +76,7 @@ def test_truncated_safetensors_is_named(tmp_path):
   path = os.path.join(d, "model.safetensors")
   data = open(path, "rb").read()
   open(path, "wb").write(data[:len(data) // 2])
-  with pytest.raises(hf_io.CheckpointFormatError,
+  with pytest.raises(state_dicts.CheckpointFormatError,
                      match=f"{path}: cannot read this safetensors file"):
     convert.load_clip(d)
 
@@ -98,7 +98,7 @@ def test_shape_mismatch_is_named(tmp_path):
   tensors = safetensors.numpy.load_file(path)
   tensors["text_projection.weight"] = np.zeros((17, 32), np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(hf_io.CheckpointFormatError, match="text_projection.weight has shape"):
+  with pytest.raises(state_dicts.CheckpointFormatError, match="text_projection.weight has shape"):
     convert.load_clip(d)
 
 

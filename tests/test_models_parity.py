@@ -12,7 +12,7 @@ import safetensors.numpy
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
 from hierre_jax import models
 from hierre_jax.data import text as text_ids
-from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import random_init
 from hierre_jax.models.open_clip import checkpoint as open_clip_checkpoint
 from references import TEXTS, assert_parity
@@ -80,8 +80,8 @@ def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
   assert not family.has_stacked_layers(unrolled)
   depth = {len(x) for x in jax.tree.leaves(params["text_model"]["encoder"][name])}
   assert depth == {sum(1 for k in unrolled["text_model"]["encoder"] if k.startswith(f"{name}_"))}
-  jax.tree.map(np.testing.assert_array_equal, hf_io.stack_layers(unrolled, name), params)
-  jax.tree.map(np.testing.assert_array_equal, hf_io.unstack_layers(params, name), unrolled)
+  jax.tree.map(np.testing.assert_array_equal, state_dicts.stack_layers(unrolled, name), params)
+  jax.tree.map(np.testing.assert_array_equal, state_dicts.unstack_layers(params, name), unrolled)
   # Both layouts export the same file.
   for layout, tree in (("scanned", params), ("unrolled", unrolled)):
     family.write_checkpoint(tree, config, str(tmp_path / layout), family_dir)

@@ -16,7 +16,7 @@ from hierre_jax import errors
 from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.data import hierarcaps_csv
-from hierre_jax.models import hf_io
+from hierre_jax.models import root_file
 from hierre_jax.models.clip import convert
 from hierre_jax.radial import losses
 from references import direct_text_embedder, direct_text_features
@@ -59,7 +59,7 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode, fam
       jax.tree.leaves([initial[g] for g in text_groups])))
   from_checkpoint = loading.embedder(config.workdir)
   from_export = loading.embedder(os.path.join(config.workdir, "hf_export"))
-  stored = json.load(open(os.path.join(config.workdir, "hf_export", hf_io.ROOT_FILE)))
+  stored = json.load(open(os.path.join(config.workdir, "hf_export", root_file.ROOT_FILE)))
   np.testing.assert_array_equal(np.float32(stored["root"]), final["root"])
   for embedder in (from_checkpoint, from_export):
     feats, root = embedder.texts(["a dog"])
@@ -80,8 +80,8 @@ def test_export_without_a_root_removes_a_stale_root_file(tmp_path):
   convert.export_clip({**params, "root": np.ones(16, np.float32)}, hf_config, out, model_dir)
   assert loading.embedder(out).texts([])[1].tolist() == [1.0] * 16
   convert.export_clip(params, hf_config, out, model_dir)
-  assert not os.path.exists(os.path.join(out, hf_io.ROOT_FILE))
-  with open(os.path.join(out, hf_io.ROOT_FILE), "w") as f:
+  assert not os.path.exists(os.path.join(out, root_file.ROOT_FILE))
+  with open(os.path.join(out, root_file.ROOT_FILE), "w") as f:
     json.dump({"root": [1.0, 2.0]}, f)
   with pytest.raises(ValueError, match=r"re_root.json: the root must be 16 finite numbers"):
     loading.load(out)

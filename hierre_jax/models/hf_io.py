@@ -1,26 +1,18 @@
 """Hugging Face model directories, whatever the family: find or download one, read its
-tensors (safetensors, a sharded index or pytorch_model.bin), the layout rules shared by
-every family (Linear and Conv transposes, stacked layers), checks, and the RE root file
-that a model trained with a root of its own carries beside its weights.
+tensors (safetensors, a sharded index or pytorch_model.bin), write one (config, weights,
+the source's tokenizer files and the RE root file). The format-free tensor rules live in
+`state_dicts.py`, the root file in `root_file.py`.
 """
 import difflib
 import json
 import os
-import re
 import shutil
 
-import jax
 import numpy as np
 import safetensors.numpy
 
-from hierre_jax import errors
-
-# The RE root of a model whose root is not its own empty-string embedding (a fixed or a
-# trained root, SPEC section 6), beside the Hugging Face files: {"root": [P floats]}.
-ROOT_FILE = "re_root.json"
-ROOT_ABOUT = ("hierre_jax: the RE root of this model (the point genericness is measured "
-              "from); use it in place of the embedding of the empty string")
-
+from hierre_jax.models import root_file
+from hierre_jax.models import state_dicts
 
 def load_hf_config(model_dir, config_class):
   """`config_class.from_pretrained(model_dir)` (a transformers config class), or
@@ -91,166 +83,24 @@ def read_state_dict(model_dir, ignored=()):
   index = os.path.join(model_dir, "model.safetensors.index.json")
   bin_file = os.path.join(model_dir, "pytorch_model.bin")
   if os.path.exists(single):
-    tensors = load_safetensors(single)
+    tensors = state_dicts.load_safetensors(single)
   elif os.path.exists(index):
     try:
       with open(index) as f:
         files = sorted(set(json.load(f)["weight_map"].values()))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-      raise CheckpointFormatError(f"{index}: not a safetensors index ({type(e).__name__}: "
-                                  f"{e}); expected {{\"weight_map\": {{key: file}}}}") from None
+      raise state_dicts.CheckpointFormatError(
+          f"{index}: not a safetensors index ({type(e).__name__}: {e}); expected "
+          "{\"weight_map\": {key: file}}") from None
     tensors = {}
     for name in files:
-      tensors.update(load_safetensors(os.path.join(model_dir, name)))
+      tensors.update(state_dicts.load_safetensors(os.path.join(model_dir, name)))
   elif os.path.exists(bin_file):
-    tensors = {k: v.float().numpy() for k, v in load_torch_file(bin_file).items()}
+    tensors = {k: v.float().numpy() for k, v in state_dicts.load_torch_file(bin_file).items()}
   else:
     raise FileNotFoundError(f"{model_dir}: no model.safetensors, model.safetensors.index.json "
                             "or pytorch_model.bin")
   return {k: np.asarray(v, np.float32) for k, v in tensors.items() if k not in ignored}
-
-
-class CheckpointFormatError(errors.UserError):
-  """A checkpoint file that cannot be read, or whose tensors do not fit the model."""
-
-
-def load_torch_file(path):
-  """torch.load of a PyTorch file of tensors (weights_only); ImportError without torch,
-  CheckpointFormatError naming a file that cannot be read."""
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"{path}: reading a PyTorch file needs torch (pip install "
-                      "'hierre_jax[torch]'), or convert it to safetensors") from e
-  try:
-    return torch.load(path, map_location="cpu", weights_only=True)
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointFormatError(f"{path}: cannot read this PyTorch file (truncated or corrupt? "
-                                f"{type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-
-
-def load_safetensors(path):
-  """{key: numpy array} of a safetensors file; CheckpointFormatError naming a file that is
-  truncated or not safetensors."""
-  try:
-    return safetensors.numpy.load_file(path)
-  except Exception as e:  # pylint: disable=broad-except  (SafetensorError and OSError)
-    lines = str(e).strip().splitlines()
-    raise CheckpointFormatError(f"{path}: cannot read this safetensors file (truncated or "
-                                f"corrupt? {type(e).__name__}: {lines[0][:200] if lines else ''})"
-                                ) from e
-
-
-def key_list(keys, limit=5):
-  """'N: [a, b, ...]' of sorted `keys`, at most `limit` of them shown."""
-  return f"{len(keys)} {keys[:limit]}{' ...' if len(keys) > limit else ''}"
-
-
-def tree_from_state_dict(state_dict, expected, key_to_path, source, model):
-  """HF state dict -> nested dict at `key_to_path(key, ndim)`, in Flax layout, each key and
-  shape checked against `expected` ({HF key: Flax-layout shape} of `model`, e.g. "a
-  CLIPModel"); CheckpointFormatError naming what does not match."""
-  missing = sorted(set(expected) - set(state_dict))
-  unexpected = sorted(set(state_dict) - set(expected))
-  if missing or unexpected:
-    raise CheckpointFormatError(
-        f"{source}: the tensors do not match {model} of its config.json; missing "
-        f"{key_list(missing)}; unexpected {key_list(unexpected)}")
-  tree = {}
-  for key, value in state_dict.items():
-    path = key_to_path(key, value.ndim)
-    value = to_flax_array(path[-1], value)
-    if value.shape != expected[key]:
-      raise CheckpointFormatError(f"{source}: {key} has shape {value.shape} in Flax layout, "
-                                  f"config expects {expected[key]}")
-    node = tree
-    for name in path[:-1]:
-      node = node.setdefault(name, {})
-    node[path[-1]] = value
-  return tree
-
-
-def to_flax_array(leaf, value):
-  """HF tensor -> Flax layout: Linear (out, in) -> (in, out); Conv OIHW -> HWIO."""
-  if leaf == "kernel" and value.ndim == 2:
-    return value.T
-  if leaf == "kernel" and value.ndim == 4:
-    return value.transpose(2, 3, 1, 0)
-  return value
-
-
-def to_hf_array(leaf, value):
-  if leaf == "kernel" and value.ndim == 2:
-    return value.T
-  if leaf == "kernel" and value.ndim == 4:
-    return value.transpose(3, 2, 0, 1)
-  return value
-
-
-def stack_layers(tree, name="layers"):
-  """Unrolled `{name}_0 ... {name}_{L-1}` subtrees (of each encoder) -> one `name`
-  subtree, every leaf stacked on a new leading [L] axis (the scanned layout)."""
-  if not isinstance(tree, dict):
-    return tree
-  unrolled = re.compile(rf"{name}_\d+")
-  count = sum(1 for k in tree if unrolled.fullmatch(k))
-  if not count:
-    return {k: stack_layers(v, name) for k, v in tree.items()}
-  layers = [tree[f"{name}_{i}"] for i in range(count)]
-  rest = {k: v for k, v in tree.items() if not unrolled.fullmatch(k)}
-  return {**rest, name: jax.tree.map(lambda *xs: np.stack(xs), *layers)}
-
-
-def unstack_layers(tree, name="layers"):
-  """Inverse of `stack_layers`; a tree without stacked layers is returned as it is."""
-  if not isinstance(tree, dict):
-    return tree
-  if name not in tree:
-    return {k: unstack_layers(v, name) for k, v in tree.items()}
-  stacked = jax.tree.map(np.asarray, tree[name])
-  count = len(jax.tree.leaves(stacked)[0])
-  rest = {k: v for k, v in tree.items() if k != name}
-  return {**rest, **{f"{name}_{i}": jax.tree.map(lambda x, i=i: x[i], stacked)
-                     for i in range(count)}}
-
-
-def check_finite_params(params, source):
-  """Raises errors.NonFiniteError naming the tensors of `params` that hold NaN or inf."""
-  bad = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-         if not np.isfinite(np.asarray(leaf)).all()]
-  if bad:
-    raise errors.NonFiniteError(
-        f"{source}: {len(bad)} of {len(jax.tree.leaves(params))} parameter tensors hold NaN or "
-        f"infinite values, e.g. {', '.join(bad[:3])} (a diverged training run?)")
-
-
-def write_root(model_dir, root):
-  """Writes [P] `root` to model_dir/ROOT_FILE (None: removes that file)."""
-  path = os.path.join(model_dir, ROOT_FILE)
-  if root is None:
-    if os.path.exists(path):
-      os.remove(path)
-    return
-  with open(path, "w") as f:
-    json.dump({"about": ROOT_ABOUT, "root": [float(x) for x in np.asarray(root)]}, f)
-
-
-def read_root(model_dir, dim):
-  """-> the [dim] float32 root of model_dir/ROOT_FILE, or None where there is no such file."""
-  path = os.path.join(model_dir, ROOT_FILE)
-  if not os.path.isfile(path):
-    return None
-  try:
-    with open(path) as f:
-      root = np.asarray(json.load(f)["root"], np.float32)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path}: not a root file ({type(e).__name__}: {e}); expected "
-                     '{"root": [numbers]}') from e
-  if root.shape != (dim,) or not np.all(np.isfinite(root)):
-    raise ValueError(f"{path}: the root must be {dim} finite numbers (the model's "
-                     f"projection_dim); it has shape {root.shape}")
-  return root
 
 
 def copy_files(src_dir, out_dir, names):
@@ -273,10 +123,10 @@ def save_info(hf_config, source_dir, info_dir, files):
 def write_model_dir(state_dict, root, hf_config, architectures, out_dir, source_dir, files):
   """Writes a Hugging Face model directory: config.json (with `architectures`),
   model.safetensors of `state_dict`, the `files` that `source_dir` has (tokenizer,
-  preprocessing), and ROOT_FILE for an RE `root` that is not the model's own empty-string
-  embedding (a fixed or a trained root; None removes a stale ROOT_FILE)."""
+  preprocessing), and root_file.ROOT_FILE for an RE `root` that is not the model's own empty-string
+  embedding (a fixed or a trained root; None removes a stale root_file.ROOT_FILE)."""
   os.makedirs(out_dir, exist_ok=True)
-  write_root(out_dir, root)
+  root_file.write_root(out_dir, root)
   hf_config.architectures = list(architectures)
   hf_config.save_pretrained(out_dir)
   weights = os.path.join(out_dir, "model.safetensors")

@@ -2,7 +2,7 @@
 
 The Flax tree mirrors the state-dict keys (`encoder.layer.N` <-> `layer_N`,
 `encoder.blocks.N` <-> `blocks_N`), BERT's layers stacked into `layer` for the scanned
-layout (`hf_io.stack_layers`); BatchNorm running statistics go to a top-level
+layout (`state_dicts.stack_layers`); BatchNorm running statistics go to a top-level
 `batch_stats` entry of the parameter tree (at the same paths, leaves `mean`/`var`), which
 the family's encoders hand to Flax as its own collection. `num_batches_tracked` buffers
 are dropped on reading and written as 0 on export; the unused BERT pooler round-trips.
@@ -16,6 +16,7 @@ import numpy as np
 import transformers
 
 from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.align import modeling
 from hierre_jax.models.align import preprocessing
 
@@ -62,9 +63,9 @@ def expected_shapes(config):
 def state_dict_to_params(state_dict, config, source="checkpoint"):
   """HF state dict (without `num_batches_tracked`) -> the parameter tree of `config`'s layout,
   checked key by key."""
-  params = hf_io.tree_from_state_dict(state_dict, expected_shapes(config), hf_key_to_path,
+  params = state_dicts.tree_from_state_dict(state_dict, expected_shapes(config), hf_key_to_path,
                                       source, "an AlignModel")
-  return hf_io.stack_layers(params, LAYER) if config.scan_layers else params
+  return state_dicts.stack_layers(params, LAYER) if config.scan_layers else params
 
 
 def has_stacked_layers(params):
@@ -75,10 +76,10 @@ def params_to_state_dict(params):
   """Parameter tree (either layout) -> HF state dict (float32, C-contiguous), with an int64 0
   `num_batches_tracked` beside each BatchNorm's statistics."""
   out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(hf_io.unstack_layers(params, LAYER)):
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state_dicts.unstack_layers(params, LAYER)):
     names = tuple(k.key for k in path)
     key = path_to_hf_key(names)
-    out[key] = np.array(hf_io.to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
+    out[key] = np.array(state_dicts.to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
     if key.endswith(".running_mean"):
       out[key[:-len("running_mean")] + TRACKED] = np.zeros((), np.int64)
   return out
@@ -96,7 +97,7 @@ def load_align(path_or_id, scan_layers=True):
   tensors = {k: v for k, v in hf_io.read_state_dict(model_dir, IGNORED_KEYS).items()
              if not k.endswith(TRACKED)}
   params = state_dict_to_params(tensors, config, source=model_dir)
-  hf_io.check_finite_params(params, model_dir)
+  state_dicts.check_finite_params(params, model_dir)
   return config, jax.tree.map(np.asarray, params), model_dir
 
 

@@ -3,7 +3,7 @@
 `load_clip(path_or_hub_id)` reads a `CLIPModel` directory (config.json plus
 model.safetensors, a sharded safetensors index, or pytorch_model.bin) and
 returns `(ClipConfig, params, model_dir)`. `export_clip(...)` writes a directory that
-`transformers.CLIPModel.from_pretrained` loads (and `hf_io.ROOT_FILE` for a model trained
+`transformers.CLIPModel.from_pretrained` loads (and `root_file.ROOT_FILE` for a model trained
 with its own root). Safetensors need no torch.
 """
 import dataclasses
@@ -15,6 +15,8 @@ import numpy as np
 import transformers
 
 from hierre_jax.models import hf_io
+from hierre_jax.models import root_file
+from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import modeling
 from hierre_jax.models.clip import preprocessing
 
@@ -54,18 +56,18 @@ def state_dict_to_params(state_dict, config, source="checkpoint",
   unrolled = dataclasses.replace(config, scan_layers=False)
   expected = {path_to_hf_key(tuple(k.key for k in path)): leaf.shape
               for path, leaf in jax.tree_util.tree_leaves_with_path(param_shapes(unrolled))}
-  params = hf_io.tree_from_state_dict(state_dict, expected, hf_key_to_path, source, model)
-  return hf_io.stack_layers(params) if config.scan_layers else params
+  params = state_dicts.tree_from_state_dict(state_dict, expected, hf_key_to_path, source, model)
+  return state_dicts.stack_layers(params) if config.scan_layers else params
 
 
 def params_to_state_dict(params):
   """Flax param tree (either layout) -> HF state dict of C-contiguous float32 numpy arrays
   (0-d kept 0-d)."""
   out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(hf_io.unstack_layers(params)):
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state_dicts.unstack_layers(params)):
     names = tuple(k.key for k in path)
     out[path_to_hf_key(names)] = np.array(
-        hf_io.to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
+        state_dicts.to_hf_array(names[-1], np.asarray(leaf, np.float32)), order="C")
   return out
 
 
@@ -80,7 +82,7 @@ def load_clip(path_or_id, scan_layers=True):
   config = modeling.ClipConfig.from_hf(load_hf_config(model_dir), scan_layers)
   params = state_dict_to_params(hf_io.read_state_dict(model_dir, IGNORED_KEYS), config,
                                 source=model_dir)
-  hf_io.check_finite_params(params, model_dir)
+  state_dicts.check_finite_params(params, model_dir)
   return config, jax.tree.map(np.asarray, params), model_dir
 
 

@@ -12,7 +12,7 @@ from hierre_jax.geometry import flat
 from hierre_jax.geometry import lorentz
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
-from hierre_jax.models import hf_io
+from hierre_jax.models import root_file
 from hierre_jax.models.clip import preprocessing as clip_preprocessing
 from hierre_jax.models.clip import cleaned_tokenizer
 from hierre_jax.models.clip import tokenizer as clip_tokenizer
@@ -65,11 +65,11 @@ class Meru:
 
   def write_checkpoint(self, params, config, out_dir, source_dir):
     """out_dir/<the source's .pth name> (meru.pth for a workdir's), and the RE root file
-    of a params["root"] (`hf_io.ROOT_FILE`)."""
+    of a params["root"] (`root_file.ROOT_FILE`)."""
     params = dict(params)
     root = params.pop("root", None)
     checkpoint.save(params, config, os.path.join(out_dir, pth_name(source_dir)))
-    hf_io.write_root(out_dir, root)
+    root_file.write_root(out_dir, root)
     return out_dir
 
   def write_hf_checkpoint(self, params, config, out_dir, source_dir):

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from hierre_jax import errors
-from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.meru import modeling
 
 SIZES_FILE = "meru_config.json"  # `MeruConfig.to_dict`: beside our .pth, and in model_info
@@ -169,9 +169,9 @@ def state_dict_to_params(state_dict, config, source):
   missing = sorted(k for k, _ in pairs if k not in state_dict)
   unexpected = sorted(set(state_dict) - {k for k, _ in pairs})
   if missing or unexpected:
-    raise hf_io.CheckpointFormatError(
+    raise state_dicts.CheckpointFormatError(
         f"{source}: the tensors do not match a MERU checkpoint of its shapes; missing "
-        f"{hf_io.key_list(missing)}; unexpected {hf_io.key_list(unexpected)}")
+        f"{state_dicts.key_list(missing)}; unexpected {state_dicts.key_list(unexpected)}")
   expected = _flat(modeling.param_shapes(dataclasses.replace(config, scan_layers=False)))
   tree = {}
   for theirs, ours in pairs:
@@ -179,30 +179,30 @@ def state_dict_to_params(state_dict, config, source):
     parts = np.split(value, len(ours), axis=0) if len(ours) > 1 else [value]
     for key, part in zip(ours, parts):
       leaf = key.split(".")[-1]
-      part = hf_io.to_flax_array(leaf, part)
+      part = state_dicts.to_flax_array(leaf, part)
       want = expected[key].shape
       if key.startswith("pixel_"):  # the buffer's own layout, 3 values
         ok = part.size == 3
       else:
         ok = part.shape == want
       if not ok:
-        raise hf_io.CheckpointFormatError(f"{source}: {theirs} has shape {value.shape}; a MERU "
+        raise state_dicts.CheckpointFormatError(f"{source}: {theirs} has shape {value.shape}; a MERU "
                                           f"checkpoint of these sizes has {want} for {key}")
       node = tree
       for name in key.split(".")[:-1]:
         node = node.setdefault(name, {})
       node[leaf] = np.array(part, np.float32, order="C")
-  return hf_io.stack_layers(tree) if config.scan_layers else tree
+  return state_dicts.stack_layers(tree) if config.scan_layers else tree
 
 
 def params_to_state_dict(params, config):
   """Flax parameter tree (either layout) -> MERU state dict (float32 numpy, fused q;k;v)."""
-  flat = {k: np.asarray(v, np.float32) for k, v in _flat(hf_io.unstack_layers(params)).items()}
+  flat = {k: np.asarray(v, np.float32) for k, v in _flat(state_dicts.unstack_layers(params)).items()}
   pairs = key_pairs({"visual": config.vision.num_layers, "textual": config.text.num_layers},
                     config.hyperbolic)
   out = {}
   for theirs, ours in pairs:
-    parts = [hf_io.to_hf_array(key.split(".")[-1], flat[key]) for key in ours]
+    parts = [state_dicts.to_hf_array(key.split(".")[-1], flat[key]) for key in ours]
     out[theirs] = np.array(np.concatenate(parts) if len(parts) > 1 else parts[0], order="C")
   return out
 
@@ -238,7 +238,7 @@ def load(path, scan_layers=True):
       raise errors.NonFiniteError(f"{pth}: curvature exp(curv) = {curv}: must be finite and "
                                   "positive")
   params = state_dict_to_params(state_dict, config, pth)
-  hf_io.check_finite_params(params, pth)
+  state_dicts.check_finite_params(params, pth)
   return config, jax.tree.map(np.asarray, params)
 
 

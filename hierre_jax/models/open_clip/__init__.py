@@ -11,7 +11,8 @@ import jax
 
 from hierre_jax import errors
 from hierre_jax.geometry import sphere
-from hierre_jax.models import hf_io
+from hierre_jax.models import root_file
+from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import FAMILY as CLIP
 from hierre_jax.models.clip import cleaned_tokenizer
 from hierre_jax.models.clip import convert as clip_convert
@@ -51,7 +52,7 @@ class OpenClip:
     path = checkpoint.weights_file(model_dir)
     params = clip_convert.state_dict_to_params(
         checkpoint.to_hf(checkpoint.read_state(path), path), config, source=path)
-    hf_io.check_finite_params(params, path)
+    state_dicts.check_finite_params(params, path)
     return config, params
 
   def read_config(self, model_dir, scan_layers):
@@ -65,7 +66,7 @@ class OpenClip:
     root = params.pop("root", None)
     self.save_info(source_dir, config, out_dir)
     checkpoint.write(checkpoint.from_hf(clip_convert.params_to_state_dict(params)), out_dir)
-    hf_io.write_root(out_dir, root)
+    root_file.write_root(out_dir, root)
     return out_dir
 
   def write_hf_checkpoint(self, params, config, out_dir, source_dir):

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import safetensors.numpy
 
-from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 
 SAFETENSORS = "open_clip_model.safetensors"
 PYTORCH_BIN = "open_clip_pytorch_model.bin"
@@ -60,7 +60,7 @@ def to_hf(state, source):
     block = next(((oc, hf) for oc, hf in TOWERS if key.startswith(oc)), None)
     match = block and re.fullmatch(r"(\d+)\.(.+)", key[len(block[0]):])
     if not match:
-      raise hf_io.CheckpointFormatError(f"{source}: {key} is not a tensor of open_clip's "
+      raise state_dicts.CheckpointFormatError(f"{source}: {key} is not a tensor of open_clip's "
                                         "standard CLIP class")
     prefix, rest = f"{block[1]}{match[1]}.", match[2]
     if rest.startswith("attn.in_proj_"):
@@ -70,7 +70,7 @@ def to_hf(state, source):
     renamed = next((hf + rest[len(oc):] for oc, hf in BLOCK_RENAMES if rest.startswith(oc)),
                    None)
     if renamed is None:
-      raise hf_io.CheckpointFormatError(f"{source}: {key} is not a tensor of open_clip's "
+      raise state_dicts.CheckpointFormatError(f"{source}: {key} is not a tensor of open_clip's "
                                         "standard CLIP class")
     out[prefix + renamed] = value
   return out
@@ -118,16 +118,16 @@ def weights_file(path):
 def read_state(path):
   """open_clip tensors of a weights file as float32 numpy, by open_clip key."""
   if path.endswith(".safetensors"):
-    tensors = hf_io.load_safetensors(path)
+    tensors = state_dicts.load_safetensors(path)
   else:
-    state = hf_io.load_torch_file(path)
+    state = state_dicts.load_torch_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
       state = state["state_dict"]  # a training checkpoint (epoch_N.pt)
     if not isinstance(state, dict):
-      raise hf_io.CheckpointFormatError(f"{path}: not a state dict")
+      raise state_dicts.CheckpointFormatError(f"{path}: not a state dict")
     for key, value in state.items():
       if not hasattr(value, "float"):
-        raise hf_io.CheckpointFormatError(f"{path}: state_dict[{key!r}] is a "
+        raise state_dicts.CheckpointFormatError(f"{path}: state_dict[{key!r}] is a "
                                           f"{type(value).__name__}, not a tensor")
     tensors = {k.removeprefix("module."): v.float().numpy() for k, v in state.items()}
   return {k: np.asarray(v, np.float32) for k, v in tensors.items()}

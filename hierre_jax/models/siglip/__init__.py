@@ -12,6 +12,7 @@ import jax
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import hf_io
+from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import convert as clip_convert
 from hierre_jax.models.clip import preprocessing as clip_preprocessing
 from hierre_jax.models.siglip import modeling
@@ -55,7 +56,7 @@ class Siglip:
     params = clip_convert.state_dict_to_params(
         hf_io.read_state_dict(model_dir, IGNORED_KEYS), config, source=model_dir,
         param_shapes=modeling.param_shapes, model="a SiglipModel")
-    hf_io.check_finite_params(params, model_dir)
+    state_dicts.check_finite_params(params, model_dir)
     return config, params
 
   def read_config(self, model_dir, scan_layers):
