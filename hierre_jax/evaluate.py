@@ -93,6 +93,10 @@ flags.DEFINE_integer("text_length_multiple", 8, "With --nopack_texts: pad text b
                      "multiple of this; the family's maximum (77 for CLIP) gives one static "
                      "shape (one compilation).")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
+flags.DEFINE_string("traversal_root", "", "MERU's CLIP baselines: MERU's traversal on the "
+                    "sphere, from each image to this stored root vector (.npy, .json list or "
+                    ".pt tensor), reported beside RE's levels; without it a model on the "
+                    "sphere gets no traversal.")
 flags.DEFINE_enum("hyperbolic_root", "origin", ["origin", "empty_string"], "The root of a "
                   "hyperbolic model (MERU): the origin, with MERU's distances and angles, or "
                   "the embedding of \"\" as RE roots a model; recorded in the results.")
@@ -149,7 +153,7 @@ def output_dir(models, paths):
     out = os.path.join("eval_results", default_name(models))
   inputs = [("--model", m) for m in models] + [(f"--{k}", v) for k, v in paths.items()
                                                if k in FLAGS and FLAGS[k].present]
-  inputs.append(("--data_dir", FLAGS.data_dir))
+  inputs += [("--data_dir", FLAGS.data_dir), ("--traversal_root", FLAGS.traversal_root)]
   errors.require_writable_dir(out, "output folder")
   locations.check_apart([("--output_dir", out)], inputs,
                         allowed=[os.path.join(w, "evaluations") for w in workdirs])
@@ -184,6 +188,7 @@ def settings(paths):
   earlier results only where these are the same."""
   real = lambda p: locations.real(p) if p and os.path.exists(p) else p
   return {"tau_d_ties": FLAGS.tau_d_ties, "hyperbolic_root": FLAGS.hyperbolic_root,
+          **({"traversal_root": real(FLAGS.traversal_root)} if FLAGS.traversal_root else {}),
           "compute_dtype": FLAGS.compute_dtype, "matmul_precision": FLAGS.matmul_precision,
           "allow_missing_images": FLAGS.allow_missing_images, "min_images": FLAGS.min_images,
           "data": {k: real(v) for k, v in sorted(paths.items())}}
@@ -254,7 +259,7 @@ def run_suite(paths):
   if FLAGS.random_baseline:
     models = models + random_baselines(models, families)
   evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
-                           FLAGS.tfds_data_dir, FLAGS.min_images)
+                           FLAGS.tfds_data_dir, FLAGS.min_images, FLAGS.traversal_root)
   wanted = settings(paths)
   previous = earlier_results(out, models, wanted)
   steps = verify_models(models)

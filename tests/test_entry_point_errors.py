@@ -26,6 +26,7 @@ def cases(tmp_path_factory):
   a_file = tmp / "a_file"
   a_file.write_text("")
   (tmp / "syntax.py").write_text("def get_config(:\n")
+  (tmp / "root.json").write_text("[1, 2")
   (tmp / "not_a_config.py").write_text("def get_config():\n  return 3\n")
   good = random_init.write_random_clip(str(tmp / "model"), TINY_TEXT, TINY_VISION, 16)
   truncated = random_init.write_random_clip(str(tmp / "truncated"), TINY_TEXT, TINY_VISION, 16)
@@ -170,6 +171,8 @@ def cases(tmp_path_factory):
        "./nosuch/model: no such checkpoint directory", str(tmp / "eval")),
       ("a random model of a missing one", *evaluate("--model=random:./nosuch/model"),
        "./nosuch/model: no such checkpoint directory", str(tmp / "eval")),
+      ("a traversal root that is no vector", *evaluate(f"--traversal_root={tmp / 'root.json'}"),
+       f"{tmp / 'root.json'}: not a root vector (JSONDecodeError", str(tmp / "eval")),
       ("Hugging Face export of a MERU", "hierre_jax.train", [
           "--config", f"{TINY_CONFIG}:meru", f"--config.workdir={work}", "--config.export_hf=True"],
        "config.export_hf=True: a meru model has no Hugging Face format", work),

@@ -520,6 +520,67 @@ def test_traversal_equals_a_loop_over_steps_and_candidates():
   assert dropped == [chain[1:] for chain in got]
 
 
+def test_sphere_traversal_equals_a_loop_over_steps_and_candidates(tmp_path):
+  """MERU's CLIP baselines: the walk from each image to a stored root vector on the sphere
+  (points normalised, dot products, no cones, [ROOT] the root), against a float64 loop;
+  root vector files read as .npy, .json and .pt, bad ones named."""
+  from hierre_jax.evaluators import traversal
+  rng = np.random.default_rng(8)
+  unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
+  root = unit(rng.normal(size=8))
+  directions = unit(rng.normal(size=(3, 8)))
+  texts = unit(np.concatenate([a * root + (1 - a) * directions[k % 3]
+                               + 0.05 * rng.normal(size=(4, 8))
+                               for k, a in enumerate([0.8, 0.5, 0.2])]))
+  images = unit(directions + 0.1 * rng.normal(size=(3, 8)))
+  def slow(image):
+    winners = []
+    for f in np.linspace(1.0, 0.0, traversal.STEPS):
+      p = unit(f * image + (1 - f) * root)
+      scores = list(texts @ p) + [root @ p]
+      winners.append(int(np.argmax(scores)))
+    return [w for w in dict.fromkeys(winners) if w < len(texts)][::-1]
+  got = traversal.traverse_sphere(root * 3.0, texts.astype(np.float32),
+                                  images.astype(np.float32))  # the root normalised here
+  assert got == [slow(image) for image in images] and any(len(c) > 1 for c in got)
+  np.save(tmp_path / "r.npy", root)
+  json.dump(root.tolist(), open(tmp_path / "r.json", "w"))
+  torch.save(torch.tensor(root[None]), tmp_path / "r.pt")  # a [1, P] tensor
+  for name in ("r.npy", "r.json", "r.pt"):
+    np.testing.assert_allclose(traversal.read_root_vector(str(tmp_path / name)), root,
+                               rtol=1e-6)
+  (tmp_path / "bad.json").write_text('{"no": 1}')
+  with pytest.raises(errors.UserError, match=r"bad.json: not a root vector"):
+    traversal.read_root_vector(str(tmp_path / "bad.json"))
+  json.dump([[1.0, 2.0], [3.0, 4.0]], open(tmp_path / "matrix.json", "w"))
+  with pytest.raises(errors.UserError, match=r"matrix.json: a root vector must be one"):
+    traversal.read_root_vector(str(tmp_path / "matrix.json"))
+
+
+def test_a_clip_baseline_of_the_release_is_traversed_to_a_given_root(tmp_path):
+  """evaluate --traversal_root on a MERU CLIP baseline (the sphere): the traversal's P and R
+  beside RE's levels, the walk recorded; a root of another width refused in one line."""
+  from hierre_jax.evaluators import hierarcaps
+  from hierre_jax.evaluators import traversal
+  from conftest import shared_file
+  from runs import small_eval_files
+  d = random_init.write_random_meru(str(tmp_path / "baseline"), random_init.TINY_TEXT,
+                                    random_init.TINY_VISION, 64, hyperbolic=False)
+  test_csv, _ = small_eval_files(str(tmp_path), num_rows=12)
+  images_dir = os.path.dirname(shared_file("test_images/COCO_val2014_000000000139.jpg"))
+  embedder = loading.embedder(d)
+  root = embedder.texts(["something"])[0][0]
+  got = hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir, root_vector=root)
+  assert got["traversal"]["walk_to"] == "the given root vector, on the sphere"
+  assert 0 <= got["traversal"]["precision"] <= 1 and 0 <= got["traversal"]["recall"] <= 1
+  assert "traversal" not in hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir)
+  with pytest.raises(errors.UserError, match=r"a traversal root of 3 numbers: the walk to a "
+                     r"stored root runs on the sphere in the model's 64 dimensions"):
+    hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir,
+                                   root_vector=np.ones(3, np.float32))
+  assert traversal.CHOICES["walk_to"].startswith("the origin")  # the hyperboloid's unchanged
+
+
 def test_chain_metrics_count_as_the_levels_do():
   from hierre_jax.evaluators import traversal
   from hierre_jax.radial import hierarchical_retrieval as hr

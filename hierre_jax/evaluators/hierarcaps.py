@@ -36,9 +36,10 @@ def retrieval_predictions(embedder, candidates, image_paths, num_levels, radius=
 
 
 def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS,
-                        ties="release"):
+                        ties="release", root_vector=None):
   """P, R, tau_d on a test file (tau_d ties as in hr.kendall_tau_vs_order), with timings;
-  for a hyperbolic model also P and R of MERU's traversal (`traversal`) in "traversal";
+  for a hyperbolic model also P and R of MERU's traversal (`traversal`) in "traversal" (on
+  the sphere too, to `root_vector`, where given: MERU's CLIP baselines);
   beside them what length explains (`length_checks`), recall and mean radius per depth, and
   in "items" each metric's per-item values (`uncertainty.Items`: rows for tau_d, images for
   P and R)."""
@@ -60,13 +61,12 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
                                    items)
   metrics.update(more)
   items.update(more_items)
-  if embedder.geometry.has_traversal:
-    chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
-                                embedder.images(paths))
+  chains, choices = traversal_chains(embedder, candidates, paths, root_vector)
+  if chains is not None:
     precision, recall = traversal.chain_metrics(
         chains, hr.ground_truth_indices(rows_table, row_tier_index))
     metrics["traversal"] = {"precision": float(precision.mean()),
-                            "recall": float(recall.mean()), **traversal.CHOICES}
+                            "recall": float(recall.mean()), **choices}
     items.update({"traversal/precision": precision, "traversal/recall": recall})
   items = {k: v for k, v in items.items() if len(v)}  # (a subset no test row falls in)
   for key, values in items.items():  # every item metric as a number too ("a/b": a's b)
@@ -77,6 +77,27 @@ def evaluate_hierarcaps(embedder, test_csv, images_dir, num_levels=hr.NUM_LEVELS
   metrics["items"] = {k: uncertainty.Items("mean", (np.asarray(v, np.float64),))
                       for k, v in items.items()}
   return metrics
+
+
+def traversal_chains(embedder, candidates, paths, root_vector=None):
+  """MERU's traversal chains of the images over the candidates, and its recorded choices:
+  in the model's space where it has one (MERU's hyperboloid), on the sphere to
+  `root_vector` ([P], a CLIP baseline's stored root) where given; (None, None) otherwise."""
+  geometry = embedder.geometry
+  if geometry.has_traversal:
+    return (traversal.traverse(geometry, embedder.texts(candidates)[0], embedder.images(paths)),
+            traversal.CHOICES)
+  if root_vector is None:
+    return None, None
+  if geometry.name != "sphere" or len(root_vector) != embedder.model.embedding_size:
+    raise errors.UserError(
+        f"a traversal root of {len(root_vector)} numbers: the walk to a stored root runs on "
+        f"the sphere in the model's {embedder.model.embedding_size} dimensions; "
+        f"{embedder.model.model_dir} lives in {geometry.name} space with features of "
+        f"{embedder.model.embedding_size}")
+  chains = traversal.traverse_sphere(root_vector, embedder.texts(candidates)[0],
+                                     embedder.images(paths))
+  return chains, {**traversal.CHOICES, "walk_to": "the given root vector, on the sphere"}
 
 
 def image_of_row(rows_table, num_rows):
@@ -186,12 +207,13 @@ class HierarCaps:
 
   name = "hierarcaps"
 
-  def __init__(self, test_csv, images_dir, ties="release"):
+  def __init__(self, test_csv, images_dir, ties="release", traversal_root=""):
     self.test_csv, self.images_dir, self.ties = test_csv, images_dir, ties
+    self.root_vector = traversal.read_root_vector(traversal_root) if traversal_root else None
 
   def run(self, embedder):
     return evaluate_hierarcaps(embedder, self.test_csv, self.images_dir,
-                               ties=self.ties)
+                               ties=self.ties, root_vector=self.root_vector)
 
 
 registry.register(registry.Entry(
@@ -199,7 +221,8 @@ registry.register(registry.Entry(
     files={"hierarcaps_test_csv": ("hierarcaps", "hierarcaps_test.csv"),
            "hierarcaps_images": ("hierarcaps", "test_images")},
     build=lambda paths, options: HierarCaps(paths["hierarcaps_test_csv"],
-                                            paths["hierarcaps_images"], options.tau_d_ties),
+                                            paths["hierarcaps_images"], options.tau_d_ties,
+                                            options.traversal_root),
     columns=(("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
              ("tau_d", "hierarcaps/tau_d"),
              ("MERU traversal P", "hierarcaps/traversal/precision"),

@@ -18,6 +18,7 @@ class Options:
   min_images: int  # ... and on at least this many
   tau_d_ties: str = "release"  # HierarCaps tau_d's ties (`hierarcaps.HierarCaps`)
   tfds_data_dir: Optional[str] = None  # CIFAR from tensorflow-datasets (None: tfds' own)
+  traversal_root: str = ""  # HierarCaps: MERU's traversal on the sphere to this stored root
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,12 +18,14 @@ default_paths = registry.default_paths  # {path key: path under a data root like
 
 
 def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None,
-          min_images=retrieval.MIN_IMAGES):
+          min_images=retrieval.MIN_IMAGES, traversal_root=""):
   """Evaluators for `names` (registered names; an unknown one refused in one line), reading
   `paths` (as default_paths); CIFAR from tensorflow-datasets in `tfds_data_dir` (None:
   tfds' default); retrieval on fewer than all images of its annotations
-  (`allow_missing_images`) on `min_images` at least."""
-  options = registry.Options(allow_missing_images, min_images, tau_d_ties, tfds_data_dir)
+  (`allow_missing_images`) on `min_images` at least; HierarCaps with MERU's traversal on
+  the sphere to the root vector of the file `traversal_root` (MERU's CLIP baselines)."""
+  options = registry.Options(allow_missing_images, min_images, tau_d_ties, tfds_data_dir,
+                             traversal_root)
   return [entry.build(paths, options) for entry in registry.lookup(names)]
 
 
