@@ -31,10 +31,13 @@ def file_digest(path):
   return h.hexdigest()
 
 
-def seal(folder, names, record=None, manifest=MANIFEST):
-  """Writes folder/manifest: the digest of each of `names` (paths relative to folder) and
+def seal(folder, names, record=None, manifest=MANIFEST, names_as=None):
+  """Writes folder/manifest: the digest of each of `names` (paths relative to folder; listed
+  under `names_as[name]` where given: a file written beside its place, sealed for it) and
   `record` (JSON). Written beside it and renamed over it: never half a manifest."""
-  body = {"files": {name: file_digest(os.path.join(folder, name)) for name in names},
+  names_as = names_as or {}
+  body = {"files": {names_as.get(name, name): file_digest(os.path.join(folder, name))
+                    for name in names},
           "record": record}
   locations.write_file(os.path.join(folder, manifest), lambda f: json.dump(body, f, indent=1))
 

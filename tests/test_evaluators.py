@@ -457,3 +457,41 @@ def test_results_md_has_baselines_intervals_and_marks_differences_holding_zero(t
     f.write(" ")
   with pytest.raises(errors.DataError, match="items.json: changed or damaged"):
     results_files.read_results(str(tmp_path))
+
+
+@pytest.mark.parametrize("killed_at", ["before the seal", "after the seal",
+                                       "after items.json"])
+def test_a_results_write_killed_anywhere_reads_back_whole(tmp_path, monkeypatch, killed_at):
+  """results.json and items.json change together: a write killed before the new seal reads
+  back the old pair, one killed after it the new pair (put in place on reading); never a
+  folder refused as damaged."""
+  from hierre_jax import sealed
+  from hierre_jax.evaluators import results_files
+  item = lambda v: {"hierarcaps/tau_d": uncertainty.hits(np.full(20, v))}
+  old = [{"model": "a", "hierarcaps/tau_d": 0.5, "items": item(0.5)}]
+  new = old + [{"model": "b", "hierarcaps/tau_d": 0.7, "items": item(0.7)}]
+  results_files.write(old, str(tmp_path))
+
+  class Killed(Exception):
+    pass
+  real_seal, real_replace = sealed.seal, os.replace
+  def seal(*args, **kwargs):
+    if killed_at == "before the seal":
+      raise Killed
+    real_seal(*args, **kwargs)
+  def replace(src, dst):
+    if (killed_at == "after the seal" and dst.endswith("items.json")) or (
+        killed_at == "after items.json" and dst.endswith("results.json")):
+      raise Killed
+    real_replace(src, dst)
+  monkeypatch.setattr(sealed, "seal", seal)
+  monkeypatch.setattr(os, "replace", replace)
+  with pytest.raises(Killed):
+    results_files.write(new, str(tmp_path))
+  monkeypatch.undo()
+  back = results_files.read_results(str(tmp_path))
+  want = old if killed_at == "before the seal" else new
+  assert [r["model"] for r in back] == [r["model"] for r in want]
+  assert [r["items"]["hierarcaps/tau_d"].arrays[0][0] for r in back] == [
+      r["items"]["hierarcaps/tau_d"].arrays[0][0] for r in want]
+  sealed.verify(str(tmp_path), results_files.SEAL)

@@ -2,7 +2,13 @@
 `<benchmark>/<metric>`, each with its interval, and each later model's paired differences to
 the first), items.json (every metric's per-item values, which the paired differences and a
 resumed run need), both sealed and verified when read back; results.md (`tables`) and
-results.png (`plot`), drawn anew from them at every write."""
+results.png (`plot`), drawn anew from them at every write.
+
+results.json and items.json change together: both are written whole beside their places
+(`<name>.next`), then the seal of the new pair replaces the old one, then each file its
+old version. A writer killed before the seal leaves the old pair, which verifies; one
+killed after it leaves new files that `read_results` puts in place (only those whose
+digest is the seal's) before it verifies."""
 import json
 import os
 
@@ -15,6 +21,7 @@ from hierre_jax.evaluators import tables
 from hierre_jax.evaluators import uncertainty
 
 RESULTS, ITEMS, SEAL = "results.json", "items.json", "results.sealed.json"
+NEXT = ".next"  # a new version written beside its place (`write`)
 # Metrics compared model against model (beside the summary's columns).
 COMPARED = tuple(k for _, k in tables.TABLE) + ("hierarcaps/beyond_length/tau_d",)
 
@@ -44,6 +51,7 @@ def read_results(output_dir):
   if not os.path.exists(path):
     return []
   try:
+    finish_write(output_dir)
     sealed.verify(output_dir, SEAL)
     with open(path) as f:
       results = json.load(f)
@@ -60,6 +68,25 @@ def read_results(output_dir):
   return results
 
 
+def finish_write(output_dir):
+  """Puts in place the new versions (`<name>.next`) a killed `write` left after sealing
+  them: each whose digest is the one the seal lists; nothing when the seal verifies."""
+  try:
+    sealed.verify(output_dir, SEAL)
+    return
+  except sealed.DamagedError:
+    pass
+  try:
+    with open(os.path.join(output_dir, SEAL)) as f:
+      listed = dict(json.load(f)["files"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return  # no readable seal: `sealed.verify` names it
+  for name in (ITEMS, RESULTS):
+    new = os.path.join(output_dir, name + NEXT)
+    if os.path.isfile(new) and sealed.file_digest(new) == listed.get(name):
+      os.replace(new, os.path.join(output_dir, name))
+
+
 def write(results, output_dir, references=()):
   """-> paths of results.json and results.md in `output_dir`, with the published rows of
   each of `references` (keys of published.SUITE; a string: one) under ours, the paired
@@ -74,12 +101,16 @@ def write(results, output_dir, references=()):
   results = paired(results)
   plain = [{k: v for k, v in r.items() if k != "items"} for r in results]
   os.makedirs(output_dir, exist_ok=True)
-  json_path = locations.write_file(os.path.join(output_dir, RESULTS),
-                                   lambda f: json.dump(plain, f, indent=1))
-  locations.write_file(os.path.join(output_dir, ITEMS), lambda f: json.dump(
+  json_path = os.path.join(output_dir, RESULTS)
+  items_path = os.path.join(output_dir, ITEMS)
+  locations.write_file(json_path + NEXT, lambda f: json.dump(plain, f, indent=1))
+  locations.write_file(items_path + NEXT, lambda f: json.dump(
       {r["model"]: {k: v.to_json() for k, v in r.get("items", {}).items()} for r in results},
       f))
-  sealed.seal(output_dir, [RESULTS, ITEMS], manifest=SEAL)
+  sealed.seal(output_dir, [RESULTS + NEXT, ITEMS + NEXT], manifest=SEAL,
+              names_as={RESULTS + NEXT: RESULTS, ITEMS + NEXT: ITEMS})
+  os.replace(items_path + NEXT, items_path)
+  os.replace(json_path + NEXT, json_path)
   md_path = locations.write_file(os.path.join(output_dir, "results.md"),
                                  lambda f: f.write(tables.markdown(plain, papers.items())))
   png = os.path.join(output_dir, "results.png")
