@@ -102,7 +102,9 @@ def tau_d(geometry, feats, root, row_index):
 def other_space(model, feats):
   """(the geometry, the points) of `feats` read in the other arm's space: a hyperboloid
   point's tangent vector as a flat point; a flat point lifted onto the hyperboloid of the
-  checkpoint's (frozen) curvature."""
+  checkpoint's (frozen) curvature; (None, None) on the sphere, which has no counterpart."""
+  if model.geometry.name == "sphere":
+    return None, None
   if model.geometry.name == "lorentz":
     return flat.FLAT, model.geometry.chart(feats)
   c = float(np.exp(np.asarray(model.params["curv"], np.float64)))
@@ -132,11 +134,12 @@ def measure(workdir, data):
   held_texts, held_index = index_rows(data["heldout_rows"])
   held, root = embedder.texts(held_texts)
   p, q = (np.asarray(a) for a in losses.re_angles(held[held_index], root, geometry=g))
+  result["heldout_pos_smaller"] = float((p < q).mean())
   g2, held2 = other_space(model, held)
-  p2, q2 = (np.asarray(a) for a in losses.re_angles(held2[held_index], np.zeros_like(root),
-                                                    geometry=g2))
-  result.update(heldout_pos_smaller=float((p < q).mean()),
-                flip_rate=float(((p < q) != (p2 < q2)).mean()))
+  if g2 is not None:
+    p2, q2 = (np.asarray(a) for a in losses.re_angles(held2[held_index], np.zeros_like(root),
+                                                      geometry=g2))
+    result["flip_rate"] = float(((p < q) != (p2 < q2)).mean())
   val_texts, val_index = index_rows(data["validation"].positives)
   val_feats, root = embedder.texts(val_texts)
   result["validation_tau_d"] = float(tau_d(g, val_feats, root, val_index)[0].mean())
