@@ -34,6 +34,21 @@ def linen_encoders(model, **methods):
   return Encoders(**{name: apply(method) for name, method in methods.items()})
 
 
+class Defaults:
+  """What a family may leave out of `Family`: a Hugging Face format that is its own
+  (`write_hf_checkpoint` is `write_checkpoint`) and no refusal of contrastive training. A
+  family subclasses it and overrides what differs."""
+
+  hf_format = True
+
+  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
+    return self.write_checkpoint(params, config, out_dir, source_dir)
+
+  def contrastive_refusal(self, model_dir):
+    del model_dir
+    return ""
+
+
 def numpy_tree(params):
   """A parameter tree of jax arrays -> the same tree of numpy arrays (a loaded model's)."""
   return jax.tree.map(np.asarray, params)

@@ -13,7 +13,7 @@ from hierre_jax.models.align import random_init
 from hierre_jax.models.align import tokenizer
 
 
-class Align:
+class Align(family.Defaults):
   """`family.Family` of Hugging Face `AlignModel` directories; features on the sphere. The
   parameter tree's `batch_stats` entry (the image tower's BatchNorm statistics) is handed to
   Flax as its own collection."""
@@ -25,7 +25,6 @@ class Align:
   text_params = ("text_model", "text_projection", "temperature")  # setup declares temperature
   random_options = ()
   buffers = ()
-  hf_format = True  # its own format is a Hugging Face directory
   image_groups = ("vision_model", "batch_stats")
 
   def owns(self, path):
@@ -47,9 +46,6 @@ class Align:
 
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_align(out_dir, text, vision, projection_dim, seed)
-
-  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
-    return self.write_checkpoint(params, config, out_dir, source_dir)
 
   def contrastive_refusal(self, model_dir):
     return ("contrastive training of both towers is built for CLIP-like towers; ALIGN's "

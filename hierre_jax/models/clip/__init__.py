@@ -12,7 +12,7 @@ from hierre_jax.models.clip import random_init
 from hierre_jax.models.clip import tokenizer
 
 
-class Clip:
+class Clip(family.Defaults):
   """`family.Family` of Hugging Face `CLIPModel` directories; features on the sphere."""
 
   name = "clip"
@@ -22,7 +22,6 @@ class Clip:
   text_params = ("text_model", "text_projection", "logit_scale")  # setup declares logit_scale
   random_options = ()
   buffers = ()
-  hf_format = True  # its own format is a Hugging Face directory
   image_groups = ("vision_model", "visual_projection")
 
   def owns(self, path):
@@ -44,12 +43,6 @@ class Clip:
 
   def write_random(self, out_dir, text, vision, projection_dim, seed=0):
     return random_init.write_random_clip(out_dir, text, vision, projection_dim, seed)
-
-  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
-    return self.write_checkpoint(params, config, out_dir, source_dir)
-
-  def contrastive_refusal(self, model_dir):
-    return ""
 
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))

@@ -31,7 +31,7 @@ def pth_name(source):
   return found[0] if len(found) == 1 else random_init.FILE
 
 
-class Meru:
+class Meru(family.Defaults):
   """`family.Family` of MERU release checkpoints: a .pth file or a directory holding one."""
 
   name = "meru"
@@ -84,9 +84,6 @@ class Meru:
                    flat=False):
     return random_init.write_random_meru(out_dir, text, vision, projection_dim, seed,
                                          hyperbolic, flat)
-
-  def contrastive_refusal(self, model_dir):
-    return ""
 
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))

@@ -35,7 +35,7 @@ def write_preprocessor_config(p, out_dir):
     json.dump(config, f, indent=2)
 
 
-class Siglip:
+class Siglip(family.Defaults):
   """`family.Family` of Hugging Face `SiglipModel` directories."""
 
   name = "siglip"
@@ -46,7 +46,6 @@ class Siglip:
   image_groups = ("vision_model",)
   random_options = ()
   buffers = ()
-  hf_format = True  # its own format is a Hugging Face directory
 
   def owns(self, path):
     return hf_io.declares(path, self.architectures, self.name)
@@ -85,12 +84,6 @@ class Siglip:
     out = random_init.write_random_siglip(out_dir, text, vision, projection_dim, seed)
     write_preprocessor_config(self.preprocessing(out, self.read_config(out, True)), out)
     return out
-
-  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
-    return self.write_checkpoint(params, config, out_dir, source_dir)
-
-  def contrastive_refusal(self, model_dir):
-    return ""
 
   def random_params(self, config, seed=0):
     return family.numpy_tree(modeling.init_params(config, jax.random.key(seed)))
