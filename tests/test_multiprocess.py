@@ -86,7 +86,7 @@ def test_two_processes_train_evaluate_and_export_like_one(tmp_path):
       [sys.executable, "-m", "hierre_jax.evaluate", f"--model={two}",
        f"--hierarcaps_test_csv={test_csv}",
        f"--hierarcaps_images={os.path.dirname(shared_file('hierarcaps_test.csv'))}/test_images",
-       f"--output_dir={tmp_path / 'eval_out'}"],
+       f"--output_dir={tmp_path / 'eval_out'}", "--norandom_baseline"],
       env=python_env(1), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   [result] = json.loads((tmp_path / "eval_out" / "results.json").read_text())
