@@ -56,8 +56,9 @@ def test_align_bad_inputs_are_named(align_dir, tmp_path):
   del tensors["text_projection.bias"]
   tensors["vision_model.extra.weight"] = np.zeros(2, np.float32)
   safetensors.numpy.save_file(tensors, path)
-  with pytest.raises(state_dicts.CheckpointFormatError, match=r"missing 1 \['text_projection.bias'\]; "
-                     r"unexpected 1 \['vision_model.extra.weight'\]"):
+  with pytest.raises(state_dicts.CheckpointFormatError,
+                     match=r"missing 1 \['text_projection.bias'\]; "
+                           r"unexpected 1 \['vision_model.extra.weight'\]"):
     models.load(no_tok)
   assert convert.hf_key_to_path("vision_model.encoder.blocks.3.projection.project_bn."
                                 "running_var", 1) == (

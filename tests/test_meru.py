@@ -222,6 +222,9 @@ def test_export_round_trip_is_bit_identical(meru_dir, tmp_path):
   file_model = models.load(os.path.join(out, random_init.FILE))  # a .pth given as the file
   with pytest.raises(errors.UserError, match=r"contains the input model_dir=.*meru.pth"):
     file_model.export(out)
+  with pytest.raises(ValueError, match=r"a meru model has no Hugging Face format to export to"):
+    model.export(str(tmp_path / "as_hf"), hf=True)
+  assert not os.path.exists(tmp_path / "as_hf")
 
 
 def test_clip_baseline_of_the_release_lives_on_the_sphere(tmp_path):

@@ -70,20 +70,19 @@ def read_results(output_dir):
 
 def finish_write(output_dir):
   """Puts in place the new versions (`<name>.next`) a killed `write` left after sealing
-  them: each whose digest is the one the seal lists; nothing when the seal verifies."""
-  try:
-    sealed.verify(output_dir, SEAL)
+  them: each whose digest is the one the seal lists (a version left before the seal was
+  written is not: it stays beside, and the next write replaces it)."""
+  pending = [n for n in (ITEMS, RESULTS) if os.path.isfile(os.path.join(output_dir, n + NEXT))]
+  if not pending:
     return
-  except sealed.DamagedError:
-    pass
   try:
     with open(os.path.join(output_dir, SEAL)) as f:
       listed = dict(json.load(f)["files"])
   except (OSError, ValueError, KeyError, TypeError):
     return  # no readable seal: `sealed.verify` names it
-  for name in (ITEMS, RESULTS):
+  for name in pending:
     new = os.path.join(output_dir, name + NEXT)
-    if os.path.isfile(new) and sealed.file_digest(new) == listed.get(name):
+    if sealed.file_digest(new) == listed.get(name):
       os.replace(new, os.path.join(output_dir, name))
 
 

@@ -36,12 +36,16 @@ def linen_encoders(model, **methods):
 
 class Defaults:
   """What a family may leave out of `Family`: a Hugging Face format that is its own
-  (`write_hf_checkpoint` is `write_checkpoint`) and no refusal of contrastive training. A
-  family subclasses it and overrides what differs."""
+  (`write_hf_checkpoint` is `write_checkpoint`; a family with `hf_format` False refused
+  there) and no refusal of contrastive training. A family subclasses it and overrides what
+  differs."""
 
   hf_format = True
 
   def write_hf_checkpoint(self, params, config, out_dir, source_dir):
+    if not self.hf_format:
+      raise ValueError(f"{source_dir}: a {self.name} model has no Hugging Face format to "
+                       "export to")
     return self.write_checkpoint(params, config, out_dir, source_dir)
 
   def contrastive_refusal(self, model_dir):

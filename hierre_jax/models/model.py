@@ -103,9 +103,6 @@ class Model:
     that is, lies inside or holds the model's own files is refused (`locations.check_apart`):
     an export never overwrites, nor lands beside, the checkpoint it was read from."""
     locations.check_apart([("out_dir", out_dir)], [("model_dir", self.model_dir)])
-    if hf and not self.family.hf_format:
-      raise ValueError(f"{self.model_dir}: a {self.family.name} model has no Hugging Face "
-                       "format to export to")
     write = self.family.write_hf_checkpoint if hf else self.family.write_checkpoint
     return write(self.params if params is None else params, self.config, out_dir,
                  self.model_dir)

@@ -72,9 +72,6 @@ class Meru(family.Defaults):
     root_file.write_root(out_dir, root)
     return out_dir
 
-  def write_hf_checkpoint(self, params, config, out_dir, source_dir):
-    raise ValueError(f"{source_dir}: a meru model has no Hugging Face format to export to")
-
   def save_info(self, source_dir, config, info_dir):
     os.makedirs(info_dir, exist_ok=True)
     with open(os.path.join(info_dir, CONFIG_FILE), "w", encoding="utf-8") as f:

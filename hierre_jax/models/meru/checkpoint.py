@@ -186,8 +186,9 @@ def state_dict_to_params(state_dict, config, source):
       else:
         ok = part.shape == want
       if not ok:
-        raise state_dicts.CheckpointFormatError(f"{source}: {theirs} has shape {value.shape}; a MERU "
-                                          f"checkpoint of these sizes has {want} for {key}")
+        raise state_dicts.CheckpointFormatError(
+            f"{source}: {theirs} has shape {value.shape}; a MERU checkpoint of these sizes "
+            f"has {want} for {key}")
       node = tree
       for name in key.split(".")[:-1]:
         node = node.setdefault(name, {})
@@ -197,7 +198,8 @@ def state_dict_to_params(state_dict, config, source):
 
 def params_to_state_dict(params, config):
   """Flax parameter tree (either layout) -> MERU state dict (float32 numpy, fused q;k;v)."""
-  flat = {k: np.asarray(v, np.float32) for k, v in _flat(state_dicts.unstack_layers(params)).items()}
+  flat = {k: np.asarray(v, np.float32)
+          for k, v in _flat(state_dicts.unstack_layers(params)).items()}
   pairs = key_pairs({"visual": config.vision.num_layers, "textual": config.text.num_layers},
                     config.hyperbolic)
   out = {}
