@@ -99,7 +99,8 @@ flags.DEFINE_string("traversal_root", "", "MERU's CLIP baselines: MERU's travers
                     "sphere gets no traversal.")
 flags.DEFINE_enum("hyperbolic_root", "origin", ["origin", "empty_string"], "The root of a "
                   "hyperbolic model (MERU): the origin, with MERU's distances and angles, or "
-                  "the embedding of \"\" as RE roots a model; recorded in the results.")
+                  "the embedding of \"\" as RE roots a model (MERU's traversal then walks to it); "
+                  "recorded in the results.")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "The towers' compute "
                   "dtype: bfloat16 is mixed precision (float32 parameters).")
 flags.DEFINE_integer("image_workers", 0, "Threads decoding images ahead of the device "

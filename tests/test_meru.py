@@ -473,12 +473,36 @@ def test_the_hierarchy_probe_on_meru_works_in_tangent_space(meru_dir):
     probe.probe(embedder, class_set, "text", ["kind"], probe.Choices(align_betas=(0.5,)))
 
 
-def slow_traversal(texts, image, c, steps=50, root_candidate=True):
-  """MERU's traversal with loops, in float64 from the spec's formulas."""
+def full64(x, c):
+  """Space parts [..., D] -> ambient points [..., D + 1] (time first)."""
+  return np.concatenate([meru_twin.time64(x, c)[..., None], x], axis=-1)
+
+
+def walk64(image, root, t, c):
+  """The point a fraction t of the way from image to root: exp_x(t log_x(root)) with the
+  hyperboloid's maps at x in ambient coordinates (float64), not the sinh weights the library
+  uses."""
+  x, y = full64(image, c), full64(root, c)
+  lorentz_dot = lambda a, b: a[1:] @ b[1:] - a[0] * b[0]
+  u = y + c * lorentz_dot(x, y) * x  # the tangent at x pointing at y, unscaled
+  norm = np.sqrt(max(lorentz_dot(u, u), 0.0))
+  if norm == 0.0:
+    return image
+  dist = np.arccosh(max(-c * lorentz_dot(x, y), 1.0)) / np.sqrt(c)
+  s = np.sqrt(c) * t * dist
+  return (np.cosh(s) * x + np.sinh(s) * u / (np.sqrt(c) * norm))[1:]
+
+
+def slow_traversal(texts, image, c, steps=50, root_candidate=True, root=None):
+  """MERU's traversal with loops, in float64 from the spec's formulas; to the origin as
+  MERU walks (exp_map0 of shrinking tangents), to another root along the geodesic."""
   v = meru_twin.log_map0_64(image[None], c)[0]
   winners = []
   for t in np.linspace(1.0, 0.0, steps):
-    p = meru_twin.exp_map0_64(t * v[None], c)[0] if t > 0 else np.zeros_like(v)
+    if root is None:
+      p = meru_twin.exp_map0_64(t * v[None], c)[0] if t > 0 else np.zeros_like(v)
+    else:
+      p = walk64(image, root, 1.0 - t, c)
     best, best_score = None, -np.inf  # None: no admissible candidate at this point
     for i, x in enumerate(texts):
       inside = meru_twin.oxy_angle64(x[None], p[None], c)[0] <= meru_twin.half_aperture64(
@@ -486,7 +510,8 @@ def slow_traversal(texts, image, c, steps=50, root_candidate=True):
       score = x @ p - meru_twin.time64(x, c) * meru_twin.time64(p, c)
       if inside and score > best_score:
         best, best_score = i, score
-    if root_candidate and -meru_twin.time64(p, c) / np.sqrt(c) > best_score:
+    r = np.zeros_like(p) if root is None else root
+    if root_candidate and r @ p - meru_twin.time64(r, c) * meru_twin.time64(p, c) > best_score:
       best = len(texts)
     if best is not None:
       winners.append(best)
@@ -521,6 +546,33 @@ def test_traversal_equals_a_loop_over_steps_and_candidates():
   dropped = traversal.traverse(geometry, texts.astype(np.float32), images.astype(np.float32),
                                drop_first=True)
   assert dropped == [chain[1:] for chain in got]
+  # Walked to another root (RE's, the embedding of ""): along the geodesic, [ROOT] that point.
+  root = meru_twin.exp_map0_64(directions[1:2] * 0.25, c)[0]
+  to_root = traversal.traverse(geometry, texts.astype(np.float32), images.astype(np.float32),
+                               root.astype(np.float32))
+  assert to_root == [slow_traversal(texts, image, c, root=root) for image in images]
+  assert to_root != got  # the walk's end matters
+
+
+def test_the_geodesic_is_merus_walk_to_the_origin_and_the_exp_log_walk_elsewhere():
+  rng = np.random.default_rng(9)
+  c = 0.7
+  x = meru_twin.exp_map0_64(rng.normal(size=(4, 6)), c)
+  y = meru_twin.exp_map0_64(rng.normal(size=(4, 6)), c)
+  t = np.array([0.0, 0.3, 0.8, 1.0])
+  got = np.asarray(lorentz.geodesic(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+                                    jnp.asarray(t, jnp.float32), c))
+  want = np.stack([walk64(a, b, f, c) for a, b, f in zip(x, y, t)])
+  scale = np.abs(want).max()
+  np.testing.assert_allclose(got, want, atol=1e-5 * scale)
+  to_origin = np.asarray(lorentz.geodesic(jnp.asarray(x, jnp.float32), jnp.zeros(6),
+                                          jnp.asarray(t, jnp.float32), c))
+  want = np.stack([meru_twin.exp_map0_64((1 - f) * meru_twin.log_map0_64(a[None], c), c)[0]
+                   if f < 1 else np.zeros(6) for a, f in zip(x, t)])  # (the twin's is NaN at 0)
+  np.testing.assert_allclose(to_origin, want, atol=1e-5 * scale)
+  same = np.asarray(lorentz.geodesic(jnp.asarray(x, jnp.float32), jnp.asarray(x, jnp.float32),
+                                     jnp.asarray(t, jnp.float32), c))
+  np.testing.assert_allclose(same, x, rtol=1e-5)  # a point to itself: no NaN
 
 
 def test_sphere_traversal_equals_a_loop_over_steps_and_candidates(tmp_path):
@@ -581,7 +633,6 @@ def test_a_clip_baseline_of_the_release_is_traversed_to_a_given_root(tmp_path):
                      r"stored root runs on the sphere in the model's 64 dimensions"):
     hierarcaps.evaluate_hierarcaps(embedder, test_csv, images_dir,
                                    root_vector=np.ones(3, np.float32))
-  assert traversal.CHOICES["walk_to"].startswith("the origin")  # the hyperboloid's unchanged
 
 
 def test_chain_metrics_count_as_the_levels_do():
@@ -623,11 +674,22 @@ def test_hierarcaps_on_meru_reports_the_traversal_and_the_root(meru_dir, tmp_pat
   assert got["traversal"]["precision"] == pytest.approx(precision.mean())
   assert got["traversal"]["recall"] == pytest.approx(recall.mean())
   assert got["traversal"]["root_candidate"] is True and got["traversal"]["steps"] == 50
-  # RE's mapping: the root is the lifted embedding of "" (`--hyperbolic_root=empty_string`).
+  assert got["traversal"]["walk_to"] == "the origin"
+  # RE's mapping: the root is the lifted embedding of "" (`--hyperbolic_root=empty_string`),
+  # and the traversal walks to it.
   re_root = loading.embedder(meru_dir, hyperbolic_root="empty_string")
   assert re_root.root_source == "empty_string"
-  np.testing.assert_allclose(re_root.texts([])[1], re_root.texts([""])[0][0], atol=1e-5)
-  assert np.abs(re_root.texts([])[1]).max() > 0
+  root = re_root.texts([])[1]
+  np.testing.assert_allclose(root, re_root.texts([""])[0][0], atol=1e-5)
+  assert np.abs(root).max() > 0
+  got = hierarcaps.evaluate_hierarcaps(re_root, test_csv, images_dir)
+  assert got["traversal"]["walk_to"] == "the embedding of the empty string"
+  chains = [slow_traversal(texts, image, embedder.geometry.c, root=root.astype(np.float64))
+            for image in image_emb]
+  precision, recall = traversal.chain_metrics(
+      chains, hr.ground_truth_indices(rows_table, row_tier_index))
+  assert got["traversal"]["precision"] == pytest.approx(precision.mean())
+  assert got["traversal"]["recall"] == pytest.approx(recall.mean())
 
 
 def test_meru_demo_trains_the_text_tower_in_hyperbolic_space_and_exports_a_pth(tmp_path):

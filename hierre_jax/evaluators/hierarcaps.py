@@ -85,8 +85,9 @@ def traversal_chains(embedder, candidates, paths, root_vector=None):
   `root_vector` ([P], a CLIP baseline's stored root) where given; (None, None) otherwise."""
   geometry = embedder.geometry
   if geometry.has_traversal:
-    return (traversal.traverse(geometry, embedder.texts(candidates)[0], embedder.images(paths)),
-            traversal.CHOICES)
+    text_emb, root = embedder.texts(candidates)
+    return (traversal.traverse(geometry, text_emb, embedder.images(paths), root),
+            {**traversal.CHOICES, "walk_to": traversal.WALK_TO[embedder.root_source]})
   if root_vector is None:
     return None, None
   if geometry.name != "sphere" or len(root_vector) != embedder.model.embedding_size:
@@ -172,8 +173,8 @@ def qualitative(embedder, candidates_csv, images_dir, image_names, num_levels=hr
   candidates = distinct(t for row in data.positives for t in row)
   paths = [os.path.join(images_dir, name) for name in image_names]
   if procedure == "traversal":
-    chains = traversal.traverse(embedder.geometry, embedder.texts(candidates)[0],
-                                embedder.images(paths))
+    text_emb, root = embedder.texts(candidates)
+    chains = traversal.traverse(embedder.geometry, text_emb, embedder.images(paths), root)
   else:
     preds, _, _ = retrieval_predictions(embedder, candidates, paths, num_levels, radius)
     chains = hr.prediction_chains(preds)

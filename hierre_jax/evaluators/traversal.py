@@ -1,12 +1,15 @@
 """MERU's image traversal (../shared/FAMILIES_SPEC.md 1.4), the hyperbolic inference the RE
-paper evaluates MERU with on HierarCaps: from the image to the root (the origin) in 50 steps
-in tangent space, each point lifted back; at each point the candidate texts whose
-entailment cone holds it compete by the Lorentzian inner product, and a [ROOT] candidate
-(the origin) always may; the distinct winners, in order, are the chain.
+paper evaluates MERU with on HierarCaps: from the image to the root in 50 steps along the
+geodesic (to the origin, MERU's walk: even steps in tangent space, each point lifted back;
+to the embedding of "" under RE's root, `--hyperbolic_root=empty_string`); at each point
+the candidate texts whose entailment cone holds it compete by the Lorentzian inner product,
+and a [ROOT] candidate (the root) always may; the distinct winners, in order, are the
+chain.
 
 The choices the RE paper leaves open are arguments, recorded with the results
-(`CHOICES`): the candidate pool (the test file's distinct positive texts, as for RE's
-levels), whether [ROOT] competes, and whether the first (most generic) text is dropped.
+(`CHOICES`, with `WALK_TO` the root walked to): the candidate pool (the test file's
+distinct positive texts, as for RE's levels), whether [ROOT] competes, and whether the
+first (most generic) text is dropped.
 
 MERU's CLIP baselines walk the same way on the sphere (`traverse_sphere`): from the image
 to a stored root vector, each point L2-normalised, every text scored by the dot product
@@ -30,26 +33,26 @@ CHOICES = {"steps": STEPS, "candidates": "distinct positive texts of the test fi
            "root_candidate": True, "drop_first": False,
            # MERU's script starts at the image's point; the RE paper says "the closest text
            # embedding to the given image", which is not what is done here
-           "start": "the image's embedding",
-           "walk_to": "the origin (whatever --hyperbolic_root says)"}
+           "start": "the image's embedding"}
+WALK_TO = {"origin": "the origin", "empty_string": "the embedding of the empty string",
+           "model": "the model's stored root"}  # by `embedding.Embedder.root_source`
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _winners(images, texts, c, steps, root_candidate):
-  """[m, P] image points, [N, P] text points -> [m, steps] winner per step, image to root
-  (N for [ROOT], N + 1 where no candidate may win: no cone holds the point and [ROOT] does
-  not compete)."""
-  tangent = lorentz.log_map0(images, c)  # [m, P]
-  fractions = jnp.linspace(1.0, 0.0, steps)
-  points = lorentz.exp_map0(fractions[None, :, None] * tangent[:, None], c)  # [m, S, P]
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _winners(images, texts, root, c, steps, root_candidate):
+  """[m, P] image points, [N, P] text points, [P] root point -> [m, steps] winner per step,
+  image to root (N for [ROOT], N + 1 where no candidate may win: no cone holds the point
+  and [ROOT] does not compete)."""
+  fractions = jnp.linspace(0.0, 1.0, steps)  # of the way to the root
+  points = lorentz.geodesic(images[:, None], root, fractions[None], c)  # [m, S, P]
   with jax.default_matmul_precision("highest"):
     scores = lorentz.inner(points[:, :, None], texts[None, None], c)  # [m, S, N]
+    root_score = lorentz.inner(points, root, c)  # [m, S]
   inside = (lorentz.oxy_angle(texts[None, None], points[:, :, None], c)
             <= lorentz.half_aperture(texts, c)[None, None])
   scores = jnp.where(inside, scores, OUTSIDE_CONE)
-  root = -lorentz.time_part(points, c) / jnp.sqrt(c)  # <O, p>_L, O = (1/sqrt(c), 0)
   if root_candidate:
-    scores = jnp.concatenate([scores, root[..., None]], axis=-1)
+    scores = jnp.concatenate([scores, root_score[..., None]], axis=-1)
   nobody = texts.shape[0] + 1
   return jnp.where(inside.any(-1) | root_candidate, jnp.argmax(scores, axis=-1), nobody)
 
@@ -118,14 +121,17 @@ def read_root_vector(path):
   return value
 
 
-def traverse(geometry, text_emb, image_emb, steps=STEPS, root_candidate=True,
+def traverse(geometry, text_emb, image_emb, root=None, steps=STEPS, root_candidate=True,
              drop_first=False, chunk=16):
   """Chains of candidate indices, general to specific, one per image: [N, P] text and
-  [M, P] image points of `geometry` (a `lorentz.Lorentz`); [ROOT] never appears in a chain,
-  and a step where no candidate may win (no cone holds the point, [ROOT] not competing)
-  adds nothing."""
+  [M, P] image points of `geometry` (a `lorentz.Lorentz`), walked to `root` ([P], None: the
+  origin); [ROOT] never appears in a chain, and a step where no candidate may win (no cone
+  holds the point, [ROOT] not competing) adds nothing."""
   texts = jnp.asarray(text_emb, jnp.float32)
-  return _chains(lambda images: _winners(images, texts, geometry.c, steps, root_candidate),
+  root = jnp.zeros(texts.shape[1], jnp.float32) if root is None else jnp.asarray(
+      root, jnp.float32)
+  return _chains(lambda images: _winners(images, texts, root, geometry.c, steps,
+                                         root_candidate),
                  image_emb, len(text_emb), drop_first, chunk)
 
 

@@ -80,6 +80,20 @@ def _acos(cosine):
   return jnp.arccos(jnp.clip(cosine, -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
 
 
+def geodesic(x, y, t, c):
+  """The point a fraction t of the way along the geodesic from x to y: [..., D] x and y,
+  [...] t -> [..., D], (sinh((1 - t) a) x + sinh(t a) y) / sinh(a) with a = sqrt(c) d(x, y)
+  (the hyperboloid's slerp; a linear combination, so the space parts combine as the points
+  do); where x and y (nearly) meet, (1 - t) x + t y. With y = O it is MERU's
+  exp_map0((1 - t) log_map0(x))."""
+  a = jnp.sqrt(c) * distance(x, y, c)
+  near = a < 1e-4
+  safe = jnp.where(near, 1.0, a)
+  wx = jnp.where(near, 1.0 - t, jnp.sinh((1.0 - t) * safe) / jnp.sinh(safe))
+  wy = jnp.where(near, t, jnp.sinh(t * safe) / jnp.sinh(safe))
+  return wx[..., None] * x + wy[..., None] * y
+
+
 def half_aperture(x, c, k=MIN_RADIUS):
   """Half-aperture of the entailment cone at x: asin(2K / (sqrt(c)|x|)), clamped."""
   ratio = 2.0 * k / (jnp.sqrt(c) * _norm(x) + EPS)
