@@ -43,6 +43,7 @@ from hierre_jax import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.geometry import lorentz
 from hierre_jax.data import text as text_ids
+from hierre_jax.models import family as family_lib
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import model_dir as model_dir_lib
 from hierre_jax.trainer import run
@@ -347,7 +348,7 @@ class Contrastive:
       raise errors.ConfigError(f"config.loss='sigmoid': {model.model_dir} stores no "
                                "logit_bias (SigLIP's loss is built for SigLIP checkpoints)")
     for key in TOKEN_TERMS:
-      if config[key] and model.encoders().image_tokens is None:
+      if config[key] and family_lib.TOKEN_FEATURES not in model.family.capabilities:
         raise errors.ConfigError(f"config.{key}={config[key]}: the {model.family.name} family "
                                  "has no per-token features")
     if ctx.is_main:

@@ -1,9 +1,17 @@
-"""Shared fixtures: small random Hugging Face checkpoints of each model family, saved to temp
-dirs (`family_dir` runs a test once per family)."""
+"""Shared fixtures: small random checkpoints of each model family of the test matrix
+(`family_matrix.py`), saved to temp dirs (`family_dir` runs a test once per family)."""
 import atexit
 import os
 import shutil
 import tempfile
+
+# The toy family and evaluator (tests/toy_family.py, tests/toy_evaluator.py) are registered
+# wherever hierre_jax is imported: here and in the entry points the tests run as
+# subprocesses (they inherit the environment).
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+os.environ["HIERRE_JAX_PLUGINS"] = "toy_family,toy_evaluator"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_TESTS] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 # One XLA compilation cache for the session, in a new temp folder (never the user's): the
 # programs that take over a second to compile are compiled once, in this process and in the
@@ -17,6 +25,7 @@ import jax  # noqa: E402 (after the cache's environment)
 import numpy as np
 import pytest
 
+import family_matrix
 import tolerances
 
 # Parity is asserted at true fp32: on GPU/TPU the default would allow TF32 / bf16 passes.
@@ -42,36 +51,18 @@ TINY_TOWER_TERMS = max(
                            t["max_position_embeddings"], 40) for t in (TINY_TEXT, ALIGN_TINY_TEXT))
 
 
-# Every model family the tests cover: a new family is one more name here and its tiny
-# checkpoint in `write_tiny_model` (and `tiny_train_config.get_config`).
-FAMILIES = ("clip", "align", "siglip", "open_clip")
-# MERU (hyperbolic, .pth) joins the RE training tests; its towers' reference is a PyTorch
-# twin (tests/test_meru.py), not transformers, so it is not in FAMILIES yet.
-TRAIN_FAMILIES = ("clip", "align", "meru")
+# Every model family the tests cover (`family_matrix.MATRIX`), and those the kill-and-resume
+# tests train.
+FAMILIES = family_matrix.FAMILIES
+RESUME_FAMILIES = family_matrix.RESUME_FAMILIES
 # SigLIP: text length 16 (as so400m-patch14-224; the base length 64 in tests/test_siglip.py),
 # text features projected by the head to the vision width.
 SIGLIP_TINY_TEXT = dict(TINY_TEXT, max_position_embeddings=16, vocab_size=500)
 
 
 def write_tiny_model(family, out_dir, seed=0):
-  """A tiny random checkpoint of `family` (one of FAMILIES, or "meru") in out_dir -> out_dir."""
-  if family == "clip":  # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
-    save_torch_clip(out_dir, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16, seed=seed)
-    return out_dir
-  if family == "siglip":
-    save_torch_siglip(out_dir, SIGLIP_TINY_TEXT, TINY_VISION, seed=seed)
-    return out_dir
-  if family == "open_clip":  # exact GELU (the LAION-2B runs'), open_clip's own layout
-    from hierre_jax.models import open_clip
-    return open_clip.FAMILY.write_random(out_dir, dict(TINY_TEXT, hidden_act="gelu"),
-                                         dict(TINY_VISION, hidden_act="gelu"), 16, seed=seed)
-  if family == "meru":
-    from hierre_jax.models.meru import random_init
-    return random_init.write_random_meru(out_dir, random_init.TINY_TEXT, random_init.TINY_VISION,
-                                         64, seed=seed)
-  from hierre_jax.models.align import random_init
-  return random_init.write_random_align(out_dir, ALIGN_TINY_TEXT, random_init.TINY_VISION, 40,
-                                        seed=seed)
+  """A tiny random checkpoint of `family` (one of FAMILIES) in out_dir -> out_dir."""
+  return family_matrix.MATRIX[family].write_tiny(out_dir, seed)
 
 
 @pytest.fixture(scope="session", params=FAMILIES)

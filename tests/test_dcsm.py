@@ -986,8 +986,8 @@ def test_global_cosine_harness_works_for_every_family(family_dir, shapes_data, t
   assert "dcsm" not in row and row["items_used"] == 6
   embedder = loading.embedder(family_dir)
   bench = benchmarks.read("procedural_negation", shapes_data)
-  scores = np.stack([embedder.images([i.image])[0] @ embedder.texts(list(i.captions))[0].T
-                     for i in bench.items])
+  scores = np.stack([np.asarray(embedder.geometry.similarity(
+      embedder.images([i.image]), embedder.texts(list(i.captions))[0]))[0] for i in bench.items])
   want = multiple_choice.accuracy(scores, np.array([i.answer for i in bench.items]))
   assert row["global_cosine"] == {**want, "by_group": {"negative": want}}  # one template
 

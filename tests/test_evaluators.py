@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tolerances
+from family_matrix import needs
 from hierre_jax import loading
 from hierre_jax.geometry import sphere
 from hierre_jax import errors
@@ -36,6 +37,7 @@ def ext_float64(x, y, root):
 
 
 def test_hyperlex_equals_a_loop_over_the_real_pairs(tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   scipy_stats = pytest.importorskip("scipy.stats")
   path = shared_path("hyperlex", "hyperlex-all.txt")
   evaluator = hyperlex.HyperLex(path)
@@ -90,6 +92,7 @@ def brute_force_recalls(text_emb, caption_image, image_emb, ks=(1, 5, 10)):
 
 
 def test_coco_retrieval_on_the_real_1k_subset_equals_brute_force(tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   from hierre_jax.evaluators import retrieval
   pairs = retrieval.coco_pairs(shared_path("coco", "captions_val2017.json"))
   images_dir = shared_path("hierarcaps", "test_images")
@@ -211,6 +214,7 @@ def test_cifar_through_tfds_mock_data_with_planted_accuracy():
 
 
 def test_zero_shot_equals_a_loop_over_images(tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   from hierre_jax.evaluators import zero_shot
   classes, templates = ["dog", "cat", "car", "tree", "boat", "house"], ["a photo of a {}.", "{}"]
   images, labels = random_pil_images(12, seed=2), np.arange(12) % 6
@@ -239,6 +243,7 @@ def test_unprepared_tfds_data_says_how_to_prepare_it(tmp_path):
 
 @pytest.mark.reordering
 def test_prompt_ensemble_averages_normalised_template_embeddings(tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   from hierre_jax.evaluators import prompts
   templates = ["a photo of a {}.", "a drawing of a {}.", "{}"]
   got = prompts.ensemble(tiny_embedder, ["dog", "cat"], templates)
@@ -256,6 +261,7 @@ def random_pil_images(n, seed=0, size=40):
 
 
 def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   from hierre_jax.geometry import sphere
   from hierre_jax.evaluators import breeds, prompts
   hierarchy = breeds.Hierarchy(shared_path("breeds", "breeds_hierarchies_full.json"), "living17")
@@ -283,6 +289,7 @@ def test_breeds_pair_ranks_equal_a_loop_over_pairs_with_real_living17_labels(tin
 
 
 def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
+  needs(tiny_embedder.model, geometry="sphere")  # MERU's: tests/test_meru.py
   from hierre_jax.evaluators import breeds
   hits = np.zeros((4, 10), bool)
   hits[2] = True  # alpha 2 is right on every image

@@ -1,7 +1,9 @@
 """Every model family's Flax towers against its Hugging Face PyTorch model on random weights
-(`family_dir`: CLIP, ALIGN): the same features and logits to 1e-5 (fp32), texts padded with
-their mask or packed several to a row, and exports that reload bit-identical in transformers.
-CLIP's own variants (eos ids, activations, the ViT-B/32 shapes, scanned layers) below."""
+(`family_dir`, the families the matrix checks against transformers): the same features and
+logits to 1e-5 (fp32), texts padded with their mask or packed several to a row, and exports
+that reload bit-identical (every family) and in transformers. CLIP's own variants (eos ids,
+activations, the ViT-B/32 shapes, scanned layers) below."""
+import functools
 import os
 
 import jax
@@ -10,37 +12,45 @@ import pytest
 import safetensors.numpy
 
 from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
+from family_matrix import MATRIX, TRANSFORMERS, needs
 from hierre_jax import models
 from hierre_jax.data import text as text_ids
+from hierre_jax.models import family as family_lib
 from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import random_init
-from hierre_jax.models.open_clip import checkpoint as open_clip_checkpoint
 from references import TEXTS, assert_parity
 
 torch = pytest.importorskip("torch")
 
 
-def weights_file(family):
-  """The file a family's export writes its tensors to."""
-  return {"open_clip": open_clip_checkpoint.SAFETENSORS}.get(family.name, "model.safetensors")
-
-
 @pytest.mark.reordering
 def test_parity_with_transformers(family_dir, tmp_path):
   model = models.load(family_dir)
+  needs(model, reference=TRANSFORMERS)
   if not model.family.architectures:  # open_clip: transformers' CLIPModel of its weights
     family_dir = model.family.write_hf_checkpoint(model.params, model.config, str(tmp_path),
                                                   family_dir)
   assert_parity(family_dir)
 
 
-def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir, tmp_path):
-  import transformers
+def test_export_round_trip_is_bit_identical(family_dir, tmp_path):
   model = models.load(family_dir)
   family, params = model.family, model.params
   out = model.export(str(tmp_path / "out"))
-  before = safetensors.numpy.load_file(os.path.join(family_dir, weights_file(family)))
-  after = safetensors.numpy.load_file(os.path.join(out, weights_file(family)))
+  assert models.family_of(out) is family
+  _, again = family.read_checkpoint(out)
+  jax.tree.map(np.testing.assert_array_equal, again, params)
+
+
+def test_export_holds_the_same_tensors_and_loads_in_transformers(family_dir, tmp_path):
+  import transformers
+  model = models.load(family_dir)
+  needs(model, reference=TRANSFORMERS)
+  family = model.family
+  out = model.export(str(tmp_path / "out"))
+  weights = MATRIX[family.name].weights_file
+  before = safetensors.numpy.load_file(os.path.join(family_dir, weights))
+  after = safetensors.numpy.load_file(os.path.join(out, weights))
   assert set(after) == set(before)
   for key, value in before.items():
     np.testing.assert_array_equal(after[key], value, err_msg=key)
@@ -51,9 +61,6 @@ def test_export_round_trip_is_bit_identical_and_loads_in_transformers(family_dir
     ours = model.tokenizer("a photo of a cat")["input_ids"]  # SigLIP's padded to its length
     assert processor.tokenizer("a photo of a cat", padding="max_length",
                                max_length=len(ours))["input_ids"] == ours
-  assert models.family_of(out) is family
-  _, again = family.read_checkpoint(out)
-  jax.tree.map(np.testing.assert_array_equal, again, params)
 
 
 @pytest.mark.reordering
@@ -72,21 +79,24 @@ def test_vit_b32_config_parity(tmp_path):
 
 
 def test_convert_between_scanned_and_unrolled_layers(tmp_path, family_dir):
-  family = models.family_of(family_dir)
-  name = {"align": "layer"}.get(family.name, "layers")  # the text tower's layers
+  model = models.load(family_dir)
+  needs(model, family_lib.STACKED_LAYERS)
+  family, entry = model.family, MATRIX[model.family.name]
+  *encoder_path, name = entry.text_layers  # where the text tower's layers are
+  encoder = lambda tree: functools.reduce(lambda t, k: t[k], encoder_path, tree)
   config, params = family.read_checkpoint(family_dir)
   _, unrolled = family.read_checkpoint(family_dir, scan_layers=False)
-  assert f"{name}_1" in unrolled["text_model"]["encoder"] and family.has_stacked_layers(params)
+  assert f"{name}_1" in encoder(unrolled) and family.has_stacked_layers(params)
   assert not family.has_stacked_layers(unrolled)
-  depth = {len(x) for x in jax.tree.leaves(params["text_model"]["encoder"][name])}
-  assert depth == {sum(1 for k in unrolled["text_model"]["encoder"] if k.startswith(f"{name}_"))}
+  depth = {len(x) for x in jax.tree.leaves(encoder(params)[name])}
+  assert depth == {sum(1 for k in encoder(unrolled) if k.startswith(f"{name}_"))}
   jax.tree.map(np.testing.assert_array_equal, state_dicts.stack_layers(unrolled, name), params)
   jax.tree.map(np.testing.assert_array_equal, state_dicts.unstack_layers(params, name), unrolled)
   # Both layouts export the same file.
   for layout, tree in (("scanned", params), ("unrolled", unrolled)):
     family.write_checkpoint(tree, config, str(tmp_path / layout), family_dir)
-  assert (open(tmp_path / "scanned" / weights_file(family), "rb").read()
-          == open(tmp_path / "unrolled" / weights_file(family), "rb").read())
+  assert (open(tmp_path / "scanned" / entry.weights_file, "rb").read()
+          == open(tmp_path / "unrolled" / entry.weights_file, "rb").read())
 
 
 @pytest.mark.reordering
@@ -110,6 +120,7 @@ def test_half_precision_weights_load_as_their_float32_values(family_dir, tmp_pat
   import ml_dtypes
   torch = pytest.importorskip("torch")
   full = models.load(family_dir)
+  needs(full, reference=TRANSFORMERS)  # safetensors and .bin files (MERU's .pth: test_meru)
   for np_dtype in (np.float16, ml_dtypes.bfloat16):
     half = str(tmp_path / np.dtype(np_dtype).name)
     shutil.copytree(family_dir, half)

@@ -11,7 +11,7 @@ import pytest
 import tiny_train_config
 import tolerances
 import wrong_inputs
-from conftest import TRAIN_FAMILIES, shared_file
+from conftest import RESUME_FAMILIES, shared_file
 from hierre_jax import errors
 from hierre_jax import loading
 from hierre_jax import models
@@ -251,7 +251,7 @@ def train_command(workdir, steps, family="clip"):
           "--config.checkpoint_every=5", "--config.log_every=5"]
 
 
-@pytest.mark.parametrize("family", TRAIN_FAMILIES)
+@pytest.mark.parametrize("family", RESUME_FAMILIES)
 def test_killed_run_resumes_to_the_same_result(tmp_path, family):
   steps = 40  # the kill comes at the first checkpoint (step 5): 35 steps of margin
   straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -1,9 +1,12 @@
 """Tiny train configs of each trainer, and the RE train step run directly on a mesh of
 devices (with deliberately wrong inputs where a test asks), with the comparisons of two
 runs' losses and updates."""
+import dataclasses
+
 import jax
 import numpy as np
 
+import family_matrix
 import tiny_train_config
 import tolerances
 import wrong_inputs
@@ -98,12 +101,11 @@ def tiny_model(config, out_dir):
 
 
 def step_terms(config):
-  """Roundings along the RE step's loss: the text tower of config.random_init, then the
-  mean over the batch's 8 texts a row."""
-  text = config.random_init.text
-  return tolerances.tower_terms(text.hidden_size, text.intermediate_size,
-                                text.num_hidden_layers, text.max_position_embeddings,
-                                config.random_init.projection_dim) + 8 * config.batch_size
+  """Roundings along the RE step's loss: the text tower of config.random_init (its family's
+  `family_matrix.Entry.tower_terms`), then the mean over the batch's 8 texts a row."""
+  entry = family_matrix.MATRIX[config.random_init.family]
+  entry = dataclasses.replace(entry, random_init=config.random_init.to_dict())
+  return entry.tower_terms() + 8 * config.batch_size
 
 
 def assert_packed_step_equals(config, model_dir, padded):

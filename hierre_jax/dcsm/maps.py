@@ -21,6 +21,7 @@ from hierre_jax import errors
 from hierre_jax import loading
 from hierre_jax import sharding
 from hierre_jax.data import images as image_data
+from hierre_jax.models import family as family_lib
 
 COLUMNS = 30  # caption tokens per map (the release's max_length)
 # The release's functional words, in the order it applies them.
@@ -160,12 +161,12 @@ class TokenFeatures:
 
   def __init__(self, model, batch_size=32, image_workers=0, mesh=None):
     self.model = loading.load(model)
-    encoders = self.model.encoders()
-    if encoders.image_tokens is None:
+    if family_lib.TOKEN_FEATURES not in self.model.family.capabilities:
       raise errors.UserError(
           f"{model}: the {self.model.family.name} family has no per-token features (its "
           "towers give one pooled feature per text and image); dense maps need a family whose "
           "encoders give every token's projected feature (text_tokens, image_tokens)")
+    encoders = self.model.encoders()
     params = dict(self.model.params)
     params.pop("root", None)
     self.batch_size, self.image_workers = batch_size, image_workers

@@ -163,4 +163,6 @@ registry.register(registry.Entry(
            "imagenet_val": ("imagenet", "val")},
     build=lambda paths, options: Breeds(paths["breeds_hierarchies"],
                                         paths["imagenet_classnames"], paths["imagenet_val"]),
-    columns=(("BREEDS R@1", "breeds/mean/r@1"), ("R@5", "breeds/mean/r@5"))))
+    columns=(("BREEDS R@1", "breeds/mean/r@1"), ("R@5", "breeds/mean/r@5")),
+    item_count=lambda result, key: sum(  # the images of the four sets
+        v for k, v in result.items() if k.startswith("breeds/") and k.endswith("/num_images"))))

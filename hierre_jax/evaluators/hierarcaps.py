@@ -228,4 +228,7 @@ registry.register(registry.Entry(
              ("tau_d", "hierarcaps/tau_d"),
              ("MERU traversal P", "hierarcaps/traversal/precision"),
              ("R", "hierarcaps/traversal/recall")),
+    item_count=lambda result, key: (  # rows for tau_d, images for P and R
+        result.get("hierarcaps/num_rows") or result.get("hierarcaps/num_images")
+        if key.endswith("tau_d") else result.get("hierarcaps/num_images")),
     in_run=False))  # a training run evaluates HierarCaps from config.eval.test_csv

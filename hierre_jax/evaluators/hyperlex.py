@@ -101,4 +101,6 @@ class HyperLex:
 registry.register(registry.Entry(
     "hyperlex", files={"hyperlex": ("hyperlex", "hyperlex-all.txt")},
     build=lambda paths, options: HyperLex(paths["hyperlex"]),
-    columns=(("HyperLex rho_all", "hyperlex/rho_all"), ("rho_nouns", "hyperlex/rho_nouns"))))
+    columns=(("HyperLex rho_all", "hyperlex/rho_all"), ("rho_nouns", "hyperlex/rho_nouns")),
+    item_count=lambda result, key: result.get(  # word pairs
+        "hyperlex/num_noun_pairs" if key.endswith("nouns") else "hyperlex/num_pairs")))

@@ -31,12 +31,20 @@ class Entry:
     `run(embedder) -> {metric: value}`.
   columns: (column title, metric key) pairs of the summary table.
   in_run: whether a training run may list it in config.eval.suite.
+  item_count: (a result dict, one of its metric keys) -> how many items the metric was
+    computed over (results.md's "(n=...)"); default the result's "<name>/num_images".
   """
   name: str
   files: dict
   build: Callable
   columns: tuple = ()
   in_run: bool = True
+  item_count: Optional[Callable] = None
+
+  def count(self, result, key):
+    if self.item_count is not None:
+      return self.item_count(result, key)
+    return result.get(f"{self.name}/num_images")
 
 
 ENTRIES = {}  # name -> Entry, in registration order

@@ -34,17 +34,11 @@ def has_results(result, benchmark):
 
 
 def item_count(result, key):
-  """'n' or 'n of N': how many items metric `key` of a result was computed over (N: how many
-  its data names, where fewer were present); '' when the result records none."""
+  """'n' or 'n of N': how many items metric `key` of a result was computed over (its
+  evaluator's `registry.Entry.count`; N: how many its data names, where fewer were present);
+  '' when the result records none."""
   benchmark = key.split("/")[0]
-  if benchmark == "hyperlex":
-    n = result.get("hyperlex/num_noun_pairs" if key.endswith("nouns") else "hyperlex/num_pairs")
-  elif benchmark == "breeds":
-    n = sum(v for k, v in result.items() if k.startswith("breeds/") and k.endswith("/num_images"))
-  elif key.startswith("hierarcaps/") and key.endswith("tau_d"):
-    n = result.get("hierarcaps/num_rows") or result.get("hierarcaps/num_images")
-  else:
-    n = result.get(f"{benchmark}/num_images")
+  n = registry.ENTRIES[benchmark].count(result, key) if benchmark in registry.ENTRIES else None
   annotated = result.get(f"{benchmark}/num_annotated_images")
   if not n:
     return ""

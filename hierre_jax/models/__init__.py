@@ -1,10 +1,14 @@
-"""Model families, one sub-package each (`models/clip/`, `models/align/`, `models/meru/`),
-behind one interface (`models/family.py`); `load` returns a `model.Model`. A checkpoint's
-family is the one that owns its path (`Family.owns`): a Hugging Face directory (or a train
-workdir's `model_info/`) by its config.json's `architectures`, else `model_type`; a MERU
-release checkpoint by its .pth; an open_clip checkpoint by its open_clip_config.json.
+"""Model families, one sub-package each (`models/clip/`, `models/align/`, `models/meru/`,
+...), behind one interface (`models/family.py`); `load` returns a `model.Model`. A
+checkpoint's family is the first registered one that owns its path (`Family.owns`): a
+Hugging Face directory (or a train workdir's `model_info/`) by its config.json's
+`architectures`, else `model_type`; a MERU release checkpoint by its .pth; an open_clip
+checkpoint by its open_clip_config.json.
 
-To add a family: a sub-package whose `FAMILY` implements `family.Family`, listed in FAMILIES.
+To add a family: `register` it. The built-in ones are registered below; a family defined
+outside the package is registered by its own module, which HIERRE_JAX_PLUGINS imports with
+hierre_jax (`hierre_jax/__init__.py`), so that the entry points know it too
+(tests/toy_family.py is one).
 """
 import json
 import os
@@ -18,8 +22,27 @@ from hierre_jax.models import open_clip
 from hierre_jax.models import siglip
 from hierre_jax.models.model import COMPUTE_DTYPES, Model  # noqa: F401 (the package's API)
 
-FAMILIES = {"clip": clip.FAMILY, "align": align.FAMILY, "meru": meru.FAMILY,
-            "open_clip": open_clip.FAMILY, "siglip": siglip.FAMILY}
+from hierre_jax.models import family as family_lib
+
+FAMILIES = {}  # name -> Family, in the order `family_of` asks them
+
+
+def register(family):
+  """Makes `family` (a `family.Family`) one that `load`, `family_of`, random checkpoints
+  (config.random_init.family) and every entry point know, under its `name` -> family.
+  ValueError for a name taken or a capability not in `family.CAPABILITIES`."""
+  if family.name in FAMILIES:
+    raise ValueError(f"a model family named {family.name!r} is registered already")
+  unknown = set(family.capabilities) - set(family_lib.CAPABILITIES)
+  if unknown:
+    raise ValueError(f"model family {family.name!r} declares unknown capabilities "
+                     f"{sorted(unknown)}; known: {', '.join(family_lib.CAPABILITIES)}")
+  FAMILIES[family.name] = family
+  return family
+
+
+for _family in (clip.FAMILY, align.FAMILY, meru.FAMILY, open_clip.FAMILY, siglip.FAMILY):
+  register(_family)
 
 
 class UnsupportedModel(errors.UserError):
@@ -57,3 +80,4 @@ def load(path_or_id, scan_layers=True):
   model_dir = hf_io.resolve_model_dir(path_or_id)
   fam = family_of(model_dir)
   return Model(fam, *fam.read_checkpoint(model_dir, scan_layers), model_dir)
+

@@ -3,8 +3,11 @@ asks of a dual encoder. A family is one object; `models.load` hands it, with a c
 config and parameters, to every consumer as a `model.Model`. `Encoders` is the only place
 `model.apply` is called.
 
-To add a family: a sub-package of `models/` whose `FAMILY` implements `Family`, listed in
-`models.FAMILIES` (README "Adding a model family").
+To add a family: an object implementing `Family` (subclassing `Defaults` for what it may
+leave out), registered with `models.register` (docs/guide/9_extending.md; the runnable
+example is tests/toy_family.py). What a family can do beyond the required methods it
+declares in `capabilities` (`CAPABILITIES`); the library decides by those, never by a
+family's name.
 """
 import dataclasses
 from typing import Any, Callable, Protocol
@@ -34,16 +37,27 @@ def linen_encoders(model, **methods):
   return Encoders(**{name: apply(method) for name, method in methods.items()})
 
 
-class Defaults:
-  """What a family may leave out of `Family`: a Hugging Face format that is its own
-  (`write_hf_checkpoint` is `write_checkpoint`; a family with `hf_format` False refused
-  there) and no refusal of contrastive training. A family subclasses it and overrides what
-  differs."""
+# The optional capabilities a family declares (`Family.capabilities`):
+HF_EXPORT = "hf_export"  # `write_hf_checkpoint` writes a transformers model directory
+STACKED_LAYERS = "stacked_layers"  # read_checkpoint(scan_layers=True) stacks each tower's
+#                                    layers for jax.lax.scan (`has_stacked_layers` tells)
+TOKEN_FEATURES = "token_features"  # `Encoders.text_tokens` / `image_tokens` (DCSM, FILIP's
+#                                    token term, the grounding loss)
+CAPABILITIES = (HF_EXPORT, STACKED_LAYERS, TOKEN_FEATURES)
 
-  hf_format = True
+
+class Defaults:
+  """What a family may leave out of `Family`: no capabilities; a Hugging Face export that
+  is its own format (`write_hf_checkpoint` is `write_checkpoint` where HF_EXPORT is
+  declared, refused otherwise); no refusal of contrastive training; one layer layout; the
+  family's `max_length` cut to the checkpoint's position table (`config.text.max_positions`:
+  a family whose config has none overrides `text_length`). A family subclasses it and
+  overrides what differs."""
+
+  capabilities = frozenset()
 
   def write_hf_checkpoint(self, params, config, out_dir, source_dir):
-    if not self.hf_format:
+    if HF_EXPORT not in self.capabilities:
       raise ValueError(f"{source_dir}: a {self.name} model has no Hugging Face format to "
                        "export to")
     return self.write_checkpoint(params, config, out_dir, source_dir)
@@ -51,6 +65,13 @@ class Defaults:
   def contrastive_refusal(self, model_dir):
     del model_dir
     return ""
+
+  def has_stacked_layers(self, params):
+    del params
+    return False
+
+  def text_length(self, config):
+    return min(self.max_length, config.text.max_positions)
 
 
 def numpy_tree(params):
@@ -84,7 +105,7 @@ class Family(Protocol):
   image_groups: tuple      # top-level groups of the image tower (frozen in RE training)
   random_options: tuple    # keyword options of `write_random` (config.random_init.options)
   buffers: tuple           # top-level entries that are stored, never trained (statistics)
-  hf_format: bool          # whether `write_hf_checkpoint` writes a Hugging Face directory
+  capabilities: frozenset  # of CAPABILITIES: what it can do beyond the methods below
 
   # The checkpoint format.
   def owns(self, path: str) -> bool:
@@ -103,14 +124,11 @@ class Family(Protocol):
     family's format, with the config, tokenizer and preprocessing files of `source_dir`
     -> out_dir."""
 
-  # Optional, for a family whose own format is not Hugging Face's but whose towers are
-  # (open_clip): write_hf_checkpoint(params, config, out_dir, source_dir) -> out_dir, a
-  # transformers directory of the same weights (`Model.export(out, hf=True)`).
-
   def write_hf_checkpoint(self, params: dict, config: Any, out_dir: str,
                           source_dir: str) -> str:
-    """The same weights as a Hugging Face model directory -> out_dir (`write_checkpoint`
-    for a family whose format is one); ValueError where `hf_format` is False."""
+    """The same weights as a Hugging Face model directory -> out_dir (`Model.export(out,
+    hf=True)`; `write_checkpoint` for a family whose format is one, open_clip's converts);
+    ValueError where HF_EXPORT is not declared."""
 
   def save_info(self, source_dir: str, config: Any, info_dir: str) -> None:
     """Writes what `read_config`, `load_tokenizer` and `preprocessing` read (no weights)."""
@@ -130,7 +148,18 @@ class Family(Protocol):
 
   # Texts and images.
   def load_tokenizer(self, model_dir: str) -> Any:
-    """A tokenizer with `__call__` (transformers style) and `pad_token_id`."""
+    """The checkpoint's tokenizer. The calls the library makes (transformers' signature):
+    `tok(texts: list[str], truncation=True, max_length=L)["input_ids"]` -> one list of ids
+    per text, special tokens included, at most L ids, the pooled token among them (the
+    text tower's `pool_index`); `tok(text, add_special_tokens=False)["input_ids"]` (DCSM's
+    word columns); `tok(texts, padding="max_length", truncation=True, max_length=L)` with
+    "attention_mask" too (DCSM's per-token features); and `pad_token_id`, the id texts are
+    padded with (`data.text.pad`) and that packed rows fill their gaps with
+    (`data.packing.Packed`)."""
+
+  def text_length(self, config: Any) -> int:
+    """Tokens per text of this checkpoint: `max_length`, or fewer where its position
+    table is shorter (SigLIP so400m-patch14-224: 16)."""
 
   def preprocessing(self, model_dir: str, config: Any,
                     use: str = "classification") -> ImagePreprocessing:
@@ -146,13 +175,18 @@ class Family(Protocol):
     family's depends on its stored curvature and its recorded sizes)."""
 
   def encoders(self, config: Any, remat: bool = False) -> Encoders:
-    """The pure encoders of `config` (`remat`: recompute activations in the backward pass)."""
+    """The pure encoders of `config` (`remat`: recompute activations in the backward pass);
+    `text_tokens` and `image_tokens` where TOKEN_FEATURES is declared. `packed_text` takes
+    `data.packing.Packed` rows: each text attends only within its own segment, with its own
+    positions, and is pooled at its `ends` token, so that its feature equals `text`'s of
+    that text alone."""
 
   def embedding_size(self, config: Any) -> int:
     """P, the size of a text or image feature."""
 
   def has_stacked_layers(self, params: dict) -> bool:
-    """Whether the encoder layers of `params` are stacked for `jax.lax.scan`."""
+    """Whether the encoder layers of `params` are stacked for `jax.lax.scan` (False for a
+    family without STACKED_LAYERS)."""
 
   def log_logit_scale(self, params: dict) -> Any:
     """Scalar log of the contrastive logit scale (logits = exp(it) * similarity)."""

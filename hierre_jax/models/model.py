@@ -66,10 +66,8 @@ class Model:
 
   @property
   def max_length(self):
-    """Tokens per text: the family's, or fewer where the checkpoint's position table is
-    shorter (SigLIP so400m-patch14-224: 16)."""
-    positions = getattr(getattr(self.config, "text", None), "max_positions", None)
-    return min(self.family.max_length, positions or self.family.max_length)
+    """Tokens per text (`Family.text_length`)."""
+    return self.family.text_length(self.config)
 
   def with_params(self, params):
     """The same model with other parameters (a train state's); the tokenizer and

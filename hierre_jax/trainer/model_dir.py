@@ -9,6 +9,7 @@ from hierre_jax import locations
 from hierre_jax import models
 from hierre_jax import sealed
 from hierre_jax import sharding
+from hierre_jax.models import family as family_lib
 
 RANDOM_INIT = "random_init"
 DEFAULT_EXPORT = "hf_export"
@@ -72,7 +73,7 @@ def export(model, params, config):
 def check_export_format(config, family):
   """Before anything is written: config.export_hf only for a family with a Hugging Face
   format (a one-line ConfigError otherwise)."""
-  if config.get("export_hf") and not family.hf_format:
+  if config.get("export_hf") and family_lib.HF_EXPORT not in family.capabilities:
     raise errors.ConfigError(f"config.export_hf=True: a {family.name} model has no Hugging "
                              "Face format; export it in its own (export_hf=False)")
 

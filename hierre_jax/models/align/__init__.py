@@ -19,6 +19,7 @@ class Align(family.Defaults):
   Flax as its own collection."""
 
   name = "align"
+  capabilities = frozenset({family.HF_EXPORT, family.STACKED_LAYERS})
   architectures = ("AlignModel", "ALIGNModel")
   max_length = tokenizer.MAX_LENGTH
   text_groups = ("text_model", "text_projection")

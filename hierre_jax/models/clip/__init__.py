@@ -16,6 +16,7 @@ class Clip(family.Defaults):
   """`family.Family` of Hugging Face `CLIPModel` directories; features on the sphere."""
 
   name = "clip"
+  capabilities = frozenset({family.HF_EXPORT, family.STACKED_LAYERS, family.TOKEN_FEATURES})
   architectures = ("CLIPModel",)
   max_length = tokenizer.MAX_LENGTH
   text_groups = ("text_model", "text_projection")

@@ -40,7 +40,7 @@ class Meru(family.Defaults):
   text_groups = ("textual", "textual_proj")
   text_params = ("textual", "textual_proj", "textual_alpha")
   buffers = ("pixel_mean", "pixel_std")  # stored statistics, never trained
-  hf_format = False  # transformers has no MERU class
+  capabilities = frozenset({family.STACKED_LAYERS})  # (transformers has no MERU class)
   # hyperbolic=False: the release's CLIP baseline (the sphere); flat=True: a hyperbolic
   # checkpoint's tangent vectors read as points of flat R^P (the hyperbolic study's control)
   random_options = ("hyperbolic", "flat")

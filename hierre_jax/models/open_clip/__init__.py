@@ -11,6 +11,7 @@ import jax
 
 from hierre_jax import errors
 from hierre_jax.geometry import sphere
+from hierre_jax.models import family
 from hierre_jax.models import root_file
 from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import FAMILY as CLIP
@@ -23,7 +24,7 @@ from hierre_jax.models.open_clip import checkpoint
 from hierre_jax.models.open_clip import config as oc_config
 
 
-class OpenClip:
+class OpenClip(family.Defaults):
   """`family.Family` of open_clip checkpoints of the standard CLIP class; features on the
   sphere. Exports back to open_clip's layout (`write_checkpoint`) or to a Hugging Face
   `CLIPModel` directory (`write_hf_checkpoint`)."""
@@ -36,7 +37,7 @@ class OpenClip:
   image_groups = CLIP.image_groups
   random_options = ()
   buffers = ()
-  hf_format = True  # written as a CLIPModel directory (`write_hf_checkpoint`)
+  capabilities = CLIP.capabilities  # HF_EXPORT: written as a CLIPModel directory
 
   def owns(self, path):
     """A directory with open_clip_config.json (no HF config.json), or a weights file

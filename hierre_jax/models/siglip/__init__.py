@@ -39,6 +39,7 @@ class Siglip(family.Defaults):
   """`family.Family` of Hugging Face `SiglipModel` directories."""
 
   name = "siglip"
+  capabilities = frozenset({family.HF_EXPORT, family.STACKED_LAYERS})
   architectures = ("SiglipModel",)
   max_length = 64  # the longest SigLIP text; the tokenizer pads to the checkpoint's own
   text_groups = ("text_model",)
