@@ -25,7 +25,7 @@ from benchmarks import common
 from benchmarks import re_step
 from configs import align_base
 from hierre_jax import models
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.models.align import random_init
 
 BASE_TEXT = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,

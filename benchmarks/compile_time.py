@@ -22,7 +22,7 @@ from configs import align_base
 from configs import demo
 from hierre_jax import embedding
 from hierre_jax import models
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import packing
 from hierre_jax.models.align import random_init as align_random_init

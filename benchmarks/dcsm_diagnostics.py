@@ -103,7 +103,7 @@ def main():
   args = parser.parse_args()
   run = f"{args.variant}_{args.seed}" if args.variant else str(args.seed)
   data = f"workdirs/shapes_data_{args.seed}"
-  clip = f"workdirs/shapes_clip_{run}/hf_export"
+  clip = f"workdirs/shapes_clip_{run}/export"
   dense, _ = scoring.load(clip, args.scorer or f"workdirs/shapes_dcsm_{run}/scorer")
   features = dense.features
   scorers = {"global_cosine": multiple_choice.GlobalCosine(loading.embedder(clip)),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hierre_jax import models
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.radial import train_batches
 from hierre_jax.radial import train_step
 from hierre_jax.trainer import loop

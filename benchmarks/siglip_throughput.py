@@ -23,7 +23,7 @@ from benchmarks import common
 from benchmarks import re_step
 from configs import siglip_b16
 from hierre_jax import models
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.models.siglip import random_init
 
 BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,

@@ -33,7 +33,7 @@ import torch
 from benchmarks import common
 from benchmarks import re_step
 from configs import clip_b32
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.models.clip import random_init
 

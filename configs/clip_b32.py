@@ -11,7 +11,7 @@ def get_config():
   config.train_csv = "../shared/hierarcaps/hierarcaps_coco_train.csv.gz"
   config.skip_bad_rows = False
   config.workdir = "workdirs/clip_b32"
-  config.export_dir = ""  # default: <workdir>/hf_export
+  config.export_dir = ""  # default: <workdir>/export
   # The export's format: the checkpoint's own (False), or a Hugging Face model directory
   # (True; an open_clip checkpoint then exports as a CLIPModel).
   config.export_hf = False

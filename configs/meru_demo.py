@@ -3,7 +3,7 @@ locally: RE training of its text tower in hyperbolic space on 2 CPU cores, no do
 
 The root is MERU's origin (config.root="origin": radius d(O, x), MERU's exterior angle);
 config.root="empty_string" trains with the lifted embedding of "" as root instead. The
-export is a .pth in workdirs/meru_demo/hf_export.
+export is a .pth in workdirs/meru_demo/export.
 
   python -m hierre_jax.train --config configs/meru_demo.py
 """

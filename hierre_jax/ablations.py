@@ -24,13 +24,13 @@ from absl import flags
 from absl import logging
 import jax
 
-from hierre_jax import cli
+from hierre_jax.common import cli
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import locations
-from hierre_jax import published
-from hierre_jax import sealed
+from hierre_jax.common import locations
+from hierre_jax.evaluators import published
+from hierre_jax.common import sealed
 from hierre_jax import train
 from hierre_jax.evaluators import suite
 from hierre_jax.evaluators import tables

@@ -32,14 +32,14 @@ import numpy as np
 import optax
 import tqdm
 
-from hierre_jax import cli
-from hierre_jax import config_values
+from hierre_jax.common import cli
+from hierre_jax.common import config_values
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import grounding
 from hierre_jax import models
-from hierre_jax import sealed
-from hierre_jax import sharding
+from hierre_jax.common import sealed
+from hierre_jax.common import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.geometry import lorentz
 from hierre_jax.data import text as text_ids
@@ -387,7 +387,7 @@ class Contrastive:
 
 def train(config, allow_config_change=False):
   """Trains (or resumes) in config.workdir (`trainer.run.train`) -> the final TrainState;
-  exports the model to config.export_dir (default workdir/hf_export)."""
+  exports the model to config.export_dir (default workdir/export)."""
   return run.train(config, Contrastive(config), allow_config_change)
 
 

@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import tqdm
 
-from hierre_jax import errors
-from hierre_jax import image_store
-from hierre_jax import sharding
+from hierre_jax.common import errors
+from hierre_jax.common import image_store
+from hierre_jax.common import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.data import packing
 from hierre_jax.data import text as text_ids

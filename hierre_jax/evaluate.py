@@ -38,13 +38,13 @@ import os
 from absl import flags
 import jax
 
-from hierre_jax import cli
+from hierre_jax.common import cli
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import locations
-from hierre_jax import published
-from hierre_jax import sealed
+from hierre_jax.common import locations
+from hierre_jax.evaluators import published
+from hierre_jax.common import sealed
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import results_files

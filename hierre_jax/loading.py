@@ -6,7 +6,7 @@ import os
 
 from hierre_jax import embedding
 from hierre_jax import models
-from hierre_jax import sealed
+from hierre_jax.common import sealed
 from hierre_jax.models import hf_io
 from hierre_jax.models import root_file
 from hierre_jax.models import state_dicts

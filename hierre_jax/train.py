@@ -18,11 +18,11 @@ import jax
 import numpy as np
 import tqdm
 
-from hierre_jax import cli
+from hierre_jax.common import cli
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import hierarcaps
 from hierre_jax.evaluators import suite
@@ -215,7 +215,7 @@ class RadialEmbedding:
 
 def train_and_export(config, allow_config_change=False):
   """Runs (or resumes) RE training in config.workdir (`trainer.run.train`); returns the
-  final TrainState. The export goes to config.export_dir (default workdir/hf_export)."""
+  final TrainState. The export goes to config.export_dir (default workdir/export)."""
   return run.train(config, RadialEmbedding(config), allow_config_change)
 
 

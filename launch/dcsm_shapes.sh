@@ -19,10 +19,10 @@ py=${PYTHON:-.venv/bin/python}
 $py -m hierre_jax.contrastive --config "$config" \
     --config.train_csv="$data/train/captions.csv" --config.eval.csv="$data/val/captions.csv" \
     --config.workdir="$clip" --config.seed="$seed"
-$py -m hierre_jax.dcsm train --config configs/dcsm/shapes.py --config.model="$clip/hf_export" \
+$py -m hierre_jax.dcsm train --config configs/dcsm/shapes.py --config.model="$clip/export" \
     --config.data_dir="$data" --config.eval.data_dir="$data" --config.workdir="$dcsm" \
     --config.seed="$seed"
-$py -m hierre_jax.dcsm evaluate --model="$clip/hf_export" --scorer="$dcsm/scorer" \
+$py -m hierre_jax.dcsm evaluate --model="$clip/export" --scorer="$dcsm/scorer" \
     --data_dir="$data" --output_dir="$dcsm/evaluation" --benchmarks=procedural_spatial,\
 procedural_spatial_unseen,procedural_spatial_swap,procedural_colour,procedural_colour_unseen,\
 procedural_negation

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from hierre_jax import ablations
-from hierre_jax import published
+from hierre_jax.evaluators import published
 from runs import ROOT, SHARED_ROOT, kill_at_first_checkpoint, python_env, run_python
 
 CONFIG_DIR = os.path.join(ROOT, "configs", "ablations")

@@ -10,7 +10,7 @@ import safetensors.numpy
 
 from conftest import ALIGN_TINY_TEXT, write_tiny_model
 from hierre_jax import loading
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax.models import state_dicts
 from hierre_jax.models.align import convert
@@ -91,10 +91,10 @@ def test_align_trains_exports_and_evaluates_like_clip(tmp_path):
   config.eval.test_csv = ""
   state = train.train_and_export(config)
   assert int(state.step) == 3
-  exported = models.load(str(tmp_path / "hf_export"))
+  exported = models.load(str(tmp_path / "export"))
   assert exported.family.name == "align"
   jax.tree.map(np.testing.assert_array_equal, exported.params, jax.device_get(state.params))
-  _, info = transformers.AlignModel.from_pretrained(str(tmp_path / "hf_export"),
+  _, info = transformers.AlignModel.from_pretrained(str(tmp_path / "export"),
                                                     output_loading_info=True)
   assert not any(info.values()), info
   embedder = loading.embedder(str(tmp_path))  # the train workdir

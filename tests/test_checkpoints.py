@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import state_dicts
 from hierre_jax.models.clip import convert

@@ -10,7 +10,7 @@ import pytest
 
 import tolerances
 from hierre_jax import contrastive
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax.dcsm import procedural
 
@@ -127,7 +127,7 @@ def test_sigmoid_objective_trains_a_siglip_and_refuses_a_clip(tmp_path):
   config.random_init = None
   config.update(model=start, workdir=str(tmp_path / "run"), lr=3e-3, total_steps=6)
   contrastive.train(config)
-  before, after = models.load(start), models.load(str(tmp_path / "run" / "hf_export"))
+  before, after = models.load(start), models.load(str(tmp_path / "run" / "export"))
   for group in ("text_model", "vision_model", "logit_scale", "logit_bias"):
     assert not np.allclose(jax.tree.leaves(before.params[group])[0],
                            jax.tree.leaves(after.params[group])[0]), group
@@ -137,7 +137,7 @@ def test_sigmoid_objective_trains_a_siglip_and_refuses_a_clip(tmp_path):
   loss_fn = contrastive.make_loss_fn(before, "sigmoid")
   assert float(loss_fn(after.params, batch)[0]) < float(loss_fn(before.params, batch)[0]) - 0.1
   import transformers
-  transformers.SiglipModel.from_pretrained(str(tmp_path / "run" / "hf_export"))
+  transformers.SiglipModel.from_pretrained(str(tmp_path / "run" / "export"))
 
 
 def shapes_config(data_dir, workdir, steps):
@@ -160,7 +160,7 @@ def test_training_moves_both_towers_and_exports(tmp_path):
   config = shapes_config(data, tmp_path / "run", 6)
   state = contrastive.train(config)
   start = models.load(str(tmp_path / "run" / "random_init")).params
-  exported = models.load(str(tmp_path / "run" / "hf_export")).params
+  exported = models.load(str(tmp_path / "run" / "export")).params
   for group in ("text_model", "vision_model", "visual_projection", "text_projection"):
     assert not np.allclose(jax.tree.leaves(start[group])[0], jax.tree.leaves(exported[group])[0])
   np.testing.assert_array_equal(np.asarray(jax.tree.leaves(state.params["vision_model"])[0]),
@@ -168,7 +168,7 @@ def test_training_moves_both_towers_and_exports(tmp_path):
   metrics = [line for line in open(tmp_path / "run" / "metrics.jsonl")]
   assert any("eval/i2t_accuracy" in line for line in metrics)
   import transformers
-  transformers.CLIPModel.from_pretrained(str(tmp_path / "run" / "hf_export"))
+  transformers.CLIPModel.from_pretrained(str(tmp_path / "run" / "export"))
 
 
 # Each token-level term: (its config key, the make_loss_fn keyword, a weight to test with).
@@ -220,7 +220,7 @@ def test_token_level_term_trains_and_adds_to_the_contrastive_loss(tmp_path, term
   assert float(metrics[f"loss_{term}"]) == pytest.approx(float(value), rel=1e-5)
   logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
   assert all(f"loss_{term}" in m for m in logged if "loss" in m)
-  exported = models.load(str(tmp_path / "run" / "hf_export")).params
+  exported = models.load(str(tmp_path / "run" / "export")).params
   for group in ("text_model", "vision_model"):
     assert not np.allclose(jax.tree.leaves(params[group])[0],
                            jax.tree.leaves(exported[group])[0]), group
@@ -260,7 +260,7 @@ def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(t
   config.loss, config.lr = "meru", 0.05
   contrastive.train(config)
   start = models.load(str(tmp_path / "run" / "random_init")).params
-  exported = models.load(str(tmp_path / "run" / "hf_export"))
+  exported = models.load(str(tmp_path / "run" / "export"))
   for group in ("textual", "visual", "textual_proj", "visual_proj", "curv", "textual_alpha"):
     assert not np.allclose(jax.tree.leaves(start[group])[0],
                            jax.tree.leaves(exported.params[group])[0]), group
@@ -271,7 +271,7 @@ def test_meru_objective_trains_both_towers_and_the_curvature_and_exports_a_pth(t
                                 exported.params["visual"]["pos_embed"])
   assert np.log(0.1) <= exported.params["curv"] <= np.log(10.0)
   assert exported.params["textual_alpha"] <= 0 and exported.params["visual_alpha"] <= 0
-  state = torch.load(str(tmp_path / "run" / "hf_export" / random_init.FILE), weights_only=True)
+  state = torch.load(str(tmp_path / "run" / "export" / random_init.FILE), weights_only=True)
   meru_twin.twin_of(state["model"], exported.config)  # loads strictly
   config.update(workdir=str(tmp_path / "clip"), loss="meru")
   config.random_init = shapes_config(data, tmp_path, 1).random_init
@@ -312,7 +312,7 @@ def test_meru_recipe_freezes_the_position_table_and_decays_matrices_only():
 def test_a_generated_set_changed_since_make_data_is_refused(tmp_path):
   """The pairs CSV of a make-data folder is read only while the folder's seal verifies (a
   hand-edited captions.csv or image is refused, naming it), before anything is written."""
-  from hierre_jax import sealed
+  from hierre_jax.common import sealed
   data = procedural.make_data(str(tmp_path / "data"), seed=2, size=32, train_pairs=8,
                               test_items=2)
   config = shapes_config(data, tmp_path / "run", 2)

@@ -20,9 +20,9 @@ from PIL import Image
 import tolerances
 from conftest import TINY_TOWER_TERMS
 from conftest import save_torch_clip
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import sealed
+from hierre_jax.common import sealed
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import evaluate

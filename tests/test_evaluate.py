@@ -17,7 +17,7 @@ from hierre_jax import embedding
 from hierre_jax import loading
 from hierre_jax import evaluate
 from hierre_jax import models
-from hierre_jax import published
+from hierre_jax.evaluators import published
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.data import indexing
 from hierre_jax.evaluators import hierarcaps
@@ -250,7 +250,7 @@ def test_several_models_are_all_checked_first_and_each_written_as_it_finishes(
   none and the same command computes only what results.json lacks; other --evals are
   merged in, the same models in another order are the same evaluation, other settings are
   refused, and results.png is drawn anew from everything in results.json."""
-  from hierre_jax import errors
+  from hierre_jax.common import errors
   from hierre_jax.evaluators import results_files
   import safetensors.numpy
   other = str(tmp_path / "other")

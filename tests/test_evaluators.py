@@ -9,7 +9,7 @@ import tolerances
 from family_matrix import needs
 from hierre_jax import loading
 from hierre_jax.geometry import sphere
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.evaluators import hyperlex
 from hierre_jax.evaluators import tables
 from hierre_jax.evaluators import uncertainty
@@ -325,7 +325,7 @@ def test_breeds_cross_validation_and_folders(tmp_path, tiny_embedder):
 
 
 def test_evaluators_are_registered_by_name_and_the_published_numbers_fit_the_table(monkeypatch):
-  from hierre_jax import published
+  from hierre_jax.evaluators import published
   from hierre_jax.evaluators import registry
   from hierre_jax.evaluators import suite
   with pytest.raises(errors.UserError, match=r"unknown evaluations \['coc'\]; available: "
@@ -362,7 +362,7 @@ def test_evaluators_are_registered_by_name_and_the_published_numbers_fit_the_tab
 def test_the_table_keeps_published_columns_of_evaluated_benchmarks():
   """--reference=meru beside a sphere model: MERU's traversal P/R stay in the table (the
   paper's row has them, HierarCaps was evaluated); a benchmark not evaluated stays out."""
-  from hierre_jax import published
+  from hierre_jax.evaluators import published
   ours = [{"model": "m", "hierarcaps/precision": 0.5, "hierarcaps/recall": 0.4,
            "hierarcaps/tau_d": 0.9, "hierarcaps/num_images": 1000}]
   lines = tables.markdown_table(ours, published.SUITE["meru"].items()).splitlines()
@@ -472,7 +472,7 @@ def test_a_results_write_killed_anywhere_reads_back_whole(tmp_path, monkeypatch,
   """results.json and items.json change together: a write killed before the new seal reads
   back the old pair, one killed after it the new pair (put in place on reading); never a
   folder refused as damaged."""
-  from hierre_jax import sealed
+  from hierre_jax.common import sealed
   from hierre_jax.evaluators import results_files
   item = lambda v: {"hierarcaps/tau_d": uncertainty.hits(np.full(20, v))}
   old = [{"model": "a", "hierarcaps/tau_d": 0.5, "items": item(0.5)}]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import tolerances
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import grounding
 from hierre_jax.dcsm import drawing
 from hierre_jax.dcsm import procedural

@@ -365,7 +365,7 @@ GOOD_CLASSES = {"classes": ["dog", "cat", "car", "apple"], "templates": ["a phot
 def test_class_set_files_that_would_give_meaningless_numbers_are_refused(tmp_path, wn, change,
                                                                          message):
   import json
-  from hierre_jax import errors
+  from hierre_jax.common import errors
   from hierre_jax.hierarchy import classes as classes_lib
   spec = {k: v for k, v in {**GOOD_CLASSES, **change}.items() if v is not None}
   path = tmp_path / "classes.json"
@@ -375,7 +375,7 @@ def test_class_set_files_that_would_give_meaningless_numbers_are_refused(tmp_pat
 
 
 def test_class_set_names_and_ontologies_are_checked(tmp_path, wn):
-  from hierre_jax import errors
+  from hierre_jax.common import errors
   from hierre_jax.hierarchy import classes as classes_lib, probe
   (tmp_path / "broken.json").write_text('{"classes": ["a", "b",')
   with pytest.raises(errors.UserError, match=r"broken.json: not valid JSON \(Expecting value: "

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import shared_file
 from hierre_jax import embedding
 from hierre_jax import loading
-from hierre_jax import image_store
+from hierre_jax.common import image_store
 from hierre_jax import models
 from references import direct_image_features
 from tiny_training import count_embedded_images

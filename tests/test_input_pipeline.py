@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import clip_batches, shared_file
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.radial import train_batches
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
 from hierre_jax import models
 from hierre_jax.geometry import lorentz
@@ -704,9 +704,9 @@ def test_meru_demo_trains_the_text_tower_in_hyperbolic_space_and_exports_a_pth(t
   state = train.train_and_export(config)
   final = jax.device_get(state.params)
   start = models.load(str(tmp_path / "random_init")).params
-  exported = models.load(str(tmp_path / "hf_export"))
-  assert exported.family.name == "meru" and exported.model_dir.endswith("hf_export")
-  np.testing.assert_array_equal(loading.load(str(tmp_path / "hf_export")).params["root"],
+  exported = models.load(str(tmp_path / "export"))
+  assert exported.family.name == "meru" and exported.model_dir.endswith("export")
+  np.testing.assert_array_equal(loading.load(str(tmp_path / "export")).params["root"],
                                 np.zeros(64, np.float32))  # the origin travels with it
   for key in ("visual", "visual_proj", "curv", "visual_alpha", "textual_alpha", "pixel_mean"):
     jax.tree.map(np.testing.assert_array_equal, final[key], start[key])
@@ -715,7 +715,7 @@ def test_meru_demo_trains_the_text_tower_in_hyperbolic_space_and_exports_a_pth(t
   assert all(moved)
   jax.tree.map(np.testing.assert_array_equal, exported.params,
                {k: v for k, v in final.items() if k != "root"})
-  state_dict = torch.load(str(tmp_path / "hf_export" / random_init.FILE), weights_only=True)
+  state_dict = torch.load(str(tmp_path / "export" / random_init.FILE), weights_only=True)
   meru_twin.twin_of(state_dict["model"], exported.config)  # loads strictly
   embedder = loading.embedder(str(tmp_path))  # the train workdir
   assert embedder.checkpoint_step == 3 and embedder.root_source == "model"

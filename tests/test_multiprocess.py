@@ -57,8 +57,8 @@ def test_two_processes_train_evaluate_and_export_like_one(tmp_path):
   assert "evaluation: " not in outputs[1][0]  # process 1 computes, prints nothing
   assert "service on 127.0.0.1:" in outputs[0][1]  # the coordinator listens on loopback only
 
-  _, want, _ = convert.load_clip(str(one / "hf_export"))
-  _, got, _ = convert.load_clip(str(two / "hf_export"))
+  _, want, _ = convert.load_clip(str(one / "export"))
+  _, got, _ = convert.load_clip(str(two / "export"))
   _, before, _ = convert.load_clip(str(one / "random_init"))
   # The same step, its collectives across processes instead of within one: float32 reordering.
   assert_same_updates(got, want, before, tiny_train_config.get_config().lr, 4)

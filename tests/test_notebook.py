@@ -45,7 +45,7 @@ def test_notebook_runs_with_local_stand_ins(tmp_path, monkeypatch):
                           resources={"metadata": {"path": str(tmp_path)}}).execute()
 
   summary = json.loads((workdir / "train_summary.json").read_text())
-  assert summary["steps"] == 2 and os.path.exists(workdir / "hf_export" / "model.safetensors")
+  assert summary["steps"] == 2 and os.path.exists(workdir / "export" / "model.safetensors")
   outputs = "".join(o.get("text", "") + json.dumps(o.get("data", {}))
                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
   assert "ext(animal, dog)" in outputs and "image/png" in outputs and "tau_d" in outputs

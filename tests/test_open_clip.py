@@ -10,7 +10,7 @@ import pytest
 import safetensors.numpy
 
 from conftest import TINY_TEXT, TINY_VISION
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import open_clip as oc_family
@@ -91,7 +91,7 @@ def test_parity_with_open_clip(name, tmp_path):
 
 
 @pytest.mark.reordering
-def test_features_equal_transformers_clip_of_the_hf_export(tiny_dir, tmp_path):
+def test_features_equal_transformers_clip_of_the_export(tiny_dir, tmp_path):
   model = models.load(tiny_dir)
   out = model.family.write_hf_checkpoint(model.params, model.config, str(tmp_path / "hf"),
                                          tiny_dir)

@@ -7,11 +7,11 @@ import os
 import pytest
 import safetensors.numpy
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import locations
+from hierre_jax.common import locations
 from hierre_jax import models
-from hierre_jax import sealed
+from hierre_jax.common import sealed
 from hierre_jax import train
 from runs import SHARED_ROOT
 from tiny_training import tiny_config, tiny_model
@@ -135,7 +135,7 @@ def test_random_init_is_the_one_the_config_names(tmp_path):
   # Asked knowingly, the new one is written and trained.
   config.total_steps = 2
   train.train_and_export(config, allow_config_change=True)
-  exported = models.load(str(tmp_path / "hf_export"))
+  exported = models.load(str(tmp_path / "export"))
   assert exported.config.text.hidden_size == 64
   # A damaged random checkpoint is written again, never used.
   path = random_init / "model.safetensors"
@@ -178,3 +178,18 @@ def test_a_workdirs_model_info_and_ablation_results_are_verified(tmp_path, monke
   vocab.write_text(vocab.read_text().replace('"a"', '"A"', 1))
   with pytest.raises(sealed.DamagedError, match=rf"{vocab}: changed or damaged"):
     loading.embedder(str(tmp_path))
+
+
+def test_the_export_folder_is_export_and_an_earlier_workdirs_hf_export_is_kept(tmp_path):
+  """workdir/export holds the run's export in the checkpoint's own format; a workdir an
+  earlier version exported to (workdir/hf_export, a .pth or open_clip files too) resumes and
+  exports there, its own folder accepted by the location checks."""
+  from hierre_jax.trainer import model_dir as model_dir_lib
+  config = tiny_config(tmp_path / "w")
+  assert model_dir_lib.export_dir(config) == str(tmp_path / "w" / "export")
+  os.makedirs(tmp_path / "w" / "hf_export")
+  assert model_dir_lib.export_dir(config) == str(tmp_path / "w" / "hf_export")
+  model_dir_lib.check_locations(config, [])
+  config.export_dir = str(tmp_path / "w" / "elsewhere")  # any other folder of the workdir: no
+  with pytest.raises(errors.UserError, match=r"the workdir's own files are there"):
+    model_dir_lib.check_locations(config, [])

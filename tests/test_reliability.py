@@ -13,8 +13,8 @@ import orbax.checkpoint as ocp
 import PIL.Image
 import pytest
 
-from hierre_jax import config_values
-from hierre_jax import errors
+from hierre_jax.common import config_values
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.radial import config as re_config
@@ -284,7 +284,7 @@ def test_diverged_run_stops_at_the_first_non_finite_step_keeping_the_good_checkp
                   .groups())
   assert 1 < bad and good == bad - 1
   assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == list(range(1, bad))
-  assert not (tmp_path / "hf_export").exists() and not (tmp_path / "checkpoints_corrupt").exists()
+  assert not (tmp_path / "export").exists() and not (tmp_path / "checkpoints_corrupt").exists()
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
   assert [r["step"] for r in rows] == list(range(1, bad))
   assert all(np.isfinite(v) for r in rows for v in r.values())
@@ -301,7 +301,7 @@ def test_non_finite_and_out_of_range_values_are_refused(tmp_path, key, value):
 
 
 def test_evaluation_refuses_non_finite_features(tiny_clip_dir):
-  from hierre_jax import errors
+  from hierre_jax.common import errors
   from hierre_jax import embedding
   model = models.load(tiny_clip_dir)
   broken = jax.tree.map(np.array, model.params)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SIGLIP_TINY_TEXT, TINY_VISION, save_torch_siglip
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax import train
 from references import assert_parity, unit
@@ -166,7 +166,7 @@ def test_re_training_moves_the_text_encoder_and_head_only(tmp_path):
   moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), final["text_model"],
                        initial["text_model"])
   assert all(jax.tree.leaves(moved)) and moved["head"]["kernel"]
-  out = os.path.join(config.workdir, "hf_export")
+  out = os.path.join(config.workdir, "export")
   _, info = transformers.SiglipModel.from_pretrained(out, output_loading_info=True)
   assert not any(info.values()), info
   assert models.family_of(out).name == "siglip"

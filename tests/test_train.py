@@ -12,7 +12,7 @@ import tiny_train_config
 import tolerances
 import wrong_inputs
 from conftest import RESUME_FAMILIES, shared_file
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
 from hierre_jax import models
 from hierre_jax import train
@@ -38,10 +38,10 @@ def test_only_text_tower_and_projection_change(tmp_path):
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b),
                                            final[key], initial[key]))
     assert all(changed), key  # every text-tower leaf moved
-  _, exported, _ = convert.load_clip(os.path.join(config.workdir, "hf_export"))
+  _, exported, _ = convert.load_clip(os.path.join(config.workdir, "export"))
   jax.tree.map(np.testing.assert_array_equal, exported, final)
   import transformers  # the export is a whole CLIPProcessor directory too
-  processor = transformers.CLIPProcessor.from_pretrained(os.path.join(config.workdir, "hf_export"))
+  processor = transformers.CLIPProcessor.from_pretrained(os.path.join(config.workdir, "export"))
   assert processor.image_processor.crop_size["height"] == 32
   from_orbax = loading.load(config.workdir)  # evaluation of a train workdir
   jax.tree.map(np.testing.assert_array_equal, from_orbax.params, final)
@@ -84,7 +84,7 @@ def test_in_run_suite_evaluation_is_logged_and_equals_the_offline_suite(tmp_path
   final = json.loads((tmp_path / "eval_step_4.json").read_text())
   assert final["coco/num_images"] == 1000 and final["hyperlex/num_pairs"] == 2616
   # The offline suite on the exported model gives the logged numbers.
-  offline, = suite.run({"export": loading.embedder(str(tmp_path / "hf_export"))},
+  offline, = suite.run({"export": loading.embedder(str(tmp_path / "export"))},
                        suite.from_config(config.eval))
   for key in ("hyperlex/rho_all", "hyperlex/rho_nouns", "coco/t2i_r@1", "coco/i2t_r@10"):
     assert rows[-1]["eval/" + key] == pytest.approx(offline[key], abs=1e-6), key
@@ -260,13 +260,13 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, family):
                           env=python_env(2),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   kill_at_first_checkpoint(proc, killed / "checkpoints")
-  assert not (killed / "hf_export").exists()
+  assert not (killed / "export").exists()
   resumed = run_python(train_command(killed, steps, family), devices=2)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   summary = json.loads((killed / "train_summary.json").read_text())
   assert 0 < summary["resumed_from"] < steps
-  want = models.load(str(straight / "hf_export")).params
-  got = models.load(str(killed / "hf_export")).params
+  want = models.load(str(straight / "export")).params
+  got = models.load(str(killed / "export")).params
   # Bit-identical, the pull-back cache on: its table does not depend on where a run starts.
   assert tiny_train_config.get_config(family).pullback_cache
   jax.tree.map(np.testing.assert_array_equal, got, want)

@@ -13,7 +13,7 @@ import tolerances
 from conftest import FAMILIES
 from family_matrix import needs_sphere
 from hierre_jax import loading
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax import train
 from hierre_jax.data import hierarcaps_csv
@@ -61,8 +61,8 @@ def test_fixed_root_never_changes_and_travels_with_the_model(tmp_path, mode, fam
       jax.tree.leaves([final[g] for g in text_groups]),
       jax.tree.leaves([initial[g] for g in text_groups])))
   from_checkpoint = loading.embedder(config.workdir)
-  from_export = loading.embedder(os.path.join(config.workdir, "hf_export"))
-  stored = json.load(open(os.path.join(config.workdir, "hf_export", root_file.ROOT_FILE)))
+  from_export = loading.embedder(os.path.join(config.workdir, "export"))
+  stored = json.load(open(os.path.join(config.workdir, "export", root_file.ROOT_FILE)))
   np.testing.assert_array_equal(np.float32(stored["root"]), final["root"])
   for embedder in (from_checkpoint, from_export):
     feats, root = embedder.texts(["a dog"])

@@ -42,7 +42,7 @@ def run_steps(config, model_dir, devices, num_steps, perturb=0.0, same_batch=Fal
   change the step's inputs (the deliberately wrong variants of `wrong_inputs`)."""
   from hierre_jax.data import hierarcaps_csv
   from hierre_jax.radial import train_batches
-  from hierre_jax import sharding
+  from hierre_jax.common import sharding
   model = models.load(model_dir)
   batches = train_batches.TrainBatches(
       hierarcaps_csv.read_hierarchies(config.train_csv), model.tokenizer, 8, 0,

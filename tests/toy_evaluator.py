@@ -7,7 +7,7 @@ its column and its item count reach every entry point.
 """
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import uncertainty
 

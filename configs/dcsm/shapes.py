@@ -9,7 +9,7 @@ from configs.dcsm import base
 
 def get_config():
   config = base.get_config()
-  config.model = "workdirs/shapes_clip/hf_export"
+  config.model = "workdirs/shapes_clip/export"
   config.data_dir = shapes.DATA
   config.workdir = "workdirs/shapes_dcsm"
   # 600 pairs per set at 8 per block: 75 steps an epoch; 8 epochs (the release: 26) keep the

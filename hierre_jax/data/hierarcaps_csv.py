@@ -12,7 +12,7 @@ import re
 import zlib
 
 
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 
 NUM_TIERS = 4
 TIER_SEPARATOR = "=>"

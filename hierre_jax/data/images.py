@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 
 class ImageError(errors.UserError):

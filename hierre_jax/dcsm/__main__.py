@@ -10,8 +10,8 @@
 """
 from absl import flags
 
-from hierre_jax import cli
-from hierre_jax import errors
+from hierre_jax.common import cli
+from hierre_jax.common import errors
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import evaluate

@@ -25,8 +25,8 @@ import json
 import os
 import re
 
-from hierre_jax import errors
-from hierre_jax import locations
+from hierre_jax.common import errors
+from hierre_jax.common import locations
 from hierre_jax.dcsm import procedural
 
 

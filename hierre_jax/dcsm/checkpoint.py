@@ -15,10 +15,10 @@ import numpy as np
 import safetensors.numpy
 import transformers
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import locations
-from hierre_jax import sealed
+from hierre_jax.common import locations
+from hierre_jax.common import sealed
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import scorer
 from hierre_jax.models.clip import convert

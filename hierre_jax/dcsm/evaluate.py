@@ -4,9 +4,9 @@ import json
 import os
 
 from hierre_jax import loading
-from hierre_jax import errors
-from hierre_jax import locations
-from hierre_jax import published
+from hierre_jax.common import errors
+from hierre_jax.common import locations
+from hierre_jax.evaluators import published
 from hierre_jax.dcsm import benchmarks
 from hierre_jax.dcsm import scoring
 from hierre_jax.evaluators import multiple_choice

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from hierre_jax import embedding
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import loading
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.models import family as family_lib
 

@@ -30,10 +30,10 @@ import re
 import numpy as np
 import tqdm
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax import grounding
-from hierre_jax import locations
-from hierre_jax import sealed
+from hierre_jax.common import locations
+from hierre_jax.common import sealed
 from hierre_jax.dcsm.drawing import COLOURS, Canvas
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "cross", "diamond", "ring")

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.data import indexing
 from hierre_jax.dcsm import checkpoint
 from hierre_jax.dcsm import maps

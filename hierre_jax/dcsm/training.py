@@ -21,10 +21,10 @@ import numpy as np
 import optax
 import tqdm
 
-from hierre_jax import config_values
-from hierre_jax import errors
-from hierre_jax import locations
-from hierre_jax import sharding
+from hierre_jax.common import config_values
+from hierre_jax.common import errors
+from hierre_jax.common import locations
+from hierre_jax.common import sharding
 from hierre_jax.data import images as image_data
 from hierre_jax.dcsm import augment
 from hierre_jax.dcsm import benchmarks

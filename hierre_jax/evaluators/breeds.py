@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import uncertainty

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.data import hierarcaps_csv
 from hierre_jax.evaluators import length_control
 from hierre_jax.evaluators import registry

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import scipy.stats
 
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import uncertainty
 

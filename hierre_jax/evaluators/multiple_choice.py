@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 from hierre_jax.data import images as image_data
 from hierre_jax.data import indexing

@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,10 +12,10 @@ digest is the seal's) before it verifies."""
 import json
 import os
 
-from hierre_jax import errors
-from hierre_jax import locations
-from hierre_jax import published
-from hierre_jax import sealed
+from hierre_jax.common import errors
+from hierre_jax.common import locations
+from hierre_jax.evaluators import published
+from hierre_jax.common import sealed
 from hierre_jax.evaluators import plot
 from hierre_jax.evaluators import tables
 from hierre_jax.evaluators import uncertainty

@@ -16,7 +16,7 @@ from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import uncertainty
 from hierre_jax.geometry import sphere
 from hierre_jax.evaluators.ranking import ranks_of_targets, similarity_ranks
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 
 KS = (1, 5, 10)
 # Fewest images of the annotations a retrieval evaluates on when some are missing: R@k

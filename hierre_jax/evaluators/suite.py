@@ -4,8 +4,8 @@ its interval (`uncertainty`); the files are `results_files`', the tables `tables
 """
 from absl import flags
 
-from hierre_jax import config_values
-from hierre_jax import errors
+from hierre_jax.common import config_values
+from hierre_jax.common import errors
 from hierre_jax.evaluators import registry
 from hierre_jax.evaluators import retrieval
 from hierre_jax.evaluators import tables

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.geometry import lorentz
 from hierre_jax.models import state_dicts
 

@@ -4,7 +4,7 @@ tensorflow-datasets (the user's prepared data; no download here)."""
 import numpy as np
 from PIL import Image
 
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 from hierre_jax.geometry import sphere
 from hierre_jax.evaluators import prompts
 from hierre_jax.evaluators import registry

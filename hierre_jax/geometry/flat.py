@@ -9,7 +9,7 @@ vectors; the sphere's normalisation is what this space leaves out.
 import jax.numpy as jnp
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.geometry import sphere
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 EPS = 1e-8
 ACOS_MARGIN = 1e-7

@@ -8,7 +8,7 @@ cosine at +-1) get a defined value and a zero or bounded derivative.
 import jax.numpy as jnp
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 # Squared norms below this count as zero vectors.
 TINY = 1e-12

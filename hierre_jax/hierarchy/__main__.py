@@ -17,11 +17,11 @@ import os
 
 from absl import flags
 
-from hierre_jax import cli
+from hierre_jax.common import cli
 from hierre_jax import embedding
 from hierre_jax import loading
-from hierre_jax import errors
-from hierre_jax import locations
+from hierre_jax.common import errors
+from hierre_jax.common import locations
 from hierre_jax.hierarchy import classes as classes_lib
 from hierre_jax.hierarchy import consistency
 from hierre_jax.hierarchy import naming

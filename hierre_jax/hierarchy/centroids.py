@@ -3,7 +3,7 @@ modality (unit vectors on the sphere; tangent-space means on the hyperboloid), w
 single samples (prompts or images) they average, which the alignment fits on."""
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.geometry import sphere
 
 MAX_IMAGES_PER_CLASS = 1000  # CHOICE

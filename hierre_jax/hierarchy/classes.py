@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.evaluators import breeds
 from hierre_jax.evaluators import zero_shot
 from hierre_jax.hierarchy import ontology

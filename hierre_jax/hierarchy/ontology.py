@@ -2,7 +2,7 @@
 NLTK, and one-level groupings (the CIFAR-100 superclasses, BREEDS superclasses)."""
 import csv
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.hierarchy import trees
 
 INSTALL = ("WordNet for NLTK is needed: pip install 'hierre_jax[hierarchy]', then "

@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.hierarchy import alignment
 from hierre_jax.hierarchy import centroids as centroids_lib
 from hierre_jax.hierarchy import consistency

@@ -13,7 +13,7 @@ hierre_jax (`hierre_jax/__init__.py`), so that the entry points know it too
 import json
 import os
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.models import align
 from hierre_jax.models import clip
 from hierre_jax.models import hf_io

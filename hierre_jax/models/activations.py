@@ -3,7 +3,7 @@ import functools
 
 import jax
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hierre_jax import locations
+from hierre_jax.common import locations
 from hierre_jax.models import family as family_lib
 
 COMPUTE_DTYPES = ("float32", "bfloat16")

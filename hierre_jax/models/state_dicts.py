@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import safetensors.numpy
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 
 class CheckpointFormatError(errors.UserError):

@@ -1,8 +1,8 @@
 """The RE fine-tuning config (SPEC sections 3 and 6): its choices, the values that cannot
 work (`validate`), and how a stored config of an older run is read (`RESUME_RULES`)."""
 from hierre_jax import models
-from hierre_jax.config_values import ResumeRules, number
-from hierre_jax.errors import ConfigError
+from hierre_jax.common.config_values import ResumeRules, number
+from hierre_jax.common.errors import ConfigError
 
 # Keys added after runs were started, with the value such a run had: a stored config.json
 # without the key is read with this value (a run of unrolled layers resumes only with

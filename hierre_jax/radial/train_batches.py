@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hierre_jax.data import packing
-from hierre_jax.errors import DataError
+from hierre_jax.common.errors import DataError
 from hierre_jax.data import text
 from hierre_jax.data.hierarcaps_csv import Hierarchies, NUM_TIERS
 

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from hierre_jax import embedding
-from hierre_jax import sharding
+from hierre_jax.common import sharding
 from hierre_jax.radial import losses
 from hierre_jax.radial import train_batches
 

@@ -26,8 +26,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hierre_jax import errors
-from hierre_jax import sharding
+from hierre_jax.common import errors
+from hierre_jax.common import sharding
 
 
 class CheckpointError(errors.UserError):

@@ -11,8 +11,8 @@ import datetime
 import json
 import os
 
-from hierre_jax.config_values import flatten
-from hierre_jax.errors import ConfigError
+from hierre_jax.common.config_values import flatten
+from hierre_jax.common.errors import ConfigError
 
 
 def changed_keys(stored, current):

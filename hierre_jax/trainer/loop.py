@@ -16,9 +16,9 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from hierre_jax import errors
-from hierre_jax import sealed
-from hierre_jax import sharding
+from hierre_jax.common import errors
+from hierre_jax.common import sealed
+from hierre_jax.common import sharding
 from hierre_jax.trainer import checkpointing
 from hierre_jax.trainer import checks
 from hierre_jax.trainer import curves

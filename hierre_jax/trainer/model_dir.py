@@ -4,22 +4,29 @@ import os
 
 from absl import logging
 
-from hierre_jax import errors
-from hierre_jax import locations
+from hierre_jax.common import errors
+from hierre_jax.common import locations
 from hierre_jax import models
-from hierre_jax import sealed
-from hierre_jax import sharding
+from hierre_jax.common import sealed
+from hierre_jax.common import sharding
 from hierre_jax.models import family as family_lib
 
 RANDOM_INIT = "random_init"
-DEFAULT_EXPORT = "hf_export"
+# The run's export, in its checkpoint's own format (a Hugging Face directory, a MERU .pth,
+# open_clip's files; Hugging Face's with config.export_hf).
+DEFAULT_EXPORT = "export"
+LEGACY_EXPORT = "hf_export"  # the same folder in workdirs written before 2026-12-07
 # The family of a config.random_init that names none (configs from before there were two).
 UNNAMED_RANDOM_FAMILY = "clip"
 
 
 def export_dir(config):
-  """Where the run exports: config.export_dir, or workdir/hf_export."""
-  return config.export_dir or os.path.join(config.workdir, DEFAULT_EXPORT)
+  """Where the run exports: config.export_dir, or workdir/export (workdir/hf_export in a
+  workdir an earlier version exported to, so that it resumes and exports where it did)."""
+  if config.export_dir:
+    return config.export_dir
+  legacy = os.path.join(config.workdir, LEGACY_EXPORT)
+  return legacy if os.path.isdir(legacy) else os.path.join(config.workdir, DEFAULT_EXPORT)
 
 
 def export_owner(config):
@@ -51,7 +58,8 @@ def check_locations(config, data_inputs):
   workdir = locations.real(config.workdir)
   if locations.within(workdir, locations.real(out)) or (
       locations.within(locations.real(out), workdir)
-      and locations.real(out) != os.path.join(workdir, DEFAULT_EXPORT)):
+      and locations.real(out) not in (os.path.join(workdir, DEFAULT_EXPORT),
+                                      os.path.join(workdir, LEGACY_EXPORT))):
     raise errors.UserError(f"config.export_dir={config.export_dir}: the workdir's own files are "
                            f"there; export outside {config.workdir} or leave it empty "
                            f"({DEFAULT_EXPORT}/ in the workdir)")

@@ -13,8 +13,8 @@ from typing import Callable, Protocol
 
 import jax
 
-from hierre_jax import config_values
-from hierre_jax import sharding
+from hierre_jax.common import config_values
+from hierre_jax.common import sharding
 from hierre_jax.trainer import loop
 from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import workdir_lock

@@ -16,7 +16,7 @@ import sys
 
 from absl import logging
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 LOCK_FILE = "run.lock"
 

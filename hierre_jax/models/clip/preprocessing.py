@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.data import images
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -7,7 +7,7 @@ import os
 import jax
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.geometry import flat
 from hierre_jax.geometry import lorentz
 from hierre_jax.geometry import sphere

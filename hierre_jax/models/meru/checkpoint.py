@@ -17,7 +17,7 @@ import os
 import jax
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.models import state_dicts
 from hierre_jax.models.meru import modeling
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.models.clip import modeling as clip_modeling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -9,7 +9,7 @@ import os
 from absl import logging
 import jax
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.geometry import sphere
 from hierre_jax.models import family
 from hierre_jax.models import root_file

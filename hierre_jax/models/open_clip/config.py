@@ -12,7 +12,7 @@ import os
 
 import transformers
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 CONFIG_FILE = "open_clip_config.json"
 # open_clip's defaults of the options that change the computation (CLIPVisionCfg /

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 from hierre_jax.models import activations
 from hierre_jax.models.clip import modeling as clip_modeling
 

@@ -16,7 +16,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 USER_ERRORS = (errors.UserError, FileNotFoundError, NotADirectoryError)
 

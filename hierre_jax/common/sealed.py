@@ -12,8 +12,8 @@ import json
 import os
 import shutil
 
-from hierre_jax import errors
-from hierre_jax import locations
+from hierre_jax.common import errors
+from hierre_jax.common import locations
 
 MANIFEST = "sealed.json"
 

@@ -9,7 +9,7 @@ nothing of it is overwritten. Every message is one line naming both paths.
 import json
 import os
 
-from hierre_jax import errors
+from hierre_jax.common import errors
 
 OWNER_FILE = "written_by.json"
 

@@ -19,8 +19,8 @@ import zlib
 from absl import logging
 import numpy as np
 
-from hierre_jax import errors
-from hierre_jax import sealed
+from hierre_jax.common import errors
+from hierre_jax.common import sealed
 
 
 # What reading a damaged .npz raises (its seal catches most damage first).

@@ -3,7 +3,7 @@ flattened view; a bad value is a one-line errors.ConfigError naming the key."""
 import dataclasses
 import math
 
-from hierre_jax.errors import ConfigError
+from hierre_jax.common.errors import ConfigError
 
 # Keys (dotted; a prefix ending in '.' covers a sub-config) that never change what is
 # trained: where things are written, how often, what is evaluated, and recomputation.
