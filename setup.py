@@ -27,7 +27,7 @@ setuptools.setup(
         "tensorboard": ["tensorboard>=2.14"],
         # Centroid hierarchies (hierre_jax.hierarchy): WordNet, clustering measures, UMAP.
         "hierarchy": ["nltk>=3.8", "scikit-learn>=1.3", "umap-learn>=0.5"],
-        "test": ["pytest>=8", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch>=2.1", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29",
                  "tensorflow-datasets>=4.9", "array-record", "nltk>=3.8", "scikit-learn>=1.3",
                  "umap-learn>=0.5",
                  # A second opinion on the Lorentz maths (tests/test_meru.py).

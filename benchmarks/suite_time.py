@@ -76,7 +76,7 @@ def main():
   print("random ViT-B/32 on this machine; seconds include each shape's first compilation")
   common.row("evaluation", "items", "embed texts", "embed images", "scoring", "total")
 
-  coco, = suite.build(["coco"], paths, allow_missing_images=True)
+  coco, = suite.build(["coco"], paths, {"allow_missing_images": True})
   metrics, texts, images, scoring = timed_run(coco, new_embedder())
   items = f"{metrics['num_captions']}x{metrics['num_images']}"
   common.row("COCO 1K alone (fresh model)", items, f"{texts:.1f}", f"{images:.1f}",
@@ -84,7 +84,7 @@ def main():
 
   embedder = new_embedder()
   evaluators = suite.build(["hierarcaps", "hyperlex", "coco"], paths,
-                           allow_missing_images=True)
+                           {"allow_missing_images": True})
   sums = [0.0, 0.0, 0.0]
   for evaluator in evaluators:
     _, texts, images, scoring = timed_run(evaluator, embedder)

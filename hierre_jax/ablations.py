@@ -128,13 +128,12 @@ def check_config(config):
                           record=False)
 
 
-def available_evaluators(names, paths, allow_missing_images, tfds_data_dir, min_images):
-  """-> (evaluators whose data is there, {name: why left out})."""
+def available_evaluators(names, paths, options):
+  """-> (evaluators whose data is there, {name: why left out}); `options` as `suite.build`'s."""
   evaluators, left_out = [], {}
   for name in names:
     try:
-      evaluators += suite.build([name], paths, allow_missing_images, tfds_data_dir=tfds_data_dir,
-                                min_images=min_images)
+      evaluators += suite.build([name], paths, options)
     except (FileNotFoundError, errors.DataError, ImportError) as e:
       left_out[name] = str(e).strip().replace("\n", " ")
   return evaluators, left_out
@@ -241,9 +240,7 @@ def main(argv):
   data = [("--data_dir", FLAGS.data_dir)] + [(f"--{k}", v) for k, v in paths.items()
                                              if FLAGS[k].present]
   locations.check_apart([("--workdir", FLAGS.workdir)], data)
-  evaluators, left_out = available_evaluators(FLAGS.evals, paths,
-                                              FLAGS.allow_missing_images, FLAGS.tfds_data_dir,
-                                              FLAGS.min_images)
+  evaluators, left_out = available_evaluators(FLAGS.evals, paths, suite.options_from_flags())
   for name, why in left_out.items():
     print(f"evaluation {name} left out: {why}")
   with workdir_lock.WorkdirLock(FLAGS.workdir):  # one grid runner at a time

@@ -64,8 +64,6 @@ flags.register_validator("evals", lambda names: set(names) <= set(suite.NAMES),
                          f"--evals: use names of {', '.join(suite.NAMES)}")
 suite.define_data_flags()
 flags.adopt_module_key_flags(suite)  # --help lists the data flags too
-flags.DEFINE_enum("tau_d_ties", "release", ["release", "tau_b"], "tau_d with tied radii: the "
-                  "release's stable-sort ranks (ties in tier order), or tau-b (NaN rows left out).")
 flags.DEFINE_list("reference", [], "Add the paper's published rows of these models "
                   f"({', '.join(published.SUITE)}) to results.md and results.png.")
 flags.register_validator("reference", lambda names: set(names) <= set(published.SUITE),
@@ -93,10 +91,6 @@ flags.DEFINE_integer("text_length_multiple", 8, "With --nopack_texts: pad text b
                      "multiple of this; the family's maximum (77 for CLIP) gives one static "
                      "shape (one compilation).")
 flags.DEFINE_integer("image_batch_size", 64, "Images per batch.")
-flags.DEFINE_string("traversal_root", "", "MERU's CLIP baselines: MERU's traversal on the "
-                    "sphere, from each image to this stored root vector (.npy, .json list or "
-                    ".pt tensor), reported beside RE's levels; without it a model on the "
-                    "sphere gets no traversal.")
 flags.DEFINE_enum("hyperbolic_root", "origin", ["origin", "empty_string"], "The root of a "
                   "hyperbolic model (MERU): the origin, with MERU's distances and angles, or "
                   "the embedding of \"\" as RE roots a model (MERU's traversal then walks to it); "
@@ -259,8 +253,7 @@ def run_suite(paths):
   given = models  # the output folder's owner: the models asked for (baselines are rows)
   if FLAGS.random_baseline:
     models = models + random_baselines(models, families)
-  evaluators = suite.build(FLAGS.evals, paths, FLAGS.allow_missing_images, FLAGS.tau_d_ties,
-                           FLAGS.tfds_data_dir, FLAGS.min_images, FLAGS.traversal_root)
+  evaluators = suite.build(FLAGS.evals, paths, suite.options_from_flags())
   wanted = settings(paths)
   previous = earlier_results(out, models, wanted)
   steps = verify_models(models)

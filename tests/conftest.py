@@ -132,6 +132,13 @@ def clip_batches(data, tok, batch_size, seed, **options):
       lambda ids: modeling.end_of_text_position(ids, tok.eos_token_id), 77, **options)
 
 
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one test process per CPU core, at most 4 (each builds its own tiny models
+  and compiles its own programs)."""
+  del config
+  return max(1, min(4, os.cpu_count() or 1))
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)

@@ -126,3 +126,27 @@ def test_toy_evaluator_runs_through_evaluate_with_its_column_and_count(tmp_path)
   table = (out / "results.md").read_text()
   assert "| mean radius |" in table
   assert f"| {want:.3f} [{lo:.3f}, {hi:.3f}] (n=4) |" in table
+
+
+def test_evaluator_options_are_declared_once_and_reach_build():
+  """Options an evaluator declares (`registry.Option`) become the suite's flags and reach its
+  `build`; one name declared two ways, an unknown kind or an undeclared option is refused."""
+  from hierre_jax.evaluators import registry
+  from hierre_jax.evaluators import suite
+  options = registry.options()
+  assert {"tau_d_ties", "traversal_root", "allow_missing_images", "min_images",
+          "tfds_data_dir"} <= set(options)
+  assert options["tau_d_ties"].kind == ("release", "tau_b")
+  values = registry.option_values({"min_images": 7})
+  assert values["min_images"] == 7 and values["tau_d_ties"] == "release"
+  with pytest.raises(ValueError, match=r"evaluator options \['nope'\]: none declares them"):
+    suite.build(["hyperlex"], {}, {"nope": 1})
+  clash = registry.Entry("clash", files={}, build=None, options=(
+      registry.Option("min_images", 3, "another default", "integer"),))
+  with pytest.raises(ValueError, match="option 'min_images' of 'clash' differs"):
+    registry.register(clash)
+  odd = registry.Entry("odd", files={}, build=None,
+                       options=(registry.Option("odd_option", 1.5, "a float", "float"),))
+  with pytest.raises(ValueError, match="option 'odd_option' of 'odd': kind 'float'"):
+    registry.register(odd)
+  assert "clash" not in registry.ENTRIES and "odd" not in registry.ENTRIES

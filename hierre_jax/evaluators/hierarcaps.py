@@ -222,8 +222,15 @@ registry.register(registry.Entry(
     files={"hierarcaps_test_csv": ("hierarcaps", "hierarcaps_test.csv"),
            "hierarcaps_images": ("hierarcaps", "test_images")},
     build=lambda paths, options: HierarCaps(paths["hierarcaps_test_csv"],
-                                            paths["hierarcaps_images"], options.tau_d_ties,
-                                            options.traversal_root),
+                                            paths["hierarcaps_images"], options["tau_d_ties"],
+                                            options["traversal_root"]),
+    options=(registry.Option("tau_d_ties", "release", "tau_d with tied radii: the release's "
+                             "stable-sort ranks (ties in tier order), or tau-b (NaN rows left "
+                             "out).", ("release", "tau_b")),
+             registry.Option("traversal_root", "", "MERU's CLIP baselines: MERU's traversal on "
+                             "the sphere, from each image to this stored root vector (.npy, "
+                             ".json list or .pt tensor), reported beside RE's levels; without "
+                             "it a model on the sphere gets no traversal.")),
     columns=(("HierarCaps P", "hierarcaps/precision"), ("R", "hierarcaps/recall"),
              ("tau_d", "hierarcaps/tau_d"),
              ("MERU traversal P", "hierarcaps/traversal/precision"),

@@ -145,9 +145,19 @@ def _entry(name, title, files, pairs):
   return registry.Entry(
       name, files=dict(files),
       build=lambda paths, options: Retrieval(name, pairs(paths[annotations]), paths[images],
-                                             options.allow_missing_images, options.min_images),
+                                             options["allow_missing_images"],
+                                             options["min_images"]),
       columns=tuple((f"{title} T2I R@{k}" if k == 1 else f"R@{k}", f"{name}/t2i_r@{k}")
-                    for k in KS))
+                    for k in KS),
+      options=OPTIONS)
+
+
+OPTIONS = (
+    registry.Option("allow_missing_images", False, "Retrieval: evaluate on the images "
+                    "present when the directory holds only part of the annotations' images "
+                    "(the result records how many were used).", "bool"),
+    registry.Option("min_images", MIN_IMAGES, "Retrieval with --allow_missing_images: refuse "
+                    "fewer images than this.", "integer"))
 
 
 registry.register(_entry("coco", "COCO", (("coco_captions", ("coco", "captions_val2017.json")),

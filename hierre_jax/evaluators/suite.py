@@ -17,16 +17,12 @@ NAMES = tuple(registry.ENTRIES)
 default_paths = registry.default_paths  # {path key: path under a data root like ../shared}
 
 
-def build(names, paths, allow_missing_images=False, tau_d_ties="release", tfds_data_dir=None,
-          min_images=retrieval.MIN_IMAGES, traversal_root=""):
+def build(names, paths, options=None):
   """Evaluators for `names` (registered names; an unknown one refused in one line), reading
-  `paths` (as default_paths); CIFAR from tensorflow-datasets in `tfds_data_dir` (None:
-  tfds' default); retrieval on fewer than all images of its annotations
-  (`allow_missing_images`) on `min_images` at least; HierarCaps with MERU's traversal on
-  the sphere to the root vector of the file `traversal_root` (MERU's CLIP baselines)."""
-  options = registry.Options(allow_missing_images, min_images, tau_d_ties, tfds_data_dir,
-                             traversal_root)
-  return [entry.build(paths, options) for entry in registry.lookup(names)]
+  `paths` (as default_paths), with `options` ({name: value} of the evaluators' declared
+  `registry.Option`s; the others at their defaults)."""
+  values = registry.option_values(options)
+  return [entry.build(paths, values) for entry in registry.lookup(names)]
 
 
 # Evaluations a training run can list in config.eval.suite (its HierarCaps evaluation is
@@ -50,23 +46,31 @@ def from_config(eval_config):
         f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
   paths.update({k: v for k, v in eval_config.paths.items() if v})
-  return build(names, paths, eval_config.allow_missing_images,
-               min_images=eval_config.get("min_images", retrieval.MIN_IMAGES))
+  return build(names, paths, {
+      "allow_missing_images": eval_config.allow_missing_images,
+      "min_images": eval_config.get("min_images", retrieval.MIN_IMAGES)})
+
+
+DEFINE = {"string": flags.DEFINE_string, "bool": flags.DEFINE_bool,
+          "integer": flags.DEFINE_integer}
 
 
 def define_data_flags():
-  """--data_dir, a flag per file of default_paths, --allow_missing_images and
-  --tfds_data_dir: the data flags of the entry points that run the suite."""
+  """--data_dir, a flag per file of default_paths and one per option the evaluators declare
+  (`registry.Option`): the data flags of the entry points that run the suite."""
   flags.DEFINE_string("data_dir", "../shared", "Data root laid out like the project's ../shared.")
   for key, path in default_paths("<data_dir>").items():
     flags.DEFINE_string(key, "", f"Default: {path}.")
-  flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory for CIFAR "
-                      "(default: tfds' own, ~/tensorflow_datasets).")
-  flags.DEFINE_bool("allow_missing_images", False, "Retrieval: evaluate on the images present "
-                    "when the directory holds only part of the annotations' images (the result "
-                    "records how many were used).")
-  flags.DEFINE_integer("min_images", retrieval.MIN_IMAGES, "Retrieval with "
-                       "--allow_missing_images: refuse fewer images than this.")
+  for option in registry.options().values():
+    if isinstance(option.kind, tuple):
+      flags.DEFINE_enum(option.name, option.default, list(option.kind), option.help)
+    else:
+      DEFINE[option.kind](option.name, option.default, option.help)
+
+
+def options_from_flags():
+  """{name: value} of the evaluators' options as the command line set them."""
+  return {name: flags.FLAGS[name].value for name in registry.options()}
 
 
 def paths_from_flags():

@@ -68,8 +68,13 @@ def _cifar_entry(name, title):
   return registry.Entry(
       name, files={"cifar_classnames": ("classnames", "cifar_classnames_openai.json")},
       build=lambda paths, options: ZeroShot.cifar(name, paths["cifar_classnames"],
-                                                  options.tfds_data_dir),
-      columns=((f"{title} top-1", f"{name}/top1"),))
+                                                  options["tfds_data_dir"]),
+      columns=((f"{title} top-1", f"{name}/top1"),),
+      options=(TFDS_DATA_DIR,))
+
+
+TFDS_DATA_DIR = registry.Option("tfds_data_dir", None, "tensorflow-datasets data directory for "
+                                "CIFAR (default: tfds' own, ~/tensorflow_datasets).")
 
 
 registry.register(_cifar_entry("cifar10", "CIFAR-10"))
