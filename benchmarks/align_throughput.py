@@ -70,8 +70,9 @@ def main():
       steps, device)
   common.tower_table(
       f"ALIGN (align-base shapes), JAX on {jax.devices()[0].platform}, torch on {device} "
-      f"({torch.get_num_threads()} threads), fp32 at highest matmul precision, median of "
-      f"{args.repeats}", rows, (args.batch_size, args.steps, step_compile_s, jax_rps, torch_rps))
+      f"({torch.get_num_threads()} threads), fp32 at highest matmul precision, median (min-max) of "
+      f"{args.repeats} interleaved rounds", rows,
+      (args.batch_size, args.steps, step_compile_s, jax_rps, torch_rps))
 
 
 if __name__ == "__main__":

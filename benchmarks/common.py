@@ -10,6 +10,36 @@ from hierre_jax.models.clip import random_init
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "hierarcaps")
 
+def side_by_side(fns, repeats, warmup=1):
+  """Interleaved wall seconds of several callables (each blocking until its result is
+  ready): `warmup` calls of each, then `repeats` rounds calling each once, the order reversed
+  every other round, so that load on the machine falls on both sides -> [len(fns), repeats]."""
+  for fn in fns:
+    for _ in range(warmup):
+      fn()
+  seconds = np.zeros((len(fns), repeats))
+  for r in range(repeats):
+    order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+    for k in order:
+      t = time.perf_counter()
+      fns[k]()
+      seconds[k, r] = time.perf_counter() - t
+  return seconds
+
+
+def per_second(n, seconds):
+  """'median (min-max)' of n items over each of [repeats] seconds."""
+  rates = n / np.asarray(seconds)
+  return f"{np.median(rates):,.1f} ({rates.min():,.1f}-{rates.max():,.1f})"
+
+
+def ratio(slow, fast):
+  """'median (min-max)x' of the round-by-round ratios slow / fast of two [repeats] seconds
+  from `side_by_side` (above 1: `fast` is faster)."""
+  r = np.asarray(slow) / np.asarray(fast)
+  return f"{np.median(r):.2f}x ({r.min():.2f}-{r.max():.2f})"
+
+
 def time_calls(fn, repeats, warmup=1):
   """Median wall seconds of `fn()` (which must block until its result is ready)."""
   for _ in range(warmup):
@@ -34,7 +64,7 @@ def vit_b32_torch_checkpoint(out_dir, seed=0):
   return model
 
 def row(name, *values):
-  print(f"{name:<44}" + "".join(f"{v:>16}" for v in values))
+  print(f"{name:<44}" + "".join(f"{v:>22}" for v in values))
 
 def fmt(x):
   return f"{x:,.1f}" if isinstance(x, float) else str(x)
@@ -46,34 +76,35 @@ def speedup(a, b):
 
 def compare_tower(fn, params, x, torch_call, repeats, device):
   """One tower both ways: jitted `fn(params, x)` (JAX) and `torch_call()` (a PyTorch forward
-  returning features) -> (compile s, JAX s, PyTorch s, max |difference| of the unit
-  features), medians of `repeats` after a warm-up."""
+  returning features) -> (compile s, [repeats] JAX s, [repeats] PyTorch s, max |difference|
+  of the unit features), timed interleaved (`side_by_side`) after a warm-up."""
   import torch  # pylint: disable=g-import-not-at-top
   fn = jax.jit(fn)
   start = time.perf_counter()
   got = np.asarray(jax.block_until_ready(fn(params, x)))
   compile_s = time.perf_counter() - start
-  jax_s = time_calls(lambda: jax.block_until_ready(fn(params, x)), repeats)
   def torch_forward():
     with torch.inference_mode():
       out = torch_call()
     if device == "cuda":
       torch.cuda.synchronize()
     return getattr(out, "pooler_output", out)
-  torch_s = time_calls(torch_forward, repeats)
+  jax_s, torch_s = side_by_side([lambda: jax.block_until_ready(fn(params, x)), torch_forward],
+                                repeats)
   want = torch_forward().cpu().numpy()
   unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)
   return compile_s, jax_s, torch_s, float(np.abs(unit(got) - unit(want)).max())
 
 
 def tower_table(title, rows, step=None):
-  """Prints `rows` of (name, batch, compile s, JAX s, PyTorch s, max diff) and an RE
-  `step` row (rows per batch, steps, compile s, JAX rows/s, PyTorch rows/s)."""
+  """Prints `rows` of (name, batch, compile s, [repeats] JAX s, [repeats] PyTorch s, max
+  diff): medians with (min-max) over the interleaved rounds; and an RE `step` row (rows per
+  batch, steps, compile s, JAX rows/s, PyTorch rows/s)."""
   print(title)
   row("", "batch", "compile s", "hierre_jax/s", "PyTorch/s", "speed-up", "max |diff|")
   for name, n, compile_s, jax_s, torch_s, err in rows:
-    row(f"{name} tower (texts or images/s)", n, f"{compile_s:.1f}", fmt(n / jax_s),
-        fmt(n / torch_s), speedup(torch_s, jax_s), f"{err:.1e}")
+    row(f"{name} tower (texts or images/s)", n, f"{compile_s:.1f}", per_second(n, jax_s),
+        per_second(n, torch_s), ratio(torch_s, jax_s), f"{err:.1e}")
   if step:
     n, steps, compile_s, jax_rps, torch_rps = step
     row(f"RE train step (rows/s, {steps} batches)", n, f"{compile_s:.1f}", fmt(jax_rps),

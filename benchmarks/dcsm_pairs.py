@@ -103,16 +103,17 @@ def main():
     theirs = torch_scores(model, processor, tok, cnn, torch.tensor(table), images, captions,
                           "release")
     print(f"max |score difference| hierre_jax vs PyTorch: {np.abs(ours - theirs).max():.2e}")
-    jax_s = common.time_calls(lambda: dense.score(images, captions), args.repeats)
-    torch_s = common.time_calls(lambda: torch_scores(model, processor, tok, cnn,
-                                                     torch.tensor(table), images, captions,
-                                                     "release"), args.repeats)
+    jax_s, torch_s = common.side_by_side(
+        [lambda: dense.score(images, captions),
+         lambda: torch_scores(model, processor, tok, cnn, torch.tensor(table), images,
+                              captions, "release")], args.repeats)
     pairs = args.items * args.k
     print(f"random CLIP ViT-B/16, {rows} x {maps.COLUMNS} maps, {args.items} items x "
-          f"{args.k} captions, {jax.devices()[0].platform}, median of {args.repeats}")
+          f"{args.k} captions, {jax.devices()[0].platform}, median (min-max) of "
+          f"{args.repeats} interleaved rounds")
     common.row("", "hierre_jax", "PyTorch", "speed-up")
-    common.row("pairs / s (maps + scoring, from PIL)", common.fmt(pairs / jax_s),
-               common.fmt(pairs / torch_s), common.speedup(torch_s, jax_s))
+    common.row("pairs / s (maps + scoring, from PIL)", common.per_second(pairs, jax_s),
+               common.per_second(pairs, torch_s), common.ratio(torch_s, jax_s))
     common.row("items / s", common.fmt(args.items / jax_s), common.fmt(args.items / torch_s),
                common.speedup(torch_s, jax_s))
 

@@ -94,12 +94,14 @@ def main():
     start = time.perf_counter()
     got = np.asarray(jax.block_until_ready(jitted(params, x)))
     compile_s = time.perf_counter() - start
-    jax_s = common.time_calls(lambda: jax.block_until_ready(jitted(params, x)), args.repeats)
     with torch.inference_mode():
       want = torch_fn(torch_x).numpy()
-      torch_s = common.time_calls(lambda: torch_fn(torch_x), args.repeats)
-    common.row(name, n, f"{compile_s:.1f}", f"{n / jax_s:.1f}", f"{n / torch_s:.1f}",
-               common.speedup(torch_s, jax_s), f"{np.abs(got - want).max():.1e}")
+      jax_s, torch_s = common.side_by_side(
+          [lambda: jax.block_until_ready(jitted(params, x)), lambda: torch_fn(torch_x)],
+          args.repeats)
+    common.row(name, n, f"{compile_s:.1f}", common.per_second(n, jax_s),
+               common.per_second(n, torch_s), common.ratio(torch_s, jax_s),
+               f"{np.abs(got - want).max():.1e}")
   # The traversal over lifted random features of the real size.
   geometry = model.geometry
   texts = np.asarray(geometry.lift(rng.normal(size=(args.candidates, 512)).astype(np.float32)
@@ -109,15 +111,15 @@ def main():
   start = time.perf_counter()
   got = traverse()
   compile_s = time.perf_counter() - start
-  jax_s = common.time_calls(traverse, args.repeats)
   with torch.inference_mode():
     tt, ti = torch.from_numpy(texts.copy()), torch.from_numpy(images.copy())
     want = torch_traversal(tt, ti, geometry.c)
-    torch_s = common.time_calls(lambda: torch_traversal(tt, ti, geometry.c), args.repeats)
+    jax_s, torch_s = common.side_by_side(
+        [traverse, lambda: torch_traversal(tt, ti, geometry.c)], args.repeats)
   same = sum(a == b for a, b in zip(got, want))
   common.row(f"traversal ({args.candidates} texts), images", args.images, f"{compile_s:.1f}",
-             f"{args.images / jax_s:.1f}", f"{args.images / torch_s:.1f}",
-             common.speedup(torch_s, jax_s), f"{same}/{len(got)} same")
+             common.per_second(args.images, jax_s), common.per_second(args.images, torch_s),
+             common.ratio(torch_s, jax_s), f"{same}/{len(got)} same")
 
 
 if __name__ == "__main__":

@@ -65,8 +65,8 @@ def main():
   common.tower_table(
       f"open_clip {args.model_name} (random weights, open_clip {open_clip.__version__}), JAX on "
       f"{jax.devices()[0].platform}, torch {torch.__version__} on {device} "
-      f"({torch.get_num_threads()} threads), fp32 at highest matmul precision, median of "
-      f"{args.repeats}", rows)
+      f"({torch.get_num_threads()} threads), fp32 at highest matmul precision, median (min-max) of "
+      f"{args.repeats} interleaved rounds", rows)
 
 
 if __name__ == "__main__":

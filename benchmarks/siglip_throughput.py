@@ -63,8 +63,8 @@ def main():
   common.tower_table(
       f"SigLIP (siglip-base-patch16-224 shapes), JAX on {jax.devices()[0].platform}, torch on "
       f"{device} ({torch.get_num_threads()} threads), fp32 at highest matmul precision, median "
-      f"of {args.repeats}", rows, (args.batch_size, args.steps, step_compile_s, jax_rps,
-                                   torch_rps))
+      f"(min-max) of {args.repeats} interleaved rounds", rows,
+      (args.batch_size, args.steps, step_compile_s, jax_rps, torch_rps))
 
 
 if __name__ == "__main__":

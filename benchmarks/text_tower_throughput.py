@@ -40,8 +40,6 @@ def main():
   text = jax.device_put(model.text_params())
   encode = jax.jit(embedding.text_encoder(model))
   ids_jax = jax.device_put(ids)
-  jax_s = common.time_calls(lambda: encode(text, ids_jax).block_until_ready(), args.repeats)
-
   ids_torch = torch.from_numpy(ids).long().to(device)
 
   def torch_forward():
@@ -51,7 +49,8 @@ def main():
       out = out / out.norm(dim=-1, keepdim=True)
     if device == "cuda":
       torch.cuda.synchronize()
-  torch_s = common.time_calls(torch_forward, args.repeats)
+  jax_s, torch_s = common.side_by_side(
+      [lambda: encode(text, ids_jax).block_until_ready(), torch_forward], args.repeats)
 
   with torch.inference_mode():
     want = torch_model.get_text_features(input_ids=ids_torch)
@@ -62,11 +61,13 @@ def main():
   print(f"text tower forward, ViT-B/32 shape, batch {args.batch} x {args.length} tokens, "
         f"JAX on {jax.devices()[0].platform}, torch on {device} "
         f"({torch.get_num_threads()} threads), fp32 matmul precision {args.precision}, "
-        f"median of {args.repeats}")
+        f"median (min-max) of {args.repeats} interleaved rounds")
   common.row("", "seconds/batch", "texts/s")
-  common.row("hierre_jax (jax.jit, Flax)", f"{jax_s:.4f}", common.fmt(args.batch / jax_s))
-  common.row("PyTorch transformers.CLIPModel", f"{torch_s:.4f}", common.fmt(args.batch / torch_s))
-  common.row("speed-up of hierre_jax", "", common.speedup(torch_s, jax_s))
+  common.row("hierre_jax (jax.jit, Flax)", f"{np.median(jax_s):.4f}",
+             common.per_second(args.batch, jax_s))
+  common.row("PyTorch transformers.CLIPModel", f"{np.median(torch_s):.4f}",
+             common.per_second(args.batch, torch_s))
+  common.row("speed-up of hierre_jax", "", common.ratio(torch_s, jax_s))
   print(f"max |difference| of the unit features: {max_err:.2e}")
 
 
