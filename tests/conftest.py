@@ -132,11 +132,19 @@ def clip_batches(data, tok, batch_size, seed, **options):
       lambda ids: modeling.end_of_text_position(ids, tok.eos_token_id), 77, **options)
 
 
-def pytest_xdist_auto_num_workers(config):
-  """`-n auto`: one test process per CPU core, at most 4 (each builds its own tiny models
-  and compiles its own programs)."""
-  del config
-  return max(1, min(4, os.cpu_count() or 1))
+class XdistWorkers:
+  """pytest-xdist's `-n auto`: one test process per CPU core, at most 4 (each builds its own
+  tiny models and compiles its own programs)."""
+
+  @staticmethod
+  def pytest_xdist_auto_num_workers(config):
+    del config
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def pytest_configure(config):
+  if config.pluginmanager.hasplugin("xdist"):  # (the hook is xdist's: unknown without it)
+    config.pluginmanager.register(XdistWorkers())
 
 
 @pytest.fixture
