@@ -290,7 +290,7 @@ def cases(tmp_path_factory):
 
 def run_case(module, args):
   env = dict(os.environ, JAX_PLATFORMS="cpu", NLTK_DATA=os.path.abspath(SHARED_NLTK_DATA),
-             PYTHONPATH=ROOT)
+             PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 
