@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Issue 20's accelerator measurements in one run, for a session lent a GPU by the device
-# tool (15 minutes in all, at most 10 a command): the time to result of the paper's recipe
-# (random ViT-B/32, one epoch of the shared training rows, HierarCaps / HyperLex / COCO 1K
-# evaluated at the start and the end, export) in float32 and bfloat16, compile seconds per
-# shape, the same recipe on the earlier embedding path, and MERU's towers against PyTorch
-# last, then SigLIP's and open_clip's towers (the ones the time limit may cut). Each result goes to $OUT as it finishes.
+# The accelerator measurements in two device commands, for a session lent a GPU by the device
+# tool (15 minutes in all, at most 10 a command). First, the time to result of the paper's
+# recipe (random ViT-B/32, one epoch of the shared training rows, HierarCaps / HyperLex /
+# COCO 1K evaluated at the start and the end, export) in float32 and bfloat16, compile
+# seconds per shape, the same recipe on the earlier embedding path. Second (`families`),
+# every family's towers against its PyTorch reference and its RE step where a benchmark has
+# one: CLIP's step, ALIGN's and SigLIP's towers and steps, MERU's towers and traversal
+# (its RE step has no benchmark yet), open_clip's towers. Each result goes to $OUT as it
+# finishes.
 #
 #   bash launch/device_checks.sh stage   # here, once: the data (../shared does not travel)
 #                                        # and the wheels the device lacks, both git-ignored
-#   device run: command "bash launch/device_checks.sh", carry [".device_data", ".whl"],
-#               timeout_s 600
+#   device runs: command "bash launch/device_checks.sh", then
+#                "bash launch/device_checks.sh families"; carry [".device_data", ".whl"],
+#                timeout_s 600 each
 #
-# MODEL=demo STEPS=2 bash launch/device_checks.sh checks the plumbing on a CPU.
+# MODEL=demo STEPS=2 bash launch/device_checks.sh checks the plumbing on a CPU (the
+# families run at the real shapes: long on a CPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 data=.device_data
@@ -50,15 +55,18 @@ run() {  # name, seconds, command...
   echo "== $name ($(date -u +%H:%M:%S), limit ${limit} s)"
   timeout "$limit" "$@" 2>&1 | grep -v "it/s\]" | tee "$out/$name.txt"
 }
+if [ "${1:-}" = families ]; then  # each within the 600 s of one device command
+  rows=(--train_csv "$data/hierarcaps/hierarcaps_coco_train.csv.gz")
+  run clip_step 120 "$py" -m benchmarks.train_step_throughput --variants grouped,packed \
+    "${rows[@]}"
+  run align_throughput 120 "$py" -m benchmarks.align_throughput "${rows[@]}"
+  run siglip_throughput 120 "$py" -m benchmarks.siglip_throughput "${rows[@]}"
+  run meru_towers 90 "$py" -m benchmarks.meru_towers --size l  # (torch on the device)
+  run open_clip_towers 90 "$py" -m benchmarks.open_clip_towers --model_name ViT-B-32
+  exit
+fi
 recipe=("$py" -m benchmarks.run_time --model "$model" --data_dir "$data" "${steps[@]}")
 run run_time_float32 200 "${recipe[@]}" --variants today
 run run_time_bfloat16 150 "${recipe[@]}" --variants today -- --config.compute_dtype=bfloat16
 run compile_time 60 "$py" -m benchmarks.compile_time
 run run_time_earlier 180 "${recipe[@]}" --variants earlier
-# MERU's towers and traversal against the PyTorch twin (needs torch on the device), if the
-# command's limit leaves time for it.
-run meru_towers 60 "$py" -m benchmarks.meru_towers --size l
-# SigLIP's towers and RE step against transformers' SiglipModel, and open_clip's towers
-# against open_clip itself (needs torchvision on the device), if time is left.
-run siglip_throughput 90 "$py" -m benchmarks.siglip_throughput
-run open_clip_towers 60 "$py" -m benchmarks.open_clip_towers --model_name ViT-B-32
