@@ -113,7 +113,7 @@ def test_coco_retrieval_on_the_real_1k_subset_equals_brute_force(tiny_embedder):
 
 @pytest.mark.parametrize("present", [2, 0])
 def test_near_empty_image_set_is_refused_before_anything_is_embedded(tmp_path, present):
-  from hierre_jax.evaluators import retrieval, suite
+  from hierre_jax.evaluators import retrieval
   pairs = retrieval.coco_pairs(shared_path("coco", "captions_val2017.json"))
   images_dir = shared_path("hierarcaps", "test_images")
   for name in sorted(os.listdir(images_dir))[:present]:

@@ -616,7 +616,6 @@ def test_a_clip_baseline_of_the_release_is_traversed_to_a_given_root(tmp_path):
   """evaluate --traversal_root on a MERU CLIP baseline (the sphere): the traversal's P and R
   beside RE's levels, the walk recorded; a root of another width refused in one line."""
   from hierre_jax.evaluators import hierarcaps
-  from hierre_jax.evaluators import traversal
   from conftest import shared_file
   from runs import small_eval_files
   d = random_init.write_random_meru(str(tmp_path / "baseline"), random_init.TINY_TEXT,
