@@ -27,6 +27,7 @@ import pytest
 
 import family_matrix
 import tolerances
+from family_matrix import ALIGN_TINY_TEXT, TINY_TEXT
 
 # Parity is asserted at true fp32: on GPU/TPU the default would allow TF32 / bf16 passes.
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -36,14 +37,6 @@ SHARED_NLTK_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
 if os.path.isdir(SHARED_NLTK_DATA):  # WordNet offline (read when nltk is first imported)
   os.environ.setdefault("NLTK_DATA", os.path.abspath(SHARED_NLTK_DATA))
 
-TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=4, max_position_embeddings=77)
-TINY_VISION = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                   num_attention_heads=4, image_size=32, patch_size=8)
-# ALIGN: a 2-layer BERT (an intermediate size unlike the hidden one, so that a transposed
-# kernel shows) and the EfficientNet of ALIGN_SPEC section 6 (every block kind), 45 px.
-ALIGN_TINY_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37, max_position_embeddings=64)
 # Roundings along the longer tiny text tower (`tolerances.tower_terms`): the reordering
 # tolerance of tests that compare two batchings of the tiny models' texts.
 TINY_TOWER_TERMS = max(
@@ -55,9 +48,6 @@ TINY_TOWER_TERMS = max(
 # tests train.
 FAMILIES = family_matrix.FAMILIES
 RESUME_FAMILIES = family_matrix.RESUME_FAMILIES
-# SigLIP: text length 16 (as so400m-patch14-224; the base length 64 in tests/test_siglip.py),
-# text features projected by the head to the vision width.
-SIGLIP_TINY_TEXT = dict(TINY_TEXT, max_position_embeddings=16, vocab_size=500)
 
 
 def write_tiny_model(family, out_dir, seed=0):

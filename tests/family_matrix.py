@@ -35,41 +35,56 @@ class Entry:
   geometry: str = "sphere"  # the space of its tiny checkpoints' features (`Family.geometry`)
   # Where the text tower's layers are stacked (STACKED_LAYERS; `state_dicts.stack_layers`)
   text_layers: tuple = ("text_model", "encoder", "layers")
-  # Roundings along the text tower of `random_init` (`tolerances`): a transformer's
-  # `tower_terms` by default
+  # Roundings along the text tower of a random_init of this family (`tolerances`): a
+  # transformer's `tower_terms` by default
   text_terms: Callable = None
 
-  def tower_terms(self):
+  def tower_terms(self, random_init):
+    """Roundings along the text tower of `random_init` (a dict like `self.random_init`)."""
     if self.text_terms is not None:
-      return self.text_terms(self.random_init)
-    t = self.random_init["text"]
+      return self.text_terms(random_init)
+    t = random_init["text"]
     return tolerances.tower_terms(t["hidden_size"], t["intermediate_size"],
                                   t["num_hidden_layers"], t["max_position_embeddings"],
-                                  self.random_init["projection_dim"])
+                                  random_init["projection_dim"])
+
+
+# The tiny checkpoints' sizes (Hugging Face config keys).
+_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+TINY_TEXT = dict(_TOWER, max_position_embeddings=77)
+TINY_VISION = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                   num_attention_heads=4, image_size=32, patch_size=8)
+# ALIGN: a 2-layer BERT (an intermediate size unlike the hidden one, so that a transposed
+# kernel shows) and the EfficientNet of ALIGN_SPEC section 6 (every block kind), 45 px.
+ALIGN_TINY_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=37, max_position_embeddings=64)
+# SigLIP: text length 16 (as so400m-patch14-224; the base length 64 in tests/test_siglip.py),
+# text features projected by the head to the vision width.
+SIGLIP_TINY_TEXT = dict(TINY_TEXT, max_position_embeddings=16, vocab_size=500)
+# The image tower of the tiny training configs (fewer patches than TINY_VISION's).
+TRAIN_VISION = dict(_TOWER, image_size=32, patch_size=16)
 
 
 def _clip(out_dir, seed):
-  from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
+  from conftest import save_torch_clip
   # OpenAI-style legacy eos id, quick_gelu, non-trivial LayerNorms
   save_torch_clip(out_dir, dict(TINY_TEXT, eos_token_id=2), TINY_VISION, 16, seed=seed)
   return out_dir
 
 
 def _siglip(out_dir, seed):
-  from conftest import SIGLIP_TINY_TEXT, TINY_VISION, save_torch_siglip
+  from conftest import save_torch_siglip
   save_torch_siglip(out_dir, SIGLIP_TINY_TEXT, TINY_VISION, seed=seed)
   return out_dir
 
 
 def _open_clip(out_dir, seed):  # exact GELU (the LAION-2B runs'), open_clip's own layout
-  from conftest import TINY_TEXT, TINY_VISION
   return models.FAMILIES["open_clip"].write_random(
       out_dir, dict(TINY_TEXT, hidden_act="gelu"), dict(TINY_VISION, hidden_act="gelu"), 16,
       seed=seed)
 
 
 def _align(out_dir, seed):
-  from conftest import ALIGN_TINY_TEXT
   return align_random_init.write_random_align(out_dir, ALIGN_TINY_TEXT,
                                               align_random_init.TINY_VISION, 40, seed=seed)
 
@@ -83,27 +98,24 @@ def _toy(out_dir, seed):
   return models.FAMILIES["toy"].write_random(out_dir, TOY_TEXT, TOY_VISION, 16, seed=seed)
 
 
-_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 TOY_TEXT = dict(hidden_size=24, max_position_embeddings=32)
 TOY_VISION = dict(image_size=32, patch_size=8)
 
 MATRIX = {
     "clip": Entry(_clip, dict(
-        family="clip", text=dict(_TOWER, max_position_embeddings=77),
-        vision=dict(_TOWER, image_size=32, patch_size=16), projection_dim=16), TRANSFORMERS,
+        family="clip", text=TINY_TEXT, vision=TRAIN_VISION, projection_dim=16), TRANSFORMERS,
         resume=True),
     "align": Entry(_align, dict(
-        family="align", text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=37, max_position_embeddings=64),
-        vision=align_random_init.TINY_VISION, projection_dim=40), TRANSFORMERS, resume=True,
+        family="align", text=ALIGN_TINY_TEXT, vision=align_random_init.TINY_VISION,
+        projection_dim=40), TRANSFORMERS, resume=True,
         text_layers=("text_model", "encoder", "layer"), published_rows="align"),
     "siglip": Entry(_siglip, dict(
-        family="siglip", text=dict(_TOWER, max_position_embeddings=16, vocab_size=500),
-        vision=dict(_TOWER, image_size=32, patch_size=16), projection_dim=32), TRANSFORMERS,
+        family="siglip", text=SIGLIP_TINY_TEXT, vision=TRAIN_VISION, projection_dim=32),
+        TRANSFORMERS,
         resume=False),  # its train step: tests/test_siglip.py
     "open_clip": Entry(_open_clip, dict(  # checked through its Hugging Face export
-        family="open_clip", text=dict(_TOWER, max_position_embeddings=77, hidden_act="gelu"),
-        vision=dict(_TOWER, image_size=32, patch_size=16, hidden_act="gelu"), projection_dim=16),
+        family="open_clip", text=dict(TINY_TEXT, hidden_act="gelu"),
+        vision=dict(TRAIN_VISION, hidden_act="gelu"), projection_dim=16),
         TRANSFORMERS, resume=False,  # CLIP's towers and train step
         weights_file=open_clip_checkpoint.SAFETENSORS),
     "meru": Entry(_meru, dict(

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from conftest import ALIGN_TINY_TEXT, write_tiny_model
+from conftest import write_tiny_model
+from family_matrix import ALIGN_TINY_TEXT
 from hierre_jax import loading
 from hierre_jax.common import errors
 from hierre_jax import models

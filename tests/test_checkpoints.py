@@ -42,7 +42,7 @@ def test_layout_transposes_invert():
 
 
 def tiny_checkpoint(tmp_path):
-  from conftest import TINY_TEXT, TINY_VISION
+  from family_matrix import TINY_TEXT, TINY_VISION
   return random_init.write_random_clip(str(tmp_path), TINY_TEXT, TINY_VISION, 16)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from conftest import SHARED_NLTK_DATA, TINY_TEXT, TINY_VISION
+from conftest import SHARED_NLTK_DATA
+from family_matrix import TINY_TEXT, TINY_VISION
 from runs import ROOT, SHARED_ROOT
 
 TINY_CONFIG = "tests/tiny_train_config.py"

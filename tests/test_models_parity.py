@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from conftest import TINY_TEXT, TINY_VISION, save_torch_clip
-from family_matrix import MATRIX, TRANSFORMERS, needs
+from conftest import save_torch_clip
+from family_matrix import MATRIX, TINY_TEXT, TINY_VISION, TRANSFORMERS, needs
 from hierre_jax import models
 from hierre_jax.data import text as text_ids
 from hierre_jax.models import family as family_lib

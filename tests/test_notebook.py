@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import TINY_TEXT, TINY_VISION, shared_file
+from conftest import shared_file
+from family_matrix import TINY_TEXT, TINY_VISION
 from hierre_jax.models.clip import random_init
 from runs import ROOT, small_eval_files
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from conftest import TINY_TEXT, TINY_VISION
+from family_matrix import TINY_TEXT, TINY_VISION
 from hierre_jax.common import errors
 from hierre_jax import models
 from hierre_jax.data import text as text_ids

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import SIGLIP_TINY_TEXT, TINY_VISION, save_torch_siglip
+from conftest import save_torch_siglip
+from family_matrix import SIGLIP_TINY_TEXT, TINY_VISION
 from hierre_jax import embedding
 from hierre_jax.common import errors
 from hierre_jax import models
