@@ -7,7 +7,6 @@ from absl import flags
 from hierre_jax.common import config_values
 from hierre_jax.common import errors
 from hierre_jax.evaluators import registry
-from hierre_jax.evaluators import retrieval
 from hierre_jax.evaluators import tables
 from hierre_jax.evaluators import uncertainty
 
@@ -37,7 +36,8 @@ def in_run_path_keys():
 
 def from_config(eval_config):
   """The evaluators a train config's `eval.suite` names (comma-separated), reading
-  `eval.data_dir` with the files of `eval.paths` that are set."""
+  `eval.data_dir` with the files of `eval.paths` that are set, with the evaluators' options
+  `eval` sets (e.g. allow_missing_images, min_images; the others at their defaults)."""
   names = [n.strip() for n in eval_config.suite.split(",") if n.strip()]
   unknown = [n for n in names if n not in IN_RUN]
   if unknown:
@@ -46,9 +46,7 @@ def from_config(eval_config):
         f"training; use any of {', '.join(IN_RUN)} (HierarCaps runs from config.eval.test_csv)")
   paths = default_paths(eval_config.data_dir)
   paths.update({k: v for k, v in eval_config.paths.items() if v})
-  return build(names, paths, {
-      "allow_missing_images": eval_config.allow_missing_images,
-      "min_images": eval_config.get("min_images", retrieval.MIN_IMAGES)})
+  return build(names, paths, {k: eval_config[k] for k in registry.options() if k in eval_config})
 
 
 DEFINE = {"string": flags.DEFINE_string, "bool": flags.DEFINE_bool,
