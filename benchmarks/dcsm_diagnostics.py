@@ -1,16 +1,17 @@
 """Diagnostics of the offline DCSM study (docs/dcsm.md) for one seed of
 `launch/dcsm_shapes.sh`:
 
-- hard-negative pairs in the training format: each anchor image against its own caption and
-  its opposite's (and each opposite image the other way round), accuracy of the global cosine
-  and of DCSM on the first 150 pairs of each training set and of the validation sets;
+- hard-negative pairs in the training format (`dcsm.validation`): accuracy of the global
+  cosine and of DCSM on the first 100 pairs of each training set and of the validation sets;
 - localisation: whether the backbone's patch tokens point at the shape a word names. One
   shape drawn in a known cell of the 3 x 3 grid, caption "A picture of a {shape}": the mean
   cosine between the shape's word token and the patches inside its cell vs elsewhere;
 - negation picks: on `procedural_negation` (image: o1 and a third shape, no o2), how often
   each scorer picks each kind of caption: the true "o1 {and not|but no|without} o2", the
   swapped "o2 ... o1", "o2" alone, "o1 and o2" (a scorer that only checks the first-named
-  object is in the image splits its picks between the first and the last).
+  object is in the image splits its picks between the first and the last); on the control
+  `procedural_negation_present` (image: o1 and o2): the true "o1 and o2", "o1 not o2",
+  "o2 not o1", an absent shape.
 
   python -m benchmarks.dcsm_diagnostics --seed 0 [--variant tokens|grounded]
 """
@@ -26,16 +27,17 @@ from hierre_jax.dcsm import drawing
 from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import scoring
+from hierre_jax.dcsm import validation
 from hierre_jax.evaluators import multiple_choice
 
 
-def hard_negative_pairs(data, scorers, pairs_per_set=150):
+def hard_negative_pairs(data, scorers, pairs_per_set=100):
+  """Pair accuracy in the training format (`dcsm.validation`) of each scorer on the first
+  `pairs_per_set` pairs of each training and validation set."""
   out = {}
   for split in ("train", "val"):
-    for name, pairs in procedural.read_pairs(data, split).items():
-      pairs = pairs[:pairs_per_set]
-      items = ([benchmarks.Item(p.image, p.captions[0]) for p in pairs]
-               + [benchmarks.Item(p.opposite, p.captions[0][::-1]) for p in pairs])
+    for name, pairs in validation.first_pairs(data, split, pairs_per_set).items():
+      items = validation.pair_items(pairs)
       for label, scorer in scorers.items():
         out[f"{split}/{name}/{label}"] = multiple_choice.evaluate(scorer, items)["accuracy"]
   return out
@@ -66,30 +68,40 @@ def localisation(features, images=80, seed=0):
   return float(inside.mean()), float(outside.mean()), float(np.mean(inside > outside))
 
 
-NEGATION_KINDS = ((r"An image of a \w+ (and not|but no|without) a \w+", None),
-                  (r"An image of a \w+", "o2 alone"),
-                  (r"An image of a \w+ and a \w+", "o1 and o2"))
+NEGATED = re.compile(r"An image of a (\w+) (?:and not|but no|without) a (\w+)")
+BOTH = re.compile(r"An image of a (\w+) and a (\w+)")
 
 
-def caption_kind(caption, is_answer):
-  """The kind of a procedural negation caption (the negated one: true or swapped)."""
-  for pattern, kind in NEGATION_KINDS:
-    if re.fullmatch(pattern, caption):
-      return kind or ("true" if is_answer else "swapped")
-  raise ValueError(f"not a procedural negation caption: {caption!r}")
+def caption_kind(caption, answer):
+  """The kind of a caption of a procedural negation item, by the item's true caption:
+  `procedural_negation` (true "o1 not o2"): "true", "swapped", "o2 alone", "o1 and o2";
+  `procedural_negation_present` (true "o1 and o2"): "true", "o1 not o2", "o2 not o1",
+  "absent shape"."""
+  if caption == answer:
+    return "true"
+  negated, both = NEGATED.fullmatch(caption), BOTH.fullmatch(caption)
+  if NEGATED.fullmatch(answer):
+    return "swapped" if negated else "o1 and o2" if both else "o2 alone"
+  if negated:
+    return "o1 not o2" if negated.group(1) == BOTH.fullmatch(answer).group(1) else "o2 not o1"
+  return "absent shape"
 
 
-def negation_picks(data, scorers):
-  """-> {scorer: {caption kind: share of the items where it scored highest}}."""
-  bench = benchmarks.read("procedural_negation", data)
+KINDS = {"procedural_negation": ("true", "swapped", "o2 alone", "o1 and o2"),
+         "procedural_negation_present": ("true", "o1 not o2", "o2 not o1", "absent shape")}
+
+
+def negation_picks(data, scorers, name):
+  """-> {scorer: {caption kind: share of the items of `name` where it scored highest}}."""
+  bench = benchmarks.read(name, data)
   images = [multiple_choice.item_image(i) for i in bench.items]
   captions = [tuple(benchmarks.rewrite(bench, c) for c in i.captions) for i in bench.items]
   out = {}
   for label, scorer in scorers.items():
     picks = np.argmax(scorer.score(images, captions), axis=1)
-    kinds = [caption_kind(i.captions[k], k == i.answer) for i, k in zip(bench.items, picks)]
-    out[label] = {kind: kinds.count(kind) / len(kinds)
-                  for kind in ("true", "swapped", "o2 alone", "o1 and o2")}
+    kinds = [caption_kind(i.captions[k], i.captions[i.answer])
+             for i, k in zip(bench.items, picks)]
+    out[label] = {kind: kinds.count(kind) / len(kinds) for kind in KINDS[name]}
   return out
 
 
@@ -100,6 +112,7 @@ def main():
                       "backbone and scorer (`bash launch/dcsm_shapes.sh SEED VARIANT`)")
   parser.add_argument("--scorer", default="", help="another scorer of the same backbone "
                       "(default workdirs/shapes_dcsm_{VARIANT_}SEED/scorer); its own column rule")
+  parser.add_argument("--out", default="", help="also write the JSON here")
   args = parser.parse_args()
   run = f"{args.variant}_{args.seed}" if args.variant else str(args.seed)
   data = f"workdirs/shapes_data_{args.seed}"
@@ -111,8 +124,12 @@ def main():
   result = {"hard_negative_pairs": hard_negative_pairs(data, scorers)}
   result["localisation"] = dict(zip(("inside", "elsewhere", "inside_higher"),
                                     localisation(features)))
-  result["negation_picks"] = negation_picks(data, scorers)
-  print(json.dumps(result, indent=1))
+  result["negation_picks"] = {name: negation_picks(data, scorers, name) for name in KINDS}
+  text = json.dumps(result, indent=1)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The offline DCSM study of docs/dcsm.md, end to end on a CPU (about 10 minutes on 2 cores):
-# procedural data, a small CLIP trained from scratch (both towers, contrastive), the DCSM
-# scorer on its frozen features, then the global cosine vs DCSM on the held-out test sets.
+# One run of the offline DCSM study of docs/dcsm.md, end to end on a CPU: procedural data, a
+# small CLIP trained from scratch (both towers, contrastive), the DCSM scorer on its frozen
+# features (3,000 steps, exported at the step best on validation), then the global cosine
+# vs DCSM on the held-out test sets and the diagnostics (workdirs/shapes_dcsm_*/
+# diagnostics.json). The whole study: launch/dcsm_study.sh.
 #   bash launch/dcsm_shapes.sh [SEED] [tokens|grounded]
 # The positive controls, a backbone trained with a token-level term as well, in
 # workdirs/shapes_{clip,dcsm}_VARIANT_SEED: "tokens" FILIP's token-wise contrastive term
@@ -25,4 +27,6 @@ $py -m hierre_jax.dcsm train --config configs/dcsm/shapes.py --config.model="$cl
 $py -m hierre_jax.dcsm evaluate --model="$clip/export" --scorer="$dcsm/scorer" \
     --data_dir="$data" --output_dir="$dcsm/evaluation" --benchmarks=procedural_spatial,\
 procedural_spatial_unseen,procedural_spatial_swap,procedural_colour,procedural_colour_unseen,\
-procedural_negation
+procedural_negation,procedural_negation_present
+$py -m benchmarks.dcsm_diagnostics --seed "$seed" ${variant:+--variant "$variant"} \
+    --out "$dcsm/diagnostics.json"

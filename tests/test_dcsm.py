@@ -2,6 +2,7 @@
 z-scoring, the scorer CNN against a PyTorch twin, the released checkpoint's import, the
 loss, training (loss falls, resume is exact, 8 devices == 1), the benchmark readers and the
 multiple-choice harness."""
+import collections
 import csv
 import functools
 import glob
@@ -31,6 +32,7 @@ from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import scorer
 from hierre_jax.dcsm import scoring
 from hierre_jax.dcsm import training
+from hierre_jax.dcsm import validation
 from hierre_jax.evaluators import multiple_choice
 from hierre_jax.trainer import metric_writer
 from runs import python_env
@@ -457,6 +459,7 @@ import sys, json
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
 from tiny_training import dcsm_config
 from hierre_jax.dcsm import training
+from hierre_jax.dcsm import validation
 from hierre_jax.trainer import metric_writer
 config = dcsm_config(sys.argv[2], sys.argv[3], sys.argv[4], 4)
 config.eval.benchmarks = ()
@@ -474,6 +477,8 @@ def test_training_lowers_the_loss_resumes_exactly_and_shards(tiny_clip_dir, shap
        str(tmp_path / "eight")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env=python_env(8))
   config = dcsm_config(tiny_clip_dir, shapes_data, tmp_path / "straight", 12)
+  config.eval.update(validation_pairs=3, train_pairs=2, every_steps=4, at_start=True,
+                     select="validation")
   straight = training.train(config)
   rows = [r for r in metric_writer.read_metrics(str(tmp_path / "straight")) if "loss" in r]
   assert rows[-1]["loss"] < rows[0]["loss"]
@@ -501,6 +506,44 @@ def test_training_lowers_the_loss_resumes_exactly_and_shards(tiny_clip_dir, shap
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   params, _, info = checkpoint.load(str(tmp_path / "stopped" / "scorer"))
   assert info["column_rule"] == "release" and info["backbone"] == tiny_clip_dir
+  # killed after the step-8 checkpoint, before that step's evaluation was recorded: the
+  # resumed run evaluates step 8 first
+  config.workdir = str(tmp_path / "killed_in_eval")
+  record = training.record_evaluation
+  def kill_at_8(config, step, *args):
+    if step == 8:
+      raise KeyboardInterrupt
+    return record(config, step, *args)
+  monkeypatch.setattr(training, "record_evaluation", kill_at_8)
+  with pytest.raises(KeyboardInterrupt):
+    training.train(config)
+  monkeypatch.setattr(training, "record_evaluation", record)
+  training.train(config)
+  # the exported scorer is the evaluated step of best mean validation pair accuracy (the
+  # earliest of equals), the same in all three runs
+  val = [r for r in metric_writer.read_metrics(str(tmp_path / "straight"))
+         if training.VALIDATION_KEY in r]
+  assert [r["step"] for r in val] == [0, 4, 8, 12]
+  best = max(val, key=lambda r: (r[training.VALIDATION_KEY], -r["step"]))
+  exported = {}
+  for run in ("straight", "stopped", "killed_in_eval"):
+    params, _, info = checkpoint.load(str(tmp_path / run / "scorer"))
+    assert info["chosen"] == {"select": "validation", "step": best["step"],
+                              "validation_mean_pair_accuracy": best[training.VALIDATION_KEY]}
+    assert os.listdir(tmp_path / run / training.SELECTED) == [f"step_{best['step']}"]
+    exported[run] = params
+  for run in ("stopped", "killed_in_eval"):
+    for a, b in zip(jax.tree.leaves(exported["straight"]), jax.tree.leaves(exported[run])):
+      np.testing.assert_array_equal(a, b)
+  dense = scoring.DenseScorer(maps.TokenFeatures(tiny_clip_dir, 8), exported["straight"],
+                              checkpoint.load(str(tmp_path / "straight" / "scorer"))[1],
+                              training.map_options(config))
+  again = validation.PairAccuracy(dense, validation.first_pairs(shapes_data, "val", 3))(
+      exported["straight"])
+  assert np.mean(list(again.values())) == pytest.approx(best[training.VALIDATION_KEY])
+  if best["step"] != 12:  # not the last step's params
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(exported["straight"]), jax.tree.leaves(straight.params)))
   # the stored config refuses a changed computational key
   config.lr = 5e-4
   with pytest.raises(errors.UserError, match="lr: 0.001 -> 0.0005"):
@@ -510,6 +553,28 @@ def test_training_lowers_the_loss_resumes_exactly_and_shards(tiny_clip_dir, shap
   assert "LOSSES" in out, err[-3000:]
   np.testing.assert_allclose(json.loads(out.split("LOSSES", 1)[1]),
                              [r["loss"] for r in rows[:2]], rtol=1e-4)
+
+
+def test_pair_accuracy_is_multiple_choice_on_the_pairs_in_the_training_format(
+    tiny_clip_dir, shapes_data):
+  pairs = validation.first_pairs(shapes_data, "val", 3)
+  assert {k: len(v) for k, v in pairs.items()} == dict.fromkeys(procedural.DATASETS, 2)
+  items = validation.pair_items(pairs["spatial"])
+  pair = pairs["spatial"][0]
+  assert [(i.image, i.captions, i.answer) for i in items[:4]] == [
+      (pair.image, pair.captions[0], 0), (pair.opposite, pair.captions[0][::-1], 0),
+      (pair.image, pair.captions[1], 0), (pair.opposite, pair.captions[1][::-1], 0)]
+  assert len(items) == 2 * procedural.VERSIONS * 2
+  features = maps.TokenFeatures(tiny_clip_dir, 8)
+  options = maps.MapOptions("release", True)
+  table = maps.functional_table(features.rows, 15, "numpy")
+  for seed in (0, 1):  # two draws of the CNN: not both at one level by chance
+    params = scorer.init_params(features.rows, maps.COLUMNS, seed)
+    dense = scoring.DenseScorer(features, params, table, options)
+    fast = validation.PairAccuracy(dense, pairs)(params)
+    for name, chosen in pairs.items():
+      assert fast[name] == multiple_choice.evaluate(
+          dense, validation.pair_items(chosen))["accuracy"], name
 
 
 def test_procedural_data_conventions(shapes_data):
@@ -594,20 +659,32 @@ def test_every_distractor_is_false_and_training_never_shows_a_held_out_combinati
           r"(\w+) (\w+)(?: and a |$)", caption))
       assert holds(row["pos"]), row
       assert not any(holds(row[f"neg_{k}"]) for k in range(4)), row
-  neg = os.path.join("test", "negbench")
-  with open(tmp_path / neg / "COCO_val_mcq_llama3.1_rephrased.csv") as f:
-    rows = list(csv.DictReader(f))
-  for row in rows:
-    shapes = {shape for shape, _ in drawn[os.path.join(neg, row["image_path"])]}
-    def holds(caption):
-      present = re.fullmatch(r"An image of a (\w+)(?: and a (\w+))?", caption)
-      if present:
-        return {w for w in present.groups() if w} <= shapes
-      o1, o2 = re.fullmatch(r"An image of a (\w+) (?:and not|but no|without) a (\w+)",
-                            caption).groups()
-      return o1 in shapes and o2 not in shapes
-    truths = [holds(row[f"caption_{k}"]) for k in range(4)]
-    assert truths == [k == int(row["correct_answer"]) for k in range(4)], row
+  for folder, negated_answer in (("negbench", True), ("negbench_present", False)):
+    neg = os.path.join("test", folder)
+    with open(tmp_path / neg / "COCO_val_mcq_llama3.1_rephrased.csv") as f:
+      rows = list(csv.DictReader(f))
+    assert len(rows) == 150
+    for row in rows:
+      shapes = {shape for shape, _ in drawn[os.path.join(neg, row["image_path"])]}
+      def holds(caption):
+        present = re.fullmatch(r"An image of a (\w+)(?: and a (\w+))?", caption)
+        if present:
+          return {w for w in present.groups() if w} <= shapes
+        o1, o2 = re.fullmatch(r"An image of a (\w+) (?:and not|but no|without) a (\w+)",
+                              caption).groups()
+        return o1 in shapes and o2 not in shapes
+      truths = [holds(row[f"caption_{k}"]) for k in range(4)]
+      assert truths == [k == int(row["correct_answer"]) for k in range(4)], row
+      answer = row[f"caption_{row['correct_answer']}"]
+      assert (" and a " not in answer) == negated_answer, row
+      # the two shapes the captions name are both drawn (control) or the first only (test)
+      o1, o2 = re.search(r"a (\w+) (?:and not|but no|without) a (\w+)", " ".join(
+          row[f"caption_{k}"] for k in range(4))).groups()
+      assert (o1 in shapes, o2 in shapes) in ((True, False), (False, True)) \
+          if negated_answer else {o1, o2} <= shapes, row
+  assert len(generator.unseen_pairs) == procedural.UNSEEN_PAIRS == 6
+  uses = collections.Counter(s for pair in generator.unseen_pairs for s in pair)
+  assert max(uses.values()) <= 2
   for folder in ("whatsup", "whatsup_gen"):  # one relation per scene: the other three false
     for record in json.load(open(tmp_path / "test" / folder / "controlled_images_dataset.json")):
       a, rel, b = re.fullmatch(r"images/(\w+)_(above|below|left|right)_(\w+)_\d+\.png",
@@ -1029,9 +1106,13 @@ def test_generated_data_and_scorers_are_sealed_and_never_used_damaged(shapes_dat
   record = sealed.verify(data)  # a set of the first generator (no version): refused
   files = sorted(json.load(open(os.path.join(data, sealed.MANIFEST)))["files"])
   sealed.seal(data, files, {k: v for k, v in record.items() if k != "generator"})
-  with pytest.raises(errors.UserError, match=r"data: written by procedural generator 1, whose "
-                     r"colour test sets count a true caption as wrong; write the set again"):
+  with pytest.raises(errors.UserError, match=r"data: written by procedural generator 1 \(since: "
+                     r"2: the colour sets' last distractor is false .*; 3: 6 held-out shape "
+                     r"pairs .*\); write the set again"):
     benchmarks.read("procedural_colour", data)
+  sealed.seal(data, files, {**record, "generator": 2})  # the one before the negation control
+  with pytest.raises(errors.UserError, match=r"generator 2 \(since: 3: 6 held-out"):
+    procedural.read_pairs(data)
   procedural.make_data(data, seed=2, size=32, train_pairs=4, test_items=4, overwrite=True)
   # a scorer folder: saved sealed, a changed file refused
   params = scorer.init_params(17, 30)
@@ -1178,3 +1259,16 @@ def test_a_checkpoint_written_by_the_releases_pinned_transformers_imports(tmp_pa
   ckpt = checkpoint._torch_load(fixture)  # pylint: disable=protected-access
   assert isinstance(ckpt["clip_text_tokenizer"], checkpoint.Stub)
   assert ckpt["clip_text_tokenizer"].qualified.endswith("CLIPTokenizer")
+
+
+def test_negation_picks_name_each_kind_of_caption():
+  from benchmarks import dcsm_diagnostics
+  kind = dcsm_diagnostics.caption_kind
+  true = "An image of a star but no a ring"  # procedural_negation: o1 = star, o2 = ring
+  assert [kind(c, true) for c in (true, "An image of a ring but no a star",
+                                  "An image of a ring", "An image of a star and a ring")] == [
+      "true", "swapped", "o2 alone", "o1 and o2"]
+  true = "An image of a star and a ring"  # the control: both drawn
+  assert [kind(c, true) for c in (true, "An image of a star without a ring",
+                                  "An image of a ring and not a star", "An image of a cross")
+          ] == ["true", "o1 not o2", "o2 not o1", "absent shape"]

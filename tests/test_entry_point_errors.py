@@ -229,6 +229,15 @@ def cases(tmp_path_factory):
       ("make-data --overwrite of a user's folder", "hierre_jax.dcsm", [
           "make-data", f"--out={theirs}", "--overwrite"],
        f"--out={theirs} holds files make-data did not write (no procedural.json)", None),
+      ("a scorer chosen by an unknown rule", "hierre_jax.dcsm", [
+          "train", "--config=configs/dcsm/base.py", "--config.eval.select=best",
+          f"--config.workdir={tmp / 'select'}"],
+       "config.eval.select='best': use one of last, validation", str(tmp / "select")),
+      ("a scorer chosen on validation it never scores", "hierre_jax.dcsm", [
+          "train", "--config=configs/dcsm/base.py", "--config.eval.select=validation",
+          f"--config.workdir={tmp / 'select'}"],
+       "config.eval.select='validation' needs config.eval.validation_pairs > 0",
+       str(tmp / "select")),
       ("import with heads of no number", "hierre_jax.dcsm", [
           "import", f"--checkpoint={a_file}", f"--out={tmp / 'imp'}", "--num_heads=x"],
        "--num_heads: one or two positive integers", str(tmp / "imp")),

@@ -29,5 +29,11 @@ def get_config():
       feature_batch_size=32,       # images / captions per call of the frozen towers
       log_every=10, checkpoint_every=100, keep_checkpoints=3,
       matmul_precision="highest", compilation_cache_dir="",
-      eval=dict(benchmarks=(), data_dir="", every_steps=0, at_start=False, at_end=True),
+      eval=dict(benchmarks=(), data_dir="", every_steps=0, at_start=False, at_end=True,
+                # pairs per set of data_dir's val / train split scored in the training
+                # format at each evaluation (`dcsm.validation`): the learning curves
+                validation_pairs=0, train_pairs=0,
+                # the scorer exported: "last" (the last step's) or "validation" (the
+                # evaluated step with the best mean validation pair accuracy)
+                select="last"),
   ))

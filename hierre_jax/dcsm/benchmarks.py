@@ -325,6 +325,9 @@ PROCEDURAL = {
         clevr_bind(os.path.join(d, "test", "clevr_bind"), "gen"), "procedural_colour_unseen"),
     "procedural_negation": lambda d: _renamed(negbench(os.path.join(d, "test", "negbench"),
                                                        "coco"), "procedural_negation"),
+    "procedural_negation_present": lambda d: _renamed(
+        negbench(os.path.join(d, "test", "negbench_present"), "coco"),
+        "procedural_negation_present"),
 }
 
 

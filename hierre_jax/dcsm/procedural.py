@@ -16,10 +16,12 @@ Layout of DIR:
   val/: the same for validation
   test/whatsup/controlled_images_dataset.json, test/coco_spatial/coco_qa_two_obj.json (+
       val2017/), test/clevr_bind/{val,gen}.csv, test/negbench/COCO_val_mcq_llama3.1_rephrased.csv,
-      test/whatsup_gen/controlled_images_dataset.json
+      test/whatsup_gen/controlled_images_dataset.json,
+      test/negbench_present/COCO_val_mcq_llama3.1_rephrased.csv (the negation control)
 "gen" sets hold only object-colour and object-pair combinations that training never shows
-(no training or validation image holds one); every distractor of a test item is false of
-its image. A set written by an older generator (`GENERATOR_VERSION`) is refused.
+(no training or validation image holds one; UNSEEN_PAIRS shape pairs are held out); every
+distractor of a test item is false of its image. A set written by an older generator
+(`GENERATOR_VERSION`) is refused.
 """
 import csv
 import dataclasses
@@ -43,9 +45,15 @@ CONVERSE = {"above": "below", "below": "above", "right": "left", "left": "right"
 NEGATIONS = ("and not", "but no", "without")
 DATASETS = ("spatial", "binding", "negation")
 VERSIONS = 2  # caption phrasings per pair
-# 2: the colour sets' last distractor is false (version 1 had the true caption reordered)
-# and negation scenes keep the held-out shape pairs apart.
-GENERATOR_VERSION = 2
+# What each generator changed; a set an older one wrote is refused (`verify`).
+CHANGES = {
+    2: "the colour sets' last distractor is false (version 1 had the true caption "
+       "reordered) and negation scenes keep the held-out shape pairs apart",
+    3: "6 held-out shape pairs (2 before) and the negation control with both shapes "
+       "present (test/negbench_present)",
+}
+GENERATOR_VERSION = max(CHANGES)
+UNSEEN_PAIRS = 6  # shape pairs never in one training scene, no shape in more than 2
 
 
 def held_out(seed):
@@ -55,8 +63,13 @@ def held_out(seed):
   colours = list(COLOURS)
   unseen_colour = {s: colours[(i + int(rng.integers(len(colours)))) % len(colours)]
                    for i, s in enumerate(SHAPES)}
-  order = rng.permutation(len(SHAPES))
-  unseen_pairs = {frozenset((SHAPES[order[i]], SHAPES[order[i + 1]])) for i in (0, 2)}
+  pairs = [frozenset((a, b)) for i, a in enumerate(SHAPES) for b in SHAPES[i + 1:]]
+  unseen_pairs, uses = set(), dict.fromkeys(SHAPES, 0)
+  for k in rng.permutation(len(pairs)):
+    if len(unseen_pairs) < UNSEEN_PAIRS and all(uses[s] < 2 for s in pairs[k]):
+      unseen_pairs.add(pairs[k])
+      for s in pairs[k]:
+        uses[s] += 1
   return unseen_colour, unseen_pairs
 
 
@@ -157,9 +170,13 @@ class Generator:
   def negation_scene(self):
     """-> (o1, o2, image with o1 and a third shape, opposite with o2 and the same third); no
     held-out shape pair in either image."""
-    o1, o2 = self.shape_pair()
-    third = str(self.rng.choice([s for s in SHAPES if s not in (o1, o2) and not {
-        frozenset((o1, s)), frozenset((o2, s))} & self.unseen_pairs]))
+    while True:
+      o1, o2 = self.shape_pair()
+      thirds = [s for s in SHAPES if s not in (o1, o2) and not {
+          frozenset((o1, s)), frozenset((o2, s))} & self.unseen_pairs]
+      if thirds:
+        break
+    third = str(self.rng.choice(thirds))
     rel = str(self.rng.choice(list(RELATIONS)))
     cells = self.canvas.pair_cells(rel)
     bg, j1, j2 = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
@@ -167,6 +184,16 @@ class Generator:
     make = lambda o, c: [(o, c, cells[0], 1.0, j1), (third, c3, cells[1], 1.0, j2)]
     return o1, o2, self.canvas.render(make(o1, c1), bg), self.canvas.render(
         make(o2, self.colour_for(o2)), bg)
+
+  def both_scene(self):
+    """-> (o1, o2, an absent third shape, image with o1 and o2): the negation control."""
+    o1, o2 = self.shape_pair()
+    absent = str(self.rng.choice([s for s in SHAPES if s not in (o1, o2)]))
+    cells = self.canvas.pair_cells(str(self.rng.choice(list(RELATIONS))))
+    bg, j1, j2 = self.canvas.background(), self.canvas.jitter(), self.canvas.jitter()
+    scene = [(o1, self.colour_for(o1), cells[0], 1.0, j1),
+             (o2, self.colour_for(o2), cells[1], 1.0, j2)]
+    return o1, o2, absent, self.canvas.render(scene, bg)
 
   def write_pairs(self, pairs, split):
     """The three paired sets of `split` (train, val), and split/captions.csv: every image
@@ -237,24 +264,35 @@ class Generator:
                          f"{c2} {a} and a {c1} {b}", f"{o1} {a} and a {c2} {b}",
                          f"{c1} {a} and a {o2} {b}", f"{c1} {b} and a {c2} {a}"])
 
-  def write_negbench(self, items):
+  def write_negbench(self, items, present=False):
     """NegBench MCQ format: image_path, correct_answer (an index), caption_0..3,
-    correct_answer_template; the true caption at a random index."""
-    with open(self.path("test", "negbench", "COCO_val_mcq_llama3.1_rephrased.csv"), "w",
+    correct_answer_template; the true caption at a random index. The test (folder
+    negbench): the image holds o1 and a third shape; true "o1 {not} o2", false "o2 {not}
+    o1", "o2", "o1 and o2". With `present` the control (negbench_present): the image holds
+    o1 and o2; true "o1 and o2", false "o1 {not} o2", "o2 {not} o1", an absent shape. A
+    scorer blind to the negation words picks among the captions naming o1 and o2: half of
+    the test's true picks, a third of the control's."""
+    folder = "negbench_present" if present else "negbench"
+    with open(self.path("test", folder, "COCO_val_mcq_llama3.1_rephrased.csv"), "w",
               newline="") as f:
       writer = csv.writer(f)
       writer.writerow(["image_path", "correct_answer", "caption_0", "caption_1", "caption_2",
                        "caption_3", "correct_answer_template"])
       for k in range(items):
-        o1, o2, image, _ = self.negation_scene()
         conn = NEGATIONS[k % len(NEGATIONS)]
-        wrong = [negation_caption(o2, o1, conn), f"An image of a {o2}",
-                 f"An image of a {o1} and a {o2}"]
-        captions = [negation_caption(o1, o2, conn)] + wrong
+        if present:
+          o1, o2, absent, image = self.both_scene()
+          captions = [f"An image of a {o1} and a {o2}", negation_caption(o1, o2, conn),
+                      negation_caption(o2, o1, conn), f"An image of a {absent}"]
+        else:
+          o1, o2, image, _ = self.negation_scene()
+          captions = [negation_caption(o1, o2, conn), negation_caption(o2, o1, conn),
+                      f"An image of a {o2}", f"An image of a {o1} and a {o2}"]
         order = self.rng.permutation(4)
-        self.save(image, "test", "negbench", "images", f"{k:05d}.png")
+        self.save(image, "test", folder, "images", f"{k:05d}.png")
         writer.writerow([f"images/{k:05d}.png", int(np.argmin(order))]
-                        + [captions[i] for i in order] + ["negative"])
+                        + [captions[i] for i in order] + ["affirmation" if present
+                                                         else "negative"])
 
   def write_test(self, items):
     self.write_whatsup(items, "whatsup")
@@ -263,6 +301,7 @@ class Generator:
     self.write_clevr_bind(items, "val", unseen=False)
     self.write_clevr_bind(items, "gen", unseen=True)
     self.write_negbench(items)
+    self.write_negbench(items, present=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,8 +430,9 @@ def verify(data_dir):
     except sealed.DamagedError as e:
       raise sealed.DamagedError(f"{e}; write the set again to a new folder (python -m "
                                 "hierre_jax.dcsm make-data --out=NEW)") from e
-    if (record or {}).get("generator", 1) < GENERATOR_VERSION:
-      raise errors.UserError(f"{data_dir}: written by procedural generator "
-                             f"{(record or {}).get('generator', 1)}, whose colour test sets "
-                             f"count a true caption as wrong; write the set again: python -m "
-                             f"hierre_jax.dcsm make-data --out={data_dir} --overwrite")
+    version = (record or {}).get("generator", 1)
+    if version < GENERATOR_VERSION:
+      since = "; ".join(f"{v}: {CHANGES[v]}" for v in sorted(CHANGES) if v > version)
+      raise errors.UserError(f"{data_dir}: written by procedural generator {version} (since: "
+                             f"{since}); write the set again: python -m hierre_jax.dcsm "
+                             f"make-data --out={data_dir} --overwrite")

@@ -11,9 +11,16 @@ temperature, Y the matching pairs; the six blocks' gradients are summed and divi
 caption, and of every image when config.augment is off, are computed once, before the
 first step; with it on, each step's images are augmented as the release does and embedded
 in the step.
+
+With config.eval.validation_pairs (and train_pairs) each evaluation also scores pairs of the
+data's val (and train) split in the training format (`validation`): the learning curves.
+config.eval.select="validation" exports the scorer of the evaluated step whose mean
+validation pair accuracy is highest (the earliest of equals), kept in workdir/selected/
+until a better one replaces it; "last" the last step's.
 """
 import dataclasses
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +41,17 @@ from hierre_jax.dcsm import maps
 from hierre_jax.dcsm import procedural
 from hierre_jax.dcsm import scorer as scorer_lib
 from hierre_jax.dcsm import scoring
+from hierre_jax.dcsm import validation
 from hierre_jax.evaluators import multiple_choice
 from hierre_jax.trainer import loop
+from hierre_jax.trainer import metric_writer
 from hierre_jax.trainer import run
 
 DATASETS = procedural.DATASETS
 VERSIONS = procedural.VERSIONS
+SELECTIONS = ("last", "validation")
+SELECTED = "selected"  # workdir/selected/step_N: the best scorer on validation so far
+VALIDATION_KEY = "val/mean_pair_accuracy"
 
 
 class Blocks:
@@ -167,6 +179,19 @@ def make_train_step(tx, options, dropout, seed, image_tokens=None):
   return step
 
 
+def check_selection(config):
+  """config.eval.select is one of SELECTIONS; "validation" needs validation pairs scored at
+  the end and along the way."""
+  if config.eval.select not in SELECTIONS:
+    raise errors.ConfigError(f"config.eval.select={config.eval.select!r}: use one of "
+                             f"{', '.join(SELECTIONS)}")
+  if config.eval.select == "validation" and not (
+      config.eval.validation_pairs > 0 and config.eval.at_end and config.eval.every_steps > 0):
+    raise errors.ConfigError("config.eval.select='validation' needs config.eval."
+                             "validation_pairs > 0, config.eval.every_steps > 0 and "
+                             "config.eval.at_end")
+
+
 def map_options(config):
   return maps.MapOptions(config.column_rule, config.functional_rows, per_map=config.per_map)
 
@@ -181,9 +206,10 @@ def scorer_info(config, rows):
           "init": config.init}
 
 
-def evaluate_now(config, features, params, table, step, writer):
-  """Accuracy of the scorer on config.eval.benchmarks (items with their image) ->
-  eval_step_N.json, metrics."""
+def evaluate_now(config, features, params, table, pair_sets=None):
+  """Accuracy of the scorer on config.eval.benchmarks (items with their image) and the pair
+  accuracy of each of `pair_sets` ({split: validation.PairAccuracy}) -> (result, scalars:
+  with VALIDATION_KEY when "val" is scored)."""
   dense = scoring.DenseScorer(features, params, table, map_options(config))
   result = {}
   for name in config.eval.benchmarks:
@@ -191,13 +217,56 @@ def evaluate_now(config, features, params, table, step, writer):
     result[name] = multiple_choice.evaluate(
         dense, evaluate.usable_items(bench, False),
         lambda c, bench=bench: benchmarks.rewrite(bench, c, True, True))
-  if writer is None:
-    return
+  scalars = {f"eval/{name}/accuracy": r["accuracy"] for name, r in result.items()}
+  for split, accuracy in (pair_sets or {}).items():
+    by_set = accuracy(params)
+    result[f"{split}_pairs"] = by_set
+    scalars.update({f"{split}/{name}/pair_accuracy": v for name, v in by_set.items()})
+    scalars[f"{split}/mean_pair_accuracy"] = float(np.mean(list(by_set.values())))
+  return result, scalars
+
+
+def record_evaluation(config, step, result, scalars, writer):
+  """eval_step_N.json and the metrics row of an evaluation (process 0)."""
   loop.write_json(os.path.join(config.workdir, f"eval_step_{step}.json"),
                   {"step": step, **result})
-  scalars = {f"eval/{name}/accuracy": r["accuracy"] for name, r in result.items()}
   writer.write(step, scalars)
   tqdm.tqdm.write(f"step {step} evaluation: {loop.format_metrics(scalars)}")
+
+
+class Selection:
+  """The scorer of the evaluated step with the highest mean validation pair accuracy: each
+  better one saved to workdir/selected/step_N (then the one before removed) before its
+  metrics row is written, so that metrics.jsonl (truncated to the restored step on resume)
+  names a saved folder; `best()` -> (step, accuracy) from metrics.jsonl."""
+
+  def __init__(self, workdir):
+    self.workdir, self.folder = workdir, os.path.join(workdir, SELECTED)
+
+  def rows(self):
+    if not os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
+      return []
+    return [r for r in metric_writer.read_metrics(self.workdir) if VALIDATION_KEY in r]
+
+  def best(self):
+    rows = self.rows()
+    if not rows:
+      return None, -1.0
+    row = max(rows, key=lambda r: (r[VALIDATION_KEY], -r["step"]))
+    return row["step"], row[VALIDATION_KEY]
+
+  def path(self, step):
+    return os.path.join(self.folder, f"step_{step}")
+
+  def offer(self, step, accuracy, save):
+    """Saves (`save(folder)`) the scorer of `step` when `accuracy` beats the best so far."""
+    best_step, best = self.best()
+    if accuracy <= best and best_step != step:
+      return
+    save(self.path(step))
+    for name in os.listdir(self.folder):
+      if name != f"step_{step}" and name.startswith("step_"):
+        shutil.rmtree(os.path.join(self.folder, name))
 
 
 class ScorerTraining:
@@ -214,14 +283,20 @@ class ScorerTraining:
     self.curve_panels = (
         ("loss", ("loss",) + tuple(f"loss/{d}_v{v}" for d in DATASETS for v in range(VERSIONS))),
         ("multiple-choice accuracy", tuple(f"eval/{n}/accuracy"
-                                           for n in config.eval.benchmarks)))
+                                           for n in config.eval.benchmarks)),
+        ("pair accuracy, training format", tuple(f"{split}/{name}/pair_accuracy"
+                                                 for split in ("train", "val")
+                                                 for name in DATASETS)))
 
   def check(self, ctx):
     config = self.config
     maps.MapOptions(config.column_rule, config.functional_rows).check()
+    check_selection(config)
     config_values.number(config, "batch_size", 1, integer=True)
     config_values.number(config, "lr", 0, low_open=True)
     config_values.number(config, "dropout", 0, 1, high_open=True)
+    for key in ("eval.validation_pairs", "eval.train_pairs"):
+      config_values.number(config, key, 0, integer=True)
     scorer_lib.check_init(config.init)
     # Resolved before the run's config is stored, so that a resume draws the same table.
     config.table_generator = maps.check_table_generator(config.table_generator,
@@ -231,6 +306,9 @@ class ScorerTraining:
         ("config.model", config.model), ("config.data_dir", config.data_dir),
         ("config.eval.data_dir", config.eval.data_dir)])
     self.pairs = procedural.read_pairs(config.data_dir)
+    self.pair_sets = {split: validation.first_pairs(config.data_dir, split, count)
+                      for split, count in (("val", config.eval.validation_pairs),
+                                           ("train", config.eval.train_pairs)) if count}
     for name in config.eval.benchmarks:  # a bad benchmark or a missing image fails here
       evaluate.usable_items(benchmarks.read(name, config.eval.data_dir), False)
 
@@ -252,7 +330,8 @@ class ScorerTraining:
         self.blocks, features.preprocessing, config.seed)
     ctx.watch.lap("features")
     params = scorer_lib.init_params(features.rows, maps.COLUMNS, config.seed, config.init)
-    return run.Plan(params, tuple(params), loop.total_steps(config, self.blocks.steps_per_epoch))
+    self.total_steps = loop.total_steps(config, self.blocks.steps_per_epoch)
+    return run.Plan(params, tuple(params), self.total_steps)
 
   def begin(self, ctx, state, left_fresh, state_sharding, tx):
     config, mesh = self.config, ctx.mesh
@@ -261,19 +340,53 @@ class ScorerTraining:
                    in_shardings=(state_sharding, sharding.replicated(mesh),
                                  sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
-    evaluate = None
-    if config.eval.benchmarks:
-      evaluate = lambda s, st: evaluate_now(config, self.features, st.params, self.table, s,
-                                            ctx.writer)
     return run.Steps(state, lambda st, batch: step(st, self.frozen, batch), self.batch_at,
-                     evaluate)
+                     self.evaluation(ctx, state))
+
+  def evaluation(self, ctx, state):
+    """-> the loop's evaluate(step, state) (None when nothing is scored in training); with
+    selection on validation, a resumed run first evaluates its restored step where a kill
+    came between that step's checkpoint and its evaluation."""
+    config = self.config
+    if not (config.eval.benchmarks or self.pair_sets):
+      return None
+    dense = scoring.DenseScorer(self.features, None, self.table, map_options(config))
+    pair_sets = {split: validation.PairAccuracy(dense, pairs)
+                 for split, pairs in self.pair_sets.items()}
+    selection = (Selection(config.workdir) if config.eval.select == "validation"
+                 and ctx.is_main else None)
+
+    def evaluate_at(at, st):
+      params = jax.device_get(st.params)
+      result, scalars = evaluate_now(config, self.features, params, self.table, pair_sets)
+      if selection is not None:  # saved before its metrics row names it
+        selection.offer(at, scalars[VALIDATION_KEY], lambda out: checkpoint.save(
+            out, params, self.table, scorer_info(config, self.features.rows)))
+      if ctx.writer is not None:
+        record_evaluation(config, at, result, scalars, ctx.writer)
+
+    start, every = int(state.step), config.eval.every_steps
+    if (selection is not None and 0 < start < self.total_steps and every
+        and start % every == 0 and start not in {r["step"] for r in selection.rows()}):
+      evaluate_at(start, state)
+    return evaluate_at
+
 
   def finish(self, params):
     config = self.config
+    info = scorer_info(config, self.features.rows)
+    chosen = {"select": config.eval.select, "step": self.total_steps}
+    if config.eval.select == "validation":
+      selection = Selection(config.workdir)
+      step, accuracy = selection.best()
+      params = checkpoint.load(selection.path(step))[0]  # verified on read
+      chosen.update(step=step, validation_mean_pair_accuracy=accuracy)
     out = checkpoint.save(os.path.join(config.workdir, "scorer"), params, self.table,
-                          scorer_info(config, self.features.rows))
-    return ({"scorer_dir": out, "pairs": {k: len(v) for k, v in self.pairs.items()}},
-            f"scorer: {out}; metrics: {os.path.join(config.workdir, 'metrics.jsonl')}")
+                          {**info, "chosen": chosen})
+    return ({"scorer_dir": out, "chosen": chosen,
+             "pairs": {k: len(v) for k, v in self.pairs.items()}},
+            f"scorer: {out} (step {chosen['step']}, {config.eval.select}); metrics: "
+            f"{os.path.join(config.workdir, 'metrics.jsonl')}")
 
 
 def train(config, allow_config_change=False):

@@ -1,0 +1,165 @@
+"""The offline DCSM study's tables and learning curves (docs/dcsm.md), from the workdirs of
+`bash launch/dcsm_study.sh`: for each backbone (baseline, grounded) and test set, the
+global cosine and DCSM per seed, their mean +- sd and 95% t-interval over seeds, and the
+paired (same seed, same items) difference DCSM - cosine with its t-interval; each seed's
+cell with its 95% Wilson interval over items; the training-format pair accuracies, the
+step chosen on validation, the negation picks and the localisation diagnostic; and the
+learning curves as one figure.
+
+  python -m benchmarks.dcsm_study --out docs/dcsm_study.json --curves docs/dcsm_curves.png
+"""
+import argparse
+import json
+import os
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from scipy import stats  # pylint: disable=wrong-import-position
+
+from hierre_jax.dcsm import procedural  # pylint: disable=wrong-import-position
+from hierre_jax.trainer import metric_writer  # pylint: disable=wrong-import-position
+
+BACKBONES = {"baseline": "", "grounded": "grounded_"}
+TESTS = ("procedural_spatial", "procedural_spatial_unseen", "procedural_spatial_swap",
+         "procedural_colour", "procedural_colour_unseen", "procedural_negation",
+         "procedural_negation_present")
+SCORERS = ("global_cosine", "dcsm")
+
+
+def wilson(p, n, z=1.96):
+  """95% Wilson interval of a proportion p of n items -> (low, high)."""
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return centre - half, centre + half
+
+
+def over_seeds(values):
+  """-> {mean, sd, ci95: the t-interval of the mean, per_seed}."""
+  values = np.asarray(values, float)
+  mean, sd = values.mean(), values.std(ddof=1)
+  half = stats.t.ppf(0.975, len(values) - 1) * sd / np.sqrt(len(values))
+  return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half],
+          "per_seed": values.tolist()}
+
+
+def run_dir(backbone, seed):
+  return f"workdirs/shapes_dcsm_{BACKBONES[backbone]}{seed}"
+
+
+def collect(seeds):
+  out = {}
+  for backbone in BACKBONES:
+    runs = {s: run_dir(backbone, s) for s in seeds}
+    results = {s: json.load(open(os.path.join(d, "evaluation", "results.json")))["benchmarks"]
+               for s, d in runs.items()}
+    diagnostics = {s: json.load(open(os.path.join(d, "diagnostics.json")))
+                   for s, d in runs.items()}
+    summaries = {s: json.load(open(os.path.join(d, "train_summary.json")))
+                 for s, d in runs.items()}
+    tests = {}
+    for name in TESTS:
+      row = {"items": results[seeds[0]][name]["items_used"],
+             "chance": results[seeds[0]][name]["global_cosine"]["chance"]}
+      for label in SCORERS:
+        accuracies = [results[s][name][label]["accuracy"] for s in seeds]
+        row[label] = over_seeds(accuracies)
+        row[label]["wilson95_per_seed"] = [wilson(a, row["items"]) for a in accuracies]
+      row["dcsm_minus_cosine"] = over_seeds(
+          [results[s][name]["dcsm"]["accuracy"] - results[s][name]["global_cosine"]["accuracy"]
+           for s in seeds])
+      tests[name] = row
+    pairs = {key: over_seeds([diagnostics[s]["hard_negative_pairs"][key] for s in seeds])
+             for key in diagnostics[seeds[0]]["hard_negative_pairs"]}
+    out[backbone] = {
+        "tests": tests, "pairs": pairs,
+        "chosen": {s: summaries[s]["chosen"] for s in seeds},
+        "scorer_step_seconds": {s: summaries[s]["seconds"].get("steps") for s in seeds},
+        "localisation": {s: diagnostics[s]["localisation"] for s in seeds},
+        "negation_picks": {s: diagnostics[s]["negation_picks"] for s in seeds}}
+  return out
+
+
+def pct(x):
+  return f"{100 * x:.1f}"
+
+
+def interval(cell):
+  low, high = cell["ci95"]
+  return f"{pct(cell['mean'])} ± {pct(cell['sd'])} [{pct(low)}, {pct(high)}]"
+
+
+def tables(study, seeds):
+  lines = []
+  for backbone, b in study.items():
+    lines += [f"### {backbone} backbone: accuracy %, mean ± sd [95% t-interval] over seeds "
+              f"{', '.join(map(str, seeds))}", "",
+              "| test set (items) | chance | cosine | DCSM | DCSM - cosine | per seed: cosine "
+              "/ DCSM |", "|---|---|---|---|---|---|"]
+    for name, row in b["tests"].items():
+      seeds_text = ", ".join(f"{pct(c)} / {pct(d)}" for c, d in zip(
+          row["global_cosine"]["per_seed"], row["dcsm"]["per_seed"]))
+      lines.append(f"| `{name}` ({row['items']}) | {pct(row['chance'])} | "
+                   f"{interval(row['global_cosine'])} | {interval(row['dcsm'])} | "
+                   f"{interval(row['dcsm_minus_cosine'])} | {seeds_text} |")
+    lines += ["", f"{backbone}: pair accuracy in the training format % (100 pairs per set, "
+              "both caption versions, 400 items; chance 50)", "",
+              "| pairs | cosine | DCSM |", "|---|---|---|"]
+    for split in ("train", "val"):
+      for name in procedural.DATASETS:
+        lines.append(f"| {split} {name} | {interval(b['pairs'][f'{split}/{name}/global_cosine'])}"
+                     f" | {interval(b['pairs'][f'{split}/{name}/dcsm'])} |")
+    chosen = ", ".join(f"seed {s}: step {c['step']} ({pct(c['validation_mean_pair_accuracy'])})"
+                       for s, c in b["chosen"].items())
+    lines += ["", f"{backbone}: step chosen on validation (mean validation pair accuracy %): "
+              f"{chosen}", ""]
+  return "\n".join(lines)
+
+
+def curves(seeds, out):
+  """Pair accuracy against step: a row per backbone, a column per set; validation solid,
+  the first 100 training pairs dashed, a colour per seed."""
+  fig, axes = plt.subplots(len(BACKBONES), len(procedural.DATASETS), figsize=(13, 6.5),
+                           sharex=True, sharey=True)
+  for row, backbone in zip(axes, BACKBONES):
+    for ax, name in zip(row, procedural.DATASETS):
+      for k, seed in enumerate(seeds):
+        rows = metric_writer.read_metrics(run_dir(backbone, seed))
+        for split, style in (("val", "-"), ("train", "--")):
+          points = [(r["step"], r[f"{split}/{name}/pair_accuracy"]) for r in rows
+                    if f"{split}/{name}/pair_accuracy" in r]
+          steps, values = zip(*points)
+          ax.plot(steps, values, style, color=f"C{k}",
+                  label=f"seed {seed} {split}" if name == procedural.DATASETS[0] else None)
+      ax.axhline(0.5, color="grey", lw=0.8)
+      ax.set_title(f"{backbone}: {name}")
+      ax.grid(alpha=0.3)
+  for ax in axes[-1]:
+    ax.set_xlabel("scorer step")
+  for row in axes:
+    row[0].set_ylabel("pair accuracy")
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--out", default="", help="the study's numbers as JSON")
+  parser.add_argument("--curves", default="", help="the learning curves' figure (.png)")
+  args = parser.parse_args()
+  study = collect(args.seeds)
+  print(tables(study, args.seeds))
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(study, f, indent=1)
+  if args.curves:
+    print(curves(args.seeds, args.curves))
+
+
+if __name__ == "__main__":
+  main()
