@@ -106,9 +106,44 @@ def tower_table(title, rows, step=None):
     row(f"{name} tower (texts or images/s)", n, f"{compile_s:.1f}", per_second(n, jax_s),
         per_second(n, torch_s), ratio(torch_s, jax_s), f"{err:.1e}")
   if step:
-    n, steps, compile_s, jax_rps, torch_rps = step
-    row(f"RE train step (rows/s, {steps} batches)", n, f"{compile_s:.1f}", fmt(jax_rps),
-        fmt(torch_rps), speedup(jax_rps, torch_rps), "-")
+    n, steps, compile_s, jax_s, torch_s = step
+    row(f"RE train step (rows/s, {steps} batches)", n, f"{compile_s:.1f}",
+        per_second(n * steps, jax_s), per_second(n * steps, torch_s), ratio(torch_s, jax_s),
+        "-")
+
+
+def forward_flops(lengths, text_config, projection_dim):
+  """Model FLOPs of one text tower forward pass over texts of `lengths` real tokens:
+  layers x (8 T D^2 + 4 T D F + 4 T^2 D) + 2 D P per text (dense layers, attention scores
+  and values, the projection)."""
+  t = np.asarray(lengths, np.float64)
+  d, f = text_config["hidden_size"], text_config["intermediate_size"]
+  per_layer = 8 * t * d * d + 4 * t * d * f + 4 * t * t * d
+  return float((text_config["num_hidden_layers"] * per_layer + 2 * d * projection_dim).sum())
+
+
+def matmul_gflops(n=4096, repeats=3):
+  """FLOP/s of an [n, n] x [n, n] fp32 matmul (XLA, the configured precision) / 1e9."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  seconds = time_calls(lambda: matmul(a).block_until_ready(), repeats)
+  return 2 * n ** 3 / seconds / 1e9
+
+
+def step_floor(lengths, text_config, projection_dim, rows, jax_s, torch_s):
+  """Prints the RE step's arithmetic floor beside both sides: the model FLOPs of a row
+  (forward and backward of its texts of `lengths` tokens through the trained text tower,
+  3 x `forward_flops`; the root and the pull-back targets not counted) at the fp32 matmul
+  rate measured now -> the rows/s no implementation on this machine beats, and the share
+  of it each side's median reaches over `rows` rows a round."""
+  step_flops = 3 * forward_flops(lengths, text_config, projection_dim) / len(lengths)
+  peak = matmul_gflops()
+  floor = peak * 1e9 / step_flops
+  share = lambda seconds: rows / np.median(seconds) / floor
+  print(f"RE step arithmetic floor: {step_flops / 1e9:.1f} model GFLOPs per row at "
+        f"{peak:.1f} GFLOP/s (XLA 4096^2 fp32 matmul, measured now) = {floor:.2f} rows/s; "
+        f"hierre_jax at {share(jax_s):.0%} of it, PyTorch at {share(torch_s):.0%}")
 
 
 def tower_and_step_args(parser):

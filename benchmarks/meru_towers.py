@@ -1,14 +1,16 @@
-"""MERU: hierre_jax's jitted towers and traversal against the PyTorch twin
+"""MERU: hierre_jax's jitted towers, traversal and RE train step against the PyTorch twin
 (`benchmarks/meru_twin.py`, written from the spec), side by side in one run.
 
 A random MERU of the release's shapes (`--size s|b|l` image tower at 224 px; the 12 x 512
 text tower; features that carry signal), fp32 at the highest matmul precision; towers
 median of `--repeats`; the traversal (FAMILIES_SPEC 1.4: 50 steps, cones, [ROOT]) of
 `--images` images over `--candidates` texts, against the same walk vectorised in PyTorch,
-chains compared:
+chains compared; the RE step of configs/clip_b32.py with MERU's origin as the root
+(hyperbolic exterior angles and pull-back) over `--steps` HierarCaps batches, against the
+twin's step in PyTorch (`benchmarks/re_step.py`, `lorentz`), losses compared:
 
   python -m benchmarks.meru_towers [--size b] [--text_batch 64] [--image_batch 8]
-      [--candidates 2000] [--images 64] [--repeats 3]
+      [--candidates 2000] [--images 64] [--repeats 3] [--batch_size 8] [--steps 5]
 """
 import argparse
 import os
@@ -21,7 +23,10 @@ import torch
 
 from benchmarks import common
 from benchmarks import meru_twin
+from benchmarks import re_step
+from configs import clip_b32
 from hierre_jax import models
+from hierre_jax.common import sharding
 from hierre_jax.evaluators import traversal
 from hierre_jax.geometry import lorentz
 from hierre_jax.models.meru import modeling
@@ -65,6 +70,10 @@ def main():
   parser.add_argument("--candidates", type=int, default=2000)
   parser.add_argument("--images", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--batch_size", type=int, default=8, help="RE step: rows per batch")
+  parser.add_argument("--steps", type=int, default=5, help="RE step: batches a round")
+  parser.add_argument("--train_csv", default=os.path.join(common.SHARED,
+                                                          "hierarcaps_coco_train.csv.gz"))
   args = parser.parse_args()
   jax.config.update("jax_default_matmul_precision", "highest")
   torch.backends.cuda.matmul.allow_tf32 = False
@@ -120,6 +129,19 @@ def main():
   common.row(f"traversal ({args.candidates} texts), images", args.images, f"{compile_s:.1f}",
              common.per_second(args.images, jax_s), common.per_second(args.images, torch_s),
              common.ratio(torch_s, jax_s), f"{same}/{len(got)} same")
+  step_config = clip_b32.get_config()
+  step_config.update(batch_size=args.batch_size, root="origin")
+  data = common.step_rows(args.train_csv, args.batch_size, args.steps)
+  steps = range(args.steps)
+  jax_run = re_step.jax_steps(d, step_config, data, steps, sharding.make_mesh())
+  torch_run = re_step.torch_steps(twin, [twin.textual, twin.textual_proj], d, step_config, data,
+                                  steps, "cpu", re_step.lorentz(float(geometry.c)))
+  (jax_s, torch_s), losses = re_step.timed_rounds([jax_run.run, torch_run], args.repeats)
+  rows = args.batch_size * args.steps
+  common.row(f"RE train step ({args.steps} batches), rows", args.batch_size,
+             f"{jax_run.compile_seconds:.1f}", common.per_second(rows, jax_s),
+             common.per_second(rows, torch_s), common.ratio(torch_s, jax_s),
+             f"loss {abs(losses[0] - losses[1]):.1e}")
 
 
 if __name__ == "__main__":

@@ -56,15 +56,18 @@ def main():
   step_config = siglip_b16.get_config()
   step_config.batch_size = args.batch_size
   steps = range(args.steps)
-  jax_rps, step_compile_s, _, _, _ = re_step.time_jax_step(d, step_config, data, steps,
-                                                            sharding.make_mesh())
-  torch_rps = re_step.time_torch_step(torch_model, [torch_model.text_model], d, step_config,
-                                      data, steps, device)
+  jax_run = re_step.jax_steps(d, step_config, data, steps, sharding.make_mesh())
+  torch_run = re_step.torch_steps(torch_model, [torch_model.text_model], d, step_config, data, steps, device)
+  (jax_s, torch_s), losses = re_step.timed_rounds([jax_run.run, torch_run], args.repeats)
   common.tower_table(
       f"SigLIP (siglip-base-patch16-224 shapes), JAX on {jax.devices()[0].platform}, torch on "
       f"{device} ({torch.get_num_threads()} threads), fp32 at highest matmul precision, median "
       f"(min-max) of {args.repeats} interleaved rounds", rows,
-      (args.batch_size, args.steps, step_compile_s, jax_rps, torch_rps))
+      (args.batch_size, args.steps, jax_run.compile_seconds, jax_s, torch_s))
+  common.step_floor(re_step.batches_of(d, data, step_config).lengths, BASE, 768,
+                    args.batch_size * args.steps, jax_s, torch_s)
+  print(f"RE step, last loss of the first round: hierre_jax {losses[0]:.6f}, PyTorch "
+        f"{losses[1]:.6f}")
 
 
 if __name__ == "__main__":

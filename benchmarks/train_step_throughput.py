@@ -1,5 +1,7 @@
 """RE train-step throughput (rows/s): hierre_jax's jitted step vs a straightforward PyTorch
-step, today's step vs the new one, compile seconds per shape and model FLOP/s vs the peak.
+step, today's step vs the new one, compile seconds per shape and model FLOP/s vs the peak;
+every variant and PyTorch timed in interleaved rounds (each round all the steps of each
+side), medians with (min-max) and the round-by-round speed-up.
 
 Same model (random ViT-B/32 CLIP, text tower trained), same rows (HierarCaps training
 rows, batch 8 = 64 texts), same loss (SPEC section 3, lambda_p=10, lambda_e=1,
@@ -18,7 +20,7 @@ the root's pass and the frozen pass are not model FLOPs. The peak they are compa
 is measured (the fp32 FLOP/s of a large square matmul in XLA on this machine: the
 practical ceiling for dense work), or the datasheet figure given as --peak_gflops.
 
-  python -m benchmarks.train_step_throughput [--steps 10] [--variants grouped,packed,...]
+  python -m benchmarks.train_step_throughput [--steps 10] [--repeats 3] [--variants ...]
 """
 import argparse
 import os
@@ -26,7 +28,6 @@ import sys
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 
@@ -67,25 +68,10 @@ VARIANTS = {
 }
 
 
-def forward_flops(lengths, text_config, projection_dim):
-  """Model FLOPs of one text tower forward pass over texts of `lengths` real tokens."""
-  t = np.asarray(lengths, np.float64)
-  d, f = text_config["hidden_size"], text_config["intermediate_size"]
-  per_layer = 8 * t * d * d + 4 * t * d * f + 4 * t * t * d
-  return float((text_config["num_hidden_layers"] * per_layer + 2 * d * projection_dim).sum())
-
-
-def matmul_gflops(n=4096, repeats=3):
-  """FLOP/s of an [n, n] x [n, n] fp32 matmul (XLA, the configured precision) / 1e9."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  matmul = jax.jit(lambda x: x @ x)
-  seconds = common.time_calls(lambda: matmul(a).block_until_ready(), repeats)
-  return 2 * n ** 3 / seconds / 1e9
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of all steps")
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--variants", default="grouped,static77,packed,packed4,packed_unrolled",
                       help=f"which hierre_jax steps to time, of {','.join(VARIANTS)}")
@@ -111,25 +97,28 @@ def main():
   mesh = sharding.make_mesh()
   peak, peak_source = args.peak_gflops, "given"
   if not peak:
-    peak, peak_source = matmul_gflops(), "measured: 4096^2 fp32 matmul"
+    peak, peak_source = common.matmul_gflops(), "measured: 4096^2 fp32 matmul"
   steps = range(args.steps)
   lengths = re_step.batches_of(d, data, config).lengths
   v = random_init.VIT_B32
-  step_flops = 3 * forward_flops(lengths, v["text_config"], v["projection_dim"]) / len(lengths)
+  step_flops = 3 * common.forward_flops(lengths, v["text_config"],
+                                        v["projection_dim"]) / len(lengths)
   print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
         flush=True)
 
-  results = []
+  prepared = []
   for name in args.variants.split(","):
     label, changes = VARIANTS[name]
-    results.append((label, *re_step.time_jax_step(d, re_step.with_changes(config, changes),
-                                                 data, steps, mesh)))
-    print(f"  {label}: {results[-1][1:]}", file=sys.stderr, flush=True)
-
+    prepared.append((label, re_step.jax_steps(d, re_step.with_changes(config, changes), data,
+                                              steps, mesh)))
+    print(f"  {label}: prepared", file=sys.stderr, flush=True)
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  torch_rps = re_step.time_torch_step(
+  torch_run = re_step.torch_steps(
       torch_model, [torch_model.text_model, torch_model.text_projection], d, config, data,
       steps, device)
+  seconds, losses = re_step.timed_rounds([p.run for _, p in prepared] + [torch_run],
+                                         args.repeats)
+  torch_s = seconds[-1]
 
   print(f"RE train step, ViT-B/32 text tower, batch {config.batch_size} rows (64 texts + root), "
         f"{len(steps)} HierarCaps batches, JAX on {jax.devices()[0].platform} "
@@ -137,13 +126,17 @@ def main():
         f"{step_flops / 1e9:.2f} model GFLOPs per row, peak {peak:.1f} GFLOP/s ({peak_source})")
   common.row("", "rows/s", "vs PyTorch", "compile s/shape", "shapes", "cache s",
              "GFLOP/s", "of peak")
-  flops = lambda rps: rps * step_flops / 1e9
-  for label, rps, compile_s, shapes, cache_s, _ in results:
-    common.row(label, common.fmt(rps), common.speedup(rps, torch_rps), f"{compile_s:.1f}",
-               str(shapes), f"{cache_s:.1f}" if cache_s else "-", f"{flops(rps):.1f}",
-               f"{flops(rps) / peak:.1%}")
-  common.row("PyTorch, HF CLIPModel, padded to longest", common.fmt(torch_rps), "1.00x", "-",
-             "-", "-", f"{flops(torch_rps):.1f}", f"{flops(torch_rps) / peak:.1%}")
+  flops = lambda s: rows / np.median(s) * step_flops / 1e9
+  for (label, p), jax_s in zip(prepared, seconds):
+    common.row(label, common.per_second(rows, jax_s), common.ratio(torch_s, jax_s),
+               f"{p.compile_seconds:.1f}", str(p.shapes),
+               f"{p.cache_seconds:.1f}" if p.cache_seconds else "-", f"{flops(jax_s):.1f}",
+               f"{flops(jax_s) / peak:.1%}")
+  common.row("PyTorch, HF CLIPModel, padded to longest", common.per_second(rows, torch_s),
+             "1.00x", "-", "-", "-", f"{flops(torch_s):.1f}", f"{flops(torch_s) / peak:.1%}")
+  print("last loss of the first round: " + ", ".join(
+      f"{label} {loss:.6f}" for label, loss in zip([l for l, _ in prepared] + ["PyTorch"],
+                                                   losses)))
 
 
 if __name__ == "__main__":
