@@ -45,11 +45,13 @@ def _winners(images, texts, root, c, steps, root_candidate):
   and [ROOT] does not compete)."""
   fractions = jnp.linspace(0.0, 1.0, steps)  # of the way to the root
   points = lorentz.geodesic(images[:, None], root, fractions[None], c)  # [m, S, P]
-  with jax.default_matmul_precision("highest"):
-    scores = lorentz.inner(points[:, :, None], texts[None, None], c)  # [m, S, N]
+  point_t, text_t = lorentz.time_part(points, c), lorentz.time_part(texts, c)
+  with jax.default_matmul_precision("highest"):  # inner products by one matmul
+    scores = points @ texts.T - point_t[..., None] * text_t  # [m, S, N]
     root_score = lorentz.inner(points, root, c)  # [m, S]
-  inside = (lorentz.oxy_angle(texts[None, None], points[:, :, None], c)
-            <= lorentz.half_aperture(texts, c)[None, None])
+  inside = (lorentz.oxy_angle_of(scores, text_t, point_t[..., None], lorentz.space_norm(texts),
+                                 c)
+            <= lorentz.half_aperture(texts, c))
   scores = jnp.where(inside, scores, OUTSIDE_CONE)
   if root_candidate:
     scores = jnp.concatenate([scores, root_score[..., None]], axis=-1)

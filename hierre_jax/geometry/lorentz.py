@@ -23,7 +23,8 @@ MAX_SINH_INPUT = float(np.arcsinh(2.0 ** 15))
 MIN_RADIUS = 0.1  # MERU's entailment-cone constant K
 
 
-def _norm(x):
+def space_norm(x):
+  """|x| of the space parts [..., D] -> [...], at least EPS."""
   return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1), EPS ** 2))
 
 
@@ -37,7 +38,7 @@ def exp_map0(v, c):
   sinh(min(s, asinh(2^15))) v / s, s = max(sqrt(c)|v|, EPS): only the sinh argument is
   capped, so |exp_map0(v)| saturates at 2^15 / sqrt(c) (FAMILIES_SPEC 1.2); finite
   gradients at v = 0."""
-  s = jnp.maximum(jnp.sqrt(c) * _norm(v), EPS)
+  s = jnp.maximum(jnp.sqrt(c) * space_norm(v), EPS)
   return (jnp.sinh(jnp.minimum(s, MAX_SINH_INPUT)) / s)[..., None] * v
 
 
@@ -45,7 +46,7 @@ def log_map0(x, c):
   """Points [..., D] -> tangent vectors at O [..., D]; |log_map0(x)| = d(O, x); finite
   gradients at x = 0."""
   d0 = _arccosh(jnp.sqrt(1.0 + c * jnp.sum(x * x, axis=-1)))
-  return (d0 / jnp.maximum(jnp.sqrt(c) * _norm(x), EPS))[..., None] * x
+  return (d0 / jnp.maximum(jnp.sqrt(c) * space_norm(x), EPS))[..., None] * x
 
 
 @jax.custom_jvp
@@ -96,15 +97,21 @@ def geodesic(x, y, t, c):
 
 def half_aperture(x, c, k=MIN_RADIUS):
   """Half-aperture of the entailment cone at x: asin(2K / (sqrt(c)|x|)), clamped."""
-  ratio = 2.0 * k / (jnp.sqrt(c) * _norm(x) + EPS)
+  ratio = 2.0 * k / (jnp.sqrt(c) * space_norm(x) + EPS)
   return jnp.arcsin(jnp.clip(ratio, -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
 
 
 def oxy_angle(x, y, c):
   """Exterior angle at x of the triangle (O, x, y): MERU's entailment angle, in [0, pi]."""
   x_t, y_t = time_part(x, c), time_part(y, c)
-  c_xy = c * (jnp.sum(x * y, axis=-1) - x_t * y_t)
-  denominator = _norm(x) * jnp.sqrt(jnp.maximum(c_xy ** 2 - 1.0, EPS)) + EPS
+  return oxy_angle_of(jnp.sum(x * y, axis=-1) - x_t * y_t, x_t, y_t, space_norm(x), c)
+
+
+def oxy_angle_of(xy, x_t, y_t, x_norm, c):
+  """`oxy_angle` from the Lorentzian inner product <x, y>_L, both time parts and |x|, all
+  broadcast together (an [..., N] matrix of inner products from one matmul, for one)."""
+  c_xy = c * xy
+  denominator = x_norm * jnp.sqrt(jnp.maximum(c_xy ** 2 - 1.0, EPS)) + EPS
   return _acos((y_t + c_xy * x_t) / denominator)
 
 
