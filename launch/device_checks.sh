@@ -5,8 +5,8 @@
 # COCO 1K evaluated at the start and the end, export) in float32 and bfloat16, compile
 # seconds per shape, the same recipe on the earlier embedding path. Second (`families`),
 # every family's towers against its PyTorch reference and its RE step where a benchmark has
-# one: CLIP's step, ALIGN's and SigLIP's towers and steps, MERU's towers and traversal
-# (its RE step has no benchmark yet), open_clip's towers. Each result goes to $OUT as it
+# one: CLIP's step, ALIGN's and SigLIP's towers and steps, MERU's towers, traversal and
+# RE step, open_clip's towers. Each result goes to $OUT as it
 # finishes.
 #
 #   bash launch/device_checks.sh stage   # here, once: the data (../shared does not travel)
@@ -61,7 +61,7 @@ if [ "${1:-}" = families ]; then  # each within the 600 s of one device command
     "${rows[@]}"
   run align_throughput 120 "$py" -m benchmarks.align_throughput "${rows[@]}"
   run siglip_throughput 120 "$py" -m benchmarks.siglip_throughput "${rows[@]}"
-  run meru_towers 90 "$py" -m benchmarks.meru_towers --size l  # (torch on the device)
+  run meru_towers 120 "$py" -m benchmarks.meru_towers --size l "${rows[@]}"
   run open_clip_towers 90 "$py" -m benchmarks.open_clip_towers --model_name ViT-B-32
   exit
 fi
