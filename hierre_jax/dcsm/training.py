@@ -15,12 +15,11 @@ in the step.
 With config.eval.validation_pairs (and train_pairs) each evaluation also scores pairs of the
 data's val (and train) split in the training format (`validation`): the learning curves.
 config.eval.select="validation" exports the scorer of the evaluated step whose mean
-validation pair accuracy is highest (the earliest of equals), kept in workdir/selected/
-until a better one replaces it; "last" the last step's.
+validation pair accuracy is highest (the earliest of equals; each improvement along the
+run kept in workdir/selected/step_N); "last" the last step's.
 """
 import dataclasses
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -236,9 +235,10 @@ def record_evaluation(config, step, result, scalars, writer):
 
 class Selection:
   """The scorer of the evaluated step with the highest mean validation pair accuracy: each
-  better one saved to workdir/selected/step_N (then the one before removed) before its
-  metrics row is written, so that metrics.jsonl (truncated to the restored step on resume)
-  names a saved folder; `best()` -> (step, accuracy) from metrics.jsonl."""
+  one better than those before saved to workdir/selected/step_N before its metrics row is
+  written, and none removed, so that metrics.jsonl (truncated to the restored step on
+  resume) names a saved folder whatever a resumed run evaluates; `best()` -> (step,
+  accuracy) from metrics.jsonl."""
 
   def __init__(self, workdir):
     self.workdir, self.folder = workdir, os.path.join(workdir, SELECTED)
@@ -264,9 +264,6 @@ class Selection:
     if accuracy <= best and best_step != step:
       return
     save(self.path(step))
-    for name in os.listdir(self.folder):
-      if name != f"step_{step}" and name.startswith("step_"):
-        shutil.rmtree(os.path.join(self.folder, name))
 
 
 class ScorerTraining:
