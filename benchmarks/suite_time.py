@@ -8,6 +8,9 @@ First COCO retrieval alone on the 1K subset (the 1000 HierarCaps test images, th
 HyperLex + COCO 1K as `python -m hierre_jax.evaluate` runs it: one model, whose image
 features are kept per path, so COCO reuses the HierarCaps test images' features.
 
+Then the suite's arithmetic floor measured in the same run: its tower FLOPs at the fp32
+matmul rate of this machine (`tower_tflop`), and the suite's time against it.
+
   python -m benchmarks.suite_time [--data_dir ../shared]
   python -m benchmarks.suite_time --baseline_repo DIR   # DIR: a checkout of an earlier
       commit (git worktree add DIR REV): its suite, then today's, each in a fresh process
@@ -22,18 +25,22 @@ import time
 
 from benchmarks import common
 from hierre_jax import loading
+from hierre_jax.data import text as text_ids
 from hierre_jax.evaluators import suite
 from hierre_jax.models.clip import random_init
 
 
 class TimedEmbedder:
-  """An Embedder that adds the seconds spent in texts() and images() to `seconds`."""
+  """An Embedder that adds the seconds spent in texts() and images() to `seconds`, and
+  keeps the distinct texts and images it was given (`seen`)."""
 
   def __init__(self, embedder):
     self.embedder = embedder
     self.seconds = {"texts": 0.0, "images": 0.0}
+    self.seen = {"texts": set(), "images": set()}
 
   def _timed(self, kind, items):
+    self.seen[kind].update(map(str, items))
     start = time.perf_counter()
     out = getattr(self.embedder, kind)(items)
     self.seconds[kind] += time.perf_counter() - start
@@ -93,6 +100,29 @@ def main():
                f"{scoring:.2f}", f"{texts + images + scoring:.1f}")
   common.row("suite: HierarCaps + HyperLex + COCO 1K", "", *(f"{s:.1f}" for s in sums),
              f"{sum(sums):.1f}")
+  tflop, gflops = tower_tflop(embedder), common.matmul_gflops()
+  floor = tflop * 1e3 / gflops
+  print(f"arithmetic floor: {tflop:.2f} TFLOP of tower work ({len(embedder.seen['texts'])} "
+        f"distinct texts at their token counts, {len(embedder.seen['images'])} images) at "
+        f"{gflops:.1f} GFLOP/s (XLA 4096^2 fp32 matmul, measured now) = {floor:.1f} s; the "
+        f"suite took {sum(sums):.1f} s = {sum(sums) / floor:.2f}x it")
+
+
+def tower_tflop(embedder):
+  """Model TFLOP of the suite's towers: each distinct text once through the ViT-B/32 text
+  tower at its token count, each distinct image once through the image tower (50 tokens
+  and the patch embedding); padding, compilation and decoding are not arithmetic it
+  needs."""
+  v = random_init.VIT_B32
+  model = embedder.embedder.model
+  lengths = [len(ids) for ids in text_ids.tokenize(
+      model.tokenizer, sorted(embedder.seen["texts"]), model.max_length)]
+  vision = v["vision_config"]
+  patches = (vision["image_size"] // vision["patch_size"]) ** 2
+  per_image = (common.forward_flops([patches + 1], vision, v["projection_dim"])
+               + 2 * 3 * vision["patch_size"] ** 2 * vision["hidden_size"] * patches)
+  return (common.forward_flops(lengths, v["text_config"], v["projection_dim"])
+          + len(embedder.seen["images"]) * per_image) / 1e12
 
 
 def compare(args):
@@ -108,7 +138,8 @@ def compare(args):
     if run.returncode:
       sys.exit(f"{name} ({repo}) failed:\n{run.stderr[-3000:]}")
     print(f"{name}: {repo} at {commit}\n{run.stdout}")
-    totals[name] = float(run.stdout.strip().splitlines()[-1].split()[-1])
+    totals[name] = float(next(line for line in run.stdout.splitlines() if line.startswith(
+        "suite: HierarCaps + HyperLex + COCO 1K")).split()[-1])
   print(f"suite total: baseline {totals['baseline']:.1f} s, today {totals['today']:.1f} s "
         f"({totals['today'] / totals['baseline']:.2f}x the time)")
 
