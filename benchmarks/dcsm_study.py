@@ -1,5 +1,6 @@
 """The offline DCSM study's tables and learning curves (docs/dcsm.md), from the workdirs of
-`bash launch/dcsm_study.sh`: for each backbone (baseline, grounded) and test set, the
+`bash launch/dcsm_study.sh`: for each run (the baseline backbone, the grounded one, the
+grounded one with the token column rule) and test set, the
 global cosine and DCSM per seed, their mean +- sd and 95% t-interval over seeds, and the
 paired (same seed, same items) difference DCSM - cosine with its t-interval; each seed's
 cell with its 95% Wilson interval over items; the training-format pair accuracies, the
@@ -21,7 +22,8 @@ from scipy import stats  # pylint: disable=wrong-import-position
 from hierre_jax.dcsm import procedural  # pylint: disable=wrong-import-position
 from hierre_jax.trainer import metric_writer  # pylint: disable=wrong-import-position
 
-BACKBONES = {"baseline": "", "grounded": "grounded_"}
+# run -> the infix of its workdirs/shapes_dcsm_{infix}{seed} (launch/dcsm_shapes.sh)
+RUNS = {"baseline": "", "grounded": "grounded_", "grounded, token rule": "grounded_token_"}
 TESTS = ("procedural_spatial", "procedural_spatial_unseen", "procedural_spatial_swap",
          "procedural_colour", "procedural_colour_unseen", "procedural_negation",
          "procedural_negation_present")
@@ -44,20 +46,20 @@ def over_seeds(values):
           "per_seed": values.tolist()}
 
 
-def run_dir(backbone, seed):
-  return f"workdirs/shapes_dcsm_{BACKBONES[backbone]}{seed}"
+def run_dir(run, seed):
+  return f"workdirs/shapes_dcsm_{RUNS[run]}{seed}"
 
 
 def collect(seeds):
   out = {}
-  for backbone in BACKBONES:
-    runs = {s: run_dir(backbone, s) for s in seeds}
+  for run in RUNS:
+    dirs = {s: run_dir(run, s) for s in seeds}
     results = {s: json.load(open(os.path.join(d, "evaluation", "results.json")))["benchmarks"]
-               for s, d in runs.items()}
+               for s, d in dirs.items()}
     diagnostics = {s: json.load(open(os.path.join(d, "diagnostics.json")))
-                   for s, d in runs.items()}
+                   for s, d in dirs.items()}
     summaries = {s: json.load(open(os.path.join(d, "train_summary.json")))
-                 for s, d in runs.items()}
+                 for s, d in dirs.items()}
     tests = {}
     for name in TESTS:
       row = {"items": results[seeds[0]][name]["items_used"],
@@ -72,7 +74,7 @@ def collect(seeds):
       tests[name] = row
     pairs = {key: over_seeds([diagnostics[s]["hard_negative_pairs"][key] for s in seeds])
              for key in diagnostics[seeds[0]]["hard_negative_pairs"]}
-    out[backbone] = {
+    out[run] = {
         "tests": tests, "pairs": pairs,
         "chosen": {s: summaries[s]["chosen"] for s in seeds},
         "scorer_step_seconds": {s: summaries[s]["seconds"].get("steps") for s in seeds},
@@ -92,8 +94,8 @@ def interval(cell):
 
 def tables(study, seeds):
   lines = []
-  for backbone, b in study.items():
-    lines += [f"### {backbone} backbone: accuracy %, mean ± sd [95% t-interval] over seeds "
+  for run, b in study.items():
+    lines += [f"### {run}: accuracy %, mean ± sd [95% t-interval] over seeds "
               f"{', '.join(map(str, seeds))}", "",
               "| test set (items) | chance | cosine | DCSM | DCSM - cosine | per seed: cosine "
               "/ DCSM |", "|---|---|---|---|---|---|"]
@@ -103,7 +105,7 @@ def tables(study, seeds):
       lines.append(f"| `{name}` ({row['items']}) | {pct(row['chance'])} | "
                    f"{interval(row['global_cosine'])} | {interval(row['dcsm'])} | "
                    f"{interval(row['dcsm_minus_cosine'])} | {seeds_text} |")
-    lines += ["", f"{backbone}: pair accuracy in the training format % (100 pairs per set, "
+    lines += ["", f"{run}: pair accuracy in the training format % (100 pairs per set, "
               "both caption versions, 400 items; chance 50)", "",
               "| pairs | cosine | DCSM |", "|---|---|---|"]
     for split in ("train", "val"):
@@ -112,20 +114,20 @@ def tables(study, seeds):
                      f" | {interval(b['pairs'][f'{split}/{name}/dcsm'])} |")
     chosen = ", ".join(f"seed {s}: step {c['step']} ({pct(c['validation_mean_pair_accuracy'])})"
                        for s, c in b["chosen"].items())
-    lines += ["", f"{backbone}: step chosen on validation (mean validation pair accuracy %): "
+    lines += ["", f"{run}: step chosen on validation (mean validation pair accuracy %): "
               f"{chosen}", ""]
   return "\n".join(lines)
 
 
 def curves(seeds, out):
-  """Pair accuracy against step: a row per backbone, a column per set; validation solid,
+  """Pair accuracy against step: a row per run, a column per set; validation solid,
   the first 100 training pairs dashed, a colour per seed."""
-  fig, axes = plt.subplots(len(BACKBONES), len(procedural.DATASETS), figsize=(13, 6.5),
+  fig, axes = plt.subplots(len(RUNS), len(procedural.DATASETS), figsize=(13, 9.5),
                            sharex=True, sharey=True)
-  for row, backbone in zip(axes, BACKBONES):
+  for row, run in zip(axes, RUNS):
     for ax, name in zip(row, procedural.DATASETS):
       for k, seed in enumerate(seeds):
-        rows = metric_writer.read_metrics(run_dir(backbone, seed))
+        rows = metric_writer.read_metrics(run_dir(run, seed))
         for split, style in (("val", "-"), ("train", "--")):
           points = [(r["step"], r[f"{split}/{name}/pair_accuracy"]) for r in rows
                     if f"{split}/{name}/pair_accuracy" in r]
@@ -133,7 +135,7 @@ def curves(seeds, out):
           ax.plot(steps, values, style, color=f"C{k}",
                   label=f"seed {seed} {split}" if name == procedural.DATASETS[0] else None)
       ax.axhline(0.5, color="grey", lw=0.8)
-      ax.set_title(f"{backbone}: {name}")
+      ax.set_title(f"{run}: {name}")
       ax.grid(alpha=0.3)
   for ax in axes[-1]:
     ax.set_xlabel("scorer step")
