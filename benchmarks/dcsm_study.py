@@ -121,7 +121,8 @@ def tables(study, seeds):
 
 def curves(seeds, out):
   """Pair accuracy against step: a row per run, a column per set; validation solid,
-  the first 100 training pairs dashed, a colour per seed."""
+  the first 100 training pairs dashed, the global cosine's validation pair accuracy
+  dotted, a colour per seed."""
   fig, axes = plt.subplots(len(RUNS), len(procedural.DATASETS), figsize=(13, 9.5),
                            sharex=True, sharey=True)
   for row, run in zip(axes, RUNS):
@@ -134,6 +135,10 @@ def curves(seeds, out):
           steps, values = zip(*points)
           ax.plot(steps, values, style, color=f"C{k}",
                   label=f"seed {seed} {split}" if name == procedural.DATASETS[0] else None)
+        with open(os.path.join(run_dir(run, seed), "diagnostics.json")) as f:
+          cosine = json.load(f)["hard_negative_pairs"][f"val/{name}/global_cosine"]
+        ax.axhline(cosine, ls=":", color=f"C{k}", lw=1,
+                   label=f"seed {seed} cosine, val" if name == procedural.DATASETS[0] else None)
       ax.axhline(0.5, color="grey", lw=0.8)
       ax.set_title(f"{run}: {name}")
       ax.grid(alpha=0.3)
