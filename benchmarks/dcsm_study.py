@@ -37,12 +37,12 @@ def wilson(p, n, z=1.96):
   return centre - half, centre + half
 
 
-def over_seeds(values):
-  """-> {mean, sd, ci95: the t-interval of the mean, per_seed}."""
+def over_seeds(values, low=-np.inf, high=np.inf):
+  """-> {mean, sd, ci95: the t-interval of the mean (clipped to [low, high]), per_seed}."""
   values = np.asarray(values, float)
   mean, sd = values.mean(), values.std(ddof=1)
   half = stats.t.ppf(0.975, len(values) - 1) * sd / np.sqrt(len(values))
-  return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half],
+  return {"mean": mean, "sd": sd, "ci95": [max(low, mean - half), min(high, mean + half)],
           "per_seed": values.tolist()}
 
 
@@ -66,13 +66,14 @@ def collect(seeds):
              "chance": results[seeds[0]][name]["global_cosine"]["chance"]}
       for label in SCORERS:
         accuracies = [results[s][name][label]["accuracy"] for s in seeds]
-        row[label] = over_seeds(accuracies)
+        row[label] = over_seeds(accuracies, 0.0, 1.0)
         row[label]["wilson95_per_seed"] = [wilson(a, row["items"]) for a in accuracies]
       row["dcsm_minus_cosine"] = over_seeds(
           [results[s][name]["dcsm"]["accuracy"] - results[s][name]["global_cosine"]["accuracy"]
            for s in seeds])
       tests[name] = row
-    pairs = {key: over_seeds([diagnostics[s]["hard_negative_pairs"][key] for s in seeds])
+    pairs = {key: over_seeds([diagnostics[s]["hard_negative_pairs"][key] for s in seeds], 0.0,
+                             1.0)
              for key in diagnostics[seeds[0]]["hard_negative_pairs"]}
     out[run] = {
         "tests": tests, "pairs": pairs,
