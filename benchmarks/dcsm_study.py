@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from scipy import stats  # pylint: disable=wrong-import-position
 
+from benchmarks import dcsm_diagnostics  # pylint: disable=wrong-import-position
 from hierre_jax.dcsm import procedural  # pylint: disable=wrong-import-position
 from hierre_jax.trainer import metric_writer  # pylint: disable=wrong-import-position
 
@@ -117,6 +118,20 @@ def tables(study, seeds):
                        for s, c in b["chosen"].items())
     lines += ["", f"{run}: step chosen on validation (mean validation pair accuracy %): "
               f"{chosen}", ""]
+  lines += ["| run | localisation: images where the word's cell is the most similar, % |",
+            "|---|---|"]
+  lines += [f"| {run} | " + ", ".join(f"{pct(b['localisation'][s]['inside_higher'])}"
+                                      for s in seeds) + " |" for run, b in study.items()]
+  for name, kinds in dcsm_diagnostics.KINDS.items():
+    lines += ["", f"`{name}`: % of items where each caption kind scored highest, seeds "
+              f"{' / '.join(map(str, seeds))}", "",
+              "| run | scorer | " + " | ".join(kinds) + " |",
+              "|---|---|" + "---|" * len(kinds)]
+    for run, b in study.items():
+      for label in SCORERS:
+        picks = [b["negation_picks"][s][name][label] for s in seeds]
+        lines.append(f"| {run} | {label} | " + " | ".join(
+            " / ".join(pct(p[kind]) for p in picks) for kind in kinds) + " |")
   return "\n".join(lines)
 
 
