@@ -8,6 +8,7 @@ step chosen on validation, the negation picks and the localisation diagnostic; a
 learning curves as one figure.
 
   python -m benchmarks.dcsm_study --out docs/dcsm_study.json --curves docs/dcsm_curves.png
+  python -m benchmarks.dcsm_study --continued grounded_0_6000 grounded_2_9000  # continued runs
 """
 import argparse
 import json
@@ -135,6 +136,57 @@ def tables(study, seeds):
   return "\n".join(lines)
 
 
+def continued_table(continued):
+  """The runs continued past the study's steps (workdirs/shapes_dcsm_{name}, a copy of a
+  study run resumed with a larger total_steps): per test set the cosine, DCSM at the
+  study's steps and DCSM continued, each seed's; and the steps chosen on validation."""
+  lines = ["| test set | " + " | ".join(f"{n}: cosine / DCSM study / DCSM continued"
+                                        for n in continued) + " |",
+           "|---|" + "---|" * len(continued)]
+  results = {}
+  for name in continued:
+    study_run = name.rsplit("_", 1)[0]  # e.g. grounded_2_9000 -> grounded_2
+    results[name] = [json.load(open(os.path.join(f"workdirs/shapes_dcsm_{run}", "evaluation",
+                                                  "results.json")))["benchmarks"]
+                     for run in (study_run, name)]
+  for test in TESTS:
+    lines.append(f"| `{test}` | " + " | ".join(
+        f"{pct(study[test]['global_cosine']['accuracy'])} / {pct(study[test]['dcsm']['accuracy'])}"
+        f" / {pct(more[test]['dcsm']['accuracy'])}" for study, more in results.values()) + " |")
+  for name in continued:
+    with open(os.path.join(f"workdirs/shapes_dcsm_{name}", "train_summary.json")) as f:
+      chosen = json.load(f)["chosen"]
+    with open(os.path.join(f"workdirs/shapes_dcsm_{name}", "diagnostics.json")) as f:
+      pairs = json.load(f)["hard_negative_pairs"]
+    lines.append(f"\n{name}: step chosen {chosen['step']} (mean validation pair accuracy "
+                 f"{pct(chosen['validation_mean_pair_accuracy'])}); DCSM spatial pairs train "
+                 f"{pct(pairs['train/spatial/dcsm'])}, val {pct(pairs['val/spatial/dcsm'])}")
+  return "\n".join(lines)
+
+
+def continued_curves(continued, out):
+  """Pair accuracy against step of the continued runs: a panel per set, a colour per run,
+  validation solid, the first 100 training pairs dashed."""
+  fig, axes = plt.subplots(1, len(procedural.DATASETS), figsize=(13, 3.6), sharey=True)
+  for ax, name in zip(axes, procedural.DATASETS):
+    for k, run in enumerate(continued):
+      rows = metric_writer.read_metrics(f"workdirs/shapes_dcsm_{run}")
+      for split, style in (("val", "-"), ("train", "--")):
+        key = f"{split}/{name}/pair_accuracy"
+        steps, values = zip(*[(r["step"], r[key]) for r in rows if key in r])
+        ax.plot(steps, values, style, color=f"C{k}", label=f"{run} {split}")
+    ax.axhline(0.5, color="grey", lw=0.8)
+    ax.set_title(name)
+    ax.set_xlabel("scorer step")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("pair accuracy")
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
+
+
 def curves(seeds, out):
   """Pair accuracy against step: a row per run, a column per set; validation solid,
   the first 100 training pairs dashed, the global cosine's validation pair accuracy
@@ -174,7 +226,14 @@ def main():
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--out", default="", help="the study's numbers as JSON")
   parser.add_argument("--curves", default="", help="the learning curves' figure (.png)")
+  parser.add_argument("--continued", nargs="*", default=[], help="runs continued past the "
+                      "study's steps, as workdirs/shapes_dcsm_NAME: e.g. grounded_2_9000")
   args = parser.parse_args()
+  if args.continued:
+    print(continued_table(args.continued))
+    if args.curves:
+      print(continued_curves(args.continued, args.curves))
+    return
   study = collect(args.seeds)
   print(tables(study, args.seeds))
   if args.out:

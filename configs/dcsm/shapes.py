@@ -3,10 +3,13 @@ procedural shapes data (docs/dcsm.md). Maps are 65 x 30 (64 px images, 8 px patc
 
   python -m hierre_jax.dcsm train --config configs/dcsm/shapes.py
 
-Trained well past the point where its validation pairs stop improving, and exported at the
-evaluated step whose mean validation pair accuracy (the training format on the 100
-validation pairs of each set) is highest; the learning curves (validation and the first
-100 training pairs) are in workdir/metrics.jsonl and curves.png.
+Exported at the evaluated step whose mean validation pair accuracy (the training format on
+the 100 validation pairs of each set) is highest; the learning curves (validation and the
+first 100 training pairs) are in workdir/metrics.jsonl and curves.png. 3,000 steps are past
+the point where the baseline backbone's validation pairs stop improving, not enough for
+the grounded backbone's spatial pairs (docs/dcsm.md: a run continues with
+--config.total_steps=N --allow_config_change; the schedule is constant, so that is the run
+of N steps).
 """
 from configs.contrastive import shapes
 from configs.dcsm import base
