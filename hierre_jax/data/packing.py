@@ -9,11 +9,6 @@ the same text (`models.Attention`), so each text's features are those it has alo
 
 Rows are split in `shards` (one per device of the mesh): each shard packs only its
 own texts, so that picking the texts' end tokens never crosses devices.
-
-A text that occurs more than once in a shard (a general tier shared by rows of a batch) is
-packed once and every occurrence's end points at it: the tower embeds it once, and the
-gradient of a loss over the gathered features sums over its occurrences, as it would over
-separate copies.
 """
 from typing import NamedTuple
 
@@ -55,40 +50,22 @@ def pack(shards, length, pad_id, rows_multiple=1):
   longest = max(len(ids) for texts in shards for ids, _ in texts)
   if longest > length:
     raise ValueError(f"a text of {longest} tokens does not fit in packed rows of {length}")
-  firsts = [first_occurrences(texts) for texts in shards]
-  places = [first_fit_decreasing([len(texts[i][0]) for i in unique], length)
-            for texts, (unique, _) in zip(shards, firsts)]
+  places = [first_fit_decreasing([len(ids) for ids, _ in texts], length) for texts in shards]
   rows = max(b for place in places for b, _ in place) + 1
   rows = -(-rows // rows_multiple) * rows_multiple
   shape = (len(shards), rows, length)
   out = Packed(np.full(shape, pad_id, np.int32), np.zeros(shape, np.int32),
                np.zeros(shape, np.int32), np.zeros((len(shards), counts.pop()), np.int32))
-  for s, (texts, (unique, of), place) in enumerate(zip(shards, firsts, places)):
+  for s, (texts, place) in enumerate(zip(shards, places)):
     in_row = np.zeros(rows, np.int32)
-    unique_ends = []
-    for i, (row, start) in zip(unique, place):
-      ids, end = texts[i]
+    for i, ((ids, end), (row, start)) in enumerate(zip(texts, place)):
       cols = slice(start, start + len(ids))
       in_row[row] += 1
       out.ids[s, row, cols] = ids
       out.positions[s, row, cols] = np.arange(len(ids))
       out.segments[s, row, cols] = in_row[row]
-      unique_ends.append(row * length + start + end)
-    out.ends[s] = np.asarray(unique_ends, np.int32)[of]
+      out.ends[s, i] = row * length + start + end
   return out
-
-
-def first_occurrences(texts):
-  """[(ids, end)] -> (the index of each distinct text's first occurrence, [n] each text's
-  position among those)."""
-  where, unique, of = {}, [], []
-  for i, (ids, end) in enumerate(texts):
-    key = (np.asarray(ids, np.int64).tobytes(), int(end))
-    if key not in where:
-      where[key] = len(unique)
-      unique.append(i)
-    of.append(where[key])
-  return unique, np.asarray(of, np.int64)
 
 
 def pad_rows(packed, rows, pad_id):
