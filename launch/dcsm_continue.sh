@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A scorer of the offline DCSM study (launch/dcsm_shapes.sh) continued past its 3,000 steps
-# into a copy of its workdir, workdirs/shapes_dcsm_VARIANT_SEED_STEPS (the study's stays as
+# into a copy of its workdir, workdirs/shapes_dcsm_VARIANT_[RULE_]SEED_STEPS (the study's stays as
 # it is): resumed with a larger total_steps (constant learning rate, epochs ordered by the
 # seed: the same run as one of STEPS steps), then evaluated and diagnosed as the study's.
 #   bash launch/dcsm_continue.sh SEED VARIANT STEPS [RULE]  # e.g. 2 grounded 9000 [token]
