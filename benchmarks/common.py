@@ -131,17 +131,22 @@ def matmul_gflops(n=4096, repeats=3):
   return 2 * n ** 3 / seconds / 1e9
 
 
+def step_flops(lengths, text_config, projection_dim):
+  """Model FLOPs of an RE step per row: forward and backward (3 x `forward_flops`) of its
+  texts of `lengths` tokens ([rows, 8]) through the trained text tower; the root and the
+  pull-back targets not counted."""
+  return 3 * forward_flops(lengths, text_config, projection_dim) / len(lengths)
+
+
 def step_floor(lengths, text_config, projection_dim, rows, jax_s, torch_s):
-  """Prints the RE step's arithmetic floor beside both sides: the model FLOPs of a row
-  (forward and backward of its texts of `lengths` tokens through the trained text tower,
-  3 x `forward_flops`; the root and the pull-back targets not counted) at the fp32 matmul
-  rate measured now -> the rows/s no implementation on this machine beats, and the share
-  of it each side's median reaches over `rows` rows a round."""
-  step_flops = 3 * forward_flops(lengths, text_config, projection_dim) / len(lengths)
+  """Prints the RE step's arithmetic floor beside both sides: `step_flops` of a row at the
+  fp32 matmul rate measured now -> the rows/s no implementation on this machine beats, and
+  the share of it each side's median reaches over `rows` rows a round."""
+  per_row = step_flops(lengths, text_config, projection_dim)
   peak = matmul_gflops()
-  floor = peak * 1e9 / step_flops
+  floor = peak * 1e9 / per_row
   share = lambda seconds: rows / np.median(seconds) / floor
-  print(f"RE step arithmetic floor: {step_flops / 1e9:.1f} model GFLOPs per row at "
+  print(f"RE step arithmetic floor: {per_row / 1e9:.1f} model GFLOPs per row at "
         f"{peak:.1f} GFLOP/s (XLA 4096^2 fp32 matmul, measured now) = {floor:.2f} rows/s; "
         f"hierre_jax at {share(jax_s):.0%} of it, PyTorch at {share(torch_s):.0%}")
 

@@ -101,8 +101,7 @@ def main():
   steps = range(args.steps)
   lengths = re_step.batches_of(d, data, config).lengths
   v = random_init.VIT_B32
-  step_flops = 3 * common.forward_flops(lengths, v["text_config"],
-                                        v["projection_dim"]) / len(lengths)
+  step_flops = common.step_flops(lengths, v["text_config"], v["projection_dim"])
   print(f"  {rows} rows; {step_flops / 1e9:.2f} model GFLOPs per row", file=sys.stderr,
         flush=True)
 

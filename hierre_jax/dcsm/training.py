@@ -368,7 +368,6 @@ class ScorerTraining:
       evaluate_at(start, state)
     return evaluate_at
 
-
   def finish(self, params):
     config = self.config
     info = scorer_info(config, self.features.rows)
